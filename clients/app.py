@@ -1,0 +1,121 @@
+"""ClientApp: receive the global model (plaintext or encrypted), train or evaluate, reply."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from flwr.app import ArrayRecord, Context, Message, MetricRecord, RecordDict
+from flwr.clientapp import ClientApp
+
+from fedpriv.config import RunConfig
+from fedpriv.crypto.keys import load_client_context
+from fedpriv.crypto.packing import decrypt_weighted_mean, encrypt_values, encrypt_weighted
+from fedpriv.crypto.presets import get_preset
+from fedpriv.data import ClientData
+from fedpriv.errors import ConfigError
+from fedpriv.models import load_state, model_state, state_to_vector, vector_to_state
+from fedpriv.task import client_data, initial_state, local_seed, new_model
+from fedpriv.training import evaluate, train
+from fedpriv.wire import record_to_state, state_to_record
+
+app = ClientApp()
+# Virtual clients share the machine's cores; one torch thread each avoids oversubscription.
+torch.set_num_threads(1)
+
+
+def _setup(context: Context) -> tuple[RunConfig, int, int, ClientData]:
+    if not context.run_config:
+        raise ConfigError("the ClientApp received an empty run config")
+    config = RunConfig.from_flower(dict(context.run_config))
+    partition_id = int(context.node_config["partition-id"])
+    num_partitions = int(context.node_config["num-partitions"])
+    return config, partition_id, num_partitions, client_data(config, partition_id, num_partitions)
+
+
+def _global_state(config: RunConfig, record: ArrayRecord) -> dict[str, np.ndarray]:
+    """The global model the server broadcast: plaintext arrays, or the decrypted mean."""
+    if config.aggregation == "plaintext":
+        return record_to_state(record)
+    if len(record) == 0:  # round 1: the server holds no model; start from the seed
+        return initial_state(config)
+    mean, _ = decrypt_weighted_mean(
+        record, load_client_context(config.key_dir), get_preset(config.ckks_preset)
+    )
+    return vector_to_state(mean, initial_state(config))
+
+
+def _sum_size(config: RunConfig, num_partitions: int) -> int:
+    """How many clients' values can end up in one sum (for the bound check)."""
+    return max(config.num_clients, num_partitions)
+
+
+@app.train()
+def train_handler(msg: Message, context: Context) -> Message:
+    """Train on local data from the global model and reply with the (encrypted) update."""
+    config, partition_id, num_partitions, data = _setup(context)
+    server_round = int(msg.content["config"]["server-round"])
+    model = new_model(config)
+    load_state(model, _global_state(config, msg.content["arrays"]))
+    train_loss = train(
+        model,
+        data.x_train,
+        data.y_train,
+        config.local_epochs,
+        config.batch_size,
+        config.learning_rate,
+        config.momentum,
+        seed=local_seed(config, server_round, partition_id),
+    )
+    num_examples = len(data.y_train)
+    if config.aggregation == "plaintext":
+        content = RecordDict(
+            {
+                "arrays": state_to_record(model_state(model)),
+                "metrics": MetricRecord(
+                    {
+                        "train-loss": train_loss,
+                        "num-examples": num_examples,
+                        "partition-id": partition_id,
+                    }
+                ),
+            }
+        )
+    else:
+        # The server must learn neither parameters nor n_k: both travel encrypted only.
+        encrypted = encrypt_weighted(
+            load_client_context(config.key_dir),
+            get_preset(config.ckks_preset),
+            state_to_vector(model_state(model)),
+            float(num_examples),
+            _sum_size(config, num_partitions),
+        )
+        content = RecordDict({"arrays": encrypted})
+    return Message(content=content, reply_to=msg)
+
+
+@app.evaluate()
+def evaluate_handler(msg: Message, context: Context) -> Message:
+    """Evaluate the global model on the local test split and reply with (encrypted) metrics."""
+    config, partition_id, num_partitions, data = _setup(context)
+    model = new_model(config)
+    load_state(model, _global_state(config, msg.content["arrays"]))
+    loss, accuracy = evaluate(model, data.x_test, data.y_test)
+    num_examples = len(data.y_test)
+    if config.aggregation == "plaintext":
+        metrics = MetricRecord(
+            {
+                "loss": loss,
+                "accuracy": accuracy,
+                "num-examples": num_examples,
+                "partition-id": partition_id,
+            }
+        )
+        return Message(content=RecordDict({"metrics": metrics}), reply_to=msg)
+    sums = np.array([loss * num_examples, round(accuracy * num_examples), num_examples])
+    encrypted = encrypt_values(
+        load_client_context(config.key_dir),
+        get_preset(config.ckks_preset),
+        sums,
+        _sum_size(config, num_partitions),
+    )
+    return Message(content=RecordDict({"metrics": encrypted}), reply_to=msg)

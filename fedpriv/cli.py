@@ -1,0 +1,232 @@
+"""The `fedpriv` command: run federations, provision keys, release encrypted runs."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import threading
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from fedpriv.errors import FedprivError
+
+console = Console(stderr=True)
+
+# CLI flag -> run-config key, for `fedpriv run`.
+RUN_FLAGS: dict[str, tuple[str, type]] = {
+    "aggregation": ("aggregation", str),
+    "dataset": ("dataset", str),
+    "model": ("model", str),
+    "clients": ("num-clients", int),
+    "rounds": ("num-server-rounds", int),
+    "seed": ("seed", int),
+    "partitioner": ("partitioner", str),
+    "alpha": ("dirichlet-alpha", float),
+    "local_epochs": ("local-epochs", int),
+    "batch_size": ("batch-size", int),
+    "lr": ("learning-rate", float),
+    "momentum": ("momentum", float),
+    "fraction_train": ("fraction-train", float),
+    "fraction_evaluate": ("fraction-evaluate", float),
+    "ckks_preset": ("ckks-preset", str),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Return the argument parser of the `fedpriv` command."""
+    parser = argparse.ArgumentParser(
+        prog="fedpriv",
+        description="Federated learning on Flower with CKKS-encrypted aggregation.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    run = commands.add_parser("run", help="run one federation on Flower's Simulation Engine")
+    run.add_argument("--config", type=Path, help="experiment TOML file ([run] table)")
+    run.add_argument("--aggregation", help="plaintext | ckks")
+    run.add_argument("--dataset", help="digits | mnist5k | synthetic | hf:<name-or-path>")
+    run.add_argument("--model", help="mlp | cnn | convnet")
+    run.add_argument("--clients", type=int, help="number of clients (virtual SuperNodes)")
+    run.add_argument("--rounds", type=int, help="number of server rounds")
+    run.add_argument("--seed", type=int, help="seed of data split, model and training")
+    run.add_argument("--partitioner", help="iid | dirichlet | shards")
+    run.add_argument("--alpha", type=float, help="Dirichlet concentration (partitioner dirichlet)")
+    run.add_argument("--local-epochs", type=int, help="local epochs per round")
+    run.add_argument("--batch-size", type=int, help="local mini-batch size")
+    run.add_argument("--lr", type=float, help="local SGD learning rate")
+    run.add_argument("--momentum", type=float, help="local SGD momentum")
+    run.add_argument("--fraction-train", type=float, help="fraction of clients trained per round")
+    run.add_argument("--fraction-evaluate", type=float, help="fraction evaluated per round")
+    run.add_argument("--ckks-preset", help="CKKS preset (see `fedpriv keys presets`)")
+    run.add_argument("--out", type=Path, help="run directory (default runs/<aggregation>-<time>)")
+    run.add_argument("--verbose", action="store_true", help="show Flower's logs")
+    run.set_defaults(handler=cmd_run)
+
+    keys = commands.add_parser("keys", help="CKKS key provisioning for deployments")
+    key_commands = keys.add_subparsers(dest="keys_command", required=True)
+    new = key_commands.add_parser("new", help="write a client (secret) and a server context")
+    new.add_argument("--out", type=Path, required=True, help="key directory to create")
+    new.add_argument("--preset", default="n4096-additive", help="CKKS preset name")
+    new.set_defaults(handler=cmd_keys_new)
+    presets = key_commands.add_parser("presets", help="list the CKKS presets")
+    presets.set_defaults(handler=cmd_keys_presets)
+
+    rel = commands.add_parser(
+        "release", help="key holders: decrypt a ckks run's final model and metrics"
+    )
+    rel.add_argument("--run", type=Path, required=True, help="run directory")
+    rel.add_argument("--keys", type=Path, help="key directory (default: the run's key-dir)")
+    rel.set_defaults(handler=cmd_release)
+    return parser
+
+
+def resolve_run_config(args: argparse.Namespace) -> Any:
+    """Merge an experiment file and command-line flags into a validated ``RunConfig``."""
+    from fedpriv.config import RunConfig
+
+    overrides = {
+        key: getattr(args, flag)
+        for flag, (key, _) in RUN_FLAGS.items()
+        if getattr(args, flag) is not None
+    }
+    if args.config is not None:
+        config = RunConfig.from_toml(args.config, overrides)
+    else:
+        config = RunConfig.from_flower(overrides)
+    out = args.out or Path("runs") / f"{config.aggregation}-{time.strftime('%Y%m%d-%H%M%S')}"
+    return config.replace(out_dir=str(Path(out).resolve()))
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    """Handle `fedpriv run`."""
+    from fedpriv.rundir import RunDirectory
+    from fedpriv.simulation import check_runnable, run_simulation
+
+    config = resolve_run_config(args)
+    check_runnable(config)
+    if not args.verbose:
+        logging.getLogger("flwr").setLevel(logging.WARNING)
+    rundir = RunDirectory(config.out_dir)
+    with _round_progress(rundir, config.num_server_rounds, config.aggregation):
+        path = run_simulation(config, verbose=args.verbose)
+    _print_history(RunDirectory(path).read_history())
+    print(f"results: {path}")
+    return 0
+
+
+class _round_progress:
+    """A rich progress bar that follows history.json while the federation runs."""
+
+    def __init__(self, rundir: Any, total: int, label: str) -> None:
+        self.rundir, self.total, self.label = rundir, total, label
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._follow, daemon=True)
+
+    def __enter__(self) -> _round_progress:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop.set()
+        self.thread.join(timeout=5)
+
+    def _follow(self) -> None:
+        columns = (
+            TextColumn(f"[bold]{self.label}[/] rounds"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+        )
+        with Progress(*columns, console=console, transient=False) as progress:
+            task = progress.add_task("rounds", total=self.total)
+            while not self.stop.wait(0.5):
+                progress.update(task, completed=self._done())
+            progress.update(task, completed=self._done())
+
+    def _done(self) -> int:
+        try:
+            return len(self.rundir.read_history()["rounds"])
+        except (OSError, ValueError, KeyError):
+            return 0
+
+
+def _print_history(history: dict[str, Any]) -> None:
+    table = Table(title=f"{history['aggregation']} federation")
+    for column in ("round", "accuracy", "loss", "seconds", "bytes up", "bytes down", "clients"):
+        table.add_column(column, justify="right")
+    for entry in history["rounds"]:
+        accuracy = entry["accuracy"]
+        table.add_row(
+            str(entry["round"]),
+            "-" if accuracy is None else f"{accuracy:.4f}",
+            "-" if entry["loss"] is None else f"{entry['loss']:.4f}",
+            f"{entry['seconds']:.2f}",
+            f"{entry['bytes_up']:,}",
+            f"{entry['bytes_down']:,}",
+            str(len(entry["clients"])),
+        )
+    console.print(table)
+
+
+def cmd_keys_new(args: argparse.Namespace) -> int:
+    """Handle `fedpriv keys new`."""
+    from fedpriv.crypto.keys import provision_keys
+
+    if (args.out / "client.ctx").exists():
+        raise FedprivError(f"{args.out} already holds a key set; refusing to overwrite it")
+    paths = provision_keys(args.out, args.preset)
+    print(f"client context (secret key, give to clients only): {paths['client']}")
+    print(f"server context (parameters only): {paths['server']}")
+    print(f"results: {args.out.resolve()}")
+    return 0
+
+
+def cmd_keys_presets(args: argparse.Namespace) -> int:
+    """Handle `fedpriv keys presets`."""
+    from fedpriv.crypto.presets import PRESETS
+
+    table = Table(title="CKKS presets")
+    for column in ("name", "N", "primes", "scale", "encryption", "sum bound", "about"):
+        table.add_column(column)
+    for p in PRESETS.values():
+        table.add_row(
+            p.name,
+            str(p.poly_modulus_degree),
+            str(list(p.coeff_mod_bit_sizes)),
+            f"2^{p.scale_bits}",
+            p.encryption,
+            f"{p.sum_bound:.3g}",
+            p.description,
+        )
+    Console().print(table)
+    return 0
+
+
+def cmd_release(args: argparse.Namespace) -> int:
+    """Handle `fedpriv release`."""
+    from fedpriv.release import release
+
+    path = release(args.run, args.keys)
+    print(f"results: {path}")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the `fedpriv` command; returns the exit code."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.handler(args)
+    except FedprivError as err:
+        print(f"fedpriv: error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,140 @@
+"""The run configuration: one frozen, self-validating set of kebab-case Flower run-config keys."""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+from fedpriv.errors import ConfigError
+
+AGGREGATIONS = ("plaintext", "ckks")
+PARTITIONERS = ("iid", "dirichlet", "shards")
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Everything that defines a federation; the same keys as `[tool.flwr.app.config]`.
+
+    Attribute names are the run-config keys with ``-`` replaced by ``_``. Instances
+    validate themselves on creation and raise :class:`ConfigError` naming the bad key.
+    """
+
+    aggregation: str = "plaintext"
+    dataset: str = "digits"
+    partitioner: str = "iid"
+    dirichlet_alpha: float = 0.5
+    shards_per_client: int = 2
+    model: str = "mlp"
+    num_clients: int = 5
+    num_server_rounds: int = 3
+    fraction_train: float = 1.0
+    fraction_evaluate: float = 1.0
+    min_available_clients: int = 2
+    local_epochs: int = 5
+    batch_size: int = 16
+    learning_rate: float = 0.05
+    momentum: float = 0.9
+    test_fraction: float = 0.2
+    seed: int = 42
+    ckks_preset: str = "n4096-additive"
+    key_dir: str = ""
+    out_dir: str = ""
+    record_server_view: bool = True
+
+    def __post_init__(self) -> None:
+        self._check_types()
+        _check_choice("aggregation", self.aggregation, AGGREGATIONS)
+        _check_choice("partitioner", self.partitioner, PARTITIONERS)
+        # Datasets and models are checked against their registries lazily (import cost).
+        from fedpriv.data.datasets import check_dataset_name
+        from fedpriv.models import MODELS
+
+        check_dataset_name(self.dataset)
+        _check_choice("model", self.model, tuple(MODELS))
+        if self.aggregation == "ckks":
+            from fedpriv.crypto.presets import get_preset
+
+            get_preset(self.ckks_preset)
+        for name in ("num_clients", "num_server_rounds", "local_epochs", "batch_size"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{_key(name)} must be >= 1, got {getattr(self, name)}")
+        if self.min_available_clients < 1:
+            raise ConfigError(
+                f"min-available-clients must be >= 1, got {self.min_available_clients}"
+            )
+        for name in ("fraction_train", "fraction_evaluate"):
+            value = getattr(self, name)
+            if not 0.0 < value <= 1.0:
+                raise ConfigError(f"{_key(name)} must lie in (0, 1], got {value}")
+        if not 0.0 < self.test_fraction < 1.0:
+            raise ConfigError(f"test-fraction must lie in (0, 1), got {self.test_fraction}")
+        if self.dirichlet_alpha <= 0:
+            raise ConfigError(f"dirichlet-alpha must be > 0, got {self.dirichlet_alpha}")
+        if self.shards_per_client < 1:
+            raise ConfigError(f"shards-per-client must be >= 1, got {self.shards_per_client}")
+        if self.learning_rate <= 0:
+            raise ConfigError(f"learning-rate must be > 0, got {self.learning_rate}")
+        if not 0.0 <= self.momentum < 1.0:
+            raise ConfigError(f"momentum must lie in [0, 1), got {self.momentum}")
+
+    def _check_types(self) -> None:
+        for f in fields(self):
+            value = getattr(self, f.name)
+            expected = type(f.default)
+            if expected is float and isinstance(value, int) and not isinstance(value, bool):
+                object.__setattr__(self, f.name, float(value))
+                continue
+            if not isinstance(value, expected) or (expected is int and isinstance(value, bool)):
+                raise ConfigError(
+                    f"{_key(f.name)} must be of type {expected.__name__}, got {value!r}"
+                )
+
+    def to_flower(self) -> dict[str, Any]:
+        """Return the configuration as Flower run-config (kebab-case keys, scalars only)."""
+        return {_key(f.name): getattr(self, f.name) for f in fields(self)}
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return a JSON-serializable dictionary (same keys as :meth:`to_flower`)."""
+        return self.to_flower()
+
+    def replace(self, **changes: Any) -> RunConfig:
+        """Return a copy with ``changes`` (attribute names) applied and validated."""
+        return dataclasses.replace(self, **changes)
+
+    @classmethod
+    def from_flower(cls, run_config: dict[str, Any]) -> RunConfig:
+        """Build from Flower run-config; unknown keys raise :class:`ConfigError`."""
+        known = {_key(f.name): f.name for f in fields(cls)}
+        unknown = sorted(set(run_config) - set(known))
+        if unknown:
+            raise ConfigError(
+                f"unknown run-config key(s) {', '.join(unknown)}; valid keys: {', '.join(known)}"
+            )
+        return cls(**{known[key]: value for key, value in run_config.items()})
+
+    @classmethod
+    def from_toml(cls, path: str | Path, overrides: dict[str, Any] | None = None) -> RunConfig:
+        """Read an experiment TOML file (its ``[run]`` table, or the top level)."""
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"experiment file {path} does not exist")
+        try:
+            data = tomllib.loads(path.read_text(encoding="utf-8"))
+        except tomllib.TOMLDecodeError as err:
+            raise ConfigError(f"experiment file {path} is not valid TOML: {err}") from err
+        table = data.get("run", data)
+        table = {k: v for k, v in table.items() if not isinstance(v, dict)}
+        table.update(overrides or {})
+        return cls.from_flower(table)
+
+
+def _key(attribute: str) -> str:
+    return attribute.replace("_", "-")
+
+
+def _check_choice(key: str, value: str, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise ConfigError(f"unknown {key} {value!r}; valid choices: {', '.join(choices)}")

@@ -1,0 +1,184 @@
+"""Packing a weighted model into CKKS ciphertexts, the Flower wire format, and the server's sum.
+
+Layout: the whole model is flattened into one vector ``n_k * w_k`` with ``n_k`` appended as
+one more slot, then cut into chunks of one ciphertext each (N/2 values). Each chunk travels
+as one Flower ``Array`` (``dtype`` names the preset, ``stype`` the format) so that Flower
+chunks large payloads on the wire; a ``ConfigRecord`` would not be.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import tenseal as ts
+from flwr.app import Array, ArrayRecord
+
+from fedpriv.crypto.presets import CkksPreset
+from fedpriv.errors import BoundError, CiphertextFormatError, CryptoError
+
+STYPE = "fedpriv.tenseal-ckks-vector.v1"
+KEY_FORMAT = "ct-{:05d}"
+
+
+def num_chunks(num_values: int, preset: CkksPreset) -> int:
+    """How many ciphertexts carry ``num_values`` slots under ``preset``."""
+    return math.ceil(num_values / preset.slots)
+
+
+def check_bound(payload: np.ndarray, preset: CkksPreset, num_clients: int) -> None:
+    """Refuse a payload CKKS would silently wrap once ``num_clients`` such payloads are summed."""
+    if not np.all(np.isfinite(payload)):
+        bad = int(np.count_nonzero(~np.isfinite(payload)))
+        raise BoundError(f"update holds {bad} NaN/inf value(s); refusing to encrypt it")
+    bound = preset.client_bound(num_clients)
+    peak = float(np.max(np.abs(payload))) if payload.size else 0.0
+    if peak > bound:
+        raise BoundError(
+            f"update value {peak:.6g} exceeds the safe bound {bound:.6g} of CKKS preset "
+            f"{preset.name} for a sum over {num_clients} clients (sum bound "
+            f"{preset.sum_bound:.6g}); CKKS would wrap around silently"
+        )
+
+
+def encrypt_values(
+    context: ts.Context, preset: CkksPreset, values: np.ndarray, num_clients: int
+) -> ArrayRecord:
+    """Encrypt a flat vector into an ``ArrayRecord`` of one ciphertext per N/2 values.
+
+    Raises
+    ------
+    BoundError
+        If any value is NaN/inf or could wrap around once ``num_clients`` such vectors are
+        summed.
+
+    """
+    payload = np.asarray(values, dtype=np.float64).ravel()
+    check_bound(payload, preset, num_clients)
+    record = ArrayRecord()
+    for index, start in enumerate(range(0, payload.size, preset.slots)):
+        chunk = payload[start : start + preset.slots]
+        blob = ts.ckks_vector(context, chunk.tolist()).serialize()
+        record[KEY_FORMAT.format(index)] = Array(
+            dtype=preset.wire_name(), shape=(chunk.size,), stype=STYPE, data=blob
+        )
+    return record
+
+
+def encrypt_weighted(
+    context: ts.Context,
+    preset: CkksPreset,
+    vector: np.ndarray,
+    weight: float,
+    num_clients: int,
+) -> ArrayRecord:
+    """Encrypt ``weight * vector`` followed by ``weight`` itself (the weight slot)."""
+    payload = np.append(np.asarray(vector, dtype=np.float64) * weight, float(weight))
+    return encrypt_values(context, preset, payload, num_clients)
+
+
+def expected_layout(num_values: int, preset: CkksPreset) -> list[int]:
+    """Slot counts of each ciphertext that carries ``num_values`` values."""
+    full, rest = divmod(num_values, preset.slots)
+    return [preset.slots] * full + ([rest] if rest else [])
+
+
+def deserialize_update(
+    record: ArrayRecord, context: ts.Context, preset: CkksPreset, num_values: int
+) -> list[ts.CKKSVector]:
+    """Parse an encrypted update with ``context`` and check it against the expected layout.
+
+    Raises
+    ------
+    CiphertextFormatError
+        Naming what is wrong: another format, another parameter set, a wrong number or size
+        of ciphertexts, or bytes that do not parse as a ciphertext of this context.
+
+    """
+    layout = expected_layout(num_values, preset)
+    keys = list(record.keys())
+    expected_keys = [KEY_FORMAT.format(i) for i in range(len(layout))]
+    if keys != expected_keys:
+        raise CiphertextFormatError(
+            f"expected {len(layout)} ciphertexts {expected_keys[:2]}..., got {len(keys)} "
+            f"with keys {keys[:3]}"
+        )
+    vectors = []
+    for key, size in zip(keys, layout, strict=True):
+        array = record[key]
+        if array.stype != STYPE:
+            raise CiphertextFormatError(f"{key}: format {array.stype!r} is not {STYPE!r}")
+        if array.dtype != preset.wire_name():
+            raise CiphertextFormatError(
+                f"{key}: parameter set {array.dtype!r}, the server expects {preset.wire_name()!r}"
+            )
+        if tuple(array.shape) != (size,):
+            raise CiphertextFormatError(f"{key}: shape {tuple(array.shape)}, expected ({size},)")
+        vectors.append(_parse_vector(array.data, context, preset, key, size))
+    return vectors
+
+
+def _parse_vector(
+    blob: bytes, context: ts.Context, preset: CkksPreset, key: str, size: int
+) -> ts.CKKSVector:
+    try:
+        vector = ts.ckks_vector_from(context, blob)
+    except Exception as err:  # TenSEAL raises ValueError/RuntimeError from C++
+        raise CiphertextFormatError(
+            f"{key}: not a ciphertext of preset {preset.name} ({err})"
+        ) from err
+    if vector.size() != size:
+        raise CiphertextFormatError(f"{key}: carries {vector.size()} values, expected {size}")
+    scale = vector.ciphertext()[0].scale
+    if not math.isclose(scale, 2.0**preset.scale_bits, rel_tol=1e-9):
+        raise CiphertextFormatError(
+            f"{key}: scale 2^{math.log2(max(scale, 1e-300)):.1f}, preset {preset.name} uses "
+            f"2^{preset.scale_bits}"
+        )
+    return vector
+
+
+def add_encrypted(updates: list[list[ts.CKKSVector]], preset: CkksPreset) -> ArrayRecord:
+    """Sum parsed updates slot-wise (no key needed) and serialize the sum.
+
+    The first update's vectors are used as accumulators (TenSEAL cannot copy a vector
+    without a secret key), so ``updates`` must not be reused afterwards.
+    """
+    if not updates:
+        raise CryptoError("nothing to aggregate: no valid encrypted update")
+    total = updates[0]
+    for update in updates[1:]:
+        for acc, vector in zip(total, update, strict=True):
+            acc.add_(vector)
+    record = ArrayRecord()
+    for index, vector in enumerate(total):
+        record[KEY_FORMAT.format(index)] = Array(
+            dtype=preset.wire_name(),
+            shape=(vector.size(),),
+            stype=STYPE,
+            data=vector.serialize(),
+        )
+    return record
+
+
+def decrypt_vector(record: ArrayRecord, context: ts.Context, preset: CkksPreset) -> np.ndarray:
+    """Decrypt every ciphertext of ``record`` with the secret-key ``context``, in order."""
+    if not context.is_private():
+        raise CryptoError("this context holds no secret key and cannot decrypt")
+    num_values = sum(int(record[key].shape[0]) for key in record.keys())
+    vectors = deserialize_update(record, context, preset, num_values)
+    return np.concatenate([np.asarray(v.decrypt(), dtype=np.float64) for v in vectors])
+
+
+def decrypt_weighted_mean(
+    record: ArrayRecord, context: ts.Context, preset: CkksPreset
+) -> tuple[np.ndarray, float]:
+    """Decrypt ``sum_k n_k w_k`` and ``sum_k n_k``; return the weighted mean and total weight."""
+    payload = decrypt_vector(record, context, preset)
+    total_weight = float(payload[-1])
+    if not np.isfinite(total_weight) or total_weight <= 0.5:
+        raise CryptoError(
+            f"decrypted total weight {total_weight:.6g} is not a positive sample count: the "
+            "aggregate is corrupt or was encrypted under another key"
+        )
+    return payload[:-1] / total_weight, total_weight

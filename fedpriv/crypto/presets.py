@@ -1,0 +1,131 @@
+"""CKKS parameter presets, checked against the HE-standard 128-bit security bounds."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from fedpriv.errors import ConfigError
+
+# Largest total coefficient-modulus bits for 128-bit classical security
+# (HomomorphicEncryption.org standard, ternary secrets), by polynomial modulus degree.
+MAX_COEFF_BITS_128 = {1024: 27, 2048: 54, 4096: 109, 8192: 218, 16384: 438, 32768: 881}
+ENCRYPTIONS = ("symmetric", "asymmetric")
+
+
+@dataclass(frozen=True)
+class CkksPreset:
+    """A CKKS parameter set and how updates are encrypted under it.
+
+    Attributes
+    ----------
+    name : str
+        Preset name used on the command line and in ``ckks-preset``.
+    poly_modulus_degree : int
+        Ring dimension N; one ciphertext carries N/2 real values.
+    coeff_mod_bit_sizes : tuple[int, ...]
+        Bit sizes of the RNS primes. The last prime is SEAL's special (key-switching) prime;
+        the first one bounds the magnitude a decrypted sum can have.
+    scale_bits : int
+        log2 of the encoding scale.
+    encryption : str
+        ``symmetric`` (clients hold the secret key anyway; half the encryption time) or
+        ``asymmetric`` (as NVFlare does).
+    description : str
+        One line for help texts.
+
+    """
+
+    name: str
+    poly_modulus_degree: int
+    coeff_mod_bit_sizes: tuple[int, ...]
+    scale_bits: int
+    encryption: str = "symmetric"
+    description: str = ""
+
+    def __post_init__(self) -> None:
+        limit = MAX_COEFF_BITS_128.get(self.poly_modulus_degree)
+        if limit is None:
+            raise ConfigError(
+                f"preset {self.name}: poly_modulus_degree {self.poly_modulus_degree} must be one "
+                f"of {', '.join(map(str, MAX_COEFF_BITS_128))}"
+            )
+        if len(self.coeff_mod_bit_sizes) < 2:
+            raise ConfigError(
+                f"preset {self.name}: needs at least two primes (data and special), got "
+                f"{list(self.coeff_mod_bit_sizes)}"
+            )
+        total = sum(self.coeff_mod_bit_sizes)
+        if total > limit:
+            raise ConfigError(
+                f"preset {self.name}: {total} coefficient-modulus bits exceed the 128-bit "
+                f"security bound of {limit} for N={self.poly_modulus_degree}"
+            )
+        if any(not 20 <= bits <= 60 for bits in self.coeff_mod_bit_sizes):
+            raise ConfigError(f"preset {self.name}: SEAL primes must have 20..60 bits")
+        if not 20 <= self.scale_bits < self.coeff_mod_bit_sizes[0] - 1:
+            raise ConfigError(
+                f"preset {self.name}: scale_bits {self.scale_bits} must lie in "
+                f"[20, {self.coeff_mod_bit_sizes[0] - 2}] for a first prime of "
+                f"{self.coeff_mod_bit_sizes[0]} bits"
+            )
+        if self.encryption not in ENCRYPTIONS:
+            raise ConfigError(
+                f"preset {self.name}: encryption must be one of {', '.join(ENCRYPTIONS)}"
+            )
+
+    @property
+    def slots(self) -> int:
+        """Real values one ciphertext carries."""
+        return self.poly_modulus_degree // 2
+
+    @property
+    def sum_bound(self) -> float:
+        """Largest magnitude any slot of a (summed) ciphertext may reach.
+
+        Decoding is exact while |value| x scale stays below half the first prime; beyond
+        that CKKS wraps around *silently* (measured: N=4096 ``[60,49]`` wraps at 2^19).
+        One bit of headroom is kept.
+        """
+        return float(2 ** (self.coeff_mod_bit_sizes[0] - 2 - self.scale_bits))
+
+    def client_bound(self, num_clients: int) -> float:
+        """Largest magnitude one of ``num_clients`` summands may have."""
+        return self.sum_bound / max(num_clients, 1)
+
+    def wire_name(self) -> str:
+        """The ``dtype`` tag ciphertext arrays of this preset carry."""
+        return f"ckks:{self.name}"
+
+
+PRESETS: dict[str, CkksPreset] = {
+    preset.name: preset
+    for preset in (
+        CkksPreset(
+            "n4096-additive",
+            4096,
+            (60, 49),
+            40,
+            "symmetric",
+            "default: additions only, N=4096 [60,49] scale 2^40, symmetric (~8x float32 bytes)",
+        ),
+        CkksPreset(
+            "nvflare-default",
+            8192,
+            (60, 40, 40),
+            40,
+            "asymmetric",
+            "NVFlare's default: N=8192 [60,40,40] scale 2^40, public-key encryption",
+        ),
+    )
+}
+DEFAULT_PRESET = "n4096-additive"
+
+
+def get_preset(name: str) -> CkksPreset:
+    """Return preset ``name`` or raise :class:`ConfigError` listing the valid names."""
+    try:
+        return PRESETS[name]
+    except KeyError:
+        raise ConfigError(
+            f"unknown ckks-preset {name!r}; valid choices: {', '.join(PRESETS)}"
+        ) from None

@@ -1,0 +1,54 @@
+"""The learning task of a run: a client's data and the model, built from a :class:`RunConfig`."""
+
+from __future__ import annotations
+
+import functools
+
+import numpy as np
+from torch import nn
+
+from fedpriv.config import RunConfig
+from fedpriv.data import ClientData, Partitioning
+from fedpriv.data.datasets import load_dataset
+from fedpriv.models import build_model, model_state
+
+
+def client_data(config: RunConfig, partition_id: int, num_partitions: int) -> ClientData:
+    """Return the local train/test data of client ``partition_id``."""
+    partitioning = Partitioning(
+        config.dataset,
+        num_partitions,
+        config.partitioner,
+        config.seed,
+        config.dirichlet_alpha,
+        config.shards_per_client,
+        config.test_fraction,
+    )
+    return partitioning.client(partition_id)
+
+
+def new_model(config: RunConfig) -> nn.Module:
+    """The run's model, initialised from the run's seed (identical on every party)."""
+    dataset = load_dataset(config.dataset)
+    return build_model(config.model, dataset.input_shape, dataset.num_classes, seed=config.seed)
+
+
+@functools.lru_cache(maxsize=8)
+def _template(model: str, dataset: str, seed: int) -> dict[str, np.ndarray]:
+    data = load_dataset(dataset)
+    return model_state(build_model(model, data.input_shape, data.num_classes, seed=seed))
+
+
+def initial_state(config: RunConfig) -> dict[str, np.ndarray]:
+    """The seed-determined initial parameters (a copy; also the layout template)."""
+    return {k: v.copy() for k, v in _template(config.model, config.dataset, config.seed).items()}
+
+
+def num_parameters(config: RunConfig) -> int:
+    """Number of scalar values in the model's state dict."""
+    return sum(v.size for v in _template(config.model, config.dataset, config.seed).values())
+
+
+def local_seed(config: RunConfig, server_round: int, partition_id: int) -> int:
+    """Seed of a client's mini-batch order in a round (same in every aggregation mode)."""
+    return (config.seed * 1_000_003 + server_round * 10_007 + partition_id) % (2**63)

@@ -1,0 +1,83 @@
+"""ServerApp: build the strategy the run configuration asks for and run the federation."""
+
+from __future__ import annotations
+
+import random
+import time
+from logging import INFO
+from pathlib import Path
+from typing import Any
+
+from flwr.app import ArrayRecord, Context
+from flwr.serverapp import Grid, ServerApp
+from flwr.serverapp.strategy import Strategy
+from flwr.supercore import log
+
+from fedpriv.config import RunConfig
+from fedpriv.crypto.keys import load_server_context
+from fedpriv.crypto.presets import get_preset
+from fedpriv.rundir import RunDirectory
+from fedpriv.task import initial_state, num_parameters
+from fedpriv.wire import record_to_state, state_to_record
+from server.rounds import run_rounds, wait_for_nodes
+from strategies import CkksFedAvg, PlaintextFedAvg
+
+app = ServerApp()
+# How long the server waits for `num-clients` nodes before round 1.
+NODE_WAIT_SECONDS = 120.0
+
+
+def resolve_out_dir(config: RunConfig) -> Path:
+    """The run directory: ``out-dir``, or ``runs/<aggregation>-<time>`` under the cwd."""
+    if config.out_dir:
+        return Path(config.out_dir).expanduser().resolve()
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    return (Path.cwd() / "runs" / f"{config.aggregation}-{stamp}").resolve()
+
+
+def build_strategy(config: RunConfig) -> tuple[Strategy, ArrayRecord]:
+    """Return the strategy and the initial global arrays the server starts from."""
+    sampling: dict[str, Any] = {
+        "fraction_train": config.fraction_train,
+        "fraction_evaluate": config.fraction_evaluate,
+        "min_train_nodes": min(config.min_available_clients, config.num_clients),
+        "min_evaluate_nodes": min(config.min_available_clients, config.num_clients),
+        "min_available_nodes": min(config.min_available_clients, config.num_clients),
+    }
+    if config.aggregation == "ckks":
+        if not config.key_dir:
+            raise ValueError("aggregation 'ckks' needs key-dir (see `fedpriv keys new`)")
+        context = load_server_context(config.key_dir)
+        strategy = CkksFedAvg(
+            context, get_preset(config.ckks_preset), num_parameters(config), **sampling
+        )
+        # The server never holds a plaintext model: clients build round 1's from the seed.
+        return strategy, ArrayRecord()
+    return PlaintextFedAvg(**sampling), state_to_record(initial_state(config))
+
+
+@app.main()
+def main(grid: Grid, context: Context) -> None:
+    """Run the federation described by the run config and write its run directory."""
+    config = RunConfig.from_flower(dict(context.run_config))
+    rundir = RunDirectory(resolve_out_dir(config))
+    rundir.create()
+    rundir.write_config(config.to_dict())
+    # FedAvg samples clients with `random`; seed it so runs repeat.
+    random.seed(config.seed)
+    strategy, arrays = build_strategy(config)
+    strategy.summary()
+    wait_for_nodes(grid, config.num_clients, timeout=NODE_WAIT_SECONDS)
+    history: dict[str, Any] = {"aggregation": config.aggregation, "rounds": []}
+    final = run_rounds(
+        grid,
+        strategy,
+        rundir,
+        arrays,
+        config.num_server_rounds,
+        history,
+        record_view=config.record_server_view,
+    )
+    if config.aggregation == "plaintext":
+        rundir.write_model(record_to_state(final))
+    log(INFO, "run directory: %s", rundir.path)

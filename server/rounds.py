@@ -1,0 +1,162 @@
+"""The round loop: train, evaluate, and record time, bytes, the server view and checkpoints."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from logging import INFO, WARNING
+from typing import Any
+
+from flwr.app import ArrayRecord, ConfigRecord, Message, MetricRecord, RecordDict
+from flwr.serverapp import Grid
+from flwr.serverapp.strategy import Strategy
+from flwr.supercore import log
+
+from fedpriv.rundir import RunDirectory
+from fedpriv.wire import payload_size
+
+
+@dataclass
+class Exchange:
+    """One send-and-receive phase of a round, as the server saw it."""
+
+    bytes_down: int = 0
+    bytes_up: int = 0
+    arrived: list[int] = field(default_factory=list)
+    failed: dict[int, str] = field(default_factory=dict)
+    replies: list[Message] = field(default_factory=list)
+
+
+def exchange(
+    grid: Grid,
+    messages: list[Message],
+    rundir: RunDirectory,
+    server_round: int,
+    phase: str,
+    record_view: bool,
+    timeout: float,
+) -> Exchange:
+    """Send ``messages``, collect replies, and account for every byte that crossed the wire."""
+    result = Exchange()
+    for index, message in enumerate(messages):
+        if record_view and index == 0:
+            # Every recipient gets the same content; store it once.
+            size = rundir.record_view(server_round, f"{phase}-sent", message.content)
+        else:
+            size = payload_size(message.content)
+        result.bytes_down += size
+    result.replies = list(grid.send_and_receive(messages, timeout=timeout)) if messages else []
+    for reply in result.replies:
+        node = reply.metadata.src_node_id
+        if reply.has_error():
+            result.failed[node] = reply.error.reason
+            continue
+        if record_view:
+            size = rundir.record_view(server_round, f"{phase}-recv-{node}", reply.content)
+        else:
+            size = payload_size(reply.content)
+        result.bytes_up += size
+        result.arrived.append(node)
+    result.arrived.sort()
+    return result
+
+
+def wait_for_nodes(grid: Grid, expected: int, timeout: float) -> int:
+    """Wait until ``expected`` nodes are connected (or ``timeout`` passes); return how many are.
+
+    Sampling a fraction of the nodes that happen to be connected at start-up would make the
+    first round depend on start-up timing; waiting for the federation makes runs repeat.
+    """
+    deadline = time.monotonic() + timeout
+    while (connected := len(list(grid.get_node_ids()))) < expected:
+        if time.monotonic() > deadline:
+            log(
+                WARNING,
+                "only %d of %d nodes connected after %.0fs; starting anyway",
+                connected,
+                expected,
+                timeout,
+            )
+            break
+        time.sleep(0.2)
+    return connected
+
+
+def _metric(record: MetricRecord | None, key: str) -> float | None:
+    if record is None or key not in record:
+        return None
+    return float(record[key])  # type: ignore[arg-type]
+
+
+def run_rounds(
+    grid: Grid,
+    strategy: Strategy,
+    rundir: RunDirectory,
+    arrays: ArrayRecord,
+    num_rounds: int,
+    history: dict[str, Any],
+    record_view: bool = True,
+    timeout: float = 3600.0,
+) -> ArrayRecord:
+    """Run ``num_rounds`` rounds of federated training and evaluation.
+
+    After each round the history (``history["rounds"]``) and a checkpoint of the server's
+    global state are written atomically. Returns the final global arrays.
+    """
+    for server_round in range(1, num_rounds + 1):
+        log(INFO, "")
+        log(INFO, "[ROUND %s/%s]", server_round, num_rounds)
+        start = time.perf_counter()
+        train_messages = list(strategy.configure_train(server_round, arrays, ConfigRecord(), grid))
+        train = exchange(grid, train_messages, rundir, server_round, "train", record_view, timeout)
+        new_arrays, train_metrics = strategy.aggregate_train(server_round, train.replies)
+        if new_arrays is not None:
+            arrays = new_arrays
+        else:
+            log(
+                INFO,
+                "round %d: no update arrived intact; the global model is unchanged",
+                server_round,
+            )
+        evaluate_messages = list(
+            strategy.configure_evaluate(server_round, arrays, ConfigRecord(), grid)
+        )
+        evaluate = exchange(
+            grid, evaluate_messages, rundir, server_round, "evaluate", record_view, timeout
+        )
+        eval_metrics = strategy.aggregate_evaluate(server_round, evaluate.replies)
+        seconds = time.perf_counter() - start
+
+        state = RecordDict({"arrays": arrays})
+        encrypted = getattr(strategy, "encrypted_metrics", {}).get(server_round)
+        if encrypted is not None:
+            state["evaluation"] = encrypted
+        rundir.write_checkpoint(server_round, state)
+        rejected = getattr(strategy, "rejected", {}).get(server_round, {})
+        entry = {
+            "round": server_round,
+            "accuracy": _metric(eval_metrics, "accuracy"),
+            "loss": _metric(eval_metrics, "loss"),
+            "train_loss": _metric(train_metrics, "train-loss"),
+            "seconds": seconds,
+            "bytes_up": train.bytes_up + evaluate.bytes_up,
+            "bytes_down": train.bytes_down + evaluate.bytes_down,
+            "train_bytes_up": train.bytes_up,
+            "train_bytes_down": train.bytes_down,
+            "clients": train.arrived,
+            "failed": {str(k): v for k, v in train.failed.items()},
+            "rejected": {str(k): v for k, v in rejected.items()},
+            "evaluated_by": evaluate.arrived,
+        }
+        history["rounds"].append(entry)
+        rundir.write_history(history)
+        log(
+            INFO,
+            "round %d: accuracy %s, %.2fs, %d bytes up, %d bytes down",
+            server_round,
+            "encrypted" if entry["accuracy"] is None else f"{entry['accuracy']:.4f}",
+            seconds,
+            entry["bytes_up"],
+            entry["bytes_down"],
+        )
+    return arrays

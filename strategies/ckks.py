@@ -1,0 +1,110 @@
+"""CKKS FedAvg: the server sums encrypted updates it cannot read and never holds a key."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from logging import INFO, WARNING
+
+import tenseal as ts
+from flwr.app import ArrayRecord, Message, MetricRecord
+from flwr.serverapp.strategy import FedAvg
+from flwr.supercore import log
+
+from fedpriv.crypto.keys import held_keys
+from fedpriv.crypto.packing import add_encrypted, deserialize_update
+from fedpriv.crypto.presets import CkksPreset
+from fedpriv.errors import CiphertextFormatError, KeyMaterialError
+
+UPDATE_KEY = "arrays"
+METRICS_KEY = "metrics"
+# Encrypted evaluation metrics of one client: [sum of losses, correct predictions, records].
+NUM_METRIC_SLOTS = 3
+
+
+class CkksFedAvg(FedAvg):
+    """FedAvg over ciphertexts.
+
+    Clients send ``Enc(n_k * w_k || n_k)``; the server adds whatever arrived and broadcasts
+    the encrypted sum, from which clients recover the weighted mean. The server learns no
+    parameter, no sample count and no total; evaluation metrics arrive encrypted too and are
+    summed the same way (the key holders read them).
+
+    Parameters
+    ----------
+    context : ts.Context
+        Parameters-only context. A context holding any key is refused.
+    preset : CkksPreset
+        The preset the clients encrypt with.
+    num_values : int
+        Number of model parameters (the server knows the architecture, not the weights).
+    **kwargs
+        Passed to :class:`~flwr.serverapp.strategy.FedAvg` (sampling fractions, minima).
+
+    """
+
+    def __init__(
+        self, context: ts.Context, preset: CkksPreset, num_values: int, **kwargs: object
+    ) -> None:
+        held = held_keys(context)
+        if held:
+            raise KeyMaterialError(
+                f"refusing to run: the server context holds {', '.join(held)}; the server "
+                "must only hold CKKS parameters"
+            )
+        super().__init__(**kwargs)  # type: ignore[arg-type]
+        self.context = context
+        self.preset = preset
+        self.num_values = num_values
+        self.encrypted_metrics: dict[int, ArrayRecord] = {}
+        self.rejected: dict[int, dict[int, str]] = {}
+
+    def summary(self) -> None:
+        """Log the strategy's settings."""
+        log(INFO, "\t├──> CKKS preset: %s (%s)", self.preset.name, self.preset.description)
+        super().summary()
+
+    def _parse_replies(
+        self, server_round: int, replies: Iterable[Message], key: str, num_values: int
+    ) -> list[list[ts.CKKSVector]]:
+        """Parse each reply's ciphertexts; reject (and log) any that are malformed."""
+        parsed = []
+        rejected = self.rejected.setdefault(server_round, {})
+        for message in replies:
+            node = message.metadata.src_node_id
+            if message.has_error():
+                log(
+                    INFO,
+                    "round %d: node %d replied with an error: %s",
+                    server_round,
+                    node,
+                    message.error.reason,
+                )
+                continue
+            try:
+                if key not in message.content.array_records:
+                    raise CiphertextFormatError(f"reply has no '{key}' ciphertext record")
+                record = message.content.array_records[key]
+                parsed.append(deserialize_update(record, self.context, self.preset, num_values))
+            except CiphertextFormatError as err:
+                rejected[node] = f"{key}: {err}"
+                log(WARNING, "round %d: rejected the reply of node %d: %s", server_round, node, err)
+        return parsed
+
+    def aggregate_train(
+        self, server_round: int, replies: Iterable[Message]
+    ) -> tuple[ArrayRecord | None, MetricRecord | None]:
+        """Sum the encrypted updates that arrived intact; ``None`` if none did."""
+        parsed = self._parse_replies(server_round, replies, UPDATE_KEY, self.num_values + 1)
+        log(INFO, "aggregate_train: adding %d encrypted updates", len(parsed))
+        if not parsed:
+            return None, None
+        return add_encrypted(parsed, self.preset), None
+
+    def aggregate_evaluate(
+        self, server_round: int, replies: Iterable[Message]
+    ) -> MetricRecord | None:
+        """Sum the encrypted evaluation metrics; kept in :attr:`encrypted_metrics`."""
+        parsed = self._parse_replies(server_round, replies, METRICS_KEY, NUM_METRIC_SLOTS)
+        if parsed:
+            self.encrypted_metrics[server_round] = add_encrypted(parsed, self.preset)
+        return None
