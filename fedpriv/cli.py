@@ -204,7 +204,7 @@ def cmd_keys_presets(args: argparse.Namespace) -> int:
             f"{p.sum_bound:.3g}",
             p.description,
         )
-    Console().print(table)
+    Console(width=160).print(table)
     return 0
 
 

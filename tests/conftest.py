@@ -1,0 +1,59 @@
+"""Shared fixtures: an offline Flower environment and federations reused across tests."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from fedpriv.config import RunConfig
+
+# Plain SGD keeps float32 training from amplifying rounding differences between the
+# plaintext and ckks arms (see README, "How exact is ckks?").
+EQUIVALENCE = {"learning_rate": 0.1, "momentum": 0.0}
+
+
+@pytest.fixture(scope="session", autouse=True)
+def offline_env(tmp_path_factory: pytest.TempPathFactory) -> None:
+    home = tmp_path_factory.mktemp("flwr_home")
+    os.environ["FLWR_HOME"] = str(home)
+    from fedpriv.env import apply_offline_env
+
+    apply_offline_env()
+
+
+@pytest.fixture
+def task_identity() -> None:
+    """Let tests build Flower Messages outside a running app."""
+    from flwr.supercore.task_identity import TaskIdentity
+
+    TaskIdentity.run_id = 1
+    TaskIdentity.task_id = 1
+    TaskIdentity.node_id = 0
+
+
+def _run(tmp_path_factory: pytest.TempPathFactory, name: str, **changes: object) -> Path:
+    from fedpriv.simulation import run_simulation
+
+    out = tmp_path_factory.mktemp("runs") / name
+    config = RunConfig(num_clients=5, num_server_rounds=5, **changes)  # type: ignore[arg-type]
+    return run_simulation(config.replace(out_dir=str(out)))
+
+
+@pytest.fixture(scope="session")
+def plaintext_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A 5-client, 5-round plaintext federation on digits."""
+    return _run(tmp_path_factory, "plaintext", aggregation="plaintext", **EQUIVALENCE)
+
+
+@pytest.fixture(scope="session")
+def ckks_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The same federation under ckks."""
+    return _run(tmp_path_factory, "ckks", aggregation="ckks", **EQUIVALENCE)
+
+
+@pytest.fixture(scope="session")
+def run_twice(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A second plaintext federation with the same seed as ``plaintext_run``."""
+    return _run(tmp_path_factory, "plaintext-again", aggregation="plaintext", **EQUIVALENCE)

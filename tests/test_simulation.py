@@ -1,0 +1,237 @@
+"""End-to-end federations on Flower's Simulation Engine (slow; CI runs them)."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tenseal as ts
+import torch
+
+from fedpriv.cli import main
+from fedpriv.config import RunConfig
+from fedpriv.crypto.keys import load_client_context, load_server_context
+from fedpriv.crypto.packing import STYPE, decrypt_vector, decrypt_weighted_mean
+from fedpriv.crypto.presets import get_preset
+from fedpriv.models import load_state, state_to_vector
+from fedpriv.rundir import RunDirectory
+from fedpriv.task import client_data, new_model
+from fedpriv.training import evaluate
+from fedpriv.wire import record_to_state
+
+pytestmark = pytest.mark.slow
+ROOT = Path(__file__).resolve().parents[1]
+PRESET = get_preset("n4096-additive")
+ROUND_KEYS = {"round", "accuracy", "loss", "seconds", "bytes_up", "bytes_down", "clients"}
+
+
+def _accuracies(path):
+    return [r["accuracy"] for r in RunDirectory(path).read_history()["rounds"]]
+
+
+def _global_vectors(path):
+    rundir = RunDirectory(path)
+    if rundir.read_config()["aggregation"] == "plaintext":
+        return [
+            state_to_vector(record_to_state(rundir.read_checkpoint(r)["arrays"]))
+            for r in rundir.checkpoint_rounds()
+        ]
+    context = load_client_context(rundir.key_dir)
+    return [
+        decrypt_weighted_mean(rundir.read_checkpoint(r)["arrays"], context, PRESET)[0]
+        for r in rundir.checkpoint_rounds()
+    ]
+
+
+# -- the run directory ------------------------------------------------------------------------
+def test_run_directory_contents(plaintext_run):
+    rundir = RunDirectory(plaintext_run)
+    config = RunConfig.from_flower(rundir.read_config())
+    assert config.num_clients == 5 and config.out_dir == str(plaintext_run)
+    rounds = rundir.read_history()["rounds"]
+    assert [r["round"] for r in rounds] == [1, 2, 3, 4, 5]
+    for entry in rounds:
+        assert ROUND_KEYS <= set(entry)
+        assert len(entry["clients"]) == 5 and entry["seconds"] > 0
+        # Bytes are the serialized payloads the server stored in its view, byte for byte.
+        view = rundir.path / "server_view" / f"round-{entry['round']:03d}"
+        received = sum(p.stat().st_size for p in view.glob("*-recv-*.pb"))
+        assert entry["bytes_up"] == received
+        sent = {p.stem: p.stat().st_size for p in view.glob("*-sent.pb")}
+        assert entry["bytes_down"] == 5 * (sent["train-sent"] + sent["evaluate-sent"])
+    assert rounds[-1]["accuracy"] >= 0.85
+    # model.pt is the final global model and reproduces the reported accuracy.
+    model = new_model(config)
+    model.load_state_dict(rundir.read_model())
+    correct = total = 0
+    for pid in range(5):
+        data = client_data(config, pid, 5)
+        _, acc = evaluate(model, data.x_test, data.y_test)
+        correct += acc * len(data.y_test)
+        total += len(data.y_test)
+    assert correct / total == pytest.approx(rounds[-1]["accuracy"], abs=1e-6)
+
+
+def test_same_seed_same_accuracies(plaintext_run, run_twice):
+    assert _accuracies(plaintext_run) == _accuracies(run_twice)
+
+
+# -- ckks against plaintext -------------------------------------------------------------------
+def test_ckks_matches_plaintext_fedavg_every_round(plaintext_run, ckks_run):
+    plain, enc = _global_vectors(plaintext_run), _global_vectors(ckks_run)
+    assert len(plain) == len(enc) == 5
+    for server_round, (a, b) in enumerate(zip(plain, enc, strict=True), start=1):
+        assert np.abs(a - b).max() < 1e-6, f"round {server_round}"
+    assert abs(_accuracies(plaintext_run)[-1] - _accuracies(ckks_run)[-1]) <= 0.005
+
+
+def test_ckks_aggregate_is_fedavg_of_what_arrived(ckks_run):
+    """A colluding key holder decrypts each update: their FedAvg is the decrypted aggregate."""
+    rundir = RunDirectory(ckks_run)
+    context = load_client_context(rundir.key_dir)
+    for server_round in rundir.checkpoint_rounds():
+        updates = [
+            decrypt_vector(rundir.read_payload(p)["arrays"], context, PRESET)
+            for p in rundir.view_files(server_round, "train-recv-").values()
+        ]
+        weights = np.array([u[-1] for u in updates])
+        expected = np.sum([u[:-1] for u in updates], axis=0) / weights.sum()
+        aggregate, total = decrypt_weighted_mean(
+            rundir.read_checkpoint(server_round)["arrays"], context, PRESET
+        )
+        assert np.abs(aggregate - expected).max() < 1e-6
+        assert round(total) == round(weights.sum())
+
+
+def test_ckks_released_model_is_final_aggregate(ckks_run):
+    rundir = RunDirectory(ckks_run)
+    released = np.concatenate([v.numpy().ravel() for v in rundir.read_model().values()])
+    final = _global_vectors(ckks_run)[-1]
+    assert np.abs(released - final).max() < 1e-6
+    history = rundir.read_history()["rounds"]
+    assert all(0.0 < r["accuracy"] <= 1.0 and r["loss"] > 0 for r in history)
+
+
+# -- the server holds nothing plaintext -------------------------------------------------------
+def _ciphertext_arrays(record_dict):
+    for record in record_dict.array_records.values():
+        for key in record.keys():
+            yield record[key]
+
+
+def test_server_view_and_checkpoints_are_ciphertext_only(ckks_run):
+    rundir = RunDirectory(ckks_run)
+    server = load_server_context(rundir.key_dir)
+    payloads = sorted((rundir.path / "server_view").rglob("*.pb"))
+    payloads += sorted((rundir.path / "checkpoints").glob("*.pb"))
+    checked = 0
+    for path in payloads:
+        content = rundir.read_payload(path)
+        if "-recv-" in path.name:
+            # Nothing in a client's message but ciphertext: no metrics, counts or configs.
+            assert not content.metric_records and not content.config_records, path
+        arrays = list(_ciphertext_arrays(content))
+        if path.name == "train-sent.pb" and path.parent.name == "round-001":
+            assert arrays == []  # the server never holds a plaintext model, not even in round 1
+        for array in arrays:
+            assert array.stype == STYPE
+            vector = ts.ckks_vector_from(server, array.data)
+            with pytest.raises(ValueError, match="secret"):
+                vector.decrypt()
+            checked += 1
+    assert checked > 100
+
+
+def test_no_sample_count_reaches_the_server(ckks_run):
+    rundir = RunDirectory(ckks_run)
+    config = RunConfig.from_flower(rundir.read_config())
+    counts = [len(client_data(config, pid, 5).y_train) for pid in range(5)]
+    counts += [len(client_data(config, pid, 5).y_test) for pid in range(5)]
+    needles = {np.float64(c).tobytes() for c in counts} | {np.float32(c).tobytes() for c in counts}
+    for path in (rundir.path / "server_view").rglob("*-recv-*.pb"):
+        content = rundir.read_payload(path)
+        assert not content.metric_records
+        for array in _ciphertext_arrays(content):
+            assert not any(needle in array.data for needle in needles)
+    history = json.loads((rundir.path / "history.json").read_text())
+    assert "num-examples" not in json.dumps(history)
+
+
+# -- acceptance runs through the command line -------------------------------------------------
+@pytest.mark.parametrize(
+    ("argv", "minimum"),
+    [
+        (["--dataset", "digits", "--model", "mlp", "--clients", "5", "--rounds", "5"], 0.85),
+        (["--dataset", "mnist5k", "--model", "cnn", "--clients", "10", "--rounds", "3"], 0.85),
+    ],
+)
+def test_cli_acceptance_runs(argv, minimum, tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["run", "--aggregation", "plaintext", *argv, "--out", str(out)]) == 0
+    assert f"results: {out}" in capsys.readouterr().out
+    assert _accuracies(out)[-1] >= minimum
+
+
+# -- the Flower-native path -------------------------------------------------------------------
+def _pids_using(marker: str) -> list[int]:
+    pids = []
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit():
+            try:
+                cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+            except OSError:
+                continue
+            if marker in cmdline and "flower-superlink" in cmdline:
+                pids.append(int(proc.name))
+    return pids
+
+
+def test_flwr_run_runs_the_same_federation(plaintext_run, tmp_path):
+    home = tmp_path / "flwr_home"
+    home.mkdir()
+    (home / "config.toml").write_text(
+        '[superlink]\ndefault = "local"\n\n[superlink.local]\naddress = ":local:"\n'
+        "options.num-supernodes = 5\noptions.backend.client-resources.num-cpus = 1\n"
+    )
+    out = tmp_path / "flwr-run"
+    env = {**os.environ, "FLWR_HOME": str(home)}
+    run_config = (
+        f"num-server-rounds=2 learning-rate=0.1 momentum=0.0 out-dir='{out}'"
+    )
+    flwr = Path(sys.executable).with_name("flwr")
+    try:
+        subprocess.run(
+            [str(flwr), "run", ".", "local", "--run-config", run_config, "--stream"],
+            cwd=ROOT, env=env, check=True, timeout=300, capture_output=True,
+        )
+        deadline = time.monotonic() + 60
+        while len(_accuracies_or_empty(out)) < 2 and time.monotonic() < deadline:
+            time.sleep(1)
+    finally:
+        # `flwr run` leaves its local SuperLink running: stop it (and its children) by PID.
+        for pid in _pids_using(str(home)):
+            os.kill(pid, signal.SIGTERM)
+    assert _accuracies(out) == _accuracies(plaintext_run)[:2]
+    deadline = time.monotonic() + 20
+    while _pids_using(str(home)) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert _pids_using(str(home)) == []
+
+
+def _accuracies_or_empty(path):
+    try:
+        return _accuracies(path)
+    except (OSError, ValueError):
+        return []
+
+
+def test_model_loads_into_torch(plaintext_run):
+    config = RunConfig.from_flower(RunDirectory(plaintext_run).read_config())
+    model = new_model(config)
+    load_state(model, {k: v.numpy() for k, v in RunDirectory(plaintext_run).read_model().items()})
+    assert model(torch.zeros(1, 1, 8, 8)).shape == (1, 10)

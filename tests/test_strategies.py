@@ -1,0 +1,90 @@
+import random
+
+import numpy as np
+import pytest
+from flwr.app import ArrayRecord, ConfigRecord, Error, Message, MessageType, MetricRecord, RecordDict
+
+from fedpriv.crypto.keys import make_context, server_context_bytes, server_context_from_bytes
+from fedpriv.crypto.packing import decrypt_weighted_mean, encrypt_weighted
+from fedpriv.crypto.presets import get_preset
+from fedpriv.errors import KeyMaterialError
+from fedpriv.wire import state_to_record
+from strategies import CkksFedAvg, PlaintextFedAvg
+
+PRESET = get_preset("n4096-additive")
+SIZE = 2500
+
+
+@pytest.fixture(scope="module")
+def contexts():
+    client = make_context(PRESET)
+    return client, server_context_from_bytes(server_context_bytes(client))
+
+
+def _reply(node: int, content: RecordDict | None = None, error: str | None = None) -> Message:
+    request = Message(
+        content=RecordDict({"config": ConfigRecord({"server-round": 1})}),
+        dst_node_id=node,
+        message_type=MessageType.TRAIN,
+    )
+    if error is not None:
+        return Message(Error(code=0, reason=error), reply_to=request)
+    return Message(content=content, reply_to=request)
+
+
+def test_refuses_a_context_that_can_decrypt(task_identity, contexts):
+    client, _ = contexts
+    with pytest.raises(KeyMaterialError, match="refusing to run: the server context holds"):
+        CkksFedAvg(client, PRESET, SIZE)
+
+
+def test_bad_replies_are_rejected_and_the_rest_aggregated(task_identity, contexts):
+    client, server = contexts
+    rng = np.random.default_rng(0)
+    vectors = [rng.normal(0, 0.1, SIZE) for _ in range(4)]
+    weights = [30.0, 50.0, 70.0, 90.0]
+    records = [encrypt_weighted(client, PRESET, v, w, 4) for v, w in zip(vectors, weights)]
+    truncated = ArrayRecord({k: records[2][k] for k in records[2].keys()})
+    blob = truncated["ct-00001"]
+    from flwr.app import Array
+
+    truncated["ct-00001"] = Array(
+        dtype=blob.dtype, shape=tuple(blob.shape), stype=blob.stype, data=blob.data[:100]
+    )
+    replies = [
+        _reply(11, RecordDict({"arrays": records[0]})),
+        _reply(12, RecordDict({"arrays": records[1]})),
+        _reply(13, RecordDict({"arrays": truncated})),
+        _reply(14, error="client crashed"),
+        _reply(15, RecordDict({"metrics": MetricRecord({"num-examples": 5})})),
+    ]
+    strategy = CkksFedAvg(server, PRESET, SIZE)
+    aggregate, metrics = strategy.aggregate_train(1, replies)
+    assert metrics is None
+    mean, total = decrypt_weighted_mean(aggregate, client, PRESET)
+    expected = np.average(vectors[:2], axis=0, weights=weights[:2])
+    assert np.abs(mean - expected).max() < 1e-9 and round(total) == 80
+    assert set(strategy.rejected[1]) == {13, 15}
+    assert "ct-00001" in strategy.rejected[1][13]
+    assert "no 'arrays' ciphertext record" in strategy.rejected[1][15]
+
+
+def test_nothing_valid_leaves_the_model_unchanged(task_identity, contexts):
+    _, server = contexts
+    strategy = CkksFedAvg(server, PRESET, SIZE)
+    assert strategy.aggregate_train(1, [_reply(1, error="x")]) == (None, None)
+
+
+def test_plaintext_aggregate_does_not_depend_on_arrival_order(task_identity):
+    rng = np.random.default_rng(1)
+    replies = []
+    for pid in range(6):
+        state = {"w": rng.normal(0, 1, 1000).astype(np.float32)}
+        metrics = MetricRecord({"num-examples": 10 + pid, "partition-id": pid})
+        replies.append(_reply(100 + pid, RecordDict({"arrays": state_to_record(state),
+                                                      "metrics": metrics})))
+    strategy = PlaintextFedAvg()
+    first, _ = strategy.aggregate_train(1, replies)
+    random.Random(3).shuffle(replies)
+    second, _ = strategy.aggregate_train(1, replies)
+    assert np.array_equal(first["w"].numpy(), second["w"].numpy())
