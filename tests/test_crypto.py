@@ -114,7 +114,9 @@ def _updates(count, size, seed=0):
 
 def test_weighted_mean_of_100_clients_within_1e_6(client, server):
     vectors, weights = _updates(100, 5000)
-    records = [encrypt_weighted(client, DEFAULT, v, w, 100) for v, w in zip(vectors, weights)]
+    records = [
+        encrypt_weighted(client, DEFAULT, v, w, 100) for v, w in zip(vectors, weights, strict=False)
+    ]
     parsed = [deserialize_update(r, server, DEFAULT, 5001) for r in records]
     mean, total = decrypt_weighted_mean(add_encrypted(parsed, DEFAULT), client, DEFAULT)
     expected = np.average(vectors, axis=0, weights=weights)
@@ -125,10 +127,13 @@ def test_weighted_mean_of_100_clients_within_1e_6(client, server):
 def test_dropout_aggregate_is_mean_over_arrivals(client, server):
     vectors, weights = _updates(5, 3000, seed=1)
     arrived = [0, 2, 3]
-    records = [encrypt_weighted(client, DEFAULT, v, w, 5) for v, w in zip(vectors, weights)]
+    records = [
+        encrypt_weighted(client, DEFAULT, v, w, 5) for v, w in zip(vectors, weights, strict=False)
+    ]
     parsed = [deserialize_update(records[i], server, DEFAULT, 3001) for i in arrived]
     mean, total = decrypt_weighted_mean(add_encrypted(parsed, DEFAULT), client, DEFAULT)
-    expected = np.average([vectors[i] for i in arrived], axis=0, weights=[weights[i] for i in arrived])
+    chosen = [vectors[i] for i in arrived]
+    expected = np.average(chosen, axis=0, weights=[weights[i] for i in arrived])
     assert np.abs(mean - expected).max() < 1e-9
     assert round(total) == sum(weights[i] for i in arrived)
 

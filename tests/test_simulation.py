@@ -200,14 +200,16 @@ def test_flwr_run_runs_the_same_federation(plaintext_run, tmp_path):
     )
     out = tmp_path / "flwr-run"
     env = {**os.environ, "FLWR_HOME": str(home)}
-    run_config = (
-        f"num-server-rounds=2 learning-rate=0.1 momentum=0.0 out-dir='{out}'"
-    )
+    run_config = f"num-server-rounds=2 learning-rate=0.1 momentum=0.0 out-dir='{out}'"
     flwr = Path(sys.executable).with_name("flwr")
     try:
         subprocess.run(
             [str(flwr), "run", ".", "local", "--run-config", run_config, "--stream"],
-            cwd=ROOT, env=env, check=True, timeout=300, capture_output=True,
+            cwd=ROOT,
+            env=env,
+            check=True,
+            timeout=300,
+            capture_output=True,
         )
         deadline = time.monotonic() + 60
         while len(_accuracies_or_empty(out)) < 2 and time.monotonic() < deadline:

@@ -2,7 +2,15 @@ import random
 
 import numpy as np
 import pytest
-from flwr.app import ArrayRecord, ConfigRecord, Error, Message, MessageType, MetricRecord, RecordDict
+from flwr.app import (
+    ArrayRecord,
+    ConfigRecord,
+    Error,
+    Message,
+    MessageType,
+    MetricRecord,
+    RecordDict,
+)
 
 from fedpriv.crypto.keys import make_context, server_context_bytes, server_context_from_bytes
 from fedpriv.crypto.packing import decrypt_weighted_mean, encrypt_weighted
@@ -43,7 +51,9 @@ def test_bad_replies_are_rejected_and_the_rest_aggregated(task_identity, context
     rng = np.random.default_rng(0)
     vectors = [rng.normal(0, 0.1, SIZE) for _ in range(4)]
     weights = [30.0, 50.0, 70.0, 90.0]
-    records = [encrypt_weighted(client, PRESET, v, w, 4) for v, w in zip(vectors, weights)]
+    records = [
+        encrypt_weighted(client, PRESET, v, w, 4) for v, w in zip(vectors, weights, strict=False)
+    ]
     truncated = ArrayRecord({k: records[2][k] for k in records[2].keys()})
     blob = truncated["ct-00001"]
     from flwr.app import Array
@@ -81,8 +91,9 @@ def test_plaintext_aggregate_does_not_depend_on_arrival_order(task_identity):
     for pid in range(6):
         state = {"w": rng.normal(0, 1, 1000).astype(np.float32)}
         metrics = MetricRecord({"num-examples": 10 + pid, "partition-id": pid})
-        replies.append(_reply(100 + pid, RecordDict({"arrays": state_to_record(state),
-                                                      "metrics": metrics})))
+        replies.append(
+            _reply(100 + pid, RecordDict({"arrays": state_to_record(state), "metrics": metrics}))
+        )
     strategy = PlaintextFedAvg()
     first, _ = strategy.aggregate_train(1, replies)
     random.Random(3).shuffle(replies)
