@@ -11,7 +11,7 @@ from fedpriv.config import RunConfig
 from fedpriv.crypto.keys import load_client_context
 from fedpriv.crypto.packing import decrypt_weighted_mean, encrypt_values, encrypt_weighted
 from fedpriv.crypto.presets import get_preset
-from fedpriv.data import ClientData
+from fedpriv.data import ClientData, load_dataset
 from fedpriv.errors import ConfigError
 from fedpriv.models import load_state, model_state, state_to_vector, vector_to_state
 from fedpriv.task import client_data, initial_state, local_seed, new_model
@@ -39,7 +39,10 @@ def _global_state(config: RunConfig, record: ArrayRecord) -> dict[str, np.ndarra
     if len(record) == 0:  # round 1: the server holds no model; start from the seed
         return initial_state(config)
     mean, _ = decrypt_weighted_mean(
-        record, load_client_context(config.key_dir), get_preset(config.ckks_preset)
+        record,
+        load_client_context(config.key_dir),
+        get_preset(config.ckks_preset),
+        max_total_weight=len(load_dataset(config.dataset)),
     )
     return vector_to_state(mean, initial_state(config))
 

@@ -4,14 +4,17 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
+
 from fedpriv.config import RunConfig
 from fedpriv.crypto.keys import load_client_context
 from fedpriv.crypto.packing import decrypt_vector, decrypt_weighted_mean
 from fedpriv.crypto.presets import get_preset
 from fedpriv.errors import FedprivError
-from fedpriv.models import vector_to_state
+from fedpriv.models import state_to_vector, vector_to_state
 from fedpriv.rundir import RunDirectory
 from fedpriv.task import initial_state
+from fedpriv.wire import record_to_state
 
 
 def release(run_dir: str | Path, key_dir: str | Path | None = None) -> Path:
@@ -47,3 +50,24 @@ def release(run_dir: str | Path, key_dir: str | Path | None = None) -> Path:
     mean, _ = decrypt_weighted_mean(final, context, preset)
     rundir.write_model(vector_to_state(mean, initial_state(config)))
     return rundir.path / "model.pt"
+
+
+def round_models(run_dir: str | Path, key_dir: str | Path | None = None) -> list[np.ndarray]:
+    """Each round's global model as a flat vector (decrypted with the clients' key under ckks).
+
+    Only a key holder can call this on a ckks run; it is how tests and benchmarks compare
+    the arms round by round.
+    """
+    rundir = RunDirectory(run_dir)
+    config = RunConfig.from_flower(rundir.read_config())
+    rounds = rundir.checkpoint_rounds()
+    if config.aggregation == "plaintext":
+        return [
+            state_to_vector(record_to_state(rundir.read_checkpoint(r)["arrays"])) for r in rounds
+        ]
+    context = load_client_context(key_dir or config.key_dir)
+    preset = get_preset(config.ckks_preset)
+    return [
+        decrypt_weighted_mean(rundir.read_checkpoint(r)["arrays"], context, preset)[0]
+        for r in rounds
+    ]

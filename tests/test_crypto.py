@@ -249,3 +249,20 @@ def test_upload_ratio_on_a_100k_parameter_model(preset, limit):
     ciphertext_bytes = sum(len(record[k].data) for k in record.keys())
     ratio = ciphertext_bytes / (vector.size * 4)
     assert ratio <= limit, ratio
+
+
+def test_foreign_key_aggregates_are_detected(client):
+    from fedpriv.errors import CryptoError
+
+    for trial in range(50):
+        stranger = make_context(DEFAULT)
+        record = encrypt_weighted(stranger, DEFAULT, np.full(50, 0.1 * trial), 300.0, 5)
+        with pytest.raises(CryptoError, match="another key"):
+            decrypt_weighted_mean(record, client, DEFAULT, max_total_weight=1797)
+
+
+def test_large_updates_print_nothing(client, capfd):
+    """TenSEAL warns on stdout for vectors over one ciphertext; fedpriv chunks instead."""
+    encrypt_weighted(client, DEFAULT, np.zeros(100_000), 10.0, 5)
+    captured = capfd.readouterr()
+    assert captured.out == "" and captured.err == ""

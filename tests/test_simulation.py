@@ -18,11 +18,11 @@ from fedpriv.config import RunConfig
 from fedpriv.crypto.keys import load_client_context, load_server_context
 from fedpriv.crypto.packing import STYPE, decrypt_vector, decrypt_weighted_mean
 from fedpriv.crypto.presets import get_preset
-from fedpriv.models import load_state, state_to_vector
+from fedpriv.models import load_state
+from fedpriv.release import round_models
 from fedpriv.rundir import RunDirectory
 from fedpriv.task import client_data, new_model
 from fedpriv.training import evaluate
-from fedpriv.wire import record_to_state
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[1]
@@ -35,17 +35,7 @@ def _accuracies(path):
 
 
 def _global_vectors(path):
-    rundir = RunDirectory(path)
-    if rundir.read_config()["aggregation"] == "plaintext":
-        return [
-            state_to_vector(record_to_state(rundir.read_checkpoint(r)["arrays"]))
-            for r in rundir.checkpoint_rounds()
-        ]
-    context = load_client_context(rundir.key_dir)
-    return [
-        decrypt_weighted_mean(rundir.read_checkpoint(r)["arrays"], context, PRESET)[0]
-        for r in rundir.checkpoint_rounds()
-    ]
+    return round_models(path)
 
 
 # -- the run directory ------------------------------------------------------------------------
@@ -191,6 +181,23 @@ def _pids_using(marker: str) -> list[int]:
     return pids
 
 
+def _flwr_run(home: Path, run_config: str, out: Path) -> None:
+    env = {**os.environ, "FLWR_HOME": str(home)}
+    flwr = Path(sys.executable).with_name("flwr")
+    subprocess.run(
+        [str(flwr), "run", ".", "local", "--run-config", run_config, "--stream"],
+        cwd=ROOT,
+        env=env,
+        check=True,
+        timeout=300,
+        capture_output=True,
+    )
+    # `--stream` can return before the run's last write (and exits 0 even on failure).
+    deadline = time.monotonic() + 60
+    while len(_accuracies_or_empty(out)) < 2 and time.monotonic() < deadline:
+        time.sleep(1)
+
+
 def test_flwr_run_runs_the_same_federation(plaintext_run, tmp_path):
     home = tmp_path / "flwr_home"
     home.mkdir()
@@ -198,27 +205,25 @@ def test_flwr_run_runs_the_same_federation(plaintext_run, tmp_path):
         '[superlink]\ndefault = "local"\n\n[superlink.local]\naddress = ":local:"\n'
         "options.num-supernodes = 5\noptions.backend.client-resources.num-cpus = 1\n"
     )
-    out = tmp_path / "flwr-run"
-    env = {**os.environ, "FLWR_HOME": str(home)}
-    run_config = f"num-server-rounds=2 learning-rate=0.1 momentum=0.0 out-dir='{out}'"
-    flwr = Path(sys.executable).with_name("flwr")
+    common = "num-server-rounds=2 learning-rate=0.1 momentum=0.0"
+    plain_out, ckks_out, keys = tmp_path / "plain", tmp_path / "ckks", tmp_path / "keys"
     try:
-        subprocess.run(
-            [str(flwr), "run", ".", "local", "--run-config", run_config, "--stream"],
-            cwd=ROOT,
-            env=env,
-            check=True,
-            timeout=300,
-            capture_output=True,
+        _flwr_run(home, f"{common} out-dir='{plain_out}'", plain_out)
+        # The Flower-native ckks path: provision keys, run, release as the key holder.
+        assert main(["keys", "new", "--out", str(keys)]) == 0
+        _flwr_run(
+            home, f"{common} aggregation='ckks' key-dir='{keys}' out-dir='{ckks_out}'", ckks_out
         )
-        deadline = time.monotonic() + 60
-        while len(_accuracies_or_empty(out)) < 2 and time.monotonic() < deadline:
-            time.sleep(1)
     finally:
         # `flwr run` leaves its local SuperLink running: stop it (and its children) by PID.
         for pid in _pids_using(str(home)):
             os.kill(pid, signal.SIGTERM)
-    assert _accuracies(out) == _accuracies(plaintext_run)[:2]
+    assert _accuracies(plain_out) == _accuracies(plaintext_run)[:2]
+    assert _accuracies(ckks_out) == [None, None]  # the server cannot read its metrics
+    assert main(["release", "--run", str(ckks_out), "--keys", str(keys)]) == 0
+    for a, b in zip(_accuracies(ckks_out), _accuracies(plaintext_run)[:2], strict=True):
+        assert abs(a - b) <= 0.005
+    assert (ckks_out / "model.pt").exists()
     deadline = time.monotonic() + 20
     while _pids_using(str(home)) and time.monotonic() < deadline:
         time.sleep(0.5)

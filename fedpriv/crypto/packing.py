@@ -171,14 +171,34 @@ def decrypt_vector(record: ArrayRecord, context: ts.Context, preset: CkksPreset)
 
 
 def decrypt_weighted_mean(
-    record: ArrayRecord, context: ts.Context, preset: CkksPreset
+    record: ArrayRecord,
+    context: ts.Context,
+    preset: CkksPreset,
+    max_total_weight: float | None = None,
 ) -> tuple[np.ndarray, float]:
-    """Decrypt ``sum_k n_k w_k`` and ``sum_k n_k``; return the weighted mean and total weight."""
+    """Decrypt ``sum_k n_k w_k`` and ``sum_k n_k``; return the weighted mean and total weight.
+
+    The weight slot doubles as an integrity check: a sum of sample counts is a positive
+    integer no larger than the dataset. Ciphertexts under another key, or corrupted ones,
+    decrypt to noise that fails this check (with probability about 1 - 1e-5).
+
+    Raises
+    ------
+    CryptoError
+        If the decrypted total weight is not a plausible sum of sample counts.
+
+    """
     payload = decrypt_vector(record, context, preset)
     total_weight = float(payload[-1])
-    if not np.isfinite(total_weight) or total_weight <= 0.5:
+    plausible = (
+        np.isfinite(total_weight)
+        and total_weight > 0.5
+        and abs(total_weight - round(total_weight)) < 1e-3
+        and (max_total_weight is None or total_weight <= max_total_weight + 0.5)
+    )
+    if not plausible:
         raise CryptoError(
-            f"decrypted total weight {total_weight:.6g} is not a positive sample count: the "
+            f"decrypted total weight {total_weight:.6g} is not a sum of sample counts: the "
             "aggregate is corrupt or was encrypted under another key"
         )
-    return payload[:-1] / total_weight, total_weight
+    return payload[:-1] / round(total_weight), float(round(total_weight))

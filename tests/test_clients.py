@@ -1,0 +1,71 @@
+import numpy as np
+import pytest
+from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MessageType, RecordDict
+
+import clients.app as client_app
+from fedpriv.config import RunConfig
+from fedpriv.crypto.keys import make_context, provision_keys
+from fedpriv.crypto.packing import STYPE, encrypt_weighted
+from fedpriv.crypto.presets import get_preset
+from fedpriv.errors import BoundError, ConfigError, CryptoError
+from fedpriv.task import num_parameters
+
+PRESET = get_preset("n4096-additive")
+
+
+@pytest.fixture(scope="module")
+def key_dir(tmp_path_factory):
+    path = tmp_path_factory.mktemp("keys")
+    provision_keys(path, PRESET.name)
+    return path
+
+
+def _context(config: RunConfig, partition_id: int = 0) -> Context:
+    return Context(
+        run_id=1,
+        node_id=partition_id + 1,
+        node_config={"partition-id": partition_id, "num-partitions": config.num_clients},
+        state=RecordDict(),
+        run_config=config.to_flower(),
+    )
+
+
+def _request(arrays: ArrayRecord, server_round: int = 1) -> Message:
+    content = RecordDict({"arrays": arrays, "config": ConfigRecord({"server-round": server_round})})
+    return Message(content=content, dst_node_id=1, message_type=MessageType.TRAIN)
+
+
+def test_round_one_ckks_reply_is_ciphertext_only(task_identity, key_dir):
+    config = RunConfig(aggregation="ckks", key_dir=str(key_dir), local_epochs=1)
+    reply = client_app.train_handler(_request(ArrayRecord()), _context(config))
+    assert list(reply.content.array_records) == ["arrays"]
+    assert not reply.content.metric_records and not reply.content.config_records
+    record = reply.content["arrays"]
+    assert all(record[k].stype == STYPE for k in record.keys())
+    assert sum(record[k].shape[0] for k in record.keys()) == num_parameters(config) + 1
+
+
+def test_diverging_update_fails_the_reply_naming_bound_and_preset(task_identity, key_dir):
+    config = RunConfig(aggregation="ckks", key_dir=str(key_dir), learning_rate=1e12, local_epochs=1)
+    with pytest.raises(BoundError, match=r"(NaN/inf|safe bound .* preset n4096-additive)"):
+        client_app.train_handler(_request(ArrayRecord()), _context(config))
+
+
+def test_aggregate_under_another_key_is_detected(task_identity, key_dir):
+    config = RunConfig(aggregation="ckks", key_dir=str(key_dir), local_epochs=1)
+    stranger = make_context(PRESET)
+    foreign = encrypt_weighted(stranger, PRESET, np.zeros(num_parameters(config)), 100.0, 5)
+    with pytest.raises(CryptoError, match="encrypted under another key"):
+        client_app.train_handler(_request(foreign, server_round=2), _context(config))
+
+
+def test_empty_run_config_is_refused(task_identity):
+    context = Context(
+        run_id=1,
+        node_id=1,
+        node_config={"partition-id": 0, "num-partitions": 2},
+        state=RecordDict(),
+        run_config={},
+    )
+    with pytest.raises(ConfigError, match="empty run config"):
+        client_app.train_handler(_request(ArrayRecord()), context)
