@@ -36,6 +36,7 @@ RUN_FLAGS: dict[str, tuple[str, type]] = {
     "fraction_train": ("fraction-train", float),
     "fraction_evaluate": ("fraction-evaluate", float),
     "ckks_preset": ("ckks-preset", str),
+    "max_train_samples": ("max-train-samples", int),
 }
 
 
@@ -64,6 +65,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--fraction-train", type=float, help="fraction of clients trained per round")
     run.add_argument("--fraction-evaluate", type=float, help="fraction evaluated per round")
     run.add_argument("--ckks-preset", help="CKKS preset (see `fedpriv keys presets`)")
+    run.add_argument(
+        "--max-train-samples", type=int, help="cap on each client's training records (0: none)"
+    )
     run.add_argument("--out", type=Path, help="run directory (default runs/<aggregation>-<time>)")
     run.add_argument("--verbose", action="store_true", help="show Flower's logs")
     run.set_defaults(handler=cmd_run)
@@ -76,6 +80,24 @@ def build_parser() -> argparse.ArgumentParser:
     new.set_defaults(handler=cmd_keys_new)
     presets = key_commands.add_parser("presets", help="list the CKKS presets")
     presets.set_defaults(handler=cmd_keys_presets)
+
+    attack = commands.add_parser(
+        "attack", help="run privacy attacks on a run directory, as each attacker sees it"
+    )
+    attack.add_argument("--run", type=Path, required=True, help="run directory")
+    attack.add_argument(
+        "--threat",
+        help="curious-server | outsider | colluding-client (default: all three)",
+    )
+    attack.add_argument(
+        "--attacks", help="comma-separated attacks (default: all the threat allows)"
+    )
+    attack.add_argument(
+        "--output", default="probabilities", help="outsider's answers: probabilities | labels"
+    )
+    attack.add_argument("--shadows", type=int, help="shadow models for shokri/LiRA (16)")
+    attack.add_argument("--keys", type=Path, help="colluding client's key directory")
+    attack.set_defaults(handler=cmd_attack)
 
     rel = commands.add_parser(
         "release", help="key holders: decrypt a ckks run's final model and metrics"
@@ -206,6 +228,56 @@ def cmd_keys_presets(args: argparse.Namespace) -> int:
         )
     Console(width=160).print(table)
     return 0
+
+
+def cmd_attack(args: argparse.Namespace) -> int:
+    """Handle `fedpriv attack`."""
+    from dataclasses import replace
+
+    from fedpriv.attacks.runner import SuiteSettings, run_attacks
+    from fedpriv.attacks.views import THREATS
+
+    if not (args.run / "config.json").exists():
+        raise FedprivError(f"{args.run} is not a run directory (no config.json)")
+    threats = [args.threat] if args.threat else list(THREATS)
+    settings = SuiteSettings(outsider_output=args.output)
+    if args.shadows is not None:
+        settings = replace(
+            settings, membership=replace(settings.membership, num_shadows=args.shadows)
+        )
+    attacks = args.attacks.split(",") if args.attacks else None
+    columns = (TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn())
+    table = Table(title=f"attacks on {args.run}")
+    for column in ("threat", "attack", "result"):
+        table.add_column(column)
+    with Progress(*columns, console=console) as progress:
+        bars: dict[str, Any] = {}
+
+        def report(name: str, fraction: float) -> None:
+            if name not in bars:
+                bars[name] = progress.add_task(name, total=1.0)
+            progress.update(bars[name], completed=fraction)
+
+        for threat in threats:
+            chosen = attacks if args.threat else None
+            for result in run_attacks(args.run, threat, chosen, settings, args.keys, report):
+                table.add_row(threat, result["attack"], _summary(result))
+    console.print(table)
+    print(f"results: {(args.run / 'attacks').resolve()}")
+    return 0
+
+
+def _summary(result: dict[str, Any]) -> str:
+    if not result["applicable"]:
+        return f"not applicable: {result['reason']}"
+    m = result["metrics"]
+    if "auc" in m:
+        return f"AUC {m['auc']:.3f}, TPR@0.1%FPR {m['tpr_at_0_1pct_fpr']:.3f}"
+    if "psnr" in m:
+        return f"PSNR {m['psnr']:.1f} dB, SSIM {m['ssim']:.3f}, labels {m['label_accuracy']:.2f}"
+    return (
+        f"eval accuracy {m['eval_accuracy']:.2f}, SSIM to class mean {m['ssim_to_class_mean']:.3f}"
+    )
 
 
 def cmd_release(args: argparse.Namespace) -> int:

@@ -38,6 +38,7 @@ class RunConfig:
     learning_rate: float = 0.05
     momentum: float = 0.9
     test_fraction: float = 0.2
+    max_train_samples: int = 0
     seed: int = 42
     ckks_preset: str = "n4096-additive"
     key_dir: str = ""
@@ -69,6 +70,10 @@ class RunConfig:
             value = getattr(self, name)
             if not 0.0 < value <= 1.0:
                 raise ConfigError(f"{_key(name)} must lie in (0, 1], got {value}")
+        if self.max_train_samples < 0:
+            raise ConfigError(
+                f"max-train-samples must be >= 0 (0: no cap), got {self.max_train_samples}"
+            )
         if not 0.0 < self.test_fraction < 1.0:
             raise ConfigError(f"test-fraction must lie in (0, 1), got {self.test_fraction}")
         if self.dirichlet_alpha <= 0:

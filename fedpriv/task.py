@@ -23,6 +23,7 @@ def client_data(config: RunConfig, partition_id: int, num_partitions: int) -> Cl
         config.dirichlet_alpha,
         config.shards_per_client,
         config.test_fraction,
+        config.max_train_samples,
     )
     return partitioning.client(partition_id)
 

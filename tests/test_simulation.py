@@ -182,7 +182,9 @@ def _pids_using(marker: str) -> list[int]:
 
 
 def _flwr_run(home: Path, run_config: str, out: Path) -> None:
-    env = {**os.environ, "FLWR_HOME": str(home)}
+    # `flwr run` starts `flower-superlink` from PATH: the one beside this interpreter.
+    path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
+    env = {**os.environ, "FLWR_HOME": str(home), "PATH": path}
     flwr = Path(sys.executable).with_name("flwr")
     proc = subprocess.run(
         [str(flwr), "run", ".", "local", "--run-config", run_config, "--stream"],
@@ -206,7 +208,7 @@ def test_flwr_run_runs_the_same_federation(plaintext_run, tmp_path):
         '[superlink]\ndefault = "local"\n\n[superlink.local]\naddress = ":local:"\n'
         "options.num-supernodes = 5\noptions.backend.client-resources.num-cpus = 1\n"
     )
-    common = "num-server-rounds=2 learning-rate=0.1 momentum=0.0 local-epochs=2"
+    common = "num-server-rounds=2 learning-rate=0.5 momentum=0.0 local-epochs=1 batch-size=512"
     plain_out, ckks_out, keys = tmp_path / "plain", tmp_path / "ckks", tmp_path / "keys"
     try:
         _flwr_run(home, f"{common} out-dir='{plain_out}'", plain_out)

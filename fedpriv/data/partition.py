@@ -119,6 +119,9 @@ def _shards(
 class Partitioning:
     """A dataset split among clients; client data is sliced only when asked for.
 
+    ``max_train_samples`` (0: no cap) keeps at most that many training records per client,
+    e.g. for small, overfit targets in membership-inference experiments.
+
     The index split is computed once per process and shared (a few bytes per record), so
     that a thousand virtual clients cost no more memory than the dataset itself.
     """
@@ -132,11 +135,13 @@ class Partitioning:
         alpha: float = 0.5,
         shards_per_client: int = 2,
         test_fraction: float = 0.2,
+        max_train_samples: int = 0,
     ) -> None:
         self.dataset: Dataset = load_dataset(dataset)
         self.num_clients = num_clients
         self.seed = seed
         self.test_fraction = test_fraction
+        self.max_train_samples = max_train_samples
         self.parts = _cached_parts(
             dataset, num_clients, partitioner, seed, alpha, shards_per_client
         )
@@ -149,7 +154,11 @@ class Partitioning:
         rng = np.random.default_rng([self.seed, partition_id])
         shuffled = rng.permutation(idx)
         num_test = min(max(1, round(len(idx) * self.test_fraction)), len(idx) - 1)
-        test, train = np.sort(shuffled[:num_test]), np.sort(shuffled[num_test:])
+        test, train = np.sort(shuffled[:num_test]), shuffled[num_test:]
+        if self.max_train_samples:
+            # A cap leaves the rest of the partition unused: nobody trains or tests on it.
+            train = train[: self.max_train_samples]
+        train = np.sort(train)
         x, y = self.dataset.x, self.dataset.y
         return ClientData(x[train], y[train], x[test], y[test], train, test)
 

@@ -1,0 +1,1 @@
+"""Privacy attacks run on what each attacker really sees: curious server, outsider, colluder."""

@@ -1,0 +1,269 @@
+"""Gradient inversion of client updates: Inverting Gradients, DLG and iDLG.
+
+An observed update is ``before - after`` of one client's local training. The attacker, who
+knows the recipe the server configured (learning rate, momentum, epochs, batch size),
+simulates that training on dummy records and optimizes the records until the simulated update
+matches the observed one. With one local step this is exactly gradient matching (Zhu et al.
+2019, DLG; Zhao et al. 2020, iDLG); with several it is the multi-step attack of Geiping et al.
+2020 (Inverting Gradients).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import torch
+from torch import nn
+from torch.func import functional_call
+
+from fedpriv.errors import ConfigError
+from fedpriv.models import vector_to_state
+
+METHODS = ("ig", "dlg", "idlg")
+
+
+@dataclass(frozen=True)
+class InversionSettings:
+    """Settings of one gradient-inversion attack.
+
+    Attributes
+    ----------
+    method : str
+        ``ig`` (cosine distance + total variation, Adam, signed gradients, restarts),
+        ``dlg`` (L2 matching, L-BFGS, labels optimized jointly) or ``idlg`` (L2 matching,
+        L-BFGS, labels read off the last layer's bias update first).
+    iterations : int
+        Optimizer steps (Adam) or L-BFGS outer steps.
+    restarts : int
+        Independent random starts; the one with the lowest matching loss is kept.
+    learning_rate : float
+        Step size of the attack's optimizer.
+    tv_weight : float
+        Weight of the total-variation prior (``ig`` only).
+    max_images : int
+        Most records reconstructed per update (clients with more get this many).
+    max_steps : int
+        Most local SGD steps simulated exactly. Longer local training is approximated by this
+        many full-batch steps with the same total step length (``lr x steps / (1 - momentum)``
+        spread over them): unrolling hundreds of steps costs minutes per client.
+    seed : int
+        Seed of the dummy initialisation.
+
+    """
+
+    method: str = "ig"
+    iterations: int = 1000
+    restarts: int = 2
+    learning_rate: float = 0.1
+    tv_weight: float = 1e-3
+    max_images: int = 8
+    max_steps: int = 4
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.method not in METHODS:
+            raise ConfigError(f"unknown inversion method {self.method!r}; valid: {METHODS}")
+        for name in ("iterations", "restarts", "max_images", "max_steps"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.learning_rate <= 0 or self.tv_weight < 0:
+            raise ConfigError("learning_rate must be > 0 and tv_weight >= 0")
+
+    def to_dict(self) -> dict[str, object]:
+        """Settings as recorded in result files."""
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class LocalRecipe:
+    """How a client trained locally: what the attacker simulates."""
+
+    learning_rate: float
+    momentum: float
+    epochs: int
+    batch_size: int
+    num_examples: int
+
+    @property
+    def steps_per_epoch(self) -> int:
+        """Mini-batch steps in one local epoch."""
+        return math.ceil(self.num_examples / self.batch_size)
+
+    def simulated(self, count: int, max_steps: int) -> LocalRecipe:
+        """The recipe the attacker simulates on ``count`` dummies, at most ``max_steps`` steps."""
+        total = self.epochs * self.steps_per_epoch
+        if total <= max_steps:
+            return LocalRecipe(
+                self.learning_rate, self.momentum, self.epochs, self.batch_size, count
+            )
+        length = self.learning_rate * total / (1.0 - self.momentum)
+        return LocalRecipe(length / max_steps, 0.0, max_steps, max(count, 1), count)
+
+
+@dataclass(frozen=True)
+class Reconstruction:
+    """Reconstructed records and labels, with the final matching loss."""
+
+    images: np.ndarray
+    labels: np.ndarray
+    loss: float
+
+
+def _param_dict(model: nn.Module, vector: np.ndarray) -> dict[str, torch.Tensor]:
+    template = {k: v.detach().numpy() for k, v in model.state_dict().items()}
+    return {k: torch.from_numpy(v.copy()) for k, v in vector_to_state(vector, template).items()}
+
+
+def _last_bias(params: dict[str, torch.Tensor], num_classes: int) -> str:
+    names = [k for k, v in params.items() if k.endswith("bias") and v.numel() == num_classes]
+    if not names:
+        raise ConfigError("the model has no output-layer bias to read labels from")
+    return names[-1]
+
+
+def recover_labels(update: dict[str, torch.Tensor], num_classes: int, count: int) -> np.ndarray:
+    """iDLG: labels from the sign of the output-bias update.
+
+    With cross-entropy, each record's bias gradient is ``softmax - onehot``: negative only at
+    its label. ``update`` is ``before - after``, i.e. the learning rate times the (summed)
+    gradients, so present labels have negative entries. For several records the labels are
+    spread over those entries by magnitude.
+    """
+    bias = -update[_last_bias(update, num_classes)].numpy()
+    order = np.argsort(-bias)
+    present = [c for c in order if bias[c] > 0] or [int(order[0])]
+    if count <= len(present):
+        return np.array(present[:count], dtype=np.int64)
+    weights = np.array([bias[c] for c in present])
+    shares = np.maximum(1, np.round(weights / weights.sum() * count)).astype(int)
+    labels = np.repeat(present, shares)[:count]
+    if len(labels) < count:
+        labels = np.concatenate([labels, np.full(count - len(labels), present[0])])
+    return labels.astype(np.int64)
+
+
+def simulate_update(
+    model: nn.Module,
+    start: dict[str, torch.Tensor],
+    x: torch.Tensor,
+    y: torch.Tensor,
+    recipe: LocalRecipe,
+) -> dict[str, torch.Tensor]:
+    """Differentiable ``before - after`` of local SGD on ``(x, y)`` (soft or hard labels)."""
+    params = {k: v.clone().requires_grad_(True) for k, v in start.items()}
+    velocity = {k: torch.zeros_like(v) for k, v in start.items()}
+    n = len(x)
+    for _ in range(recipe.epochs):
+        for step in range(recipe.steps_per_epoch):
+            # Dummies stand in for the client's records, cycled in a fixed order.
+            idx = [(step * recipe.batch_size + i) % n for i in range(min(recipe.batch_size, n))]
+            logits = functional_call(model, params, (x[idx],))
+            if y.dtype == torch.int64:
+                loss = nn.functional.cross_entropy(logits, y[idx])
+            else:
+                loss = torch.sum(-torch.softmax(y[idx], 1) * torch.log_softmax(logits, 1), 1).mean()
+            grads = torch.autograd.grad(loss, list(params.values()), create_graph=True)
+            new_params = {}
+            for (name, p), g in zip(params.items(), grads, strict=True):
+                velocity[name] = recipe.momentum * velocity[name] + g
+                new_params[name] = p - recipe.learning_rate * velocity[name]
+            params = new_params
+    return {k: start[k] - params[k] for k in start}
+
+
+def _l2(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> torch.Tensor:
+    return sum(((a[k] - b[k]) ** 2).sum() for k in a)  # type: ignore[return-value]
+
+
+def _cosine(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> torch.Tensor:
+    dot = sum((a[k] * b[k]).sum() for k in a)
+    norm_a = torch.sqrt(sum((a[k] ** 2).sum() for k in a))
+    norm_b = torch.sqrt(sum((b[k] ** 2).sum() for k in b))
+    return 1 - dot / (norm_a * norm_b + 1e-12)  # type: ignore[operator]
+
+
+def _total_variation(x: torch.Tensor) -> torch.Tensor:
+    dx = torch.mean(torch.abs(x[:, :, :, :-1] - x[:, :, :, 1:]))
+    dy = torch.mean(torch.abs(x[:, :, :-1, :] - x[:, :, 1:, :]))
+    return dx + dy
+
+
+def invert(
+    model: nn.Module,
+    before: np.ndarray,
+    after: np.ndarray,
+    recipe: LocalRecipe,
+    input_shape: tuple[int, ...],
+    num_classes: int,
+    settings: InversionSettings,
+) -> Reconstruction:
+    """Reconstruct the records behind one observed update."""
+    start = _param_dict(model, before)
+    target = {k: start[k] - v for k, v in _param_dict(model, after).items()}
+    count = min(recipe.num_examples, settings.max_images)
+    labels = torch.from_numpy(recover_labels(target, num_classes, count))
+    recipe = recipe.simulated(count, settings.max_steps)
+    generator = torch.Generator().manual_seed(settings.seed)
+    best: Reconstruction | None = None
+    for _ in range(settings.restarts):
+        x = torch.rand((count, *input_shape), generator=generator).requires_grad_(True)
+        if settings.method == "ig":
+            loss = _run_ig(model, start, target, x, labels, recipe, settings)
+            y_out = labels
+        else:
+            soft = None
+            if settings.method == "dlg":
+                soft = torch.randn((count, num_classes), generator=generator).requires_grad_(True)
+            loss = _run_lbfgs(model, start, target, x, labels, soft, recipe, settings)
+            y_out = labels if soft is None else soft.detach().argmax(1)
+        images = torch.nan_to_num(x.detach(), nan=0.0).clamp(0, 1).numpy()
+        loss = loss if math.isfinite(loss) else float("inf")
+        candidate = Reconstruction(images, y_out.numpy().astype(np.int64), loss)
+        if best is None or candidate.loss < best.loss:
+            best = candidate
+    assert best is not None
+    return best
+
+
+def _run_ig(model, start, target, x, labels, recipe, settings) -> float:  # noqa: ANN001
+    optimizer = torch.optim.Adam([x], lr=settings.learning_rate)
+    milestones = [int(settings.iterations * f) for f in (3 / 8, 5 / 8, 7 / 8)]
+    scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones, gamma=0.1)
+    loss = torch.tensor(0.0)
+    for _ in range(settings.iterations):
+        optimizer.zero_grad()
+        loss = _cosine(simulate_update(model, start, x, labels, recipe), target)
+        objective = loss + settings.tv_weight * _total_variation(x)
+        objective.backward()
+        x.grad.sign_()  # signed gradients, as in Geiping et al.
+        optimizer.step()
+        scheduler.step()
+        with torch.no_grad():
+            x.clamp_(0, 1)
+    return float(loss.detach())
+
+
+def _run_lbfgs(model, start, target, x, labels, soft, recipe, settings) -> float:  # noqa: ANN001
+    variables = [x] if soft is None else [x, soft]
+    optimizer = torch.optim.LBFGS(
+        variables, lr=1.0, max_iter=20, history_size=100, line_search_fn="strong_wolfe"
+    )
+    y = labels if soft is None else soft
+    state = {"loss": float("inf")}
+
+    def closure() -> torch.Tensor:
+        optimizer.zero_grad()
+        loss = _l2(simulate_update(model, start, x, y, recipe), target)
+        loss.backward()
+        state["loss"] = float(loss.detach())
+        return loss
+
+    for _ in range(max(1, settings.iterations // 20)):
+        optimizer.step(closure)
+        with torch.no_grad():
+            x.clamp_(0, 1)
+        if not math.isfinite(state["loss"]) or state["loss"] < 1e-14:
+            break
+    return state["loss"]

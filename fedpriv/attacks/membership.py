@@ -1,0 +1,216 @@
+"""Membership inference on the released model: thresholds, shadow models (Shokri), LiRA."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import torch
+from scipy.stats import norm
+from sklearn.ensemble import GradientBoostingClassifier
+
+from fedpriv.config import RunConfig
+from fedpriv.errors import ConfigError
+from fedpriv.models import build_model
+from fedpriv.training import train
+
+THRESHOLD_ATTACKS = ("loss", "confidence", "entropy", "label-only")
+SHADOW_ATTACKS = ("shokri", "lira-offline", "lira-online")
+ATTACKS = THRESHOLD_ATTACKS + SHADOW_ATTACKS
+_TINY = 1e-45
+
+
+@dataclass(frozen=True)
+class MembershipSettings:
+    """Settings of the membership attacks.
+
+    Attributes
+    ----------
+    num_shadows : int
+        Shadow models, each trained with the target's recipe on a random half-sized draw of the
+        attacker's candidate pool.
+    shadow_epochs : int
+        Epochs of centralized training that stand in for the federated recipe; 0 means
+        ``num-server-rounds x local-epochs``.
+    fixed_variance : bool
+        LiRA with one variance shared by all records (Carlini et al. recommend it for few
+        shadows).
+    max_targets : int
+        Most members evaluated (as many non-members are drawn, where available).
+    seed : int
+        Seed of target selection and shadow training.
+
+    """
+
+    num_shadows: int = 16
+    shadow_epochs: int = 0
+    fixed_variance: bool = True
+    max_targets: int = 500
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.num_shadows < 2:
+            raise ConfigError(f"num_shadows must be >= 2, got {self.num_shadows}")
+        if self.shadow_epochs < 0 or self.max_targets < 2:
+            raise ConfigError("shadow_epochs must be >= 0 and max_targets >= 2")
+
+    def to_dict(self) -> dict[str, object]:
+        """Settings as recorded in result files."""
+        return asdict(self)
+
+
+# -- per-record signals -----------------------------------------------------------------------
+def cross_entropy(probabilities: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """Per-record cross-entropy loss from probability vectors."""
+    p = probabilities[np.arange(len(labels)), labels].astype(np.float64)
+    return -np.log(np.maximum(p, _TINY))
+
+
+def logit_confidence(probabilities: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """LiRA's scaled confidence ``log p_y - log(sum_{j != y} p_j)``, stable near p_y = 1."""
+    probs = probabilities.astype(np.float64)
+    p_true = probs[np.arange(len(labels)), labels]
+    others = probs.sum(axis=1) - p_true
+    mask = np.ones_like(probs, dtype=bool)
+    mask[np.arange(len(labels)), labels] = False
+    others = np.where(others > 1e-6, others, (probs * mask).sum(axis=1))
+    return np.log(np.maximum(p_true, _TINY)) - np.log(np.maximum(others, _TINY))
+
+
+def threshold_scores(attack: str, probabilities: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """Membership scores of a global-threshold attack (higher = member)."""
+    if attack == "loss":  # Yeom et al. 2018
+        return -cross_entropy(probabilities, labels)
+    if attack == "confidence":
+        return probabilities.max(axis=1).astype(np.float64)
+    if attack == "entropy":
+        p = np.maximum(probabilities.astype(np.float64), _TINY)
+        return (p * np.log(p)).sum(axis=1)
+    if attack == "label-only":  # the gap attack: correctly classified = member
+        predicted = probabilities if probabilities.ndim == 1 else probabilities.argmax(axis=1)
+        return (predicted == labels).astype(np.float64)
+    raise ConfigError(f"unknown threshold attack {attack!r}; valid: {THRESHOLD_ATTACKS}")
+
+
+# -- shadow models ----------------------------------------------------------------------------
+@dataclass(frozen=True)
+class ShadowSet:
+    """Shadow models' outputs on the candidate pool and which records each one trained on."""
+
+    probabilities: np.ndarray  # (num_shadows, pool, classes)
+    included: np.ndarray  # (num_shadows, pool) bool
+
+
+def train_shadows(
+    config: RunConfig,
+    pool_x: np.ndarray,
+    pool_y: np.ndarray,
+    train_size: int,
+    num_classes: int,
+    settings: MembershipSettings,
+    progress: Callable[[int], None] | None = None,
+) -> ShadowSet:
+    """Train shadow models with the target's recipe, each on ``train_size`` random pool records.
+
+    Each record is included in about ``train_size / len(pool)`` of the shadows, which gives
+    LiRA both IN and OUT models for every record.
+    """
+    rng = np.random.default_rng(settings.seed)
+    epochs = settings.shadow_epochs or config.num_server_rounds * config.local_epochs
+    outputs, included = [], []
+    for index in range(settings.num_shadows):
+        chosen = rng.choice(len(pool_y), size=train_size, replace=False)
+        mask = np.zeros(len(pool_y), dtype=bool)
+        mask[chosen] = True
+        model = build_model(
+            config.model, pool_x.shape[1:], num_classes, seed=settings.seed * 7919 + index
+        )
+        train(
+            model,
+            pool_x[chosen],
+            pool_y[chosen],
+            epochs,
+            config.batch_size,
+            config.learning_rate,
+            config.momentum,
+            seed=settings.seed * 104729 + index,
+        )
+        with torch.no_grad():
+            model.eval()
+            outputs.append(torch.softmax(model(torch.from_numpy(pool_x)), 1).numpy())
+        included.append(mask)
+        if progress is not None:
+            progress(index + 1)
+    return ShadowSet(np.stack(outputs), np.stack(included))
+
+
+def lira_scores(
+    target_probabilities: np.ndarray,
+    labels: np.ndarray,
+    shadows: ShadowSet,
+    online: bool,
+    fixed_variance: bool = True,
+) -> np.ndarray:
+    """LiRA membership scores for each pool record (higher = member).
+
+    Offline: ``log Pr[Z <= phi]`` for ``Z ~ N(mu_out, sigma_out^2)``; online: the Gaussian
+    likelihood ratio ``log N(phi; mu_in, sigma_in^2) - log N(phi; mu_out, sigma_out^2)``.
+    """
+    observed = logit_confidence(target_probabilities, labels)
+    shadow_phi = np.stack([logit_confidence(p, labels) for p in shadows.probabilities])
+    inside = shadows.included
+    mu_out, sd_out = _gaussian(shadow_phi, ~inside, fixed_variance)
+    if not online:
+        return norm.logcdf(observed, loc=mu_out, scale=sd_out)
+    mu_in, sd_in = _gaussian(shadow_phi, inside, fixed_variance)
+    online_score = norm.logpdf(observed, mu_in, sd_in) - norm.logpdf(observed, mu_out, sd_out)
+    # A record that no shadow trained on (or all did) falls back to the offline test.
+    fallback = norm.logcdf(observed, loc=mu_out, scale=sd_out)
+    usable = inside.any(axis=0) & (~inside).any(axis=0)
+    return np.where(usable, online_score, fallback)
+
+
+def _gaussian(
+    values: np.ndarray, mask: np.ndarray, fixed_variance: bool
+) -> tuple[np.ndarray, np.ndarray]:
+    counts = mask.sum(axis=0)
+    sums = np.where(mask, values, 0.0).sum(axis=0)
+    mean = np.where(counts > 0, sums / np.maximum(counts, 1), np.nan)
+    overall = values[mask]
+    mean = np.where(np.isnan(mean), overall.mean() if overall.size else 0.0, mean)
+    if fixed_variance:
+        residual = (values - mean)[mask]
+        sd = np.full(values.shape[1], max(float(residual.std()) if residual.size else 1.0, 1e-3))
+    else:
+        sq = np.where(mask, (values - mean) ** 2, 0.0).sum(axis=0)
+        sd = np.sqrt(sq / np.maximum(counts - 1, 1))
+        sd = np.maximum(sd, 1e-3)
+    return mean, sd
+
+
+def shokri_scores(
+    target_probabilities: np.ndarray,
+    labels: np.ndarray,
+    shadows: ShadowSet,
+    seed: int = 0,
+) -> np.ndarray:
+    """Shokri et al. 2017: an attack classifier learns IN/OUT from shadow models' outputs.
+
+    Features are label-agnostic (sorted confidences, the true label's probability and loss), so
+    one attack model serves every class.
+    """
+    features, targets = [], []
+    for probs, inside in zip(shadows.probabilities, shadows.included, strict=True):
+        features.append(_shokri_features(probs, labels))
+        targets.append(inside)
+    classifier = GradientBoostingClassifier(random_state=seed, n_estimators=100, max_depth=3)
+    classifier.fit(np.concatenate(features), np.concatenate(targets))
+    return classifier.predict_proba(_shokri_features(target_probabilities, labels))[:, 1]
+
+
+def _shokri_features(probabilities: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    ordered = -np.sort(-probabilities.astype(np.float64), axis=1)[:, :3]
+    p_true = probabilities[np.arange(len(labels)), labels][:, None].astype(np.float64)
+    loss = cross_entropy(probabilities, labels)[:, None]
+    return np.hstack([ordered, p_true, loss])
