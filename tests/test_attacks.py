@@ -1,0 +1,159 @@
+"""Known-answer tests of the attack module on real federations (slow; CI runs them)."""
+
+import json
+import shutil
+
+import pytest
+import torch
+
+from fedpriv.attacks.runner import SuiteSettings, run_attacks
+from fedpriv.attacks.views import ColludingClientView, NotApplicable, ServerView
+from fedpriv.cli import main
+from fedpriv.config import RunConfig
+from fedpriv.simulation import run_simulation
+from fedpriv.task import new_model
+
+pytestmark = pytest.mark.slow
+INVERSION = ["ig", "dlg", "idlg"]
+# FedSGD with one image per client: each update is one gradient step on one record.
+SINGLE_IMAGE = {
+    "num_clients": 3,
+    "num_server_rounds": 1,
+    "max_train_samples": 1,
+    "local_epochs": 1,
+    "batch_size": 1,
+}
+
+
+@pytest.fixture(scope="module")
+def single_image_runs(tmp_path_factory):
+    root = tmp_path_factory.mktemp("single")
+    return {
+        arm: run_simulation(RunConfig(aggregation=arm, out_dir=str(root / arm), **SINGLE_IMAGE))
+        for arm in ("plaintext", "ckks")
+    }
+
+
+def _metrics(results):
+    return {r["attack"]: r["metrics"] for r in results}
+
+
+def test_curious_server_inverts_single_image_updates(single_image_runs):
+    results = run_attacks(single_image_runs["plaintext"], "curious-server", INVERSION)
+    for result in results:
+        assert result["applicable"], result
+        assert result["metrics"]["psnr"] >= 30, result["metrics"]
+        assert result["metrics"]["label_accuracy"] == 1.0
+    stored = json.loads(
+        (single_image_runs["plaintext"] / "attacks/curious-server/ig.json").read_text()
+    )
+    assert {"attack", "threat", "applicable", "reason", "metrics", "settings"} <= set(stored)
+    assert (single_image_runs["plaintext"] / "attacks/curious-server/ig.png").stat().st_size > 0
+
+
+def test_ciphertext_only_server_and_colluding_client(single_image_runs):
+    ckks = single_image_runs["ckks"]
+    for result in run_attacks(ckks, "curious-server", [*INVERSION, "mi-face"]):
+        assert result["applicable"] is False
+        assert "ciphertext only" in result["reason"]
+        assert result["metrics"] is None
+    plain = _metrics(run_attacks(single_image_runs["plaintext"], "colluding-client", INVERSION))
+    colluded = _metrics(run_attacks(ckks, "colluding-client", INVERSION))
+    for attack in INVERSION:
+        # Beyond ~50 dB both are exact to float32; compare where a difference means something.
+        a, b = min(plain[attack]["psnr"], 50.0), min(colluded[attack]["psnr"], 50.0)
+        assert colluded[attack]["psnr"] >= 30 and abs(a - b) <= 1.0, (attack, a, b)
+        assert colluded[attack]["label_accuracy"] == 1.0
+
+
+def test_views_expose_only_what_the_attacker_sees(single_image_runs):
+    with pytest.raises(NotApplicable, match="ciphertext only"):
+        ServerView(single_image_runs["ckks"]).updates(1)
+    updates = ColludingClientView(single_image_runs["ckks"]).updates(1)
+    assert len(updates) == 3 and all(u.num_examples == 1 for u in updates)
+
+
+@pytest.fixture(scope="module")
+def overfit_run(tmp_path_factory):
+    config = RunConfig(
+        dataset="mnist5k",
+        num_clients=2,
+        max_train_samples=50,
+        local_epochs=30,
+        num_server_rounds=5,
+        out_dir=str(tmp_path_factory.mktemp("overfit") / "run"),
+    )
+    return run_simulation(config)
+
+
+MEMBERSHIP = [
+    "loss",
+    "confidence",
+    "entropy",
+    "label-only",
+    "shokri",
+    "lira-offline",
+    "lira-online",
+]
+
+
+def test_membership_on_an_overfit_target(overfit_run):
+    settings = SuiteSettings()
+    settings = SuiteSettings(membership=type(settings.membership)(num_shadows=8))
+    m = _metrics(run_attacks(overfit_run, "outsider", MEMBERSHIP, settings))
+    assert m["loss"]["auc"] >= 0.7
+    assert max(m["lira-offline"]["auc"], m["lira-online"]["auc"]) >= 0.7
+    best_lira = max(m["lira-offline"]["tpr_at_0_1pct_fpr"], m["lira-online"]["tpr_at_0_1pct_fpr"])
+    assert best_lira > m["loss"]["tpr_at_0_1pct_fpr"]
+    assert (overfit_run / "attacks/outsider/roc.png").stat().st_size > 0
+
+
+def test_membership_on_an_untrained_model_is_chance(overfit_run, tmp_path):
+    untrained = tmp_path / "untrained"
+    shutil.copytree(overfit_run, untrained, ignore=shutil.ignore_patterns("attacks"))
+    config = RunConfig.from_flower(json.loads((untrained / "config.json").read_text()))
+    torch.save(new_model(config).state_dict(), untrained / "model.pt")
+    settings = SuiteSettings()
+    settings = SuiteSettings(membership=type(settings.membership)(num_shadows=4))
+    for attack, metrics in _metrics(
+        run_attacks(untrained, "outsider", MEMBERSHIP, settings)
+    ).items():
+        assert 0.4 <= metrics["auc"] <= 0.6, (attack, metrics["auc"])
+
+
+def test_label_only_outsider(overfit_run):
+    settings = SuiteSettings(outsider_output="labels")
+    results = {
+        r["attack"]: r
+        for r in run_attacks(overfit_run, "outsider", ["label-only", "loss", "mi-face"], settings)
+    }
+    assert results["label-only"]["applicable"]
+    assert not results["loss"]["applicable"] and "confidence" in results["loss"]["reason"]
+    assert not results["mi-face"]["applicable"]
+
+
+def test_mi_face_white_box_on_a_digits_model(tmp_path):
+    run = run_simulation(RunConfig(num_server_rounds=3, out_dir=str(tmp_path / "digits")))
+    result = run_attacks(run, "curious-server", ["mi-face"])[0]
+    assert result["metrics"]["eval_accuracy"] >= 0.8
+    assert all(
+        label["stopped_by"] in ("cost threshold", "patience", "iterations")
+        for label in result["labels"]
+    )
+    black_box = run_attacks(run, "outsider", ["mi-face"])[0]
+    assert black_box["settings"]["mode"] == "black-box"
+    assert all(
+        label["queries"] <= black_box["settings"]["query_budget"] for label in black_box["labels"]
+    )
+
+
+def test_attack_cli(single_image_runs, capsys):
+    ckks = single_image_runs["ckks"]
+    assert (
+        main(["attack", "--run", str(ckks), "--threat", "curious-server", "--attacks", "ig"]) == 0
+    )
+    assert f"results: {ckks / 'attacks'}" in capsys.readouterr().out
+    stored = json.loads((ckks / "attacks/curious-server/ig.json").read_text())
+    assert stored["applicable"] is False and "ciphertext only" in stored["reason"]
+    assert main(["attack", "--run", str(ckks), "--threat", "outsider", "--attacks", "ig"]) == 2
+    assert "do not apply to threat outsider" in capsys.readouterr().err
