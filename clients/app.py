@@ -12,6 +12,7 @@ from fedpriv.crypto.keys import load_client_context
 from fedpriv.crypto.packing import decrypt_weighted_mean, encrypt_values, encrypt_weighted
 from fedpriv.crypto.presets import get_preset
 from fedpriv.data import ClientData, load_dataset
+from fedpriv.defenses.dp import clip_update
 from fedpriv.errors import ConfigError
 from fedpriv.models import load_state, model_state, state_to_vector, vector_to_state
 from fedpriv.task import client_data, initial_state, local_seed, new_model
@@ -58,7 +59,8 @@ def train_handler(msg: Message, context: Context) -> Message:
     config, partition_id, num_partitions, data = _setup(context)
     server_round = int(msg.content["config"]["server-round"])
     model = new_model(config)
-    load_state(model, _global_state(config, msg.content["arrays"]))
+    global_state = _global_state(config, msg.content["arrays"])
+    load_state(model, global_state)
     train_loss = train(
         model,
         data.x_train,
@@ -84,12 +86,18 @@ def train_handler(msg: Message, context: Context) -> Message:
             }
         )
     else:
+        vector, weight = state_to_vector(model_state(model)), float(num_examples)
+        if config.defense == "dp":
+            # DP-FedAvg: bounded contribution (global + clipped update), uniform weight.
+            start = state_to_vector(global_state)
+            vector = start + clip_update(vector - start, config.dp_clipping_norm)
+            weight = 1.0
         # The server must learn neither parameters nor n_k: both travel encrypted only.
         encrypted = encrypt_weighted(
             load_client_context(config.key_dir),
             get_preset(config.ckks_preset),
-            state_to_vector(model_state(model)),
-            float(num_examples),
+            vector,
+            weight,
             _sum_size(config, num_partitions),
         )
         content = RecordDict({"arrays": encrypted})

@@ -37,6 +37,11 @@ RUN_FLAGS: dict[str, tuple[str, type]] = {
     "fraction_evaluate": ("fraction-evaluate", float),
     "ckks_preset": ("ckks-preset", str),
     "max_train_samples": ("max-train-samples", int),
+    "defense": ("defense", str),
+    "dp_noise_multiplier": ("dp-noise-multiplier", float),
+    "dp_clipping_norm": ("dp-clipping-norm", float),
+    "dp_delta": ("dp-delta", float),
+    "memguard_epsilon": ("memguard-epsilon", float),
 }
 
 
@@ -68,6 +73,11 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--max-train-samples", type=int, help="cap on each client's training records (0: none)"
     )
+    run.add_argument("--defense", help="none | dp (ckks only) | memguard")
+    run.add_argument("--dp-noise-multiplier", type=float, help="DP: noise sigma in units of C")
+    run.add_argument("--dp-clipping-norm", type=float, help="DP: clipping norm C of an update")
+    run.add_argument("--dp-delta", type=float, help="DP: delta of the reported epsilon")
+    run.add_argument("--memguard-epsilon", type=float, help="MemGuard: L1 distortion budget")
     run.add_argument("--out", type=Path, help="run directory (default runs/<aggregation>-<time>)")
     run.add_argument("--verbose", action="store_true", help="show Flower's logs")
     run.set_defaults(handler=cmd_run)

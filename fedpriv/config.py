@@ -6,11 +6,15 @@ import dataclasses
 import tomllib
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fedpriv.errors import ConfigError
 
+if TYPE_CHECKING:
+    from fedpriv.defenses.dp import DPSettings
+
 AGGREGATIONS = ("plaintext", "ckks")
+DEFENSES = ("none", "dp", "memguard")
 PARTITIONERS = ("iid", "dirichlet", "shards")
 
 
@@ -44,11 +48,26 @@ class RunConfig:
     key_dir: str = ""
     out_dir: str = ""
     record_server_view: bool = True
+    defense: str = "none"
+    dp_noise_multiplier: float = 1.0
+    dp_clipping_norm: float = 1.0
+    dp_delta: float = 1e-5
+    dp_noise_seed: int = -1
+    memguard_epsilon: float = 1.0
 
     def __post_init__(self) -> None:
         self._check_types()
         _check_choice("aggregation", self.aggregation, AGGREGATIONS)
         _check_choice("partitioner", self.partitioner, PARTITIONERS)
+        _check_choice("defense", self.defense, DEFENSES)
+        if self.defense == "dp":
+            if self.aggregation != "ckks":
+                raise ConfigError(
+                    "defense 'dp' (noise added to the encrypted sum) needs aggregation 'ckks'"
+                )
+            self.dp_settings()
+        if self.memguard_epsilon <= 0:
+            raise ConfigError(f"memguard-epsilon must be > 0, got {self.memguard_epsilon}")
         # Datasets and models are checked against their registries lazily (import cost).
         from fedpriv.data.datasets import check_dataset_name
         from fedpriv.models import MODELS
@@ -96,6 +115,14 @@ class RunConfig:
                 raise ConfigError(
                     f"{_key(f.name)} must be of type {expected.__name__}, got {value!r}"
                 )
+
+    def dp_settings(self) -> DPSettings:
+        """The client-level DP parameters (validated)."""
+        from fedpriv.defenses.dp import DPSettings
+
+        return DPSettings(
+            self.dp_noise_multiplier, self.dp_clipping_norm, self.dp_delta, self.dp_noise_seed
+        )
 
     def to_flower(self) -> dict[str, Any]:
         """Return the configuration as Flower run-config (kebab-case keys, scalars only)."""

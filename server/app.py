@@ -48,8 +48,9 @@ def build_strategy(config: RunConfig) -> tuple[Strategy, ArrayRecord]:
         if not config.key_dir:
             raise ValueError("aggregation 'ckks' needs key-dir (see `fedpriv keys new`)")
         context = load_server_context(config.key_dir)
+        dp = config.dp_settings() if config.defense == "dp" else None
         strategy = CkksFedAvg(
-            context, get_preset(config.ckks_preset), num_parameters(config), **sampling
+            context, get_preset(config.ckks_preset), num_parameters(config), dp=dp, **sampling
         )
         # The server never holds a plaintext model: clients build round 1's from the seed.
         return strategy, ArrayRecord()

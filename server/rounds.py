@@ -148,6 +148,7 @@ def run_rounds(
             "rejected": {str(k): v for k, v in rejected.items()},
             "evaluated_by": evaluate.arrived,
         }
+        entry.update(getattr(strategy, "privacy", {}).get(server_round, {}))
         history["rounds"].append(entry)
         rundir.write_history(history)
         log(

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from logging import INFO, WARNING
 
+import numpy as np
 import tenseal as ts
 from flwr.app import ArrayRecord, Message, MetricRecord
 from flwr.serverapp.strategy import FedAvg
@@ -13,6 +14,7 @@ from flwr.supercore import log
 from fedpriv.crypto.keys import held_keys
 from fedpriv.crypto.packing import add_encrypted, deserialize_update
 from fedpriv.crypto.presets import CkksPreset
+from fedpriv.defenses.dp import DPSettings, draw_noise, privacy_spent
 from fedpriv.errors import CiphertextFormatError, KeyMaterialError
 
 UPDATE_KEY = "arrays"
@@ -37,13 +39,21 @@ class CkksFedAvg(FedAvg):
         The preset the clients encrypt with.
     num_values : int
         Number of model parameters (the server knows the architecture, not the weights).
+    dp : DPSettings | None
+        Client-level DP: Gaussian noise ``N(0, (sigma C)^2)`` is added to the encrypted sum's
+        parameter slots, and the privacy spent is accounted per round.
     **kwargs
         Passed to :class:`~flwr.serverapp.strategy.FedAvg` (sampling fractions, minima).
 
     """
 
     def __init__(
-        self, context: ts.Context, preset: CkksPreset, num_values: int, **kwargs: object
+        self,
+        context: ts.Context,
+        preset: CkksPreset,
+        num_values: int,
+        dp: DPSettings | None = None,
+        **kwargs: object,
     ) -> None:
         held = held_keys(context)
         if held:
@@ -55,6 +65,8 @@ class CkksFedAvg(FedAvg):
         self.context = context
         self.preset = preset
         self.num_values = num_values
+        self.dp = dp
+        self.privacy: dict[int, dict[str, float]] = {}
         self.encrypted_metrics: dict[int, ArrayRecord] = {}
         self.rejected: dict[int, dict[int, str]] = {}
 
@@ -98,7 +110,16 @@ class CkksFedAvg(FedAvg):
         log(INFO, "aggregate_train: adding %d encrypted updates", len(parsed))
         if not parsed:
             return None, None
-        return add_encrypted(parsed, self.preset), None
+        if self.dp is None:
+            return add_encrypted(parsed, self.preset), None
+        noise = np.append(draw_noise(self.dp, self.num_values, server_round), 0.0)
+        self.privacy[server_round] = {
+            "dp_epsilon": privacy_spent(
+                self.dp.noise_multiplier, self.fraction_train, server_round, self.dp.delta
+            ),
+            "dp_delta": self.dp.delta,
+        }
+        return add_encrypted(parsed, self.preset, plain=noise), None
 
     def aggregate_evaluate(
         self, server_round: int, replies: Iterable[Message]

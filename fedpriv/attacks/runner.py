@@ -288,6 +288,18 @@ class _AttackContext:
                     fixed_variance=self.settings.membership.fixed_variance,
                 )
             settings = {"output": view.output, **self.settings.membership.to_dict()}
+        if view.defended:
+            settings["defense"] = {
+                "name": "memguard",
+                "epsilon": self.config.memguard_epsilon,
+                "mean_l1_distortion": float(np.mean(view.distortion)),
+                "max_l1_distortion": float(np.max(view.distortion)),
+            }
+            if attack == "label-only":
+                settings["defense"]["note"] = (
+                    "MemGuard keeps every predicted label, so it cannot change what a "
+                    "label-only attack sees"
+                )
         metrics = membership_metrics(scores, data["is_member"])
         curve = roc_points(scores, data["is_member"])
         self.roc[attack] = (curve["fpr"], curve["tpr"])

@@ -13,6 +13,7 @@ from fedpriv.crypto.keys import load_client_context
 from fedpriv.crypto.packing import decrypt_vector, decrypt_weighted_mean
 from fedpriv.crypto.presets import get_preset
 from fedpriv.data.datasets import load_dataset
+from fedpriv.defenses.memguard import MemGuard, MemGuardSettings, train_defense_classifier
 from fedpriv.errors import FedprivError
 from fedpriv.models import load_state, state_to_vector
 from fedpriv.rundir import RunDirectory
@@ -189,17 +190,49 @@ class OutsiderView:
         self._model.load_state_dict(self.rundir.read_model())
         self._model.eval()
         self.queries = 0
+        self.distortion: list[float] = []
+        self.memguard = memguard_for(self._model, self.config) if self.defended else None
+
+    @property
+    def defended(self) -> bool:
+        """Whether the released model answers through MemGuard."""
+        return self.config.defense == "memguard"
 
     @torch.no_grad()
     def query(self, x: np.ndarray) -> np.ndarray:
         """Answer queries: probability vectors, or predicted labels in label-only mode."""
         self.queries += len(x)
-        probabilities = torch.softmax(self._model(torch.as_tensor(x)), dim=1).numpy()
+        if self.memguard is not None:
+            probabilities = self.memguard(x)
+            self.distortion.extend(self.memguard.last_distortion.tolist())
+        else:
+            probabilities = torch.softmax(self._model(torch.as_tensor(x)), dim=1).numpy()
         return probabilities if self.output == "probabilities" else probabilities.argmax(1)
 
     def white_box(self) -> torch.nn.Module:
         """The model itself; outsiders get this only when an attack is white-box."""
         return self._model
+
+
+def memguard_for(model: torch.nn.Module, config: RunConfig) -> MemGuard:
+    """MemGuard as the key holders deploy it in front of the released model.
+
+    The defender knows its own data: it trains the defense classifier on the model's answers
+    for training records (members) and the clients' test records (non-members).
+    """
+    members, held_out = [], []
+    for pid in range(config.num_clients):
+        data = client_data(config, pid, config.num_clients)
+        members.append(data.x_train)
+        held_out.append(data.x_test)
+    with torch.no_grad():
+        member_probs = torch.softmax(model(torch.from_numpy(np.concatenate(members))), 1)
+        held_out_probs = torch.softmax(model(torch.from_numpy(np.concatenate(held_out))), 1)
+    settings = MemGuardSettings(epsilon=config.memguard_epsilon, seed=config.seed)
+    rng = np.random.default_rng(config.seed)
+    member_probs = member_probs.numpy()[rng.permutation(len(member_probs))]
+    classifier = train_defense_classifier(member_probs, held_out_probs.numpy(), seed=config.seed)
+    return MemGuard(model, classifier, settings)
 
 
 @dataclass(frozen=True)

@@ -138,8 +138,13 @@ def _parse_vector(
     return vector
 
 
-def add_encrypted(updates: list[list[ts.CKKSVector]], preset: CkksPreset) -> ArrayRecord:
-    """Sum parsed updates slot-wise (no key needed) and serialize the sum.
+def add_encrypted(
+    updates: list[list[ts.CKKSVector]], preset: CkksPreset, plain: np.ndarray | None = None
+) -> ArrayRecord:
+    """Sum parsed updates slot-wise (no key needed), add ``plain`` if given, and serialize.
+
+    Adding a plaintext vector to a ciphertext needs only the CKKS parameters: this is how the
+    server adds DP noise to a sum it cannot read.
 
     The first update's vectors are used as accumulators (TenSEAL cannot copy a vector
     without a secret key), so ``updates`` must not be reused afterwards.
@@ -150,6 +155,14 @@ def add_encrypted(updates: list[list[ts.CKKSVector]], preset: CkksPreset) -> Arr
     for update in updates[1:]:
         for acc, vector in zip(total, update, strict=True):
             acc.add_(vector)
+    if plain is not None:
+        offset = 0
+        for acc in total:
+            size = acc.size()
+            acc.add_(np.asarray(plain[offset : offset + size], dtype=np.float64).tolist())
+            offset += size
+        if offset != len(plain):
+            raise CryptoError(f"plaintext addend has {len(plain)} values, the sum {offset}")
     record = ArrayRecord()
     for index, vector in enumerate(total):
         record[KEY_FORMAT.format(index)] = Array(

@@ -1,0 +1,1 @@
+"""Defenses beside encryption: differential privacy and MemGuard."""

@@ -1,0 +1,163 @@
+"""MemGuard (Jia et al., CCS 2019): label-preserving noise on confidence scores.
+
+The noise misleads membership classifiers within an expected L1 distortion budget.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+from fedpriv.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class MemGuardSettings:
+    """Parameters of both phases.
+
+    Attributes
+    ----------
+    epsilon : float
+        Phase 2's budget: the expected L1 distortion of a confidence vector.
+    label_weight : float
+        c2: weight of the label-preservation loss in phase 1.
+    distortion_weight : float
+        c3: weight of the L1 distortion in phase 1.
+    steps : int
+        Phase 1's optimization steps.
+    step_size : float
+        Phase 1's Adam step size (on the logits).
+    seed : int
+        Seed of the defense classifier and of phase 2's coin (hashed with each query, so a
+        repeated query gets the same answer and cannot be averaged out).
+
+    """
+
+    epsilon: float = 1.0
+    label_weight: float = 10.0
+    distortion_weight: float = 0.1
+    steps: int = 300
+    step_size: float = 0.1
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.epsilon <= 0:
+            raise ConfigError(f"memguard-epsilon must be > 0, got {self.epsilon}")
+        if self.steps < 1 or self.step_size <= 0:
+            raise ConfigError("MemGuard needs steps >= 1 and step_size > 0")
+        if self.label_weight < 0 or self.distortion_weight < 0:
+            raise ConfigError("MemGuard loss weights must be >= 0")
+
+
+class DefenseClassifier(nn.Module):
+    """The defender's own membership classifier on sorted confidence vectors."""
+
+    def __init__(self, num_classes: int) -> None:
+        super().__init__()
+        self.net = nn.Sequential(
+            nn.Linear(num_classes, 64), nn.ReLU(), nn.Linear(64, 32), nn.ReLU(), nn.Linear(32, 1)
+        )
+
+    def forward(self, probabilities: torch.Tensor) -> torch.Tensor:
+        """Logit of membership (0 means 0.5)."""
+        ordered = torch.sort(probabilities, dim=1, descending=True).values
+        return self.net(ordered).squeeze(1)
+
+
+def train_defense_classifier(
+    member_probs: np.ndarray, nonmember_probs: np.ndarray, seed: int = 0, epochs: int = 300
+) -> DefenseClassifier:
+    """Fit the defense classifier on the defender's members and non-members (balanced)."""
+    generator = torch.Generator().manual_seed(seed)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        classifier = DefenseClassifier(member_probs.shape[1])
+    count = min(len(member_probs), len(nonmember_probs))
+    x = torch.from_numpy(np.concatenate([member_probs[:count], nonmember_probs[:count]]))
+    y = torch.cat([torch.ones(count), torch.zeros(count)])
+    optimizer = torch.optim.Adam(classifier.parameters(), lr=1e-2)
+    for _ in range(epochs):
+        order = torch.randperm(len(y), generator=generator)
+        optimizer.zero_grad()
+        loss = nn.functional.binary_cross_entropy_with_logits(
+            classifier(x[order].float()), y[order]
+        )
+        loss.backward()
+        optimizer.step()
+    classifier.eval()
+    return classifier
+
+
+class MemGuard:
+    """Wraps a model so that every answer goes through MemGuard's two phases."""
+
+    def __init__(
+        self, model: nn.Module, classifier: DefenseClassifier, settings: MemGuardSettings
+    ) -> None:
+        self.model = model.eval()
+        self.classifier = classifier
+        self.settings = settings
+        self.last_distortion = np.zeros(0)
+
+    def phase_one(self, logits: torch.Tensor) -> torch.Tensor:
+        """Noise on each confidence vector that drives the defense classifier to 0.5.
+
+        Optimizes a perturbation ``r`` of the logits (so the result stays a probability
+        vector) for ``|h(softmax(z + r))| + c2 * label_loss + c3 * ||softmax(z + r) - s||_1``,
+        and keeps, per query, the best iterate that preserves the predicted label.
+        """
+        s = torch.softmax(logits, 1)
+        label = logits.argmax(1)
+        r = torch.zeros_like(logits, requires_grad=True)
+        optimizer = torch.optim.Adam([r], lr=self.settings.step_size)
+        best = s.clone()
+        best_score = self.classifier(s).abs().detach()
+        rows = torch.arange(len(label))
+        for _ in range(self.settings.steps):
+            optimizer.zero_grad()
+            z = logits + r
+            p = torch.softmax(z, 1)
+            others = z.clone()
+            others[rows, label] = -torch.inf
+            label_loss = torch.relu(others.max(1).values - z[rows, label])
+            h = self.classifier(p)
+            loss = (
+                h.abs()
+                + self.settings.label_weight * label_loss
+                + self.settings.distortion_weight * (p - s).abs().sum(1)
+            )
+            loss.sum().backward()
+            optimizer.step()
+            with torch.no_grad():
+                p = torch.softmax(logits + r, 1)
+                kept = p.argmax(1) == label
+                score = self.classifier(p).abs()
+                better = kept & (score < best_score)
+                best[better] = p[better]
+                best_score = torch.where(better, score, best_score)
+        return best - s
+
+    @torch.no_grad()
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        """Answer queries with defended probability vectors."""
+        logits = self.model(torch.as_tensor(x))
+        s = torch.softmax(logits, 1)
+        with torch.enable_grad():
+            noise = self.phase_one(logits.detach())
+        l1 = noise.abs().sum(1).numpy()
+        # Phase 2: add the noise with probability min(epsilon / ||n||_1, 1).
+        keep = np.minimum(self.settings.epsilon / np.maximum(l1, 1e-12), 1.0)
+        coins = np.array([self._coin(row) for row in np.asarray(x)])
+        use = coins < keep
+        answer = s.numpy() + noise.numpy() * use[:, None]
+        self.last_distortion = np.abs(answer - s.numpy()).sum(1)
+        return answer.astype(np.float32)
+
+    def _coin(self, query: np.ndarray) -> float:
+        digest = hashlib.sha256(np.ascontiguousarray(query).tobytes()).digest()
+        seed = int.from_bytes(digest[:8], "little") ^ self.settings.seed
+        return float(np.random.default_rng(seed).random())
