@@ -6,6 +6,7 @@ import shutil
 import pytest
 import torch
 
+from fedpriv.attacks.membership import MembershipSettings
 from fedpriv.attacks.runner import SuiteSettings, run_attacks
 from fedpriv.attacks.views import ColludingClientView, NotApplicable, ServerView
 from fedpriv.cli import main
@@ -97,10 +98,14 @@ MEMBERSHIP = [
 ]
 
 
-def test_membership_on_an_overfit_target(overfit_run):
-    settings = SuiteSettings()
-    settings = SuiteSettings(membership=type(settings.membership)(num_shadows=8))
-    m = _metrics(run_attacks(overfit_run, "outsider", MEMBERSHIP, settings))
+@pytest.fixture(scope="module")
+def overfit_membership(overfit_run):
+    settings = SuiteSettings(membership=MembershipSettings(num_shadows=8))
+    return _metrics(run_attacks(overfit_run, "outsider", MEMBERSHIP, settings))
+
+
+def test_membership_on_an_overfit_target(overfit_run, overfit_membership):
+    m = overfit_membership
     assert m["loss"]["auc"] >= 0.7
     assert max(m["lira-offline"]["auc"], m["lira-online"]["auc"]) >= 0.7
     best_lira = max(m["lira-offline"]["tpr_at_0_1pct_fpr"], m["lira-online"]["tpr_at_0_1pct_fpr"])
@@ -108,13 +113,29 @@ def test_membership_on_an_overfit_target(overfit_run):
     assert (overfit_run / "attacks/outsider/roc.png").stat().st_size > 0
 
 
+def test_memguard_on_the_overfit_target(overfit_run, overfit_membership, tmp_path):
+    defended = tmp_path / "memguard"
+    shutil.copytree(overfit_run, defended, ignore=shutil.ignore_patterns("attacks"))
+    config = json.loads((defended / "config.json").read_text())
+    config.update({"defense": "memguard", "memguard-epsilon": 1.0, "out-dir": str(defended)})
+    (defended / "config.json").write_text(json.dumps(config))
+    settings = SuiteSettings(membership=MembershipSettings(num_shadows=8))
+    results = {r["attack"]: r for r in run_attacks(defended, "outsider", MEMBERSHIP, settings)}
+    drop = overfit_membership["shokri"]["auc"] - results["shokri"]["metrics"]["auc"]
+    assert drop >= 0.1, (overfit_membership["shokri"]["auc"], results["shokri"]["metrics"])
+    guard = results["shokri"]["settings"]["defense"]
+    assert guard["name"] == "memguard" and guard["mean_l1_distortion"] <= 1.0
+    label_only = results["label-only"]
+    assert label_only["metrics"]["auc"] == pytest.approx(overfit_membership["label-only"]["auc"])
+    assert "cannot change" in label_only["settings"]["defense"]["note"]
+
+
 def test_membership_on_an_untrained_model_is_chance(overfit_run, tmp_path):
     untrained = tmp_path / "untrained"
     shutil.copytree(overfit_run, untrained, ignore=shutil.ignore_patterns("attacks"))
     config = RunConfig.from_flower(json.loads((untrained / "config.json").read_text()))
     torch.save(new_model(config).state_dict(), untrained / "model.pt")
-    settings = SuiteSettings()
-    settings = SuiteSettings(membership=type(settings.membership)(num_shadows=4))
+    settings = SuiteSettings(membership=MembershipSettings(num_shadows=4))
     for attack, metrics in _metrics(
         run_attacks(untrained, "outsider", MEMBERSHIP, settings)
     ).items():

@@ -1,0 +1,128 @@
+import numpy as np
+import pytest
+import torch
+from opacus.accountants import RDPAccountant
+from scipy import stats
+
+from fedpriv.config import RunConfig
+from fedpriv.crypto.packing import decrypt_vector
+from fedpriv.crypto.presets import get_preset
+from fedpriv.data import load_dataset
+from fedpriv.defenses.dp import DPSettings, clip_update, draw_noise, privacy_spent
+from fedpriv.defenses.memguard import MemGuard, MemGuardSettings, train_defense_classifier
+from fedpriv.errors import ConfigError
+from fedpriv.models import build_model
+from fedpriv.training import train
+
+
+# -- DP ----------------------------------------------------------------------------------------
+def test_clipping_bounds_the_norm():
+    rng = np.random.default_rng(0)
+    for scale in (0.01, 1.0, 100.0):
+        update = rng.normal(0, scale, 5000)
+        clipped = clip_update(update, 2.0)
+        assert np.linalg.norm(clipped) <= 2.0 + 1e-9
+        if np.linalg.norm(update) <= 2.0:
+            assert np.array_equal(clipped, update)
+        else:
+            np.testing.assert_allclose(
+                clipped / np.linalg.norm(clipped), update / np.linalg.norm(update)
+            )
+
+
+def test_noise_has_the_configured_standard_deviation():
+    settings = DPSettings(noise_multiplier=0.8, clipping_norm=2.5, noise_seed=3)
+    noise = draw_noise(settings, 200_000, server_round=1)
+    result = stats.kstest(noise, "norm", args=(0.0, 0.8 * 2.5))
+    assert result.pvalue > 0.01
+    assert noise.std() == pytest.approx(2.0, rel=0.01)
+    assert np.array_equal(noise, draw_noise(settings, 200_000, server_round=1))
+    assert not np.array_equal(noise, draw_noise(settings, 200_000, server_round=2))
+    fresh = DPSettings(noise_multiplier=0.8, clipping_norm=2.5)
+    assert not np.array_equal(draw_noise(fresh, 10, 1), draw_noise(fresh, 10, 1))
+
+
+@pytest.mark.parametrize(("sigma", "rate", "rounds"), [(1.0, 1.0, 5), (0.7, 0.1, 50)])
+def test_epsilon_is_the_accountants_value(sigma, rate, rounds):
+    accountant = RDPAccountant()
+    for _ in range(rounds):
+        accountant.step(noise_multiplier=sigma, sample_rate=rate)
+    assert privacy_spent(sigma, rate, rounds, 1e-5) == pytest.approx(accountant.get_epsilon(1e-5))
+    assert privacy_spent(0.0, rate, rounds, 1e-5) == float("inf")
+
+
+def test_dp_needs_ckks_and_valid_parameters():
+    with pytest.raises(ConfigError, match="needs aggregation 'ckks'"):
+        RunConfig(defense="dp")
+    with pytest.raises(ConfigError, match="dp-clipping-norm must be > 0"):
+        RunConfig(aggregation="ckks", defense="dp", dp_clipping_norm=0.0)
+    with pytest.raises(ConfigError, match="valid choices: none, dp, memguard"):
+        RunConfig(defense="he")
+
+
+@pytest.mark.slow
+def test_ckks_dp_aggregate_is_clipped_sum_plus_server_noise(tmp_path):
+    from fedpriv.attacks.views import ColludingClientView
+    from fedpriv.rundir import RunDirectory
+    from fedpriv.simulation import run_simulation
+
+    config = RunConfig(
+        aggregation="ckks",
+        defense="dp",
+        num_clients=3,
+        num_server_rounds=2,
+        dp_noise_multiplier=0.3,
+        dp_clipping_norm=0.5,
+        dp_noise_seed=11,
+        out_dir=str(tmp_path / "run"),
+    )
+    path = run_simulation(config)
+    rundir, view = RunDirectory(path), ColludingClientView(path)
+    preset = get_preset(config.ckks_preset)
+    settings = config.dp_settings()
+    history = rundir.read_history()["rounds"]
+    for server_round in (1, 2):
+        start = view.global_model(server_round)
+        uploads = [u.after for u in view.updates(server_round)]
+        assert [u.num_examples for u in view.updates(server_round)] == [1, 1, 1]
+        for upload in uploads:
+            assert np.linalg.norm(upload - start) <= 0.5 + 1e-6
+        total = decrypt_vector(rundir.read_checkpoint(server_round)["arrays"], view.context, preset)
+        noise = draw_noise(settings, len(start), server_round)
+        assert np.abs(total[:-1] - (np.sum(uploads, axis=0) + noise)).max() < 1e-6
+        assert round(total[-1]) == 3
+        expected = privacy_spent(0.3, 1.0, server_round, 1e-5)
+        assert history[server_round - 1]["dp_epsilon"] == pytest.approx(expected)
+
+
+# -- MemGuard ----------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def overfit_model():
+    data = load_dataset("digits")
+    rng = np.random.default_rng(0)
+    order = rng.permutation(len(data.y))
+    members, others = order[:60], order[60:460]
+    model = build_model("mlp", data.input_shape, 10, seed=0)
+    train(model, data.x[members], data.y[members], 150, 16, 0.05, 0.9, seed=0)
+    return model, data, members, others
+
+
+def test_memguard_keeps_labels_and_budget(overfit_model):
+    model, data, members, others = overfit_model
+
+    def probs(idx):
+        return torch.softmax(model(torch.from_numpy(data.x[idx])), 1).detach().numpy()
+
+    classifier = train_defense_classifier(probs(members), probs(others[:200]), seed=0)
+    for epsilon in (0.1, 1.0):
+        guard = MemGuard(model, classifier, MemGuardSettings(epsilon=epsilon))
+        queries = data.x[np.concatenate([members, others])]
+        answers = guard(queries)
+        raw = torch.softmax(model(torch.from_numpy(queries)), 1).detach().numpy()
+        assert np.array_equal(answers.argmax(1), raw.argmax(1))
+        assert np.allclose(answers.sum(1), 1.0, atol=1e-5) and answers.min() >= 0
+        assert guard.last_distortion.mean() <= epsilon
+        np.testing.assert_array_equal(guard(queries[:20]), answers[:20])  # same query, same answer
+    # With an ample budget the defense classifier is driven to 0.5 on (almost) every query.
+    h = classifier(torch.from_numpy(guard(queries))).detach().abs()
+    assert float((h < 0.5).float().mean()) > 0.9
