@@ -5,7 +5,18 @@ from __future__ import annotations
 import numpy as np
 import torch
 from flwr.app import ArrayRecord, Context, Message, MetricRecord, RecordDict
+from flwr.client.mod import secaggplus_mod
 from flwr.clientapp import ClientApp
+from flwr.clientapp.typing import ClientAppCallable
+from flwr.common import (
+    Code,
+    EvaluateRes,
+    FitRes,
+    Status,
+    ndarrays_to_parameters,
+    parameters_to_ndarrays,
+)
+from flwr.compat.common import recorddict_compat as legacy
 
 from fedpriv.config import RunConfig
 from fedpriv.crypto.keys import load_client_context
@@ -53,10 +64,25 @@ def _sum_size(config: RunConfig, num_partitions: int) -> int:
     return max(config.num_clients, num_partitions)
 
 
-@app.train()
+def secagg_when_configured(msg: Message, context: Context, call_next: ClientAppCallable) -> Message:
+    """Apply Flower's ``secaggplus_mod`` in the secagg arm only (it claims every TRAIN message)."""
+    if context.run_config.get("aggregation") == "secagg":
+        return secaggplus_mod(msg, context, call_next)
+    return call_next(msg, context)
+
+
+def _legacy_state(config: RunConfig, parameters: object) -> dict[str, np.ndarray]:
+    """Name the arrays of a legacy ``Parameters`` message in the model's state-dict order."""
+    arrays = parameters_to_ndarrays(parameters)  # type: ignore[arg-type]
+    return dict(zip(initial_state(config), arrays, strict=True))
+
+
+@app.train(mods=[secagg_when_configured])
 def train_handler(msg: Message, context: Context) -> Message:
     """Train on local data from the global model and reply with the (encrypted) update."""
     config, partition_id, num_partitions, data = _setup(context)
+    if config.aggregation == "secagg":
+        return _train_legacy(msg, config, partition_id, data)
     server_round = int(msg.content["config"]["server-round"])
     model = new_model(config)
     global_state = _global_state(config, msg.content["arrays"])
@@ -104,10 +130,47 @@ def train_handler(msg: Message, context: Context) -> Message:
     return Message(content=content, reply_to=msg)
 
 
+def _train_legacy(msg: Message, config: RunConfig, partition_id: int, data: ClientData) -> Message:
+    """SecAgg+ arm: Flower's secaggplus_mod reads the reply in the legacy FitRes layout."""
+    fit_ins = legacy.recorddict_to_fitins(msg.content, keep_input=True)
+    server_round = int(fit_ins.config.get("server_round", msg.metadata.group_id or 0))
+    model = new_model(config)
+    load_state(model, _legacy_state(config, fit_ins.parameters))
+    train_loss = train(
+        model,
+        data.x_train,
+        data.y_train,
+        config.local_epochs,
+        config.batch_size,
+        config.learning_rate,
+        config.momentum,
+        seed=local_seed(config, server_round, partition_id),
+    )
+    fit_res = FitRes(
+        status=Status(Code.OK, ""),
+        parameters=ndarrays_to_parameters(list(model_state(model).values())),
+        num_examples=len(data.y_train),
+        metrics={"train-loss": train_loss},
+    )
+    return Message(legacy.fitres_to_recorddict(fit_res, keep_input=False), reply_to=msg)
+
+
+def _evaluate_legacy(msg: Message, config: RunConfig, data: ClientData) -> Message:
+    """SecAgg+ arm: the legacy evaluate round (EvaluateIns in, EvaluateRes out)."""
+    evaluate_ins = legacy.recorddict_to_evaluateins(msg.content, keep_input=True)
+    model = new_model(config)
+    load_state(model, _legacy_state(config, evaluate_ins.parameters))
+    loss, accuracy = evaluate(model, data.x_test, data.y_test)
+    res = EvaluateRes(Status(Code.OK, ""), loss, len(data.y_test), {"accuracy": accuracy})
+    return Message(legacy.evaluateres_to_recorddict(res), reply_to=msg)
+
+
 @app.evaluate()
 def evaluate_handler(msg: Message, context: Context) -> Message:
     """Evaluate the global model on the local test split and reply with (encrypted) metrics."""
     config, partition_id, num_partitions, data = _setup(context)
+    if config.aggregation == "secagg":
+        return _evaluate_legacy(msg, config, data)
     model = new_model(config)
     load_state(model, _global_state(config, msg.content["arrays"]))
     loss, accuracy = evaluate(model, data.x_test, data.y_test)

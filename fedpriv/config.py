@@ -13,7 +13,7 @@ from fedpriv.errors import ConfigError
 if TYPE_CHECKING:
     from fedpriv.defenses.dp import DPSettings
 
-AGGREGATIONS = ("plaintext", "ckks")
+AGGREGATIONS = ("plaintext", "ckks", "secagg")
 DEFENSES = ("none", "dp", "memguard")
 PARTITIONERS = ("iid", "dirichlet", "shards")
 
@@ -54,6 +54,8 @@ class RunConfig:
     dp_delta: float = 1e-5
     dp_noise_seed: int = -1
     memguard_epsilon: float = 1.0
+    secagg_num_shares: int = 3
+    secagg_reconstruction_threshold: int = 2
 
     def __post_init__(self) -> None:
         self._check_types()
@@ -66,6 +68,13 @@ class RunConfig:
                     "defense 'dp' (noise added to the encrypted sum) needs aggregation 'ckks'"
                 )
             self.dp_settings()
+        if self.aggregation == "secagg" and not (
+            2 <= self.secagg_reconstruction_threshold <= self.secagg_num_shares
+        ):
+            raise ConfigError(
+                "secagg needs 2 <= secagg-reconstruction-threshold <= secagg-num-shares, got "
+                f"{self.secagg_reconstruction_threshold} and {self.secagg_num_shares}"
+            )
         if self.memguard_epsilon <= 0:
             raise ConfigError(f"memguard-epsilon must be > 0, got {self.memguard_epsilon}")
         # Datasets and models are checked against their registries lazily (import cost).

@@ -20,6 +20,7 @@ from fedpriv.rundir import RunDirectory
 from fedpriv.task import initial_state, num_parameters
 from fedpriv.wire import record_to_state, state_to_record
 from server.rounds import run_rounds, wait_for_nodes
+from server.secagg import run_secagg
 from strategies import CkksFedAvg, PlaintextFedAvg
 
 app = ServerApp()
@@ -70,6 +71,10 @@ def main(grid: Grid, context: Context) -> None:
     strategy.summary()
     wait_for_nodes(grid, config.num_clients, timeout=NODE_WAIT_SECONDS)
     history: dict[str, Any] = {"aggregation": config.aggregation, "rounds": []}
+    if config.aggregation == "secagg":
+        rundir.write_model(run_secagg(grid, context, config, rundir, history))
+        log(INFO, "run directory: %s", rundir.path)
+        return
     final = run_rounds(
         grid,
         strategy,

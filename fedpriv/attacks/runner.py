@@ -321,9 +321,7 @@ class _AttackContext:
                 raise NotApplicable("label-only access: MI-Face needs confidence scores")
             query = view.query
         else:
-            view = self._view()
-            view.check_plaintext_updates()
-            model = view.final_model()
+            model = self._view().final_model()
         results = []
         for label in range(dataset.num_classes):
             results.append(mi_face(label, dataset.input_shape, settings, model=model, query=query))

@@ -61,11 +61,16 @@ class ServerView:
         return self.config.aggregation == "ckks"
 
     def check_plaintext_updates(self) -> None:
-        """Raise :class:`NotApplicable` when this view holds ciphertexts only."""
+        """Raise :class:`NotApplicable` when this view holds no individual update."""
         if self._encrypted():
             raise NotApplicable(
                 "ciphertext only: the server holds CKKS ciphertexts and no key, so no "
                 "individual update (or global model) is visible to it"
+            )
+        if self.config.aggregation == "secagg":
+            raise NotApplicable(
+                "masked vectors only: under SecAgg+ each update reaches the server with "
+                "pairwise masks that cancel only in the sum"
             )
         if not self.rounds or not (self.rundir.path / "server_view").is_dir():
             raise NotApplicable("the run recorded no server view (record-server-view=false)")
@@ -99,8 +104,9 @@ class ServerView:
         return observed
 
     def final_model(self) -> torch.nn.Module:
-        """The last global model this view holds in plaintext."""
-        self.check_plaintext_updates()
+        """The last global model this view holds in plaintext (SecAgg+ reveals the sum)."""
+        if self.config.aggregation != "secagg":
+            self.check_plaintext_updates()
         model = new_model(self.config)
         load_state(model, record_to_state(self.rundir.read_checkpoint(self.rounds[-1])["arrays"]))
         return model
@@ -119,6 +125,11 @@ class ColludingClientView(ServerView):
 
     def check_plaintext_updates(self) -> None:
         """A colluder can read every update; only a missing server view stops it."""
+        if self.config.aggregation == "secagg":
+            raise NotApplicable(
+                "SecAgg+ has no shared key: unmasking another client's update needs "
+                f"{self.config.secagg_reconstruction_threshold} colluding share holders"
+            )
         if not self.rounds or not (self.rundir.path / "server_view").is_dir():
             raise NotApplicable("the run recorded no server view (record-server-view=false)")
 
