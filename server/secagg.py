@@ -60,7 +60,7 @@ class RecordingGrid:
         for message in messages:
             log = self._log(message)
             log.start = min(log.start, sent_at)
-            size = self._store(message, "sent", message.metadata.dst_node_id)
+            size = self._store(message, "sent", message.metadata.dst_node_id, _stage(message))
             log.bytes_down += size
             if _is_train(message):
                 log.train_bytes_down += size
@@ -77,7 +77,7 @@ class RecordingGrid:
             if reply.has_error():
                 log.failed[node] = reply.error.reason
                 continue
-            size = self._store(reply, "recv", node)
+            size = self._store(reply, "recv", node, stages.get(node, ""))
             log.bytes_up += size
             if _is_train(reply):
                 log.train_bytes_up += size
@@ -91,12 +91,11 @@ class RecordingGrid:
         server_round = int(message.metadata.group_id or 0)
         return self.rounds.setdefault(server_round, RoundLog())
 
-    def _store(self, message: Message, direction: str, node: int) -> int:
+    def _store(self, message: Message, direction: str, node: int, stage: str) -> int:
         server_round = int(message.metadata.group_id or 0)
         if not self._record_view or server_round == 0:
             return payload_size(message.content)
         phase = "train" if _is_train(message) else "evaluate"
-        stage = _stage(message)
         name = f"{phase}-{stage}-{direction}-{node}" if stage else f"{phase}-{direction}-{node}"
         return self._rundir.record_view(server_round, name, message.content)
 

@@ -58,3 +58,9 @@ def ckks_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def run_twice(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A second plaintext federation with the same seed as ``plaintext_run``."""
     return _run(tmp_path_factory, "plaintext-again", aggregation="plaintext", **EQUIVALENCE)
+
+
+@pytest.fixture(scope="session")
+def secagg_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The same federation under Flower's SecAgg+."""
+    return _run(tmp_path_factory, "secagg", aggregation="secagg", **EQUIVALENCE)

@@ -245,3 +245,19 @@ def test_model_loads_into_torch(plaintext_run):
     model = new_model(config)
     load_state(model, {k: v.numpy() for k, v in RunDirectory(plaintext_run).read_model().items()})
     assert model(torch.zeros(1, 1, 8, 8)).shape == (1, 10)
+
+
+# -- SecAgg+ ------------------------------------------------------------------------------------
+def test_secagg_reaches_plaintext_accuracy(plaintext_run, secagg_run):
+    from fedpriv.attacks.runner import run_attacks
+
+    plain, secure = _accuracies(plaintext_run), _accuracies(secagg_run)
+    assert len(secure) == 5 and abs(plain[-1] - secure[-1]) <= 0.01, (plain, secure)
+    history = RunDirectory(secagg_run).read_history()["rounds"]
+    assert all(len(r["clients"]) == 5 and r["bytes_up"] > 0 for r in history)
+    masked = list(
+        (secagg_run / "server_view" / "round-001").glob("train-collect_masked_vectors-recv-*")
+    )
+    assert len(masked) == 5
+    result = run_attacks(secagg_run, "curious-server", ["ig"])[0]
+    assert result["applicable"] is False and "masked vectors only" in result["reason"]
