@@ -23,7 +23,7 @@ from fedpriv.crypto.keys import load_client_context
 from fedpriv.crypto.packing import decrypt_weighted_mean, encrypt_values, encrypt_weighted
 from fedpriv.crypto.presets import get_preset
 from fedpriv.data import ClientData, load_dataset
-from fedpriv.defenses.dp import clip_update
+from fedpriv.defenses.dp import clip_update, train_dp_sgd
 from fedpriv.errors import ConfigError
 from fedpriv.models import load_state, model_state, state_to_vector, vector_to_state
 from fedpriv.task import client_data, initial_state, local_seed, new_model
@@ -64,6 +64,16 @@ def _sum_size(config: RunConfig, num_partitions: int) -> int:
     return max(config.num_clients, num_partitions)
 
 
+def _local_training(
+    model: torch.nn.Module, config: RunConfig, data: ClientData, seed: int
+) -> float:
+    """Local SGD on the client's training split: plain, or DP-SGD (Opacus) under dp-sgd."""
+    recipe = (config.local_epochs, config.batch_size, config.learning_rate, config.momentum)
+    if config.defense == "dp-sgd":
+        return train_dp_sgd(model, data.x_train, data.y_train, *recipe, config.dp_settings(), seed)
+    return train(model, data.x_train, data.y_train, *recipe, seed=seed)
+
+
 def secagg_when_configured(msg: Message, context: Context, call_next: ClientAppCallable) -> Message:
     """Apply Flower's ``secaggplus_mod`` in the secagg arm only (it claims every TRAIN message)."""
     if context.run_config.get("aggregation") == "secagg":
@@ -87,15 +97,8 @@ def train_handler(msg: Message, context: Context) -> Message:
     model = new_model(config)
     global_state = _global_state(config, msg.content["arrays"])
     load_state(model, global_state)
-    train_loss = train(
-        model,
-        data.x_train,
-        data.y_train,
-        config.local_epochs,
-        config.batch_size,
-        config.learning_rate,
-        config.momentum,
-        seed=local_seed(config, server_round, partition_id),
+    train_loss = _local_training(
+        model, config, data, local_seed(config, server_round, partition_id)
     )
     num_examples = len(data.y_train)
     if config.aggregation == "plaintext":
@@ -136,15 +139,8 @@ def _train_legacy(msg: Message, config: RunConfig, partition_id: int, data: Clie
     server_round = int(fit_ins.config.get("server_round", msg.metadata.group_id or 0))
     model = new_model(config)
     load_state(model, _legacy_state(config, fit_ins.parameters))
-    train_loss = train(
-        model,
-        data.x_train,
-        data.y_train,
-        config.local_epochs,
-        config.batch_size,
-        config.learning_rate,
-        config.momentum,
-        seed=local_seed(config, server_round, partition_id),
+    train_loss = _local_training(
+        model, config, data, local_seed(config, server_round, partition_id)
     )
     fit_res = FitRes(
         status=Status(Code.OK, ""),

@@ -73,7 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--max-train-samples", type=int, help="cap on each client's training records (0: none)"
     )
-    run.add_argument("--defense", help="none | dp (ckks only) | memguard")
+    run.add_argument("--defense", help="none | dp (ckks only) | dp-sgd | memguard")
     run.add_argument("--dp-noise-multiplier", type=float, help="DP: noise sigma in units of C")
     run.add_argument("--dp-clipping-norm", type=float, help="DP: clipping norm C of an update")
     run.add_argument("--dp-delta", type=float, help="DP: delta of the reported epsilon")

@@ -14,7 +14,7 @@ if TYPE_CHECKING:
     from fedpriv.defenses.dp import DPSettings
 
 AGGREGATIONS = ("plaintext", "ckks", "secagg")
-DEFENSES = ("none", "dp", "memguard")
+DEFENSES = ("none", "dp", "dp-sgd", "memguard")
 PARTITIONERS = ("iid", "dirichlet", "shards")
 
 
@@ -75,6 +75,8 @@ class RunConfig:
                 "secagg needs 2 <= secagg-reconstruction-threshold <= secagg-num-shares, got "
                 f"{self.secagg_reconstruction_threshold} and {self.secagg_num_shares}"
             )
+        if self.defense == "dp-sgd":
+            self.dp_settings()
         if self.memguard_epsilon <= 0:
             raise ConfigError(f"memguard-epsilon must be > 0, got {self.memguard_epsilon}")
         # Datasets and models are checked against their registries lazily (import cost).

@@ -93,7 +93,11 @@ def run_simulation(config: RunConfig, verbose: bool = False) -> Path:
 
     backend_config = {
         "client_resources": {"num_cpus": 1, "num_gpus": 0.0},
-        "init_args": {**ray_init_args(os.cpu_count()), "logging_level": "ERROR"},
+        "init_args": {
+            **ray_init_args(os.cpu_count()),
+            "logging_level": "ERROR",
+            "log_to_driver": verbose,
+        },
     }
     server_context = Context(
         run_id=0, node_id=0, node_config={}, state=RecordDict(), run_config=config.to_flower()
@@ -119,6 +123,10 @@ def run_simulation(config: RunConfig, verbose: bool = False) -> Path:
         from fedpriv.release import release
 
         release(rundir.path)
+    if config.defense == "dp-sgd":
+        from fedpriv.defenses.dp import account_dp_sgd
+
+        account_dp_sgd(rundir.path)
     return rundir.path
 
 

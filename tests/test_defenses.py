@@ -126,3 +126,39 @@ def test_memguard_keeps_labels_and_budget(overfit_model):
     # With an ample budget the defense classifier is driven to 0.5 on (almost) every query.
     h = classifier(torch.from_numpy(guard(queries))).detach().abs()
     assert float((h < 0.5).float().mean()) > 0.9
+
+
+# -- DP-SGD ------------------------------------------------------------------------------------
+def _flat(model):
+    return torch.cat([p.detach().flatten() for p in model.parameters()])
+
+
+def test_dp_sgd_clips_per_example_gradients_and_repeats():
+    from fedpriv.defenses.dp import train_dp_sgd
+
+    data = load_dataset("digits")
+    x, y = data.x[:64], data.y[:64]
+    results = []
+    for _ in range(2):
+        model = build_model("mlp", data.input_shape, 10, seed=1)
+        start = _flat(model)
+        # sigma = 0 isolates clipping: each step moves the weights by at most lr * C.
+        settings = DPSettings(noise_multiplier=0.0, clipping_norm=0.01)
+        train_dp_sgd(model, x, y, 1, 64, 0.5, 0.0, settings, seed=3)
+        results.append(_flat(model))
+        steps = 1  # one epoch of Poisson batches with rate 1: a single step
+        assert torch.linalg.norm(results[-1] - start) <= 0.5 * 0.01 * steps + 1e-6
+    assert torch.equal(results[0], results[1])
+
+
+def test_dp_sgd_epsilon_matches_step_by_step_accounting():
+    from fedpriv.defenses.dp import dp_sgd_epsilon
+
+    settings = DPSettings(noise_multiplier=1.1, clipping_norm=1.0, delta=1e-5)
+    accountant = RDPAccountant()
+    n, batch, epochs, rounds = 288, 16, 5, 3
+    for _ in range(rounds * epochs * (n // batch)):
+        accountant.step(noise_multiplier=1.1, sample_rate=batch / n)
+    assert dp_sgd_epsilon(settings, n, batch, epochs, rounds) == pytest.approx(
+        accountant.get_epsilon(1e-5)
+    )
