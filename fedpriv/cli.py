@@ -109,6 +109,22 @@ def build_parser() -> argparse.ArgumentParser:
     attack.add_argument("--keys", type=Path, help="colluding client's key directory")
     attack.set_defaults(handler=cmd_attack)
 
+    compare = commands.add_parser(
+        "compare", help="the main job: every arm, every attack, one report"
+    )
+    compare.add_argument(
+        "experiment",
+        nargs="?",
+        type=Path,
+        help="comparison TOML (default experiments/compare.toml)",
+    )
+    compare.add_argument("--out", type=Path, default=Path("results/compare"), help="output folder")
+    compare.add_argument("--quick", action="store_true", help="2 rounds, small attack budgets")
+    compare.add_argument(
+        "--force", action="store_true", help="rerun arms and attacks found in --out"
+    )
+    compare.set_defaults(handler=cmd_compare)
+
     rel = commands.add_parser(
         "release", help="key holders: decrypt a ckks run's final model and metrics"
     )
@@ -288,6 +304,38 @@ def _summary(result: dict[str, Any]) -> str:
     return (
         f"eval accuracy {m['eval_accuracy']:.2f}, SSIM to class mean {m['ssim_to_class_mean']:.3f}"
     )
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    """Handle `fedpriv compare`."""
+    from fedpriv.compare import DEFAULT_EXPERIMENT, load_comparison, run_comparison
+    from fedpriv.report.compare_report import SUMMARY_HEADER, summary_rows
+
+    comparison = load_comparison(args.experiment or DEFAULT_EXPERIMENT, quick=args.quick)
+    logging.getLogger("flwr").setLevel(logging.WARNING)
+    columns = (TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn())
+    with Progress(*columns, console=console) as progress:
+        task = progress.add_task("comparison", total=len(comparison.arms) * 4)
+        bars: dict[str, Any] = {}
+
+        def step(arm: str, what: str) -> None:
+            progress.update(task, advance=1, description=f"{arm}: {what}")
+
+        def attack_step(name: str, fraction: float) -> None:
+            if name not in bars:
+                bars[name] = progress.add_task(f"  {name}", total=1.0)
+            progress.update(bars[name], completed=fraction)
+
+        results = run_comparison(comparison, args.out, args.force, step, attack_step)
+        progress.update(task, completed=len(comparison.arms) * 4)
+    table = Table(title="fedpriv comparison")
+    for column in SUMMARY_HEADER:
+        table.add_column(column, justify="right")
+    for row in summary_rows(results):
+        table.add_row(*row)
+    Console(width=200).print(table)
+    print(f"results: {args.out.resolve()} (report.html, report.md, results.json)")
+    return 0
 
 
 def cmd_release(args: argparse.Namespace) -> int:

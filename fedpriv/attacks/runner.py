@@ -214,6 +214,12 @@ class _AttackContext:
             self.out / f"{method}.png",
             f"{method} on the {self.threat} view",
         )
+        # The matched pairs themselves, for reports that compose their own figures.
+        np.savez_compressed(
+            self.out / f"{method}-images.npz",
+            truth=np.stack(grid_truth),
+            reconstruction=np.stack(grid_rec),
+        )
         metrics = {
             key: float(np.mean([c[key] for c in per_client]))
             for key in ("mse", "psnr", "ssim", "label_accuracy")

@@ -28,7 +28,10 @@ class MemGuardSettings:
     distortion_weight : float
         c3: weight of the L1 distortion in phase 1.
     steps : int
-        Phase 1's optimization steps.
+        Phase 1's largest number of optimization steps.
+    tolerance : float
+        Phase 1 stops once every query's defense logit is within this of 0 (probability
+        0.5) with its label kept.
     step_size : float
         Phase 1's Adam step size (on the logits).
     seed : int
@@ -41,6 +44,7 @@ class MemGuardSettings:
     label_weight: float = 10.0
     distortion_weight: float = 0.1
     steps: int = 300
+    tolerance: float = 0.05
     step_size: float = 0.1
     seed: int = 0
 
@@ -136,9 +140,14 @@ class MemGuard:
                 p = torch.softmax(logits + r, 1)
                 kept = p.argmax(1) == label
                 score = self.classifier(p).abs()
-                better = kept & (score < best_score)
+                # A query's answer is frozen once within tolerance, so it does not depend on
+                # which other queries share its batch (a repeated query gets the same answer).
+                settled = best_score < self.settings.tolerance
+                better = kept & (score < best_score) & ~settled
                 best[better] = p[better]
                 best_score = torch.where(better, score, best_score)
+                if bool((best_score < self.settings.tolerance).all()):
+                    break
         return best - s
 
     @torch.no_grad()
