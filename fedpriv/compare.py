@@ -64,7 +64,8 @@ def load_comparison(path: str | Path, quick: bool = False) -> Comparison:
     shared = data.get("run", {})
     attacks = data.get("attacks", {})
     if quick:
-        shared = {**shared, "num-server-rounds": min(int(shared.get("num-server-rounds", 3)), 2)}
+        # A smoke run: one round and the smallest attack budgets (the numbers mean little).
+        shared = {**shared, "num-server-rounds": 1}
     arms = []
     for name, overrides in data.get("arms", {}).items():
         if not isinstance(overrides, dict):
@@ -73,18 +74,18 @@ def load_comparison(path: str | Path, quick: bool = False) -> Comparison:
         arms.append(Arm(name, config))
     suite = SuiteSettings(
         inversion=InversionSettings(
-            iterations=int(attacks.get("inversion-iterations", 50 if quick else 300)),
+            iterations=int(attacks.get("inversion-iterations", 300)) if not quick else 20,
             restarts=1,
         ),
         membership=MembershipSettings(
-            num_shadows=int(attacks.get("shadows", 4 if quick else 16)),
-            max_targets=int(attacks.get("max-targets", 200 if quick else 500)),
+            num_shadows=int(attacks.get("shadows", 16)) if not quick else 2,
+            max_targets=int(attacks.get("max-targets", 500)) if not quick else 100,
         ),
         mi_face=MIFaceSettings(
-            iterations=int(attacks.get("mi-face-iterations", 200 if quick else 1000)),
-            query_budget=int(attacks.get("mi-face-queries", 20_000 if quick else 100_000)),
+            iterations=int(attacks.get("mi-face-iterations", 1000)) if not quick else 100,
+            query_budget=int(attacks.get("mi-face-queries", 100_000)) if not quick else 3_000,
         ),
-        max_clients=int(attacks.get("max-clients", 1 if quick else 2)),
+        max_clients=int(attacks.get("max-clients", 2)) if not quick else 1,
     )
     return Comparison(tuple(arms), suite, str(path))
 

@@ -94,7 +94,8 @@ def _headline(arm: dict[str, Any]) -> dict[str, Any]:
     defense = next((r["defense"] for r in membership.values() if r.get("defense")), None)
     return {
         "final_accuracy": rounds[-1]["accuracy"],
-        "seconds_per_round": float(np.mean([r["seconds"] for r in rounds])),
+        # The median: round 1 also pays for Ray's start and the first imports.
+        "seconds_per_round": float(np.median([r["seconds"] for r in rounds])),
         "bytes_per_round": float(np.mean([r["bytes_up"] + r["bytes_down"] for r in rounds])),
         "bytes_up_per_round": float(np.mean([r["bytes_up"] for r in rounds])),
         "dp_epsilon": rounds[-1].get("dp_epsilon"),
@@ -314,7 +315,7 @@ def summary_rows(results: dict[str, Any]) -> list[list[str]]:
 SUMMARY_HEADER = [
     "arm",
     "final accuracy",
-    "seconds/round",
+    "seconds/round (median)",
     "bytes/round vs plaintext",
     "gradient inversion PSNR (server view)",
     "membership AUC (outsider)",
