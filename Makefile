@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
-DEMO_OUT ?= runs/demo
+DEMO_OUT ?= results/compare
 
 .PHONY: setup demo test lint clean
 
@@ -17,10 +17,10 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install -q -e ".[dev,hf]"
 	touch $(STAMP)
 
+# The main job: every arm of experiments/compare.toml, every attack, one report.
+# Finished arms in $(DEMO_OUT) are reused (an interrupted demo resumes); FORCE=1 reruns all.
 demo: setup
-	rm -rf $(DEMO_OUT)
-	$(BIN)/fedpriv run --aggregation plaintext --dataset digits --model mlp --clients 5 --rounds 5 --out $(DEMO_OUT)/plaintext
-	$(BIN)/fedpriv run --aggregation ckks --dataset digits --model mlp --clients 5 --rounds 5 --out $(DEMO_OUT)/ckks
+	$(BIN)/fedpriv compare experiments/compare.toml --out $(DEMO_OUT) $(if $(FORCE),--force,)
 
 lint: setup
 	$(BIN)/ruff check .
