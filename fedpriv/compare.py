@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import shutil
 import time
-import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,7 +19,7 @@ from fedpriv.attacks.membership import MembershipSettings
 from fedpriv.attacks.model_inversion import MIFaceSettings
 from fedpriv.attacks.runner import ATTACKS_BY_THREAT, SuiteSettings, run_attacks
 from fedpriv.attacks.views import THREATS
-from fedpriv.config import RunConfig
+from fedpriv.config import RunConfig, read_toml
 from fedpriv.errors import ConfigError
 from fedpriv.rundir import RunDirectory, write_json
 
@@ -54,13 +53,7 @@ class Comparison:
 
 def load_comparison(path: str | Path, quick: bool = False) -> Comparison:
     """Read a comparison TOML; ``quick`` shrinks rounds and attack budgets for a smoke run."""
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"comparison file {path} does not exist")
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except tomllib.TOMLDecodeError as err:
-        raise ConfigError(f"comparison file {path} is not valid TOML: {err}") from err
+    data = read_toml(path, "comparison file")
     shared = data.get("run", {})
     attacks = data.get("attacks", {})
     if quick:

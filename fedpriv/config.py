@@ -161,17 +161,22 @@ class RunConfig:
     @classmethod
     def from_toml(cls, path: str | Path, overrides: dict[str, Any] | None = None) -> RunConfig:
         """Read an experiment TOML file (its ``[run]`` table, or the top level)."""
-        path = Path(path)
-        if not path.is_file():
-            raise ConfigError(f"experiment file {path} does not exist")
-        try:
-            data = tomllib.loads(path.read_text(encoding="utf-8"))
-        except tomllib.TOMLDecodeError as err:
-            raise ConfigError(f"experiment file {path} is not valid TOML: {err}") from err
+        data = read_toml(path, "experiment file")
         table = data.get("run", data)
         table = {k: v for k, v in table.items() if not isinstance(v, dict)}
         table.update(overrides or {})
         return cls.from_flower(table)
+
+
+def read_toml(path: str | Path, what: str) -> dict[str, Any]:
+    """Parse a TOML file; a missing or malformed file is a :class:`ConfigError` naming it."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{what} {path} does not exist")
+    try:
+        return tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as err:
+        raise ConfigError(f"{what} {path} is not valid TOML: {err}") from err
 
 
 def _key(attribute: str) -> str:
