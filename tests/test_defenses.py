@@ -56,7 +56,7 @@ def test_dp_needs_ckks_and_valid_parameters():
         RunConfig(defense="dp")
     with pytest.raises(ConfigError, match="dp-clipping-norm must be > 0"):
         RunConfig(aggregation="ckks", defense="dp", dp_clipping_norm=0.0)
-    with pytest.raises(ConfigError, match="valid choices: none, dp, memguard"):
+    with pytest.raises(ConfigError, match="valid choices: none, dp, dp-sgd, memguard"):
         RunConfig(defense="he")
 
 

@@ -19,6 +19,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from fedpriv.attacks.membership import ATTACKS as MEMBERSHIP_ATTACKS  # noqa: E402
 from fedpriv.report.figures import roc_plot  # noqa: E402
@@ -222,6 +223,7 @@ def _line_figure(results: dict[str, Any], keys: list[str], ylabel: str, path: Pa
             ax.plot(rounds, values, style, marker="o", markersize=3, label=label)
     if keys[0].startswith("bytes"):
         ax.set_yscale("log")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("round")
     ax.set_ylabel(ylabel)
     ax.legend(fontsize=7, ncol=2)
