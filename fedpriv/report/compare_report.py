@@ -31,7 +31,8 @@ FIGURES = {
     "seconds": "wall seconds per round",
     "bytes": "bytes up and down per round (all clients)",
     "roc": "membership inference, strongest outsider attack per arm (log-log ROC)",
-    "reconstructions": "gradient inversion (ig): truth, curious server, colluding client",
+    "reconstructions": "gradient inversion (ig) per arm: curious server and colluding client, "
+    "each under the true records it was matched to",
 }
 
 
@@ -232,26 +233,24 @@ def _line_figure(results: dict[str, Any], keys: list[str], ylabel: str, path: Pa
     plt.close(fig)
 
 
-def _reconstruction_figure(results: dict[str, Any], path: Path) -> None:
-    rows: list[tuple[str, np.ndarray | None, str]] = []
-    truth = None
+def _reconstruction_figure(results: dict[str, Any], path: Path, columns: int = 4) -> None:
+    """Per arm and view: the matched true records above their reconstructions, or why not."""
+    rows: list[tuple[str, np.ndarray | None]] = []
     for arm in results["arms"]:
         for threat, label in (("curious-server", "server"), ("colluding-client", "colluder")):
             npz = Path(arm["run_dir"]) / "attacks" / threat / "ig-images.npz"
             entry = arm["attacks"].get(threat, {}).get("ig", {})
             if npz.exists():
                 data = np.load(npz)
-                truth = data["truth"] if truth is None else truth
-                rows.append((f"{arm['name']}: {label}", data["reconstruction"], ""))
+                rows.append((f"{arm['name']}, {label}: truth", data["truth"][:columns]))
+                rows.append((f"{arm['name']}, {label}: ig", data["reconstruction"][:columns]))
             else:
-                rows.append((f"{arm['name']}: {label}", None, str(entry.get("reason") or "")))
-    if truth is not None:
-        rows.insert(0, ("truth", truth, ""))
-    columns = max((len(r[1]) for r in rows if r[1] is not None), default=1)
+                reason = str(entry.get("reason") or "not run").split(":")[0]
+                rows.append((f"{arm['name']}, {label}: not applicable ({reason})", None))
     fig, axes = plt.subplots(
-        len(rows), columns, figsize=(1.1 * columns + 2.6, 1.0 * len(rows)), squeeze=False
+        len(rows), columns, figsize=(1.0 * columns + 3.2, 0.9 * len(rows)), squeeze=False
     )
-    for i, (name, images, reason) in enumerate(rows):
+    for i, (name, images) in enumerate(rows):
         for j in range(columns):
             ax = axes[i][j]
             ax.set_xticks([])
@@ -259,10 +258,9 @@ def _reconstruction_figure(results: dict[str, Any], path: Path) -> None:
             if images is not None and j < len(images):
                 ax.imshow(np.clip(images[j][0], 0, 1), cmap="gray", vmin=0, vmax=1)
             else:
-                ax.axis("off")
+                for spine in ax.spines.values():
+                    spine.set_visible(False)
         axes[i][0].set_ylabel(name, rotation=0, ha="right", va="center", fontsize=7)
-        if images is None:
-            axes[i][0].text(0, 0.5, reason.split(":")[0] or "n/a", fontsize=7, va="center")
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
