@@ -161,14 +161,14 @@ def cmd_run(args: argparse.Namespace) -> int:
     if not args.verbose:
         logging.getLogger("flwr").setLevel(logging.WARNING)
     rundir = RunDirectory(config.out_dir)
-    with _round_progress(rundir, config.num_server_rounds, config.aggregation):
+    with _RoundProgress(rundir, config.num_server_rounds, config.aggregation):
         path = run_simulation(config, verbose=args.verbose)
     _print_history(RunDirectory(path).read_history())
     print(f"results: {path}")
     return 0
 
 
-class _round_progress:
+class _RoundProgress:
     """A rich progress bar that follows history.json while the federation runs."""
 
     def __init__(self, rundir: Any, total: int, label: str) -> None:
@@ -176,7 +176,7 @@ class _round_progress:
         self.stop = threading.Event()
         self.thread = threading.Thread(target=self._follow, daemon=True)
 
-    def __enter__(self) -> _round_progress:
+    def __enter__(self) -> _RoundProgress:
         self.thread.start()
         return self
 

@@ -99,6 +99,10 @@ class RunDirectory:
         folder = self.path / SERVER_VIEW / f"round-{server_round:03d}"
         return {p.stem: p for p in sorted(folder.glob(f"{prefix}*.pb"))}
 
+    def read_sent(self, server_round: int) -> RecordDict:
+        """The training payload the server broadcast at the start of ``server_round``."""
+        return self.read_payload(self.view_files(server_round, "train-sent")["train-sent"])
+
     @staticmethod
     def read_payload(path: Path) -> RecordDict:
         """Parse a stored payload."""

@@ -79,7 +79,7 @@ def run_simulation(config: RunConfig, verbose: bool = False) -> Path:
     from flwr.supercore.telemetry import EventType
 
     if not config.out_dir:
-        raise ValueError("run_simulation needs config.out_dir")
+        raise ConfigError("run_simulation needs config.out_dir")
     rundir = RunDirectory(Path(config.out_dir).resolve())
     rundir.create()
     config = config.replace(out_dir=str(rundir.path))

@@ -16,6 +16,7 @@ from flwr.supercore import log
 from fedpriv.config import RunConfig
 from fedpriv.crypto.keys import load_server_context
 from fedpriv.crypto.presets import get_preset
+from fedpriv.errors import ConfigError
 from fedpriv.rundir import RunDirectory
 from fedpriv.task import initial_state, num_parameters
 from fedpriv.wire import record_to_state, state_to_record
@@ -47,7 +48,7 @@ def build_strategy(config: RunConfig) -> tuple[Strategy, ArrayRecord]:
     }
     if config.aggregation == "ckks":
         if not config.key_dir:
-            raise ValueError("aggregation 'ckks' needs key-dir (see `fedpriv keys new`)")
+            raise ConfigError("aggregation 'ckks' needs key-dir (see `fedpriv keys new`)")
         context = load_server_context(config.key_dir)
         dp = config.dp_settings() if config.defense == "dp" else None
         strategy = CkksFedAvg(

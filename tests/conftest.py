@@ -24,6 +24,16 @@ def offline_env(tmp_path_factory: pytest.TempPathFactory) -> None:
     apply_offline_env()
 
 
+@pytest.fixture(scope="session")
+def key_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A key set of the default preset (client context 0600, parameters-only server context)."""
+    from fedpriv.crypto.keys import provision_keys
+
+    path = tmp_path_factory.mktemp("keys")
+    provision_keys(path, "n4096-additive")
+    return path
+
+
 @pytest.fixture
 def task_identity() -> None:
     """Let tests build Flower Messages outside a running app."""

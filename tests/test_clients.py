@@ -4,20 +4,13 @@ from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MessageType, R
 
 import clients.app as client_app
 from fedpriv.config import RunConfig
-from fedpriv.crypto.keys import make_context, provision_keys
+from fedpriv.crypto.keys import make_context
 from fedpriv.crypto.packing import STYPE, encrypt_weighted
 from fedpriv.crypto.presets import get_preset
 from fedpriv.errors import BoundError, ConfigError, CryptoError
 from fedpriv.task import num_parameters
 
 PRESET = get_preset("n4096-additive")
-
-
-@pytest.fixture(scope="module")
-def key_dir(tmp_path_factory):
-    path = tmp_path_factory.mktemp("keys")
-    provision_keys(path, PRESET.name)
-    return path
 
 
 def _context(config: RunConfig, partition_id: int = 0) -> Context:

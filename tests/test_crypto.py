@@ -30,20 +30,13 @@ DEFAULT = get_preset("n4096-additive")
 
 
 @pytest.fixture(scope="module")
-def keys(tmp_path_factory):
-    path = tmp_path_factory.mktemp("keys")
-    provision_keys(path, DEFAULT.name)
-    return path
+def client(key_dir):
+    return load_client_context(key_dir)
 
 
 @pytest.fixture(scope="module")
-def client(keys):
-    return load_client_context(keys)
-
-
-@pytest.fixture(scope="module")
-def server(keys):
-    return load_server_context(keys)
+def server(key_dir):
+    return load_server_context(key_dir)
 
 
 # -- presets ---------------------------------------------------------------------------------
@@ -74,13 +67,13 @@ def test_presets_are_frozen():
 
 
 # -- keys ------------------------------------------------------------------------------------
-def test_key_files_modes_and_contents(keys):
-    assert stat.S_IMODE(os.stat(keys / "client.ctx").st_mode) == 0o600
-    assert stat.S_IMODE(os.stat(keys).st_mode) == 0o700
-    server = ts.context_from((keys / "server.ctx").read_bytes())
+def test_key_files_modes_and_contents(key_dir):
+    assert stat.S_IMODE(os.stat(key_dir / "client.ctx").st_mode) == 0o600
+    assert stat.S_IMODE(os.stat(key_dir).st_mode) == 0o700
+    server = ts.context_from((key_dir / "server.ctx").read_bytes())
     assert held_keys(server) == []
     assert not server.is_private()
-    assert (keys / "server.ctx").stat().st_size < 200  # parameters only, no key of any kind
+    assert (key_dir / "server.ctx").stat().st_size < 200  # parameters only, no key of any kind
 
 
 def test_server_context_cannot_decrypt(client, server):

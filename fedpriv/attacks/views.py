@@ -78,9 +78,7 @@ class ServerView:
     def global_model(self, server_round: int) -> np.ndarray:
         """The global model broadcast at the start of ``server_round`` (flat)."""
         self.check_plaintext_updates()
-        sent = self.rundir.read_payload(
-            self.rundir.view_files(server_round, "train-sent")["train-sent"]
-        )
+        sent = self.rundir.read_sent(server_round)
         return state_to_vector(record_to_state(sent["arrays"]))
 
     def updates(self, server_round: int) -> list[ObservedUpdate]:
@@ -139,9 +137,7 @@ class ColludingClientView(ServerView):
             return super().global_model(server_round)
         if server_round == 1:
             return state_to_vector(initial_state(self.config))  # clients start from the seed
-        sent = self.rundir.read_payload(
-            self.rundir.view_files(server_round, "train-sent")["train-sent"]
-        )
+        sent = self.rundir.read_sent(server_round)
         return decrypt_weighted_mean(sent["arrays"], self.context, self.preset)[0]
 
     def updates(self, server_round: int) -> list[ObservedUpdate]:
