@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from flwr.app import ArrayRecord, Context, Message, MetricRecord, RecordDict
+from flwr.app import ArrayRecord, Context, Error, Message, MetricRecord, RecordDict
 from flwr.client.mod import secaggplus_mod
 from flwr.clientapp import ClientApp
 from flwr.clientapp.typing import ClientAppCallable
@@ -24,7 +24,12 @@ from fedpriv.crypto.packing import decrypt_weighted_mean, encrypt_values, encryp
 from fedpriv.crypto.presets import get_preset
 from fedpriv.data import ClientData, load_dataset
 from fedpriv.defenses.dp import clip_update, train_dp_sgd
-from fedpriv.errors import ConfigError
+from fedpriv.errors import (
+    AGGREGATE_REJECTED,
+    NO_TRAINING_DATA,
+    AggregateRejectedError,
+    ConfigError,
+)
 from fedpriv.models import load_state, model_state, state_to_vector, vector_to_state
 from fedpriv.task import client_data, initial_state, local_seed, new_model
 from fedpriv.training import evaluate, train
@@ -39,6 +44,10 @@ def _setup(context: Context) -> tuple[RunConfig, int, int, ClientData]:
     if not context.run_config:
         raise ConfigError("the ClientApp received an empty run config")
     config = RunConfig.from_flower(dict(context.run_config))
+    if "key-dir" in context.node_config:
+        # In a deployment the secret key lives on the node: its own key-dir wins over the run's,
+        # which names where the server finds its parameters-only context.
+        config = config.replace(key_dir=str(context.node_config["key-dir"]))
     partition_id = int(context.node_config["partition-id"])
     num_partitions = int(context.node_config["num-partitions"])
     return config, partition_id, num_partitions, client_data(config, partition_id, num_partitions)
@@ -87,15 +96,29 @@ def _legacy_state(config: RunConfig, parameters: object) -> dict[str, np.ndarray
     return dict(zip(initial_state(config), arrays, strict=True))
 
 
+def _refusal(msg: Message, code: int, reason: str) -> Message:
+    """An error reply the server understands (``code``) and logs (``reason``)."""
+    return Message(Error(code=code, reason=reason), reply_to=msg)
+
+
 @app.train(mods=[secagg_when_configured])
 def train_handler(msg: Message, context: Context) -> Message:
-    """Train on local data from the global model and reply with the (encrypted) update."""
+    """Train on local data from the global model and reply with the (encrypted) update.
+
+    A client with no training record, or one that finds the broadcast aggregate corrupt,
+    replies with an error code instead of an update (and trains on nothing it cannot trust).
+    """
     config, partition_id, num_partitions, data = _setup(context)
+    if len(data.y_train) == 0:
+        return _refusal(msg, NO_TRAINING_DATA, f"partition {partition_id} has no training record")
     if config.aggregation == "secagg":
         return _train_legacy(msg, config, partition_id, data)
     server_round = int(msg.content["config"]["server-round"])
     model = new_model(config)
-    global_state = _global_state(config, msg.content["arrays"])
+    try:
+        global_state = _global_state(config, msg.content["arrays"])
+    except AggregateRejectedError as err:
+        return _refusal(msg, AGGREGATE_REJECTED, f"aggregate rejected: {err}")
     load_state(model, global_state)
     train_loss = _local_training(
         model, config, data, local_seed(config, server_round, partition_id)
@@ -168,7 +191,10 @@ def evaluate_handler(msg: Message, context: Context) -> Message:
     if config.aggregation == "secagg":
         return _evaluate_legacy(msg, config, data)
     model = new_model(config)
-    load_state(model, _global_state(config, msg.content["arrays"]))
+    try:
+        load_state(model, _global_state(config, msg.content["arrays"]))
+    except AggregateRejectedError as err:
+        return _refusal(msg, AGGREGATE_REJECTED, f"aggregate rejected: {err}")
     loss, accuracy = evaluate(model, data.x_test, data.y_test)
     num_examples = len(data.y_test)
     if config.aggregation == "plaintext":

@@ -45,6 +45,34 @@ RUN_FLAGS: dict[str, tuple[str, type]] = {
 }
 
 
+def add_federation_flags(parser: argparse.ArgumentParser) -> None:
+    """The flags that describe a federation (``RUN_FLAGS``), shared by `run` and `deploy local`."""
+    parser.add_argument("--config", type=Path, help="experiment TOML file ([run] table)")
+    parser.add_argument("--aggregation", help="plaintext | ckks")
+    parser.add_argument("--dataset", help="digits | mnist5k | synthetic | hf:<name-or-path>")
+    parser.add_argument("--model", help="mlp | cnn | convnet")
+    parser.add_argument("--clients", type=int, help="number of clients (virtual SuperNodes)")
+    parser.add_argument("--rounds", type=int, help="number of server rounds")
+    parser.add_argument("--seed", type=int, help="seed of data split, model and training")
+    parser.add_argument("--partitioner", help="iid | dirichlet | shards")
+    parser.add_argument("--alpha", type=float, help="Dirichlet concentration")
+    parser.add_argument("--local-epochs", type=int, help="local epochs per round")
+    parser.add_argument("--batch-size", type=int, help="local mini-batch size")
+    parser.add_argument("--lr", type=float, help="local SGD learning rate")
+    parser.add_argument("--momentum", type=float, help="local SGD momentum")
+    parser.add_argument("--fraction-train", type=float, help="fraction trained per round")
+    parser.add_argument("--fraction-evaluate", type=float, help="fraction evaluated per round")
+    parser.add_argument("--ckks-preset", help="CKKS preset (see `fedpriv keys presets`)")
+    parser.add_argument(
+        "--max-train-samples", type=int, help="cap on each client's training records (0: none)"
+    )
+    parser.add_argument("--defense", help="none | dp (ckks only) | dp-sgd | memguard")
+    parser.add_argument("--dp-noise-multiplier", type=float, help="DP: noise sigma in units of C")
+    parser.add_argument("--dp-clipping-norm", type=float, help="DP: clipping norm C of an update")
+    parser.add_argument("--dp-delta", type=float, help="DP: delta of the reported epsilon")
+    parser.add_argument("--memguard-epsilon", type=float, help="MemGuard: L1 distortion budget")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Return the argument parser of the `fedpriv` command."""
     parser = argparse.ArgumentParser(
@@ -54,31 +82,14 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
 
     run = commands.add_parser("run", help="run one federation on Flower's Simulation Engine")
-    run.add_argument("--config", type=Path, help="experiment TOML file ([run] table)")
-    run.add_argument("--aggregation", help="plaintext | ckks")
-    run.add_argument("--dataset", help="digits | mnist5k | synthetic | hf:<name-or-path>")
-    run.add_argument("--model", help="mlp | cnn | convnet")
-    run.add_argument("--clients", type=int, help="number of clients (virtual SuperNodes)")
-    run.add_argument("--rounds", type=int, help="number of server rounds")
-    run.add_argument("--seed", type=int, help="seed of data split, model and training")
-    run.add_argument("--partitioner", help="iid | dirichlet | shards")
-    run.add_argument("--alpha", type=float, help="Dirichlet concentration (partitioner dirichlet)")
-    run.add_argument("--local-epochs", type=int, help="local epochs per round")
-    run.add_argument("--batch-size", type=int, help="local mini-batch size")
-    run.add_argument("--lr", type=float, help="local SGD learning rate")
-    run.add_argument("--momentum", type=float, help="local SGD momentum")
-    run.add_argument("--fraction-train", type=float, help="fraction of clients trained per round")
-    run.add_argument("--fraction-evaluate", type=float, help="fraction evaluated per round")
-    run.add_argument("--ckks-preset", help="CKKS preset (see `fedpriv keys presets`)")
-    run.add_argument(
-        "--max-train-samples", type=int, help="cap on each client's training records (0: none)"
-    )
-    run.add_argument("--defense", help="none | dp (ckks only) | dp-sgd | memguard")
-    run.add_argument("--dp-noise-multiplier", type=float, help="DP: noise sigma in units of C")
-    run.add_argument("--dp-clipping-norm", type=float, help="DP: clipping norm C of an update")
-    run.add_argument("--dp-delta", type=float, help="DP: delta of the reported epsilon")
-    run.add_argument("--memguard-epsilon", type=float, help="MemGuard: L1 distortion budget")
+    add_federation_flags(run)
     run.add_argument("--out", type=Path, help="run directory (default runs/<aggregation>-<time>)")
+    run.add_argument(
+        "--resume",
+        type=Path,
+        metavar="DIR",
+        help="continue the run in DIR after its last finished round (its config.json)",
+    )
     run.add_argument("--verbose", action="store_true", help="show Flower's logs")
     run.set_defaults(handler=cmd_run)
 
@@ -86,10 +97,50 @@ def build_parser() -> argparse.ArgumentParser:
     key_commands = keys.add_subparsers(dest="keys_command", required=True)
     new = key_commands.add_parser("new", help="write a client (secret) and a server context")
     new.add_argument("--out", type=Path, required=True, help="key directory to create")
-    new.add_argument("--preset", default="n4096-additive", help="CKKS preset name")
+    new.add_argument("--preset", help="CKKS preset name (default: the default preset)")
+    new.add_argument(
+        "--server-out",
+        type=Path,
+        help="write the server's share (parameters only) here instead of into --out",
+    )
+    new.add_argument("--exist-ok", action="store_true", help="keep an existing key set, exit 0")
     new.set_defaults(handler=cmd_keys_new)
     presets = key_commands.add_parser("presets", help="list the CKKS presets")
     presets.set_defaults(handler=cmd_keys_presets)
+
+    deploy = commands.add_parser("deploy", help="Flower Deployment Engine: loopback, compose, TLS")
+    deploy_commands = deploy.add_subparsers(dest="deploy_command", required=True)
+    local = deploy_commands.add_parser(
+        "local", help="the compose topology as processes on loopback: start, run, stop"
+    )
+    add_federation_flags(local)
+    local.add_argument("--out", type=Path, required=True, help="folder for run, logs, keys")
+    local.add_argument("--insecure", action="store_true", help="no TLS (default: TLS everywhere)")
+    local.add_argument("--node-auth", action="store_true", help="SuperNode authentication")
+    local.add_argument("--timeout", type=float, default=900.0, help="seconds to wait for the run")
+    local.set_defaults(handler=cmd_deploy_local)
+    certs = deploy_commands.add_parser("certs", help="write a CA and a SuperLink certificate")
+    certs.add_argument("--out", type=Path, required=True, help="folder for the TLS files")
+    certs.add_argument("--hosts", nargs="+", help="names the SuperLink/SuperNodes are reached by")
+    certs.add_argument("--exist-ok", action="store_true", help="keep existing files, exit 0")
+    certs.set_defaults(handler=cmd_deploy_certs)
+    compose = deploy_commands.add_parser("compose", help="print docker-compose.yml for N clients")
+    compose.add_argument("--clients", type=int, default=3, help="number of SuperNodes")
+    compose.set_defaults(handler=cmd_deploy_compose)
+
+    bench = commands.add_parser(
+        "bench", help="encrypted vs plaintext aggregation: bytes, seconds, ratios (bench.json)"
+    )
+    bench.add_argument("--quick", action="store_true", help="small sizes (what CI runs)")
+    bench.add_argument("--sizes", type=int, nargs="+", help="model sizes (parameters)")
+    bench.add_argument("--clients", type=int, help="clients added per size")
+    bench.add_argument("--presets", nargs="+", help="CKKS presets to measure")
+    bench.add_argument("--no-end-to-end", action="store_true", help="skip the federations")
+    bench.add_argument(
+        "--scale", action="store_true", help="also a 1,000-client ckks simulation (minutes)"
+    )
+    bench.add_argument("--out", type=Path, default=Path("results/bench"), help="output folder")
+    bench.set_defaults(handler=cmd_bench)
 
     attack = commands.add_parser(
         "attack", help="run privacy attacks on a run directory, as each attacker sees it"
@@ -156,7 +207,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     from fedpriv.rundir import RunDirectory
     from fedpriv.simulation import check_runnable, run_simulation
 
-    config = resolve_run_config(args)
+    if args.resume is not None:
+        config = _resumed_config(args)
+    else:
+        config = resolve_run_config(args)
     check_runnable(config)
     if not args.verbose:
         logging.getLogger("flwr").setLevel(logging.WARNING)
@@ -166,6 +220,21 @@ def cmd_run(args: argparse.Namespace) -> int:
     _print_history(RunDirectory(path).read_history())
     print(f"results: {path}")
     return 0
+
+
+def _resumed_config(args: argparse.Namespace) -> Any:
+    """The configuration of the run in ``--resume DIR`` (no other federation flag allowed)."""
+    from fedpriv.config import RunConfig
+    from fedpriv.rundir import RunDirectory
+
+    given = [f"--{flag.replace('_', '-')}" for flag in RUN_FLAGS if getattr(args, flag) is not None]
+    if given or args.config is not None or args.out is not None:
+        raise FedprivError(f"--resume takes the run's own configuration; drop {given or '--out'}")
+    rundir = RunDirectory(args.resume.resolve())
+    if not rundir.holds_run():
+        raise FedprivError(f"{rundir.path} holds no run to resume")
+    stored = RunConfig.from_flower(rundir.read_config())
+    return stored.replace(resume=True, out_dir=str(rundir.path))
 
 
 class _RoundProgress:
@@ -222,13 +291,133 @@ def _print_history(history: dict[str, Any]) -> None:
     console.print(table)
 
 
+def cmd_deploy_local(args: argparse.Namespace) -> int:
+    """Handle `fedpriv deploy local`."""
+    from fedpriv.deploy.local import LocalDeployment, deploy_local
+    from fedpriv.rundir import RunDirectory
+
+    config = resolve_run_config(args)
+    deployment = LocalDeployment(
+        config, args.out, tls=not args.insecure, node_auth=args.node_auth, timeout=args.timeout
+    )
+    started = time.monotonic()
+    path = deploy_local(deployment, progress=lambda message: console.print(f"[dim]{message}"))
+    seconds = time.monotonic() - started
+    console.print(f"deployment finished in {seconds:.1f}s; every process stopped")
+    _print_history(RunDirectory(path).read_history())
+    print(f"results: {path}")
+    return 0
+
+
+def cmd_deploy_certs(args: argparse.Namespace) -> int:
+    """Handle `fedpriv deploy certs`."""
+    from fedpriv.deploy.certs import CA_CERT, DEFAULT_HOSTS, make_certificates
+
+    if (args.out / CA_CERT).exists():
+        if not args.exist_ok:
+            raise FedprivError(f"{args.out} already holds TLS material; refusing to overwrite it")
+        print(f"results: {args.out.resolve()} (kept)")
+        return 0
+    paths = make_certificates(args.out, tuple(args.hosts or DEFAULT_HOSTS))
+    print(f"CA certificate (give to every client side): {paths['ca']}")
+    print(f"SuperLink certificate and key (0600): {paths['cert']}, {paths['key']}")
+    print(f"results: {args.out.resolve()}")
+    return 0
+
+
+def cmd_deploy_compose(args: argparse.Namespace) -> int:
+    """Handle `fedpriv deploy compose`."""
+    from fedpriv.deploy.compose import render
+
+    if args.clients < 1:
+        raise FedprivError("--clients must be at least 1")
+    sys.stdout.write(render(args.clients))
+    return 0
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    """Handle `fedpriv bench`."""
+    import dataclasses
+
+    from fedpriv.bench import full_settings, measure_scale, quick_settings, run_bench
+    from fedpriv.rundir import write_json
+
+    settings = quick_settings() if args.quick else full_settings()
+    changes: dict[str, Any] = {}
+    if args.sizes:
+        changes["sizes"] = tuple(args.sizes)
+    if args.clients:
+        changes["clients"] = args.clients
+    if args.presets:
+        changes["presets"] = tuple(args.presets)
+    if args.no_end_to_end:
+        changes["end_to_end"] = None
+    settings = dataclasses.replace(settings, **changes)
+    args.out.mkdir(parents=True, exist_ok=True)
+    logging.getLogger("flwr").setLevel(logging.WARNING)
+    say = lambda message: console.print(f"[dim]{message}")  # noqa: E731
+    results = run_bench(settings, args.out, progress=say)
+    if args.scale:
+        say("scale: 1,000 virtual clients, 10% per round, 3 rounds (ckks, LeNet, mnist5k)")
+        results["scale"] = measure_scale(args.out)
+    write_json(args.out / "bench.json", results)
+    _print_bench(results)
+    print(f"results: {(args.out / 'bench.json').resolve()}")
+    return 0
+
+
+def _print_bench(results: dict[str, Any]) -> None:
+    table = Table(title="ckks against plaintext (ratios measured side by side)")
+    columns = (
+        "preset", "parameters", "up ×", "down ×", "encrypt s/1M", "decrypt s/1M",
+        "server parse+add s/1M", "add × numpy", "parse+add × plaintext",
+    )  # fmt: skip
+    for column in columns:
+        table.add_column(column, justify="right")
+    for row in results["sizes"]:
+        table.add_row(
+            row["preset"],
+            f"{row['parameters']:,}",
+            f"{row['bytes_up_ratio']:.2f}",
+            f"{row['bytes_down_ratio']:.2f}",
+            f"{row['encrypt_seconds_per_1m']:.3f}",
+            f"{row['decrypt_seconds_per_1m']:.3f}",
+            f"{row['server_parse_add_seconds_per_1m']:.3f}",
+            f"{row['server_add_ratio']:.1f}",
+            f"{row['server_parse_add_ratio']:.1f}",
+        )
+    console.print(table)
+    for entry in results["precision"]:
+        console.print(
+            f"precision {entry['preset']}: weighted mean of {entry['clients']} clients, max abs "
+            f"error {entry['max_abs_error']:.2e}"
+        )
+    if "end_to_end" in results:
+        e2e = results["end_to_end"]
+        console.print(
+            f"end to end ({e2e['config']}): round {e2e['plaintext']['round_seconds']:.2f}s "
+            f"plaintext, {e2e['ckks']['round_seconds']:.2f}s ckks, ratio "
+            f"{e2e['round_seconds_ratio']:.2f}; upload ratio {e2e['bytes_up_ratio']:.2f}"
+        )
+    if "scale" in results:
+        scale = results["scale"]
+        console.print(
+            f"scale: {scale['config']['num_clients']} clients, {len(scale['rounds'])} rounds in "
+            f"{scale['wall_seconds']:.0f}s, peak RSS {scale['peak_rss_bytes'] / 1024**3:.2f} GiB"
+        )
+
+
 def cmd_keys_new(args: argparse.Namespace) -> int:
     """Handle `fedpriv keys new`."""
     from fedpriv.crypto.keys import provision_keys
+    from fedpriv.crypto.presets import DEFAULT_PRESET
 
     if (args.out / "client.ctx").exists():
-        raise FedprivError(f"{args.out} already holds a key set; refusing to overwrite it")
-    paths = provision_keys(args.out, args.preset)
+        if not args.exist_ok:
+            raise FedprivError(f"{args.out} already holds a key set; refusing to overwrite it")
+        print(f"results: {args.out.resolve()} (kept)")
+        return 0
+    paths = provision_keys(args.out, args.preset or DEFAULT_PRESET, args.server_out)
     print(f"client context (secret key, give to clients only): {paths['client']}")
     print(f"server context (parameters only): {paths['server']}")
     print(f"results: {args.out.resolve()}")

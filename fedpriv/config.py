@@ -44,10 +44,11 @@ class RunConfig:
     test_fraction: float = 0.2
     max_train_samples: int = 0
     seed: int = 42
-    ckks_preset: str = "n4096-additive"
+    ckks_preset: str = "n4096-compact"
     key_dir: str = ""
     out_dir: str = ""
     record_server_view: bool = True
+    resume: bool = False
     defense: str = "none"
     dp_noise_multiplier: float = 1.0
     dp_clipping_norm: float = 1.0
@@ -142,6 +143,14 @@ class RunConfig:
     def to_dict(self) -> dict[str, Any]:
         """Return a JSON-serializable dictionary (same keys as :meth:`to_flower`)."""
         return self.to_flower()
+
+    def differences(self, other: RunConfig, ignore: tuple[str, ...] = ()) -> list[str]:
+        """Run-config keys whose values differ from ``other``'s (except ``ignore``)."""
+        return [
+            _key(f.name)
+            for f in fields(self)
+            if f.name not in ignore and getattr(self, f.name) != getattr(other, f.name)
+        ]
 
     def replace(self, **changes: Any) -> RunConfig:
         """Return a copy with ``changes`` (attribute names) applied and validated."""

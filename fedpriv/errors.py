@@ -23,3 +23,12 @@ class CiphertextFormatError(CryptoError):
 
 class KeyMaterialError(CryptoError):
     """A key file holds keys it must not hold, or is readable by others."""
+
+
+class AggregateRejectedError(CryptoError):
+    """A client refused the aggregate it was sent (corrupt, or summed under another key)."""
+
+
+# Codes of the Flower ``Error`` replies a client sends on purpose (Flower's own are < 1000).
+AGGREGATE_REJECTED = 4601  # the broadcast aggregate failed the weight-slot check
+NO_TRAINING_DATA = 4602  # the client's partition holds no training record

@@ -43,10 +43,14 @@ def release(run_dir: str | Path, key_dir: str | Path | None = None) -> Path:
         state = rundir.read_checkpoint(entry["round"])
         if "evaluation" in state.array_records:
             loss_sum, correct, count = decrypt_vector(state["evaluation"], context, preset)
-            entry["accuracy"] = float(correct / count)
-            entry["loss"] = float(loss_sum / count)
+            if round(count) > 0:
+                entry["accuracy"] = float(correct / count)
+                entry["loss"] = float(loss_sum / count)
     rundir.write_history(history)
     final = rundir.read_checkpoint(rounds[-1])["arrays"]
+    if len(final) == 0:  # no round changed the model: it is still the seed's
+        rundir.write_model(initial_state(config))
+        return rundir.path / "model.pt"
     mean, _ = decrypt_weighted_mean(final, context, preset)
     rundir.write_model(vector_to_state(mean, initial_state(config)))
     return rundir.path / "model.pt"

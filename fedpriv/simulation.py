@@ -54,7 +54,7 @@ def check_runnable(config: RunConfig) -> None:
     from fedpriv.task import client_data
 
     client_data(config, 0, config.num_clients)
-    if config.out_dir and RunDirectory(config.out_dir).holds_run():
+    if config.out_dir and RunDirectory(config.out_dir).holds_run() and not config.resume:
         raise ConfigError(
             f"output directory {config.out_dir} already holds a run; choose another --out "
             "or delete it"
@@ -81,7 +81,8 @@ def run_simulation(config: RunConfig, verbose: bool = False) -> Path:
     if not config.out_dir:
         raise ConfigError("run_simulation needs config.out_dir")
     rundir = RunDirectory(Path(config.out_dir).resolve())
-    rundir.create()
+    if not (config.resume and rundir.holds_run()):
+        rundir.create()
     config = config.replace(out_dir=str(rundir.path))
     if config.aggregation == "ckks":
         from fedpriv.crypto.keys import provision_keys

@@ -17,10 +17,11 @@ from fedpriv.config import RunConfig
 from fedpriv.crypto.keys import load_server_context
 from fedpriv.crypto.presets import get_preset
 from fedpriv.errors import ConfigError
+from fedpriv.resume import resume_point
 from fedpriv.rundir import RunDirectory
 from fedpriv.task import initial_state, num_parameters
 from fedpriv.wire import record_to_state, state_to_record
-from server.rounds import run_rounds, wait_for_nodes
+from server.rounds import RoundPolicy, run_rounds, wait_for_nodes
 from server.secagg import run_secagg
 from strategies import CkksFedAvg, PlaintextFedAvg
 
@@ -61,21 +62,38 @@ def build_strategy(config: RunConfig) -> tuple[Strategy, ArrayRecord]:
 
 @app.main()
 def main(grid: Grid, context: Context) -> None:
-    """Run the federation described by the run config and write its run directory."""
+    """Run the federation described by the run config and write its run directory.
+
+    With ``resume=true`` and an ``out-dir`` that holds this run, continue after its last
+    finished round (from that round's checkpoint) instead of starting over.
+    """
     config = RunConfig.from_flower(dict(context.run_config))
     rundir = RunDirectory(resolve_out_dir(config))
-    rundir.create()
-    rundir.write_config(config.to_dict())
-    # FedAvg samples clients with `random`; seed it so runs repeat.
-    random.seed(config.seed)
     strategy, arrays = build_strategy(config)
+    history: dict[str, Any] = {"aggregation": config.aggregation, "rounds": []}
+    first_round = 1
+    if config.resume and rundir.holds_run():
+        point = resume_point(rundir, config)
+        history, first_round = point.history, point.last_round + 1
+        if point.arrays is not None:
+            arrays = point.arrays
+        log(INFO, "resuming %s after round %d", rundir.path, point.last_round)
+    else:
+        rundir.create()
+        rundir.write_config(config.replace(resume=False).to_dict())
+    # FedAvg samples clients with `random`; seed it so runs repeat.
+    random.seed(config.seed + first_round - 1)
     strategy.summary()
     wait_for_nodes(grid, config.num_clients, timeout=NODE_WAIT_SECONDS)
-    history: dict[str, Any] = {"aggregation": config.aggregation, "rounds": []}
     if config.aggregation == "secagg":
+        if first_round > 1:
+            raise ConfigError("secagg runs cannot be resumed (Flower's workflow keeps no state)")
         rundir.write_model(run_secagg(grid, context, config, rundir, history))
         log(INFO, "run directory: %s", rundir.path)
         return
+    if hasattr(strategy, "accepted"):
+        strategy.accepted = arrays  # what the clients last accepted: the resumed global model
+    policy = RoundPolicy(min_clients=min(config.min_available_clients, config.num_clients))
     final = run_rounds(
         grid,
         strategy,
@@ -84,6 +102,8 @@ def main(grid: Grid, context: Context) -> None:
         config.num_server_rounds,
         history,
         record_view=config.record_server_view,
+        policy=policy,
+        first_round=first_round,
     )
     if config.aggregation == "plaintext":
         rundir.write_model(record_to_state(final))

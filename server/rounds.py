@@ -61,7 +61,7 @@ def exchange(
     return result
 
 
-def wait_for_nodes(grid: Grid, expected: int, timeout: float) -> int:
+def wait_for_nodes(grid: Grid, expected: int, timeout: float, quiet: bool = False) -> int:
     """Wait until ``expected`` nodes are connected (or ``timeout`` passes); return how many are.
 
     Sampling a fraction of the nodes that happen to be connected at start-up would make the
@@ -70,6 +70,8 @@ def wait_for_nodes(grid: Grid, expected: int, timeout: float) -> int:
     deadline = time.monotonic() + timeout
     while (connected := len(list(grid.get_node_ids()))) < expected:
         if time.monotonic() > deadline:
+            if quiet:
+                break
             log(
                 WARNING,
                 "only %d of %d nodes connected after %.0fs; starting anyway",
@@ -82,10 +84,65 @@ def wait_for_nodes(grid: Grid, expected: int, timeout: float) -> int:
     return connected
 
 
+def _skip_round(
+    rundir: RunDirectory,
+    history: dict[str, Any],
+    server_round: int,
+    arrays: ArrayRecord,
+    start: float,
+    reason: str,
+    train: Exchange | None = None,
+) -> None:
+    """Record a round that did not change the model, and say why in the log."""
+    log(WARNING, "round %d skipped: %s; the global model is kept", server_round, reason)
+    rundir.write_checkpoint(server_round, RecordDict({"arrays": arrays}))
+    train = train or Exchange()
+    history["rounds"].append(
+        {
+            "round": server_round,
+            "skipped": reason,
+            "accuracy": None,
+            "loss": None,
+            "train_loss": None,
+            "seconds": time.perf_counter() - start,
+            "bytes_up": train.bytes_up,
+            "bytes_down": train.bytes_down,
+            "train_bytes_up": train.bytes_up,
+            "train_bytes_down": train.bytes_down,
+            "clients": train.arrived,
+            "failed": {str(k): v for k, v in train.failed.items()},
+            "rejected": {},
+            "evaluated_by": [],
+        }
+    )
+    rundir.write_history(history)
+
+
 def _metric(record: MetricRecord | None, key: str) -> float | None:
     if record is None or key not in record:
         return None
     return float(record[key])  # type: ignore[arg-type]
+
+
+@dataclass(frozen=True)
+class RoundPolicy:
+    """How the round loop treats missing clients.
+
+    Attributes
+    ----------
+    min_clients : int
+        A round needs this many connected nodes to start and this many intact replies to
+        change the model; otherwise it is skipped with a log line (the model is kept).
+    node_wait : float
+        Seconds to wait for ``min_clients`` nodes before skipping a round.
+    timeout : float
+        Seconds to wait for the replies of one phase.
+
+    """
+
+    min_clients: int = 1
+    node_wait: float = 30.0
+    timeout: float = 3600.0
 
 
 def run_rounds(
@@ -96,19 +153,36 @@ def run_rounds(
     num_rounds: int,
     history: dict[str, Any],
     record_view: bool = True,
-    timeout: float = 3600.0,
+    policy: RoundPolicy | None = None,
+    first_round: int = 1,
 ) -> ArrayRecord:
-    """Run ``num_rounds`` rounds of federated training and evaluation.
+    """Run rounds ``first_round`` .. ``num_rounds`` of federated training and evaluation.
 
     After each round the history (``history["rounds"]``) and a checkpoint of the server's
-    global state are written atomically. Returns the final global arrays.
+    global state are written atomically; a run resumed from them (``first_round`` > 1)
+    continues exactly where the last finished round left off. Returns the final arrays.
     """
-    for server_round in range(1, num_rounds + 1):
+    policy = policy or RoundPolicy()
+    for server_round in range(first_round, num_rounds + 1):
         log(INFO, "")
         log(INFO, "[ROUND %s/%s]", server_round, num_rounds)
         start = time.perf_counter()
+        connected = wait_for_nodes(grid, policy.min_clients, policy.node_wait, quiet=True)
+        if connected < policy.min_clients:
+            reason = f"{connected} nodes connected, fewer than the minimum {policy.min_clients}"
+            _skip_round(rundir, history, server_round, arrays, start, reason)
+            continue
         train_messages = list(strategy.configure_train(server_round, arrays, ConfigRecord(), grid))
-        train = exchange(grid, train_messages, rundir, server_round, "train", record_view, timeout)
+        train = exchange(
+            grid, train_messages, rundir, server_round, "train", record_view, policy.timeout
+        )
+        if len(train.arrived) < policy.min_clients:
+            reason = (
+                f"{len(train.arrived)} of {len(train_messages)} clients replied, fewer than "
+                f"the minimum {policy.min_clients}"
+            )
+            _skip_round(rundir, history, server_round, arrays, start, reason, train)
+            continue
         new_arrays, train_metrics = strategy.aggregate_train(server_round, train.replies)
         if new_arrays is not None:
             arrays = new_arrays
@@ -122,7 +196,7 @@ def run_rounds(
             strategy.configure_evaluate(server_round, arrays, ConfigRecord(), grid)
         )
         evaluate = exchange(
-            grid, evaluate_messages, rundir, server_round, "evaluate", record_view, timeout
+            grid, evaluate_messages, rundir, server_round, "evaluate", record_view, policy.timeout
         )
         eval_metrics = strategy.aggregate_evaluate(server_round, evaluate.replies)
         seconds = time.perf_counter() - start
@@ -148,6 +222,9 @@ def run_rounds(
             "rejected": {str(k): v for k, v in rejected.items()},
             "evaluated_by": evaluate.arrived,
         }
+        rejections = getattr(strategy, "aggregate_rejections", {}).get(server_round)
+        if rejections:
+            entry["aggregate_rejected_by"] = rejections
         entry.update(getattr(strategy, "privacy", {}).get(server_round, {}))
         history["rounds"].append(entry)
         rundir.write_history(history)

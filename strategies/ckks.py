@@ -4,18 +4,19 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from logging import INFO, WARNING
+from typing import Any
 
 import numpy as np
-import tenseal as ts
-from flwr.app import ArrayRecord, Message, MetricRecord
+from flwr.app import ArrayRecord, ConfigRecord, Message, MetricRecord
+from flwr.serverapp import Grid
 from flwr.serverapp.strategy import FedAvg
 from flwr.supercore import log
 
-from fedpriv.crypto.keys import held_keys
-from fedpriv.crypto.packing import add_encrypted, deserialize_update
+from fedpriv.crypto.keys import CkksContext
+from fedpriv.crypto.packing import add_encrypted, deserialize_update, expected_layout
 from fedpriv.crypto.presets import CkksPreset
 from fedpriv.defenses.dp import DPSettings, draw_noise, privacy_spent
-from fedpriv.errors import CiphertextFormatError, KeyMaterialError
+from fedpriv.errors import AGGREGATE_REJECTED, CiphertextFormatError, KeyMaterialError
 
 UPDATE_KEY = "arrays"
 METRICS_KEY = "metrics"
@@ -33,8 +34,9 @@ class CkksFedAvg(FedAvg):
 
     Parameters
     ----------
-    context : ts.Context
-        Parameters-only context. A context holding any key is refused.
+    context : CkksContext
+        Parameters-only context (``SealContext`` or ``TensealContext``). A context holding
+        any key is refused.
     preset : CkksPreset
         The preset the clients encrypt with.
     num_values : int
@@ -49,13 +51,13 @@ class CkksFedAvg(FedAvg):
 
     def __init__(
         self,
-        context: ts.Context,
+        context: CkksContext,
         preset: CkksPreset,
         num_values: int,
         dp: DPSettings | None = None,
         **kwargs: object,
     ) -> None:
-        held = held_keys(context)
+        held = context.held_keys()
         if held:
             raise KeyMaterialError(
                 f"refusing to run: the server context holds {', '.join(held)}; the server "
@@ -69,6 +71,18 @@ class CkksFedAvg(FedAvg):
         self.privacy: dict[int, dict[str, float]] = {}
         self.encrypted_metrics: dict[int, ArrayRecord] = {}
         self.rejected: dict[int, dict[int, str]] = {}
+        # The last aggregate the clients accepted (empty: the seed's model), what was sent
+        # this round, and who refused it per round.
+        self.accepted = ArrayRecord()
+        self.broadcast = ArrayRecord()
+        self.aggregate_rejections: dict[int, list[int]] = {}
+
+    def configure_train(
+        self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid
+    ) -> Iterable[Message]:
+        """Remember what is broadcast (to fall back on it), then configure as FedAvg does."""
+        self.broadcast = arrays
+        return super().configure_train(server_round, arrays, config, grid)
 
     def summary(self) -> None:
         """Log the strategy's settings."""
@@ -77,7 +91,7 @@ class CkksFedAvg(FedAvg):
 
     def _parse_replies(
         self, server_round: int, replies: Iterable[Message], key: str, num_values: int
-    ) -> list[list[ts.CKKSVector]]:
+    ) -> list[list[Any]]:
         """Parse each reply's ciphertexts; reject (and log) any that are malformed."""
         parsed = []
         rejected = self.rejected.setdefault(server_round, {})
@@ -105,13 +119,37 @@ class CkksFedAvg(FedAvg):
     def aggregate_train(
         self, server_round: int, replies: Iterable[Message]
     ) -> tuple[ArrayRecord | None, MetricRecord | None]:
-        """Sum the encrypted updates that arrived intact; ``None`` if none did."""
+        """Sum the encrypted updates that arrived intact; ``None`` if none did.
+
+        Clients that find the broadcast aggregate corrupt (a sum under another key decrypts
+        to a weight that is no sum of sample counts) refuse it with ``AGGREGATE_REJECTED``.
+        If no update arrives and clients refused, the server falls back on the last aggregate
+        that clients accepted, so one bad sum cannot stall the federation.
+        """
+        replies = list(replies)
+        refused = sorted(
+            m.metadata.src_node_id
+            for m in replies
+            if m.has_error() and m.error.code == AGGREGATE_REJECTED
+        )
         parsed = self._parse_replies(server_round, replies, UPDATE_KEY, self.num_values + 1)
         log(INFO, "aggregate_train: adding %d encrypted updates", len(parsed))
+        if refused:
+            self.aggregate_rejections[server_round] = refused
         if not parsed:
+            if refused:
+                log(
+                    WARNING,
+                    "round %d: %d client(s) refused the aggregate they were sent; reverting to "
+                    "the last aggregate they accepted",
+                    server_round,
+                    len(refused),
+                )
+                return self.accepted, None
             return None, None
+        self.accepted = self.broadcast
         if self.dp is None:
-            return add_encrypted(parsed, self.preset), None
+            return self._sum(parsed, self.num_values + 1), None
         noise = np.append(draw_noise(self.dp, self.num_values, server_round), 0.0)
         self.privacy[server_round] = {
             "dp_epsilon": privacy_spent(
@@ -119,7 +157,7 @@ class CkksFedAvg(FedAvg):
             ),
             "dp_delta": self.dp.delta,
         }
-        return add_encrypted(parsed, self.preset, plain=noise), None
+        return self._sum(parsed, self.num_values + 1, plain=noise), None
 
     def aggregate_evaluate(
         self, server_round: int, replies: Iterable[Message]
@@ -127,5 +165,11 @@ class CkksFedAvg(FedAvg):
         """Sum the encrypted evaluation metrics; kept in :attr:`encrypted_metrics`."""
         parsed = self._parse_replies(server_round, replies, METRICS_KEY, NUM_METRIC_SLOTS)
         if parsed:
-            self.encrypted_metrics[server_round] = add_encrypted(parsed, self.preset)
+            self.encrypted_metrics[server_round] = self._sum(parsed, NUM_METRIC_SLOTS)
         return None
+
+    def _sum(
+        self, parsed: list[list[Any]], num_values: int, plain: np.ndarray | None = None
+    ) -> ArrayRecord:
+        sizes = expected_layout(num_values, self.preset)
+        return add_encrypted(parsed, self.context, self.preset, sizes, plain=plain)

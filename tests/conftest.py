@@ -25,13 +25,27 @@ def offline_env(tmp_path_factory: pytest.TempPathFactory) -> None:
 
 
 @pytest.fixture(scope="session")
-def key_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A key set of the default preset (client context 0600, parameters-only server context)."""
+def key_sets(tmp_path_factory: pytest.TempPathFactory):
+    """Key directories by preset name, provisioned once per session on first use."""
     from fedpriv.crypto.keys import provision_keys
 
-    path = tmp_path_factory.mktemp("keys")
-    provision_keys(path, "n4096-additive")
-    return path
+    made: dict[str, Path] = {}
+
+    def key_set(preset: str) -> Path:
+        if preset not in made:
+            made[preset] = tmp_path_factory.mktemp(f"keys-{preset}")
+            provision_keys(made[preset], preset)
+        return made[preset]
+
+    return key_set
+
+
+@pytest.fixture(scope="session")
+def key_dir(key_sets) -> Path:
+    """A key set of the default preset (client context 0600, parameters-only server context)."""
+    from fedpriv.crypto.presets import DEFAULT_PRESET
+
+    return key_sets(DEFAULT_PRESET)
 
 
 @pytest.fixture
@@ -74,3 +88,36 @@ def run_twice(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def secagg_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The same federation under Flower's SecAgg+."""
     return _run(tmp_path_factory, "secagg", aggregation="secagg", **EQUIVALENCE)
+
+
+def secret_fragments(client_ctx: Path, count: int = 24) -> list[str]:
+    """Text forms (raw, hex, base64) of 16-byte windows of a secret-key context file."""
+    import base64
+
+    data = client_ctx.read_bytes()
+    step = max(1, (len(data) - 64) // count)
+    fragments = []
+    for offset in range(48, len(data) - 16, step):
+        window = data[offset : offset + 16]
+        fragments += [window.hex(), base64.b64encode(window).decode()[:20]]
+        fragments.append(window.decode("latin-1"))
+    return fragments
+
+
+def parameter_fragments(model_file: Path, count: int = 200) -> list[str]:
+    """Text forms of a released model's parameter values, as a log line would print them."""
+    import numpy as np
+    import torch
+
+    state = torch.load(model_file)
+    values = np.concatenate([v.numpy().ravel() for v in state.values()])
+    chosen = values[np.abs(values) > 1e-3][:count]
+    fragments = []
+    for value in chosen:
+        fragments += [repr(float(value))[:12], str(np.float32(value))]
+    return fragments
+
+
+def leaks(text: str, fragments: list[str]) -> list[str]:
+    """The fragments that occur in ``text``."""
+    return [f for f in fragments if len(f) >= 8 and f in text]

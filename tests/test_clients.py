@@ -5,12 +5,12 @@ from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MessageType, R
 import clients.app as client_app
 from fedpriv.config import RunConfig
 from fedpriv.crypto.keys import make_context
-from fedpriv.crypto.packing import STYPE, encrypt_weighted
-from fedpriv.crypto.presets import get_preset
-from fedpriv.errors import BoundError, ConfigError, CryptoError
+from fedpriv.crypto.packing import encrypt_weighted, stype
+from fedpriv.crypto.presets import DEFAULT_PRESET, get_preset
+from fedpriv.errors import AGGREGATE_REJECTED, BoundError, ConfigError
 from fedpriv.task import num_parameters
 
-PRESET = get_preset("n4096-additive")
+PRESET = get_preset(DEFAULT_PRESET)
 
 
 def _context(config: RunConfig, partition_id: int = 0) -> Context:
@@ -34,13 +34,13 @@ def test_round_one_ckks_reply_is_ciphertext_only(task_identity, key_dir):
     assert list(reply.content.array_records) == ["arrays"]
     assert not reply.content.metric_records and not reply.content.config_records
     record = reply.content["arrays"]
-    assert all(record[k].stype == STYPE for k in record.keys())
+    assert all(record[k].stype == stype(PRESET) for k in record.keys())
     assert sum(record[k].shape[0] for k in record.keys()) == num_parameters(config) + 1
 
 
 def test_diverging_update_fails_the_reply_naming_bound_and_preset(task_identity, key_dir):
     config = RunConfig(aggregation="ckks", key_dir=str(key_dir), learning_rate=1e12, local_epochs=1)
-    with pytest.raises(BoundError, match=r"(NaN/inf|safe bound .* preset n4096-additive)"):
+    with pytest.raises(BoundError, match=r"(NaN/inf|safe bound .* preset n4096-compact)"):
         client_app.train_handler(_request(ArrayRecord()), _context(config))
 
 
@@ -48,8 +48,10 @@ def test_aggregate_under_another_key_is_detected(task_identity, key_dir):
     config = RunConfig(aggregation="ckks", key_dir=str(key_dir), local_epochs=1)
     stranger = make_context(PRESET)
     foreign = encrypt_weighted(stranger, PRESET, np.zeros(num_parameters(config)), 100.0, 5)
-    with pytest.raises(CryptoError, match="encrypted under another key"):
-        client_app.train_handler(_request(foreign, server_round=2), _context(config))
+    reply = client_app.train_handler(_request(foreign, server_round=2), _context(config))
+    assert reply.has_error() and reply.error.code == AGGREGATE_REJECTED
+    assert "encrypted under another key" in reply.error.reason
+    assert not reply.has_content()  # nothing trained on the corrupt model is sent
 
 
 def test_empty_run_config_is_refused(task_identity):

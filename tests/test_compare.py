@@ -50,7 +50,8 @@ def test_report_states_what_each_arm_protects(quick):
     plaintext = results["plaintext"]["headline"]
     assert plaintext["server_inversion_psnr"] is not None
     assert results["ckks"]["headline"]["server_inversion_psnr"] is None
-    assert results["ckks"]["headline"]["bytes_vs_plaintext"] > 3
+    # The compact format: under 4x the plaintext bytes even on a 17k-parameter MLP (padding).
+    assert 1.0 < results["ckks"]["headline"]["bytes_vs_plaintext"] < 4.0
 
 
 def test_compare_reuses_finished_work_and_resumes(quick):

@@ -8,7 +8,6 @@ from flwr.app import Array
 
 from fedpriv.crypto.keys import (
     client_context_bytes,
-    held_keys,
     load_client_context,
     load_server_context,
     make_context,
@@ -16,27 +15,39 @@ from fedpriv.crypto.keys import (
     server_context_from_bytes,
 )
 from fedpriv.crypto.packing import (
-    STYPE,
     add_encrypted,
     decrypt_vector,
     decrypt_weighted_mean,
     deserialize_update,
     encrypt_weighted,
+    expected_layout,
+    stype,
 )
-from fedpriv.crypto.presets import PRESETS, CkksPreset, get_preset
+from fedpriv.crypto.presets import DEFAULT_PRESET, PRESETS, CkksPreset, get_preset
 from fedpriv.errors import BoundError, CiphertextFormatError, ConfigError, KeyMaterialError
 
-DEFAULT = get_preset("n4096-additive")
+DEFAULT = get_preset(DEFAULT_PRESET)
+TENSEAL = get_preset("n4096-additive")
+
+
+# Every protocol test runs under the compact SEAL format (the default) and TenSEAL's vectors.
+@pytest.fixture(scope="module", params=[DEFAULT_PRESET, "n4096-additive"])
+def preset(request):
+    return get_preset(request.param)
 
 
 @pytest.fixture(scope="module")
-def client(key_dir):
-    return load_client_context(key_dir)
+def client(key_sets, preset):
+    return load_client_context(key_sets(preset.name))
 
 
 @pytest.fixture(scope="module")
-def server(key_dir):
-    return load_server_context(key_dir)
+def server(key_sets, preset):
+    return load_server_context(key_sets(preset.name))
+
+
+def _sum(parsed, server, preset, num_values):
+    return add_encrypted(parsed, server, preset, expected_layout(num_values, preset))
 
 
 # -- presets ---------------------------------------------------------------------------------
@@ -53,7 +64,20 @@ def test_presets_respect_128_bit_bounds():
         ({"poly_modulus_degree": 8192, "coeff_mod_bit_sizes": (60, 60, 60, 40)}, "218"),
         ({"poly_modulus_degree": 16384, "coeff_mod_bit_sizes": (60,) * 8}, "438"),
         ({"poly_modulus_degree": 5000, "coeff_mod_bit_sizes": (60, 40)}, "must be one of"),
-        ({"poly_modulus_degree": 4096, "coeff_mod_bit_sizes": (60,)}, "at least two primes"),
+        ({"poly_modulus_degree": 4096, "coeff_mod_bit_sizes": (60,)}, "at least 2 prime"),
+        (
+            {"poly_modulus_degree": 4096, "coeff_mod_bit_sizes": (56,), "backend": "x"},
+            "backend must be one of",
+        ),
+        (
+            {
+                "poly_modulus_degree": 4096,
+                "coeff_mod_bit_sizes": (56,),
+                "backend": "seal",
+                "encryption": "asymmetric",
+            },
+            "symmetrically only",
+        ),
     ],
 )
 def test_preset_validation(kwargs, message):
@@ -67,24 +91,66 @@ def test_presets_are_frozen():
 
 
 # -- keys ------------------------------------------------------------------------------------
-def test_key_files_modes_and_contents(key_dir):
+def test_key_files_modes_and_contents(key_sets, preset, server):
+    key_dir = key_sets(preset.name)
     assert stat.S_IMODE(os.stat(key_dir / "client.ctx").st_mode) == 0o600
     assert stat.S_IMODE(os.stat(key_dir).st_mode) == 0o700
-    server = ts.context_from((key_dir / "server.ctx").read_bytes())
-    assert held_keys(server) == []
+    assert server.held_keys() == []
     assert not server.is_private()
     assert (key_dir / "server.ctx").stat().st_size < 200  # parameters only, no key of any kind
 
 
-def test_server_context_cannot_decrypt(client, server):
-    blob = ts.ckks_vector(client, [1.0, 2.0]).serialize()
-    with pytest.raises(ValueError, match="secret"):
-        ts.ckks_vector_from(server, blob).decrypt()
+def test_tenseal_server_file_holds_no_key(key_sets):
+    # Read back with TenSEAL itself, not through fedpriv's loader.
+    raw = ts.context_from((key_sets(TENSEAL.name) / "server.ctx").read_bytes())
+    assert not raw.is_private() and not raw.has_galois_keys() and not raw.has_relin_keys()
 
 
-def test_server_context_with_secret_key_is_refused():
+def test_seal_server_side_holds_no_key_object(server, preset):
+    import tenseal.sealapi as sealapi
+
+    if preset.backend != "seal":
+        pytest.skip("the SEAL objects of the compact format")
+    held = [type(v).__name__ for v in vars(server).values()]
+    key_types = (sealapi.SecretKey, sealapi.PublicKey, sealapi.RelinKeys, sealapi.GaloisKeys)
+    assert not any(isinstance(v, key_types) for v in vars(server).values()), held
+    workers = (sealapi.Encryptor, sealapi.Decryptor)
+    assert not any(isinstance(v, workers) for v in vars(server).values())
+
+
+def test_server_context_cannot_decrypt(client, server, preset):
+    record = encrypt_weighted(client, preset, np.array([1.0, 2.0]), 3.0, 2)
+    with pytest.raises(Exception, match="secret key"):
+        decrypt_vector(record, server, preset)
+    with pytest.raises(Exception, match="secret key"):
+        server.decrypt(deserialize_update(record, server, preset, 3)[0], 3)
+
+
+def test_server_context_with_secret_key_is_refused(preset):
     with pytest.raises(KeyMaterialError, match="holds a secret key"):
-        server_context_from_bytes(client_context_bytes(make_context(DEFAULT)))
+        server_context_from_bytes(client_context_bytes(make_context(preset)), preset)
+
+
+def test_split_provisioning_keeps_the_secret_off_the_server_side(tmp_path):
+    paths = provision_keys(tmp_path / "client", DEFAULT.name, tmp_path / "server")
+    assert sorted(p.name for p in (tmp_path / "server").iterdir()) == ["preset.json", "server.ctx"]
+    assert sorted(p.name for p in (tmp_path / "client").iterdir()) == ["client.ctx", "preset.json"]
+    assert paths["server"].parent == tmp_path / "server"
+    assert load_server_context(tmp_path / "server").held_keys() == []
+    assert load_client_context(tmp_path / "client").is_private()
+
+
+def test_tampered_seal_context_files_are_refused(tmp_path):
+    provision_keys(tmp_path, DEFAULT.name)
+    data = (tmp_path / "server.ctx").read_bytes()
+    for bad in (b"", data[:10], data[:-1], data + b"x", b"FPCX" + bytes(60)):
+        with pytest.raises(KeyMaterialError):
+            server_context_from_bytes(bad, DEFAULT)
+    secret = (tmp_path / "client.ctx").read_bytes()
+    with pytest.raises(KeyMaterialError):
+        server_context_from_bytes(secret, DEFAULT)  # holds a secret key
+    with pytest.raises(KeyMaterialError):
+        server_context_from_bytes(data, TENSEAL)  # another backend's file
 
 
 def test_group_readable_secret_context_is_refused(tmp_path):
@@ -105,36 +171,48 @@ def _updates(count, size, seed=0):
     return [rng.normal(0, 0.1, size) for _ in range(count)], list(rng.integers(10, 400, count))
 
 
-def test_weighted_mean_of_100_clients_within_1e_6(client, server):
+def test_weighted_mean_of_100_clients_within_1e_6(client, server, preset):
     vectors, weights = _updates(100, 5000)
     records = [
-        encrypt_weighted(client, DEFAULT, v, w, 100) for v, w in zip(vectors, weights, strict=False)
+        encrypt_weighted(client, preset, v, w, 100) for v, w in zip(vectors, weights, strict=False)
     ]
-    parsed = [deserialize_update(r, server, DEFAULT, 5001) for r in records]
-    mean, total = decrypt_weighted_mean(add_encrypted(parsed, DEFAULT), client, DEFAULT)
+    parsed = [deserialize_update(r, server, preset, 5001) for r in records]
+    mean, total = decrypt_weighted_mean(_sum(parsed, server, preset, 5001), client, preset)
     expected = np.average(vectors, axis=0, weights=weights)
     assert np.abs(mean - expected).max() < 1e-6
     assert total == pytest.approx(sum(weights), abs=1e-6)
 
 
-def test_dropout_aggregate_is_mean_over_arrivals(client, server):
+def test_dropout_aggregate_is_mean_over_arrivals(client, server, preset):
     vectors, weights = _updates(5, 3000, seed=1)
     arrived = [0, 2, 3]
     records = [
-        encrypt_weighted(client, DEFAULT, v, w, 5) for v, w in zip(vectors, weights, strict=False)
+        encrypt_weighted(client, preset, v, w, 5) for v, w in zip(vectors, weights, strict=False)
     ]
-    parsed = [deserialize_update(records[i], server, DEFAULT, 3001) for i in arrived]
-    mean, total = decrypt_weighted_mean(add_encrypted(parsed, DEFAULT), client, DEFAULT)
+    parsed = [deserialize_update(records[i], server, preset, 3001) for i in arrived]
+    mean, total = decrypt_weighted_mean(_sum(parsed, server, preset, 3001), client, preset)
     chosen = [vectors[i] for i in arrived]
     expected = np.average(chosen, axis=0, weights=[weights[i] for i in arrived])
     assert np.abs(mean - expected).max() < 1e-9
     assert round(total) == sum(weights[i] for i in arrived)
 
 
-def test_ciphertexts_do_not_reveal_the_weight(client):
-    record = encrypt_weighted(client, DEFAULT, np.ones(10), 123.0, 5)
+def test_plaintext_noise_is_added_to_the_sum(client, server, preset):
+    vectors, weights = _updates(3, 1000, seed=2)
+    pairs = zip(vectors, weights, strict=True)
+    records = [encrypt_weighted(client, preset, v, w, 3) for v, w in pairs]
+    parsed = [deserialize_update(r, server, preset, 1001) for r in records]
+    noise = np.append(np.linspace(-1, 1, 1000), 0.0)
+    summed = add_encrypted(parsed, server, preset, expected_layout(1001, preset), plain=noise)
+    total = decrypt_vector(summed, client, preset)
+    expected = np.sum([w * v for v, w in zip(vectors, weights, strict=True)], axis=0) + noise[:-1]
+    assert np.abs(total[:-1] - expected).max() < 1e-6
+
+
+def test_ciphertexts_do_not_reveal_the_weight(client, preset):
+    record = encrypt_weighted(client, preset, np.ones(10), 123.0, 5)
     array = record["ct-00000"]
-    assert array.stype == STYPE and array.dtype == "ckks:n4096-additive"
+    assert array.stype == stype(preset) and array.dtype == f"ckks:{preset.name}"
     assert array.shape == (11,)
     # Neither float64 nor float32 encodings of the weight appear in the bytes.
     assert np.float64(123.0).tobytes() not in array.data
@@ -142,27 +220,47 @@ def test_ciphertexts_do_not_reveal_the_weight(client):
 
 
 @pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
-def test_non_finite_update_is_refused(client, bad):
+def test_non_finite_update_is_refused(client, preset, bad):
     vector = np.zeros(100)
     vector[7] = bad
     with pytest.raises(BoundError, match="NaN/inf"):
-        encrypt_weighted(client, DEFAULT, vector, 10.0, 5)
+        encrypt_weighted(client, preset, vector, 10.0, 5)
 
 
-def test_out_of_bound_update_names_bound_and_preset(client):
-    bound = DEFAULT.client_bound(5)
+def test_out_of_bound_update_names_bound_and_preset(client, preset):
+    bound = preset.client_bound(5)
     vector = np.zeros(100)
     vector[0] = bound  # times the weight 10: ten times the bound
-    with pytest.raises(BoundError, match=r"safe bound .* of CKKS preset n4096-additive"):
-        encrypt_weighted(client, DEFAULT, vector, 10.0, 5)
+    with pytest.raises(BoundError, match=rf"safe bound .* of CKKS preset {preset.name}"):
+        encrypt_weighted(client, preset, vector, 10.0, 5)
 
 
-def test_bound_is_where_ckks_wraps_silently(client):
+def test_compact_bound_keeps_sums_exact_and_wraps_beyond(key_sets):
+    """Past q/(2 scale) = 2 x sum_bound a sum wraps without an error (some complex-packed
+    patterns wrap already at 0.71 x q/(2 scale); the bound keeps one bit below q/(2 scale))."""
+    client = load_client_context(key_sets(DEFAULT.name))
+    server = load_server_context(key_sets(DEFAULT.name))
+    size = DEFAULT.slots
+
+    def summed(peak, count=8):
+        values = np.full(size, peak / count)
+        blob = client.encrypt(values)
+        parsed = [server.parse(blob, "ct", size) for _ in range(count)]
+        for other in parsed[1:]:
+            server.add_(parsed[0], other)
+        return np.abs(client.decrypt(parsed[0], size) - values * count).max()
+
+    assert summed(0.99 * DEFAULT.sum_bound) < 1e-6
+    assert summed(2.1 * DEFAULT.sum_bound) > 1e3
+
+
+def test_bound_is_where_ckks_wraps_silently(key_sets):
     """Document the failure the bound check prevents: sums past 2^19 decrypt to garbage."""
-    assert DEFAULT.sum_bound == 2.0**18
-    under = ts.ckks_vector(client, [DEFAULT.sum_bound / 2])
+    client = load_client_context(key_sets(TENSEAL.name)).context
+    assert TENSEAL.sum_bound == 2.0**18
+    under = ts.ckks_vector(client, [TENSEAL.sum_bound / 2])
     ok = under + under
-    assert ok.decrypt()[0] == pytest.approx(DEFAULT.sum_bound, rel=1e-9)
+    assert ok.decrypt()[0] == pytest.approx(TENSEAL.sum_bound, rel=1e-9)
     # Each summand encodes fine; their sum passes 2^19 and wraps without any error.
     over = ts.ckks_vector(client, [2.0**18 * 0.9])
     wrapped = (over + over + over).decrypt()[0]
@@ -170,9 +268,12 @@ def test_bound_is_where_ckks_wraps_silently(client):
 
 
 # -- malformed ciphertexts -------------------------------------------------------------------
+NUM_VALUES = 5000  # two ciphertexts under the compact format, three under TenSEAL's
+
+
 @pytest.fixture(scope="module")
-def good_record(client):
-    return encrypt_weighted(client, DEFAULT, np.full(3000, 0.01), 50.0, 5)
+def good_record(client, preset):
+    return encrypt_weighted(client, preset, np.full(NUM_VALUES - 1, 0.01), 50.0, 5)
 
 
 def _replace(record, key, **changes):
@@ -189,53 +290,63 @@ def _replace(record, key, **changes):
     return out
 
 
-def test_truncated_ciphertext_is_rejected(server, good_record):
+def test_truncated_ciphertext_is_rejected(server, preset, good_record):
     blob = good_record["ct-00001"].data
-    bad = _replace(good_record, "ct-00001", data=blob[: len(blob) // 2])
-    with pytest.raises(CiphertextFormatError, match="ct-00001: not a ciphertext"):
-        deserialize_update(bad, server, DEFAULT, 3001)
+    for data in (blob[: len(blob) // 2], blob[:-1], blob + b"\x00"):
+        bad = _replace(good_record, "ct-00001", data=data)
+        with pytest.raises(CiphertextFormatError, match="ct-00001"):
+            deserialize_update(bad, server, preset, NUM_VALUES)
 
 
-def test_other_parameter_set_is_rejected(server, good_record):
-    other = make_context(get_preset("nvflare-default"))
-    blob = ts.ckks_vector(other, [0.0] * 953).serialize()
+@pytest.mark.parametrize("other_name", ["nvflare-default", "n4096-compact", "n4096-additive"])
+def test_other_parameter_set_is_rejected(server, preset, good_record, other_name):
+    other_preset = get_preset(other_name)
+    if other_preset.backend == preset.backend and other_name == preset.name:
+        pytest.skip("same preset")
+    other = make_context(other_preset)
+    blob = other.encrypt(np.zeros(min(other_preset.slots, preset.slots)))
     bad = _replace(good_record, "ct-00001", data=blob)
-    with pytest.raises(CiphertextFormatError, match="not a ciphertext of preset"):
-        deserialize_update(bad, server, DEFAULT, 3001)
-    relabelled = _replace(good_record, "ct-00000", dtype="ckks:nvflare-default")
-    with pytest.raises(CiphertextFormatError, match="parameter set 'ckks:nvflare-default'"):
-        deserialize_update(relabelled, server, DEFAULT, 3001)
+    with pytest.raises(CiphertextFormatError, match="ct-00001"):
+        deserialize_update(bad, server, preset, NUM_VALUES)
+    relabelled = _replace(good_record, "ct-00000", dtype=f"ckks:{other_name}")
+    with pytest.raises(CiphertextFormatError, match=f"parameter set 'ckks:{other_name}'"):
+        deserialize_update(relabelled, server, preset, NUM_VALUES)
 
 
-def test_other_format_is_rejected(server, good_record):
+def test_other_format_is_rejected(server, preset, good_record):
     bad = _replace(good_record, "ct-00000", stype="numpy.ndarray")
     with pytest.raises(CiphertextFormatError, match="format 'numpy.ndarray'"):
-        deserialize_update(bad, server, DEFAULT, 3001)
+        deserialize_update(bad, server, preset, NUM_VALUES)
 
 
-def test_wrong_layout_is_rejected(server, good_record):
-    with pytest.raises(CiphertextFormatError, match="expected 3 ciphertexts"):
-        deserialize_update(good_record, server, DEFAULT, 5000)
+def test_wrong_layout_is_rejected(server, preset, good_record):
+    chunks = len(expected_layout(NUM_VALUES, preset))
+    with pytest.raises(CiphertextFormatError, match=f"expected {chunks + 1} ciphertexts"):
+        deserialize_update(good_record, server, preset, NUM_VALUES + preset.slots)
     bad = _replace(good_record, "ct-00001", shape=(5,))
     with pytest.raises(CiphertextFormatError, match="shape"):
-        deserialize_update(bad, server, DEFAULT, 3001)
+        deserialize_update(bad, server, preset, NUM_VALUES)
 
 
-def test_garbage_and_empty_bytes_are_rejected(server, good_record):
+def test_garbage_and_empty_bytes_are_rejected(server, preset, good_record):
     for data in (b"", b"\x00" * 64, os.urandom(4096)):
         with pytest.raises(CiphertextFormatError):
-            deserialize_update(_replace(good_record, "ct-00001", data=data), server, DEFAULT, 3001)
+            deserialize_update(
+                _replace(good_record, "ct-00001", data=data), server, preset, NUM_VALUES
+            )
 
 
-def test_decrypt_needs_secret_key(server, good_record):
+def test_decrypt_needs_secret_key(server, preset, good_record):
     with pytest.raises(Exception, match="secret key"):
-        decrypt_vector(good_record, server, DEFAULT)
+        decrypt_vector(good_record, server, preset)
 
 
 # -- bytes -----------------------------------------------------------------------------------
-@pytest.mark.parametrize(("preset", "limit"), [("n4096-additive", 8.5), ("nvflare-default", 15.0)])
-def test_upload_ratio_on_a_100k_parameter_model(preset, limit):
-    p = get_preset(preset)
+@pytest.mark.parametrize(
+    ("name", "limit"), [("n4096-compact", 2.0), ("n4096-additive", 8.5), ("nvflare-default", 15.0)]
+)
+def test_upload_ratio_on_a_100k_parameter_model(name, limit):
+    p = get_preset(name)
     context = make_context(p)
     vector = np.random.default_rng(0).normal(0, 0.1, 100_000)
     record = encrypt_weighted(context, p, vector, 100.0, 10)
@@ -244,18 +355,22 @@ def test_upload_ratio_on_a_100k_parameter_model(preset, limit):
     assert ratio <= limit, ratio
 
 
-def test_foreign_key_aggregates_are_detected(client):
+def test_foreign_key_aggregates_are_detected(client, server, preset):
     from fedpriv.errors import CryptoError
 
     for trial in range(50):
-        stranger = make_context(DEFAULT)
-        record = encrypt_weighted(stranger, DEFAULT, np.full(50, 0.1 * trial), 300.0, 5)
+        stranger = make_context(preset)
+        record = encrypt_weighted(stranger, preset, np.full(50, 0.1 * trial), 300.0, 5)
+        # The server's sum of it (seal: a full ciphertext, as the clients receive it).
+        parsed = [deserialize_update(record, server, preset, 51)]
         with pytest.raises(CryptoError, match="another key"):
-            decrypt_weighted_mean(record, client, DEFAULT, max_total_weight=1797)
+            decrypt_weighted_mean(
+                _sum(parsed, server, preset, 51), client, preset, max_total_weight=1797
+            )
 
 
-def test_large_updates_print_nothing(client, capfd):
+def test_large_updates_print_nothing(client, preset, capfd):
     """TenSEAL warns on stdout for vectors over one ciphertext; fedpriv chunks instead."""
-    encrypt_weighted(client, DEFAULT, np.zeros(100_000), 10.0, 5)
+    encrypt_weighted(client, preset, np.zeros(100_000), 10.0, 5)
     captured = capfd.readouterr()
     assert captured.out == "" and captured.err == ""

@@ -19,14 +19,14 @@ from fedpriv.errors import KeyMaterialError
 from fedpriv.wire import state_to_record
 from strategies import CkksFedAvg, PlaintextFedAvg
 
-PRESET = get_preset("n4096-additive")
-SIZE = 2500
+SIZE = 5000
 
 
-@pytest.fixture(scope="module")
-def contexts():
-    client = make_context(PRESET)
-    return client, server_context_from_bytes(server_context_bytes(client))
+@pytest.fixture(scope="module", params=["n4096-compact", "n4096-additive"])
+def contexts(request):
+    preset = get_preset(request.param)
+    client = make_context(preset)
+    return client, server_context_from_bytes(server_context_bytes(client), preset), preset
 
 
 def _reply(node: int, content: RecordDict | None = None, error: str | None = None) -> Message:
@@ -41,18 +41,18 @@ def _reply(node: int, content: RecordDict | None = None, error: str | None = Non
 
 
 def test_refuses_a_context_that_can_decrypt(task_identity, contexts):
-    client, _ = contexts
+    client, _, preset = contexts
     with pytest.raises(KeyMaterialError, match="refusing to run: the server context holds"):
-        CkksFedAvg(client, PRESET, SIZE)
+        CkksFedAvg(client, preset, SIZE)
 
 
 def test_bad_replies_are_rejected_and_the_rest_aggregated(task_identity, contexts):
-    client, server = contexts
+    client, server, preset = contexts
     rng = np.random.default_rng(0)
     vectors = [rng.normal(0, 0.1, SIZE) for _ in range(4)]
     weights = [30.0, 50.0, 70.0, 90.0]
     records = [
-        encrypt_weighted(client, PRESET, v, w, 4) for v, w in zip(vectors, weights, strict=False)
+        encrypt_weighted(client, preset, v, w, 4) for v, w in zip(vectors, weights, strict=False)
     ]
     truncated = ArrayRecord({k: records[2][k] for k in records[2].keys()})
     blob = truncated["ct-00001"]
@@ -68,10 +68,10 @@ def test_bad_replies_are_rejected_and_the_rest_aggregated(task_identity, context
         _reply(14, error="client crashed"),
         _reply(15, RecordDict({"metrics": MetricRecord({"num-examples": 5})})),
     ]
-    strategy = CkksFedAvg(server, PRESET, SIZE)
+    strategy = CkksFedAvg(server, preset, SIZE)
     aggregate, metrics = strategy.aggregate_train(1, replies)
     assert metrics is None
-    mean, total = decrypt_weighted_mean(aggregate, client, PRESET)
+    mean, total = decrypt_weighted_mean(aggregate, client, preset)
     expected = np.average(vectors[:2], axis=0, weights=weights[:2])
     assert np.abs(mean - expected).max() < 1e-9 and round(total) == 80
     assert set(strategy.rejected[1]) == {13, 15}
@@ -80,8 +80,8 @@ def test_bad_replies_are_rejected_and_the_rest_aggregated(task_identity, context
 
 
 def test_nothing_valid_leaves_the_model_unchanged(task_identity, contexts):
-    _, server = contexts
-    strategy = CkksFedAvg(server, PRESET, SIZE)
+    _, server, preset = contexts
+    strategy = CkksFedAvg(server, preset, SIZE)
     assert strategy.aggregate_train(1, [_reply(1, error="x")]) == (None, None)
 
 

@@ -8,58 +8,45 @@ import os
 import stat
 from pathlib import Path
 
-import tenseal as ts
-
 from fedpriv.crypto.presets import CkksPreset, get_preset
+from fedpriv.crypto.seal import SealContext
+from fedpriv.crypto.vectors import TensealContext
 from fedpriv.errors import KeyMaterialError
 
 CLIENT_CONTEXT = "client.ctx"
 SERVER_CONTEXT = "server.ctx"
 PRESET_FILE = "preset.json"
+CkksContext = SealContext | TensealContext
+_BACKENDS: dict[str, type[SealContext] | type[TensealContext]] = {
+    "seal": SealContext,
+    "tenseal": TensealContext,
+}
 
 
-def make_context(preset: CkksPreset) -> ts.Context:
+def make_context(preset: CkksPreset) -> CkksContext:
     """Create a fresh CKKS context holding a new secret key for ``preset``."""
-    encryption = (
-        ts.ENCRYPTION_TYPE.SYMMETRIC
-        if preset.encryption == "symmetric"
-        else ts.ENCRYPTION_TYPE.ASYMMETRIC
-    )
-    context = ts.context(
-        ts.SCHEME_TYPE.CKKS,
-        preset.poly_modulus_degree,
-        coeff_mod_bit_sizes=list(preset.coeff_mod_bit_sizes),
-        encryption_type=encryption,
-    )
-    context.global_scale = 2.0**preset.scale_bits
-    return context
+    return _BACKENDS[preset.backend].generate(preset)
 
 
-def server_context_bytes(context: ts.Context) -> bytes:
+def server_context_bytes(context: CkksContext) -> bytes:
     """Serialize ``context`` with parameters only: no secret, public, relin or Galois keys."""
-    return context.serialize(
-        save_public_key=False,
-        save_secret_key=False,
-        save_galois_keys=False,
-        save_relin_keys=False,
-    )
+    return context.to_bytes(secret=False)
 
 
-def client_context_bytes(context: ts.Context) -> bytes:
+def client_context_bytes(context: CkksContext) -> bytes:
     """Serialize ``context`` with its secret key (what clients, the key holders, get)."""
-    return context.serialize(
-        save_public_key=True,
-        save_secret_key=True,
-        save_galois_keys=False,
-        save_relin_keys=False,
-    )
+    return context.to_bytes(secret=True)
 
 
-def provision_keys(out_dir: str | Path, preset_name: str) -> dict[str, Path]:
+def provision_keys(
+    out_dir: str | Path, preset_name: str, server_dir: str | Path | None = None
+) -> dict[str, Path]:
     """Write a new key set into ``out_dir``.
 
     ``client.ctx`` (secret key, mode 0600) is for clients only; ``server.ctx`` holds CKKS
-    parameters and nothing else; ``preset.json`` names the preset.
+    parameters and nothing else; ``preset.json`` names the preset. With ``server_dir``, the
+    server's share (``server.ctx`` and ``preset.json``) goes there instead, so that a
+    deployment can mount each side's directory into that side only.
 
     Returns
     -------
@@ -69,17 +56,21 @@ def provision_keys(out_dir: str | Path, preset_name: str) -> dict[str, Path]:
     """
     preset = get_preset(preset_name)
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    os.chmod(out, 0o700)
+    server = Path(server_dir) if server_dir is not None else out
+    for directory in {out, server}:
+        directory.mkdir(parents=True, exist_ok=True)
+        os.chmod(directory, 0o700)
     context = make_context(preset)
     paths = {
         "client": out / CLIENT_CONTEXT,
-        "server": out / SERVER_CONTEXT,
+        "server": server / SERVER_CONTEXT,
         "preset": out / PRESET_FILE,
     }
+    preset_json = json.dumps({"preset": preset.name}).encode()
     write_private(paths["client"], client_context_bytes(context))
     write_public(paths["server"], server_context_bytes(context))
-    write_public(paths["preset"], json.dumps({"preset": preset.name}).encode())
+    for directory in {out, server}:
+        write_public(directory / PRESET_FILE, preset_json)
     return paths
 
 
@@ -110,16 +101,16 @@ def read_preset(key_dir: str | Path) -> CkksPreset:
         raise KeyMaterialError(f"{path}: cannot read the key set's preset ({err})") from err
 
 
-def load_client_context(key_dir: str | Path) -> ts.Context:
+def load_client_context(key_dir: str | Path) -> CkksContext:
     """Load the clients' secret-key context; refuse a file others can read."""
     path = Path(key_dir) / CLIENT_CONTEXT
-    return _load_client(str(path), _mtime(path))
+    return _load_client(str(path), _mtime(path), read_preset(key_dir))
 
 
-def load_server_context(key_dir: str | Path) -> ts.Context:
+def load_server_context(key_dir: str | Path) -> CkksContext:
     """Load the server's context; refuse one that holds any key."""
     path = Path(key_dir) / SERVER_CONTEXT
-    return _load_server(str(path), _mtime(path))
+    return _load_server(str(path), _mtime(path), read_preset(key_dir))
 
 
 def _mtime(path: Path) -> float:
@@ -130,29 +121,30 @@ def _mtime(path: Path) -> float:
 
 
 @functools.lru_cache(maxsize=4)
-def _load_client(path: str, _mtime: float) -> ts.Context:
+def _load_client(path: str, _mtime: float, preset: CkksPreset) -> CkksContext:
     mode = stat.S_IMODE(os.stat(path).st_mode)
     if mode & 0o077:
         raise KeyMaterialError(
             f"{path}: secret-key context is readable by group/others (mode {mode:04o}); "
             f"run chmod 600 {path}"
         )
-    context = _parse_context(Path(path).read_bytes(), path)
+    context = parse_context(Path(path).read_bytes(), preset, path)
     if not context.is_private():
         raise KeyMaterialError(f"{path}: client context holds no secret key")
     return context
 
 
 @functools.lru_cache(maxsize=4)
-def _load_server(path: str, _mtime: float) -> ts.Context:
-    context = server_context_from_bytes(Path(path).read_bytes(), path)
-    return context
+def _load_server(path: str, _mtime: float, preset: CkksPreset) -> CkksContext:
+    return server_context_from_bytes(Path(path).read_bytes(), preset, path)
 
 
-def server_context_from_bytes(data: bytes, origin: str = "server context") -> ts.Context:
+def server_context_from_bytes(
+    data: bytes, preset: CkksPreset, origin: str = "server context"
+) -> CkksContext:
     """Parse a server context and refuse it unless it holds CKKS parameters only."""
-    context = _parse_context(data, origin)
-    held = held_keys(context)
+    context = parse_context(data, preset, origin)
+    held = context.held_keys()
     if held:
         raise KeyMaterialError(
             f"{origin}: the server context holds {', '.join(held)}; the server must hold "
@@ -161,25 +153,6 @@ def server_context_from_bytes(data: bytes, origin: str = "server context") -> ts
     return context
 
 
-def held_keys(context: ts.Context) -> list[str]:
-    """Names of the keys a context holds (secret, public, relinearization, Galois)."""
-    held = []
-    if context.is_private():
-        held.append("a secret key")
-    try:
-        if context.has_public_key():
-            held.append("a public key")
-    except ValueError:  # symmetric contexts have no public key at all
-        pass
-    if context.has_relin_keys():
-        held.append("relinearization keys")
-    if context.has_galois_keys():
-        held.append("Galois keys")
-    return held
-
-
-def _parse_context(data: bytes, origin: str) -> ts.Context:
-    try:
-        return ts.context_from(data)
-    except Exception as err:  # TenSEAL raises ValueError/RuntimeError from C++
-        raise KeyMaterialError(f"{origin}: not a TenSEAL CKKS context ({err})") from err
+def parse_context(data: bytes, preset: CkksPreset, origin: str) -> CkksContext:
+    """Parse a context file of ``preset``'s backend (with or without the secret key)."""
+    return _BACKENDS[preset.backend].from_bytes(data, preset, origin)

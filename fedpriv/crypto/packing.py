@@ -1,24 +1,37 @@
 """Packing a weighted model into CKKS ciphertexts, the Flower wire format, and the server's sum.
 
 Layout: the whole model is flattened into one vector ``n_k * w_k`` with ``n_k`` appended as
-one more slot, then cut into chunks of one ciphertext each (N/2 values). Each chunk travels
-as one Flower ``Array`` (``dtype`` names the preset, ``stype`` the format) so that Flower
-chunks large payloads on the wire; a ``ConfigRecord`` would not be.
+one more slot, then cut into chunks of one ciphertext each (``preset.slots`` values: N under
+the seal backend, N/2 under tenseal). Each chunk travels as one Flower ``Array`` (``dtype``
+names the preset, ``stype`` the format) so that Flower chunks large payloads on the wire; a
+``ConfigRecord`` would not be. The functions here are the same for both backends: the
+context object (``SealContext`` or ``TensealContext``) does the cryptography.
 """
 
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
-import tenseal as ts
 from flwr.app import Array, ArrayRecord
 
+from fedpriv.crypto.keys import CkksContext
 from fedpriv.crypto.presets import CkksPreset
-from fedpriv.errors import BoundError, CiphertextFormatError, CryptoError
+from fedpriv.errors import (
+    AggregateRejectedError,
+    BoundError,
+    CiphertextFormatError,
+    CryptoError,
+)
 
-STYPE = "fedpriv.tenseal-ckks-vector.v1"
+STYPES = {"seal": "fedpriv.seal-ckks.v1", "tenseal": "fedpriv.tenseal-ckks-vector.v1"}
 KEY_FORMAT = "ct-{:05d}"
+
+
+def stype(preset: CkksPreset) -> str:
+    """The ``stype`` tag ciphertext arrays of ``preset``'s backend carry."""
+    return STYPES[preset.backend]
 
 
 def num_chunks(num_values: int, preset: CkksPreset) -> int:
@@ -42,7 +55,7 @@ def check_bound(payload: np.ndarray, preset: CkksPreset, num_clients: int) -> No
 
 
 def encrypt_values(
-    context: ts.Context, preset: CkksPreset, values: np.ndarray, num_clients: int
+    context: CkksContext, preset: CkksPreset, values: np.ndarray, num_clients: int
 ) -> ArrayRecord:
     """Encrypt a flat vector into an ``ArrayRecord`` of one ciphertext per N/2 values.
 
@@ -58,15 +71,17 @@ def encrypt_values(
     record = ArrayRecord()
     for index, start in enumerate(range(0, payload.size, preset.slots)):
         chunk = payload[start : start + preset.slots]
-        blob = ts.ckks_vector(context, chunk.tolist()).serialize()
         record[KEY_FORMAT.format(index)] = Array(
-            dtype=preset.wire_name(), shape=(chunk.size,), stype=STYPE, data=blob
+            dtype=preset.wire_name(),
+            shape=(chunk.size,),
+            stype=stype(preset),
+            data=context.encrypt(chunk),
         )
     return record
 
 
 def encrypt_weighted(
-    context: ts.Context,
+    context: CkksContext,
     preset: CkksPreset,
     vector: np.ndarray,
     weight: float,
@@ -84,8 +99,8 @@ def expected_layout(num_values: int, preset: CkksPreset) -> list[int]:
 
 
 def deserialize_update(
-    record: ArrayRecord, context: ts.Context, preset: CkksPreset, num_values: int
-) -> list[ts.CKKSVector]:
+    record: ArrayRecord, context: CkksContext, preset: CkksPreset, num_values: int
+) -> list[Any]:
     """Parse an encrypted update with ``context`` and check it against the expected layout.
 
     Raises
@@ -106,86 +121,78 @@ def deserialize_update(
     vectors = []
     for key, size in zip(keys, layout, strict=True):
         array = record[key]
-        if array.stype != STYPE:
-            raise CiphertextFormatError(f"{key}: format {array.stype!r} is not {STYPE!r}")
+        if array.stype != stype(preset):
+            raise CiphertextFormatError(f"{key}: format {array.stype!r} is not {stype(preset)!r}")
         if array.dtype != preset.wire_name():
             raise CiphertextFormatError(
                 f"{key}: parameter set {array.dtype!r}, the server expects {preset.wire_name()!r}"
             )
         if tuple(array.shape) != (size,):
             raise CiphertextFormatError(f"{key}: shape {tuple(array.shape)}, expected ({size},)")
-        vectors.append(_parse_vector(array.data, context, preset, key, size))
+        if not isinstance(array.data, bytes):
+            raise CiphertextFormatError(f"{key}: data is {type(array.data).__name__}, not bytes")
+        vectors.append(context.parse(array.data, key, size))
     return vectors
 
 
-def _parse_vector(
-    blob: bytes, context: ts.Context, preset: CkksPreset, key: str, size: int
-) -> ts.CKKSVector:
-    try:
-        vector = ts.ckks_vector_from(context, blob)
-    except Exception as err:  # TenSEAL raises ValueError/RuntimeError from C++
-        raise CiphertextFormatError(
-            f"{key}: not a ciphertext of preset {preset.name} ({err})"
-        ) from err
-    if vector.size() != size:
-        raise CiphertextFormatError(f"{key}: carries {vector.size()} values, expected {size}")
-    scale = vector.ciphertext()[0].scale
-    if not math.isclose(scale, 2.0**preset.scale_bits, rel_tol=1e-9):
-        raise CiphertextFormatError(
-            f"{key}: scale 2^{math.log2(max(scale, 1e-300)):.1f}, preset {preset.name} uses "
-            f"2^{preset.scale_bits}"
-        )
-    return vector
-
-
 def add_encrypted(
-    updates: list[list[ts.CKKSVector]], preset: CkksPreset, plain: np.ndarray | None = None
+    updates: list[list[Any]],
+    context: CkksContext,
+    preset: CkksPreset,
+    sizes: list[int],
+    plain: np.ndarray | None = None,
 ) -> ArrayRecord:
     """Sum parsed updates slot-wise (no key needed), add ``plain`` if given, and serialize.
 
     Adding a plaintext vector to a ciphertext needs only the CKKS parameters: this is how the
     server adds DP noise to a sum it cannot read.
 
-    The first update's vectors are used as accumulators (TenSEAL cannot copy a vector
-    without a secret key), so ``updates`` must not be reused afterwards.
+    ``sizes`` are the values each ciphertext carries (the layout of the updates). The first
+    update's ciphertexts are used as accumulators (neither backend can copy a ciphertext
+    without a key), so ``updates`` must not be reused afterwards.
     """
     if not updates:
         raise CryptoError("nothing to aggregate: no valid encrypted update")
     total = updates[0]
     for update in updates[1:]:
-        for acc, vector in zip(total, update, strict=True):
-            acc.add_(vector)
+        for acc, ciphertext in zip(total, update, strict=True):
+            context.add_(acc, ciphertext)
     if plain is not None:
+        if len(plain) != sum(sizes):
+            raise CryptoError(f"plaintext addend has {len(plain)} values, the sum {sum(sizes)}")
         offset = 0
-        for acc in total:
-            size = acc.size()
-            acc.add_(np.asarray(plain[offset : offset + size], dtype=np.float64).tolist())
+        for acc, size in zip(total, sizes, strict=True):
+            context.add_plain_(acc, np.asarray(plain[offset : offset + size], dtype=np.float64))
             offset += size
-        if offset != len(plain):
-            raise CryptoError(f"plaintext addend has {len(plain)} values, the sum {offset}")
     record = ArrayRecord()
-    for index, vector in enumerate(total):
+    for index, (ciphertext, size) in enumerate(zip(total, sizes, strict=True)):
         record[KEY_FORMAT.format(index)] = Array(
             dtype=preset.wire_name(),
-            shape=(vector.size(),),
-            stype=STYPE,
-            data=vector.serialize(),
+            shape=(size,),
+            stype=stype(preset),
+            data=context.serialize(ciphertext),
         )
     return record
 
 
-def decrypt_vector(record: ArrayRecord, context: ts.Context, preset: CkksPreset) -> np.ndarray:
+def decrypt_vector(record: ArrayRecord, context: CkksContext, preset: CkksPreset) -> np.ndarray:
     """Decrypt every ciphertext of ``record`` with the secret-key ``context``, in order."""
     if not context.is_private():
         raise CryptoError("this context holds no secret key and cannot decrypt")
-    num_values = sum(int(record[key].shape[0]) for key in record.keys())
+    try:
+        num_values = sum(int(record[key].shape[0]) for key in record.keys())
+    except (IndexError, TypeError) as err:
+        raise CiphertextFormatError(f"record shapes are not ciphertext layouts ({err})") from err
     vectors = deserialize_update(record, context, preset, num_values)
-    return np.concatenate([np.asarray(v.decrypt(), dtype=np.float64) for v in vectors])
+    sizes = expected_layout(num_values, preset)
+    return np.concatenate(
+        [context.decrypt(v, size) for v, size in zip(vectors, sizes, strict=True)]
+    )
 
 
 def decrypt_weighted_mean(
     record: ArrayRecord,
-    context: ts.Context,
+    context: CkksContext,
     preset: CkksPreset,
     max_total_weight: float | None = None,
 ) -> tuple[np.ndarray, float]:
@@ -210,7 +217,7 @@ def decrypt_weighted_mean(
         and (max_total_weight is None or total_weight <= max_total_weight + 0.5)
     )
     if not plausible:
-        raise CryptoError(
+        raise AggregateRejectedError(
             f"decrypted total weight {total_weight:.6g} is not a sum of sample counts: the "
             "aggregate is corrupt or was encrypted under another key"
         )

@@ -10,6 +10,7 @@ from fedpriv.errors import ConfigError
 # (HomomorphicEncryption.org standard, ternary secrets), by polynomial modulus degree.
 MAX_COEFF_BITS_128 = {1024: 27, 2048: 54, 4096: 109, 8192: 218, 16384: 438, 32768: 881}
 ENCRYPTIONS = ("symmetric", "asymmetric")
+BACKENDS = ("seal", "tenseal")
 
 
 @dataclass(frozen=True)
@@ -30,6 +31,10 @@ class CkksPreset:
     encryption : str
         ``symmetric`` (clients hold the secret key anyway; half the encryption time) or
         ``asymmetric`` (as NVFlare does).
+    backend : str
+        ``seal``: SEAL through ``tenseal.sealapi`` with seeded symmetric ciphertexts and
+        complex packing (N reals per ciphertext, one prime, no special prime); ``tenseal``:
+        TenSEAL ``ckks_vector`` (N/2 reals per ciphertext, full ciphertexts).
     description : str
         One line for help texts.
 
@@ -40,6 +45,7 @@ class CkksPreset:
     coeff_mod_bit_sizes: tuple[int, ...]
     scale_bits: int
     encryption: str = "symmetric"
+    backend: str = "tenseal"
     description: str = ""
 
     def __post_init__(self) -> None:
@@ -49,11 +55,17 @@ class CkksPreset:
                 f"preset {self.name}: poly_modulus_degree {self.poly_modulus_degree} must be one "
                 f"of {', '.join(map(str, MAX_COEFF_BITS_128))}"
             )
-        if len(self.coeff_mod_bit_sizes) < 2:
+        if self.backend not in BACKENDS:
+            raise ConfigError(f"preset {self.name}: backend must be one of {', '.join(BACKENDS)}")
+        # TenSEAL always reserves the last prime for key switching; SEAL without keys needs none.
+        fewest = 1 if self.backend == "seal" else 2
+        if len(self.coeff_mod_bit_sizes) < fewest:
             raise ConfigError(
-                f"preset {self.name}: needs at least two primes (data and special), got "
-                f"{list(self.coeff_mod_bit_sizes)}"
+                f"preset {self.name}: backend {self.backend} needs at least {fewest} prime(s), "
+                f"got {list(self.coeff_mod_bit_sizes)}"
             )
+        if self.backend == "seal" and self.encryption != "symmetric":
+            raise ConfigError(f"preset {self.name}: the seal backend encrypts symmetrically only")
         total = sum(self.coeff_mod_bit_sizes)
         if total > limit:
             raise ConfigError(
@@ -75,7 +87,9 @@ class CkksPreset:
 
     @property
     def slots(self) -> int:
-        """Real values one ciphertext carries."""
+        """Real values one ciphertext carries (complex packing doubles them under seal)."""
+        if self.backend == "seal":
+            return self.poly_modulus_degree
         return self.poly_modulus_degree // 2
 
     @property
@@ -83,8 +97,9 @@ class CkksPreset:
         """Largest magnitude any slot of a (summed) ciphertext may reach.
 
         Decoding is exact while |value| x scale stays below half the first prime; beyond
-        that CKKS wraps around *silently* (measured: N=4096 ``[60,49]`` wraps at 2^19).
-        One bit of headroom is kept.
+        that CKKS wraps around *silently* (measured: N=4096 ``[60,49]`` wraps at 2^19; with
+        complex packing the worst slot pattern wraps at 0.71 x q/(2 scale), 2^17.5 for
+        ``n4096-compact``). One bit of headroom is kept below q/(2 scale).
         """
         return float(2 ** (self.coeff_mod_bit_sizes[0] - 2 - self.scale_bits))
 
@@ -101,12 +116,23 @@ PRESETS: dict[str, CkksPreset] = {
     preset.name: preset
     for preset in (
         CkksPreset(
+            "n4096-compact",
+            4096,
+            (56,),
+            36,
+            "symmetric",
+            "seal",
+            "default: SEAL, N=4096 one 56-bit prime, scale 2^36, seeded symmetric, complex "
+            "packing (~1.9x float32 up, ~3.8x down)",
+        ),
+        CkksPreset(
             "n4096-additive",
             4096,
             (60, 49),
             40,
             "symmetric",
-            "default: additions only, N=4096 [60,49] scale 2^40, symmetric (~8x float32 bytes)",
+            "tenseal",
+            "TenSEAL ckks_vector, N=4096 [60,49] scale 2^40, symmetric (~8x float32 bytes)",
         ),
         CkksPreset(
             "nvflare-default",
@@ -114,11 +140,12 @@ PRESETS: dict[str, CkksPreset] = {
             (60, 40, 40),
             40,
             "asymmetric",
+            "tenseal",
             "NVFlare's default: N=8192 [60,40,40] scale 2^40, public-key encryption",
         ),
     )
 }
-DEFAULT_PRESET = "n4096-additive"
+DEFAULT_PRESET = "n4096-compact"
 
 
 def get_preset(name: str) -> CkksPreset:

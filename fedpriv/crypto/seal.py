@@ -1,0 +1,279 @@
+"""Compact CKKS through ``tenseal.sealapi``: seeded symmetric ciphertexts with complex packing.
+
+One ciphertext carries N real values: the real and imaginary parts of its N/2 complex slots.
+Clients encrypt symmetrically and serialize the *seeded* form (the uniform polynomial is
+replaced by the seed it was drawn from), half a ciphertext on the wire. One coefficient prime
+and no special prime: the server only adds, so it needs no key-switching prime and no key.
+
+``sealapi`` saves and loads through file paths only; :class:`_Scratch` turns that into bytes
+through an anonymous in-memory file, so no key or ciphertext ever lands on a filesystem.
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+import threading
+
+import numpy as np
+import tenseal.sealapi as sealapi
+
+from fedpriv.crypto.presets import CkksPreset
+from fedpriv.errors import CiphertextFormatError, CryptoError, KeyMaterialError
+
+# Context file: magic, version, kind (0 parameters only, 1 with the secret key), scale bits,
+# reserved, length of SEAL's EncryptionParameters; then [u32 length, SEAL SecretKey].
+_CONTEXT_HEAD = struct.Struct("<4sBBBBI")
+_CONTEXT_MAGIC, _CONTEXT_VERSION = b"FPCX", 1
+_KIND_PARAMETERS, _KIND_SECRET = 0, 1
+_LENGTH = struct.Struct("<I")
+# SEAL's own header: magic 0xA15E, header size 16, version, compression, reserved, total size.
+_SEAL_HEAD = struct.Struct("<HBBBBHQ")
+_SEAL_MAGIC = 0xA15E
+# pybind11 turns SEAL's std::invalid_argument into ValueError, logic/runtime/ios errors into
+# RuntimeError; the rest are defensive (bad sizes reaching the bindings).
+_SEAL_ERRORS = (RuntimeError, ValueError, TypeError, MemoryError, OverflowError, IndexError)
+
+
+class _Scratch:
+    """An anonymous in-memory file standing in for the paths ``sealapi`` reads and writes."""
+
+    def __init__(self) -> None:
+        self.pid = os.getpid()
+        self.fd = os.memfd_create("fedpriv-seal", os.MFD_CLOEXEC)
+        self.path = f"/proc/self/fd/{self.fd}"
+
+    def dump(self, obj: object) -> bytes:
+        """``obj.save(path)``, returning the bytes; the file is emptied again at once."""
+        obj.save(self.path)  # type: ignore[attr-defined]
+        try:
+            return os.pread(self.fd, os.fstat(self.fd).st_size, 0)
+        finally:
+            os.ftruncate(self.fd, 0)
+
+    def load(self, obj: object, data: bytes, *context: object) -> None:
+        """``obj.load([context,] path)`` from ``data``."""
+        os.ftruncate(self.fd, 0)
+        view, offset = memoryview(data), 0
+        while offset < len(view):
+            offset += os.pwrite(self.fd, view[offset:], offset)
+        try:
+            obj.load(*context, self.path)  # type: ignore[attr-defined]
+        finally:
+            os.ftruncate(self.fd, 0)
+
+
+_local = threading.local()
+
+
+def _scratch() -> _Scratch:
+    # One per thread and per process: a memfd inherited through fork would be shared.
+    scratch = getattr(_local, "scratch", None)
+    if scratch is None or scratch.pid != os.getpid():
+        scratch = _local.scratch = _Scratch()
+    return scratch
+
+
+def _check_seal_header(data: bytes, what: str, max_size: int) -> None:
+    """Check SEAL's header before SEAL parses: it ignores trailing bytes, we do not."""
+    if len(data) < _SEAL_HEAD.size:
+        raise CiphertextFormatError(f"{what}: {len(data)} bytes, shorter than a SEAL header")
+    magic, header_size, _major, _minor, compression, _reserved, size = _SEAL_HEAD.unpack_from(data)
+    if magic != _SEAL_MAGIC or header_size != _SEAL_HEAD.size:
+        raise CiphertextFormatError(f"{what}: not a SEAL object (bad magic or header)")
+    if compression not in (0, 1, 2):
+        raise CiphertextFormatError(f"{what}: unknown compression mode {compression}")
+    if size != len(data):
+        raise CiphertextFormatError(f"{what}: SEAL header says {size} bytes, got {len(data)}")
+    if size > max_size:
+        raise CiphertextFormatError(f"{what}: {size} bytes exceed the limit of {max_size}")
+
+
+def seal_parameters(preset: CkksPreset) -> sealapi.EncryptionParameters:
+    """SEAL's encryption parameters for ``preset`` (primes chosen by SEAL, deterministically)."""
+    parms = sealapi.EncryptionParameters(sealapi.SCHEME_TYPE.CKKS)
+    parms.set_poly_modulus_degree(preset.poly_modulus_degree)
+    parms.set_coeff_modulus(
+        sealapi.CoeffModulus.Create(preset.poly_modulus_degree, list(preset.coeff_mod_bit_sizes))
+    )
+    return parms
+
+
+class SealContext:
+    """A seal-backend CKKS context: the parameters, and the secret key on the clients' side.
+
+    The server's instance holds a ``SEALContext`` and an ``Evaluator`` and nothing else.
+    """
+
+    def __init__(self, preset: CkksPreset, secret_key: sealapi.SecretKey | None = None) -> None:
+        self.preset = preset
+        self._parms = seal_parameters(preset)
+        self._context = sealapi.SEALContext(self._parms, True, sealapi.SEC_LEVEL_TYPE.TC128)
+        if not self._context.parameters_set():
+            raise KeyMaterialError(
+                f"preset {preset.name}: SEAL refuses the parameters "
+                f"({self._context.parameter_error_message()})"
+            )
+        self._scale = 2.0**preset.scale_bits
+        self._evaluator = sealapi.Evaluator(self._context)
+        self._encoder = sealapi.CKKSEncoder(self._context)
+        self._secret_key = secret_key
+        if secret_key is not None:
+            self._encryptor = sealapi.Encryptor(self._context, secret_key)
+            self._decryptor = sealapi.Decryptor(self._context, secret_key)
+        # A full ciphertext is two polynomials of N 64-bit words per prime; seeded ones less.
+        words = 2 * preset.poly_modulus_degree * len(preset.coeff_mod_bit_sizes)
+        self.max_ciphertext_bytes = 8 * words + 4096
+
+    # -- keys and files ---------------------------------------------------------------------
+    @classmethod
+    def generate(cls, preset: CkksPreset) -> SealContext:
+        """A new context with a fresh secret key."""
+        parms = seal_parameters(preset)
+        context = sealapi.SEALContext(parms, True, sealapi.SEC_LEVEL_TYPE.TC128)
+        return cls(preset, sealapi.KeyGenerator(context).secret_key())
+
+    def is_private(self) -> bool:
+        """Whether this context holds the secret key."""
+        return self._secret_key is not None
+
+    def held_keys(self) -> list[str]:
+        """Names of the keys this context holds (only ever the secret key)."""
+        return ["a secret key"] if self.is_private() else []
+
+    def to_bytes(self, secret: bool) -> bytes:
+        """The context file: parameters, and the secret key when ``secret``."""
+        scratch = _scratch()
+        parms = scratch.dump(self._parms)
+        kind = _KIND_SECRET if secret else _KIND_PARAMETERS
+        parts = [
+            _CONTEXT_HEAD.pack(
+                _CONTEXT_MAGIC, _CONTEXT_VERSION, kind, self.preset.scale_bits, 0, len(parms)
+            ),
+            parms,
+        ]
+        if secret:
+            if self._secret_key is None:
+                raise CryptoError("this context holds no secret key to serialize")
+            key = scratch.dump(self._secret_key)
+            parts += [_LENGTH.pack(len(key)), key]
+        return b"".join(parts)
+
+    @classmethod
+    def from_bytes(cls, data: bytes, preset: CkksPreset, origin: str) -> SealContext:
+        """Parse a context file of ``preset``; its parameters must be exactly the preset's.
+
+        Raises
+        ------
+        KeyMaterialError
+            Naming what is wrong with the file.
+
+        """
+        head = _CONTEXT_HEAD.size
+        if len(data) < head:
+            raise KeyMaterialError(f"{origin}: {len(data)} bytes is not a fedpriv SEAL context")
+        magic, version, kind, scale_bits, _reserved, length = _CONTEXT_HEAD.unpack_from(data)
+        if magic != _CONTEXT_MAGIC or version != _CONTEXT_VERSION:
+            raise KeyMaterialError(f"{origin}: not a fedpriv SEAL context (magic/version)")
+        if kind not in (_KIND_PARAMETERS, _KIND_SECRET) or scale_bits != preset.scale_bits:
+            raise KeyMaterialError(f"{origin}: not a context of preset {preset.name}")
+        parms_bytes = data[head : head + length]
+        expected = _scratch().dump(seal_parameters(preset))
+        if parms_bytes != expected:
+            raise KeyMaterialError(f"{origin}: CKKS parameters differ from preset {preset.name}")
+        rest = data[head + length :]
+        if kind == _KIND_PARAMETERS:
+            if rest:
+                raise KeyMaterialError(f"{origin}: trailing data after the parameters")
+            return cls(preset)
+        return cls(preset, cls._parse_secret_key(rest, preset, origin))
+
+    @staticmethod
+    def _parse_secret_key(rest: bytes, preset: CkksPreset, origin: str) -> sealapi.SecretKey:
+        if len(rest) < _LENGTH.size or _LENGTH.unpack_from(rest)[0] != len(rest) - _LENGTH.size:
+            raise KeyMaterialError(f"{origin}: secret key missing or truncated")
+        key_bytes = rest[_LENGTH.size :]
+        parms = seal_parameters(preset)
+        context = sealapi.SEALContext(parms, True, sealapi.SEC_LEVEL_TYPE.TC128)
+        key = sealapi.SecretKey()
+        try:
+            _check_seal_header(key_bytes, f"{origin}: secret key", len(key_bytes))
+            _scratch().load(key, key_bytes, context)
+        except (CiphertextFormatError, *_SEAL_ERRORS) as err:
+            raise KeyMaterialError(f"{origin}: not a secret key of preset {preset.name}") from err
+        return key
+
+    # -- encryption (clients) ---------------------------------------------------------------
+    def encrypt(self, values: np.ndarray) -> bytes:
+        """Encrypt up to N reals into one seeded ciphertext (the caller checks the bound)."""
+        if self._secret_key is None:
+            raise CryptoError("this context holds no secret key and cannot encrypt")
+        reals = np.zeros(self.preset.slots, dtype=np.float64)
+        reals[: values.size] = values
+        plain = sealapi.Plaintext()
+        # Two reals per slot; a list of complex is the bindings' fastest conversion.
+        self._encoder.encode(reals.view(np.complex128).tolist(), self._scale, plain)
+        return _scratch().dump(self._encryptor.encrypt_symmetric(plain))
+
+    def decrypt(self, ciphertext: sealapi.Ciphertext, size: int) -> np.ndarray:
+        """Decrypt one ciphertext into its first ``size`` reals."""
+        if self._secret_key is None:
+            raise CryptoError("this context holds no secret key and cannot decrypt")
+        plain = sealapi.Plaintext()
+        self._decryptor.decrypt(ciphertext, plain)
+        slots = self.preset.poly_modulus_degree // 2
+        values = np.fromiter(self._encoder.decode_complex(plain), np.complex128, count=slots)
+        return values.view(np.float64)[:size].copy()
+
+    # -- the server's part: parse, add, serialize --------------------------------------------
+    def parse(self, blob: bytes, what: str, size: int) -> sealapi.Ciphertext:
+        """Load a (seeded or full) ciphertext of these parameters; refuse anything else.
+
+        Every ciphertext carries N reals; ``size`` (how many of them are used) is checked by
+        the caller against the record's layout.
+
+        Raises
+        ------
+        CiphertextFormatError
+            If the bytes are not a fresh two-polynomial ciphertext at this preset's scale.
+
+        """
+        _check_seal_header(blob, what, self.max_ciphertext_bytes)
+        ciphertext = sealapi.Ciphertext()
+        try:
+            _scratch().load(ciphertext, blob, self._context)
+        except _SEAL_ERRORS as err:
+            raise CiphertextFormatError(
+                f"{what}: not a ciphertext of preset {self.preset.name} ({err})"
+            ) from err
+        if (
+            ciphertext.parms_id() != self._context.first_parms_id()
+            or ciphertext.size() != 2
+            or not ciphertext.is_ntt_form()
+            or ciphertext.is_transparent()
+        ):
+            raise CiphertextFormatError(f"{what}: not a fresh two-polynomial ciphertext")
+        if ciphertext.scale != self._scale:
+            raise CiphertextFormatError(
+                f"{what}: scale {ciphertext.scale:.6g}, preset {self.preset.name} uses "
+                f"2^{self.preset.scale_bits}"
+            )
+        return ciphertext
+
+    def add_(self, total: sealapi.Ciphertext, other: sealapi.Ciphertext) -> None:
+        """``total += other``."""
+        self._evaluator.add_inplace(total, other)
+
+    def add_plain_(self, total: sealapi.Ciphertext, values: np.ndarray) -> None:
+        """``total += values`` for plaintext reals (no key needed: DP noise on the server)."""
+        reals = np.zeros(self.preset.slots, dtype=np.float64)
+        reals[: values.size] = values
+        plain = sealapi.Plaintext()
+        self._encoder.encode(
+            reals.view(np.complex128).tolist(), total.parms_id(), total.scale, plain
+        )
+        self._evaluator.add_plain_inplace(total, plain)
+
+    def serialize(self, ciphertext: sealapi.Ciphertext) -> bytes:
+        """The bytes of a (summed, hence full) ciphertext."""
+        return _scratch().dump(ciphertext)

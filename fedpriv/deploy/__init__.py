@@ -1,0 +1,1 @@
+"""Deployment on Flower's Deployment Engine: TLS material, topology, compose file, loopback."""

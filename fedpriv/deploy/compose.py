@@ -1,0 +1,201 @@
+"""``docker-compose.yml``: the topology as containers, generated from the same flags as loopback.
+
+`fedpriv deploy compose --clients N` prints the file; the repository's ``docker-compose.yml``
+is its output for three clients (a test keeps the two identical).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import yaml
+
+from fedpriv.deploy import topology
+
+IMAGE = "fedpriv:latest"
+CERTS = topology.TlsFiles("/certs/ca.crt", "/certs/server.pem", "/certs/server.key")
+KEY_DIR = "/keys"  # where each side's own key volume is mounted
+CLIENT_KEYS_VOLUME, SERVER_KEYS_VOLUME = "client-keys", "server-keys"
+RUNS = "/runs"
+FLWR_HOME = "/home/fedpriv/.flwr"
+# Read by compose from the environment (or an .env file) when the run is submitted.
+ENVIRONMENT = {
+    "FEDPRIV_NUM_CLIENTS": "number of clients in the run (at most the SuperNodes in this file)",
+    "FEDPRIV_AGGREGATION": "plaintext, ckks or secagg",
+    "FEDPRIV_ROUNDS": "num-server-rounds",
+    "FEDPRIV_DATASET": "dataset of the run",
+    "FEDPRIV_MODEL": "model of the run",
+    "FEDPRIV_CKKS_PRESET": "CKKS preset the keys are provisioned for",
+    "FEDPRIV_RUN_NAME": "run directory name in the runs volume",
+}
+DEFAULTS = {
+    "FEDPRIV_AGGREGATION": "ckks",
+    "FEDPRIV_ROUNDS": "3",
+    "FEDPRIV_DATASET": "digits",
+    "FEDPRIV_MODEL": "mlp",
+    "FEDPRIV_CKKS_PRESET": "n4096-compact",
+    "FEDPRIV_RUN_NAME": "run",
+}
+
+
+def _var(name: str, default: str | int) -> str:
+    return f"${{{name}:-{default}}}"
+
+
+def _service(command: list[str], volumes: list[str], **extra: Any) -> dict[str, Any]:
+    service: dict[str, Any] = {"image": IMAGE, "command": command}
+    if volumes:
+        service["volumes"] = volumes
+    service.update(extra)
+    return service
+
+
+def _done(*services: str) -> dict[str, Any]:
+    return {name: {"condition": "service_completed_successfully"} for name in services}
+
+
+def supernode_name(partition: int) -> str:
+    """Compose service name of a client's SuperNode."""
+    return f"supernode-{partition}"
+
+
+def compose_file(num_clients: int = 3) -> dict[str, Any]:
+    """The compose document for ``num_clients`` SuperNodes (TLS on every connection)."""
+    clients = _var("FEDPRIV_NUM_CLIENTS", num_clients)
+    superlink = f"superlink:{topology.SUPERLINK_PORT}"
+    certs_ro = "certs:/certs:ro"
+    hosts = ["superlink", "localhost", "127.0.0.1"]
+    hosts += [supernode_name(i) for i in range(num_clients)]
+    services: dict[str, Any] = {
+        # One-shot provisioning: TLS material, then the CKKS key set (the key holder's job).
+        "certs": _service(
+            ["fedpriv", "deploy", "certs", "--exist-ok", "--out", "/certs", "--hosts", *hosts],
+            ["certs:/certs"],
+            build={"context": ".", "dockerfile": "docker/Dockerfile"},
+        ),
+        "keys": _service(
+            [
+                "fedpriv",
+                "keys",
+                "new",
+                "--exist-ok",
+                "--out",
+                f"{KEY_DIR}/client",
+                "--server-out",
+                f"{KEY_DIR}/server",
+                "--preset",
+                _var("FEDPRIV_CKKS_PRESET", DEFAULTS["FEDPRIV_CKKS_PRESET"]),
+            ],  # fmt: skip
+            [f"{CLIENT_KEYS_VOLUME}:{KEY_DIR}/client", f"{SERVER_KEYS_VOLUME}:{KEY_DIR}/server"],
+            depends_on=_done("certs"),
+        ),
+        "superlink": _service(
+            [
+                "flower-superlink",
+                *topology.superlink_args(
+                    CERTS, "0.0.0.0", topology.SUPERLINK_PORT, "/state/superlink.db"
+                ),
+            ],
+            [certs_ro, "superlink-state:/state"],
+            ports=[f"{topology.SUPERLINK_PORT}:{topology.SUPERLINK_PORT}"],
+            depends_on=_done("certs"),
+        ),
+        # The ServerApp runs here: it holds the parameters-only context and writes the run.
+        "superexec-serverapp": _service(
+            ["flower-superexec", *topology.superexec_args(CERTS, superlink)],
+            [certs_ro, f"{SERVER_KEYS_VOLUME}:{KEY_DIR}:ro", f"runs:{RUNS}"],
+            depends_on={"superlink": {"condition": "service_started"}, **_done("keys")},
+        ),
+    }
+    for partition in range(num_clients):
+        node = supernode_name(partition)
+        address = f"{node}:{topology.SUPERNODE_PORT}"
+        services[node] = _service(
+            [
+                "flower-supernode",
+                *topology.supernode_args(
+                    CERTS,
+                    superlink,
+                    "0.0.0.0",
+                    topology.SUPERNODE_PORT,
+                    topology.node_config(partition, clients, KEY_DIR),
+                ),
+            ],
+            [certs_ro],
+            depends_on={"superlink": {"condition": "service_started"}},
+        )
+        # The ClientApp runs here: only client-side services see the secret-key context.
+        services[f"superexec-clientapp-{partition}"] = _service(
+            ["flower-superexec", *topology.superexec_args(CERTS, address)],
+            [certs_ro, f"{CLIENT_KEYS_VOLUME}:{KEY_DIR}:ro"],
+            depends_on={node: {"condition": "service_started"}, **_done("keys")},
+        )
+    services["submit"] = _service(
+        ["sh", "-c", _submit_script(clients)],
+        [certs_ro],
+        environment={"FLWR_HOME": FLWR_HOME},
+        depends_on={"superexec-serverapp": {"condition": "service_started"}},
+        profiles=["run"],
+    )
+    services["release"] = _service(
+        [
+            "fedpriv",
+            "release",
+            "--run",
+            f"{RUNS}/{_var('FEDPRIV_RUN_NAME', DEFAULTS['FEDPRIV_RUN_NAME'])}",
+            "--keys",
+            KEY_DIR,
+        ],  # fmt: skip
+        [f"{CLIENT_KEYS_VOLUME}:{KEY_DIR}:ro", f"runs:{RUNS}"],
+        profiles=["release"],
+    )
+    volumes = ["certs", CLIENT_KEYS_VOLUME, SERVER_KEYS_VOLUME, "runs", "superlink-state"]
+    return {"name": "fedpriv", "services": services, "volumes": {v: {} for v in volumes}}
+
+
+def _submit_script(clients: str) -> str:
+    """The ``submit`` service: point the flwr CLI at the SuperLink and run the app."""
+    toml = topology.connection_toml("deploy", f"superlink:{topology.SUPERLINK_PORT}", CERTS.ca)
+    run_config = " ".join(
+        [
+            f"aggregation='{_var('FEDPRIV_AGGREGATION', DEFAULTS['FEDPRIV_AGGREGATION'])}'",
+            f"num-clients={clients}",
+            f"min-available-clients={clients}",
+            f"num-server-rounds={_var('FEDPRIV_ROUNDS', DEFAULTS['FEDPRIV_ROUNDS'])}",
+            f"dataset='{_var('FEDPRIV_DATASET', DEFAULTS['FEDPRIV_DATASET'])}'",
+            f"model='{_var('FEDPRIV_MODEL', DEFAULTS['FEDPRIV_MODEL'])}'",
+            f"ckks-preset='{_var('FEDPRIV_CKKS_PRESET', DEFAULTS['FEDPRIV_CKKS_PRESET'])}'",
+            f"key-dir='{KEY_DIR}'",
+            f"out-dir='{RUNS}/{_var('FEDPRIV_RUN_NAME', DEFAULTS['FEDPRIV_RUN_NAME'])}'",
+        ]
+    )
+    return (
+        f'mkdir -p "$$FLWR_HOME" && printf %s \'{toml}\' > "$$FLWR_HOME/config.toml" && '
+        f'exec flwr run /app deploy --stream --run-config "{run_config}"'
+    )
+
+
+HEADER = """\
+# Generated by `fedpriv deploy compose --clients {num_clients}`; edit that, not this file.
+# The fedpriv topology on Flower's Deployment Engine, TLS on every connection:
+#   certs, keys            one-shot provisioning (TLS material; CKKS key set, split by side)
+#   superlink              Fleet + Control + ServerApp Runtime API on port {port}
+#   superexec-serverapp    runs the ServerApp: parameters-only context, writes the run
+#   supernode-i            one per client (node config: partition, key-dir)
+#   superexec-clientapp-i  runs that client's ClientApp: the only holders of the secret key
+#   submit   (profile run)      `flwr run` of this app against the SuperLink
+#   release  (profile release)  the key holder decrypts the final model
+# Environment: {variables}.
+# See README, "Deploying".
+"""
+
+
+def render(num_clients: int = 3) -> str:
+    """The text of ``docker-compose.yml`` for ``num_clients`` SuperNodes."""
+    header = HEADER.format(
+        num_clients=num_clients,
+        port=topology.SUPERLINK_PORT,
+        variables=", ".join(ENVIRONMENT),
+    )
+    body = yaml.safe_dump(compose_file(num_clients), sort_keys=False, width=100)
+    return header + body

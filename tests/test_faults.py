@@ -1,0 +1,288 @@
+"""Faults: bad replies, corrupt aggregates, missing clients, kills and restarts."""
+
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from flwr.app import (
+    Array,
+    ArrayRecord,
+    ConfigRecord,
+    Context,
+    Error,
+    Message,
+    MessageType,
+    MetricRecord,
+    RecordDict,
+)
+
+import clients.app as client_app
+from fedpriv.config import RunConfig
+from fedpriv.crypto.keys import load_server_context, make_context
+from fedpriv.crypto.packing import encrypt_weighted
+from fedpriv.crypto.presets import DEFAULT_PRESET, get_preset
+from fedpriv.data.partition import ClientData
+from fedpriv.errors import AGGREGATE_REJECTED, NO_TRAINING_DATA, ConfigError
+from fedpriv.models import load_state
+from fedpriv.resume import resume_point
+from fedpriv.rundir import RunDirectory
+from fedpriv.task import num_parameters
+from server.rounds import RoundPolicy, run_rounds
+from strategies import CkksFedAvg, PlaintextFedAvg
+
+ROOT = Path(__file__).resolve().parents[1]
+PRESET = get_preset(DEFAULT_PRESET)
+
+
+def _train_request(arrays: ArrayRecord, node: int = 1, server_round: int = 1) -> Message:
+    content = RecordDict({"arrays": arrays, "config": ConfigRecord({"server-round": server_round})})
+    return Message(content=content, dst_node_id=node, message_type=MessageType.TRAIN)
+
+
+def _client_context(config: RunConfig, partition_id: int) -> Context:
+    return Context(
+        run_id=1,
+        node_id=partition_id + 1,
+        node_config={"partition-id": partition_id, "num-partitions": config.num_clients},
+        state=RecordDict(),
+        run_config=config.to_flower(),
+    )
+
+
+def _reply(node: int, content: RecordDict | None = None, error: Error | None = None) -> Message:
+    request = _train_request(ArrayRecord(), node)
+    if error is not None:
+        return Message(error, reply_to=request)
+    return Message(content=content, reply_to=request)
+
+
+# -- plaintext: each bad reply is left out, the round goes on ---------------------------------
+def _plain_reply(node: int, arrays: dict, weight: object = 10) -> Message:
+    record = ArrayRecord({k: Array(v) for k, v in arrays.items()})
+    metrics = MetricRecord({"num-examples": weight, "partition-id": node})  # type: ignore[dict-item]
+    return _reply(node, RecordDict({"arrays": record, "metrics": metrics}))
+
+
+def test_plaintext_bad_replies_are_rejected_one_by_one(task_identity):
+    good = {"w": np.ones(4, np.float32), "b": np.zeros(2, np.float32)}
+    nan = {"w": np.array([1, np.nan, 1, 1], np.float32), "b": np.zeros(2, np.float32)}
+    shape = {"w": np.ones(5, np.float32), "b": np.zeros(2, np.float32)}
+    dtype = {"w": np.ones(4, np.float64), "b": np.zeros(2, np.float32)}
+    missing = {"w": np.ones(4, np.float32)}
+    corrupt = ArrayRecord(
+        {
+            "w": Array(dtype="float32", shape=(4,), stype="numpy.ndarray", data=b"\x93NUMPY\x00"),
+            "b": Array(np.zeros(2, np.float32)),
+        }
+    )
+    replies = [
+        _plain_reply(0, good),
+        _plain_reply(1, {k: 3 * v for k, v in good.items()}, weight=30),
+        _plain_reply(2, nan),
+        _plain_reply(3, shape),
+        _plain_reply(4, dtype),
+        _plain_reply(5, missing),
+        _plain_reply(6, good, weight=0),
+        _plain_reply(7, good, weight=float("inf")),
+        _reply(8, RecordDict({"arrays": corrupt, "metrics": MetricRecord({"num-examples": 5})})),
+        _reply(9, error=Error(code=0, reason="client crashed mid-round")),
+    ]
+    strategy = PlaintextFedAvg()
+    strategy.layout = {"w": ((4,), "float32"), "b": ((2,), "float32")}
+    arrays, _ = strategy.aggregate_train(1, replies)
+    assert np.allclose(arrays["w"].numpy(), 2.5)  # (1*10 + 3*30) / 40, from nodes 0 and 1 only
+    rejected = strategy.rejected[1]
+    assert set(rejected) == {2, 3, 4, 5, 6, 7, 8}
+    assert "NaN/inf" in rejected[2] and "float32[4]" in rejected[3]
+    assert "positive number of samples" in rejected[6] and "cannot be read" in rejected[8]
+
+
+# -- ckks: an aggregate under another key ------------------------------------------------------
+def test_aggregate_under_a_foreign_key_is_refused_and_the_server_reverts(task_identity, key_dir):
+    """A rogue client encrypts under its own key: the sum is garbage to everyone else.
+
+    The honest clients detect it (the weight slot), train on nothing and tell the server with
+    ``AGGREGATE_REJECTED``; the server falls back on the last aggregate they accepted.
+    """
+    config = RunConfig(aggregation="ckks", key_dir=str(key_dir), num_clients=3, local_epochs=1)
+    size = num_parameters(config)
+    server = load_server_context(key_dir)
+    strategy = CkksFedAvg(server, PRESET, size)
+
+    # Round 1: clients start from the seed (empty broadcast) and reply honestly.
+    round_one = [
+        client_app.train_handler(
+            _train_request(ArrayRecord(), pid + 1), _client_context(config, pid)
+        )
+        for pid in range(2)
+    ]
+    rogue = encrypt_weighted(make_context(PRESET), PRESET, np.zeros(size), 100.0, 3)
+    strategy.broadcast = ArrayRecord()  # what configure_train records: round 1 sends nothing
+    corrupt, _ = strategy.aggregate_train(1, [*round_one, _reply(3, RecordDict({"arrays": rogue}))])
+    assert corrupt is not None and len(corrupt) > 0
+
+    # Round 2: every honest client refuses the corrupt sum instead of training on it.
+    strategy.broadcast = corrupt
+    refusals = [
+        client_app.train_handler(_train_request(corrupt, pid + 1, 2), _client_context(config, pid))
+        for pid in range(3)
+    ]
+    assert all(r.has_error() and r.error.code == AGGREGATE_REJECTED for r in refusals)
+    fallback, _ = strategy.aggregate_train(2, refusals)
+    assert fallback is not None and len(fallback) == 0  # round 1's broadcast: the seed model
+    assert strategy.aggregate_rejections[2] == sorted(r.metadata.src_node_id for r in refusals)
+
+
+def test_client_with_no_training_record_refuses_with_a_code(task_identity, monkeypatch):
+    empty = ClientData(*(np.empty((0, 1, 8, 8), np.float32), np.empty(0, np.int64)) * 2, [], [])
+    monkeypatch.setattr(client_app, "client_data", lambda *args: empty)
+    reply = client_app.train_handler(
+        _train_request(state_arrays()), _client_context(RunConfig(), 0)
+    )
+    assert reply.has_error() and reply.error.code == NO_TRAINING_DATA
+    assert "no training record" in reply.error.reason
+
+
+def state_arrays() -> ArrayRecord:
+    from fedpriv.task import initial_state
+    from fedpriv.wire import state_to_record
+
+    return state_to_record(initial_state(RunConfig()))
+
+
+# -- missing clients: the round is skipped, not the run ------------------------------------------
+class _Grid:
+    """A Grid stand-in: ``nodes`` connected, replies made by ``answer``."""
+
+    def __init__(self, nodes: list[int], answer) -> None:
+        self.nodes, self.answer = nodes, answer
+
+    def get_node_ids(self):
+        return list(self.nodes)
+
+    def send_and_receive(self, messages, timeout=None):
+        return [self.answer(m) for m in messages]
+
+
+def _run(tmp_path, grid, rounds=2, min_clients=2):
+    rundir = RunDirectory(tmp_path / "run")
+    rundir.create()
+    history = {"aggregation": "plaintext", "rounds": []}
+    strategy = PlaintextFedAvg(min_available_nodes=1, min_train_nodes=1, min_evaluate_nodes=1)
+    arrays = ArrayRecord({"w": Array(np.ones(3, np.float32))})
+    policy = RoundPolicy(min_clients=min_clients, node_wait=0.2)
+    final = run_rounds(grid, strategy, rundir, arrays, rounds, history, False, policy)
+    return final, history
+
+
+def test_round_is_skipped_when_too_few_nodes_are_connected(task_identity, tmp_path, caplog):
+    grid = _Grid([11], lambda m: pytest.fail("nothing may be sent"))
+    with caplog.at_level(logging.WARNING, logger="flwr"):
+        final, history = _run(tmp_path, grid)
+    assert [r["skipped"] for r in history["rounds"]] == [
+        "1 nodes connected, fewer than the minimum 2"
+    ] * 2
+    assert np.array_equal(final["w"].numpy(), np.ones(3, np.float32))  # the model is kept
+    assert "round 1 skipped: 1 nodes connected" in caplog.text
+
+
+def test_round_is_skipped_when_too_few_clients_reply(task_identity, tmp_path):
+    def crash(message):
+        return Message(Error(code=0, reason="crashed"), reply_to=message)
+
+    final, history = _run(tmp_path, _Grid([11, 12, 13], crash), rounds=1)
+    entry = history["rounds"][0]
+    assert entry["skipped"] == "0 of 3 clients replied, fewer than the minimum 2"
+    assert entry["failed"] == {"11": "crashed", "12": "crashed", "13": "crashed"}
+    assert RunDirectory(tmp_path / "run").checkpoint_rounds() == [1]
+
+
+# -- resume ---------------------------------------------------------------------------------
+def _fake_run(tmp_path, history_rounds, checkpoint_rounds):
+    rundir = RunDirectory(tmp_path / "run")
+    rundir.create()
+    config = RunConfig(num_server_rounds=4, out_dir=str(rundir.path))
+    rundir.write_config(config.to_dict())
+    rundir.write_history(
+        {"aggregation": "plaintext", "rounds": [{"round": r} for r in history_rounds]}
+    )
+    for r in checkpoint_rounds:
+        arrays = ArrayRecord({"w": Array(np.full(2, float(r), np.float32))})
+        rundir.write_checkpoint(r, RecordDict({"arrays": arrays}))
+    return rundir, config
+
+
+def test_resume_continues_after_the_last_round_with_checkpoint_and_history(tmp_path):
+    # Killed after writing round 3's checkpoint but before its history entry.
+    rundir, config = _fake_run(tmp_path, [1, 2], [1, 2, 3])
+    point = resume_point(rundir, config.replace(resume=True))
+    assert point.last_round == 2 and len(point.history["rounds"]) == 2
+    assert np.array_equal(point.arrays["w"].numpy(), [2.0, 2.0])
+
+
+def test_resume_refuses_another_federation(tmp_path):
+    rundir, config = _fake_run(tmp_path, [1], [1])
+    with pytest.raises(ConfigError, match="learning-rate differ"):
+        resume_point(rundir, config.replace(resume=True, learning_rate=0.3))
+
+
+def _history_rounds(path: Path) -> int:
+    try:
+        return len(json.loads((path / "history.json").read_text())["rounds"])
+    except (OSError, ValueError, KeyError):
+        return 0
+
+
+@pytest.mark.slow
+def test_killed_run_resumes_to_the_uninterrupted_model(tmp_path):
+    """Kill a ckks run (SIGKILL, Ray included) after round 2 of 4; resume; same model."""
+    from fedpriv.simulation import run_simulation
+
+    recipe = ["--lr", "0.5", "--momentum", "0", "--local-epochs", "1", "--batch-size", "512"]
+    argv = ["run", "--aggregation", "ckks", "--clients", "3", "--rounds", "4", *recipe]
+    killed = tmp_path / "killed"
+    fedpriv = str(Path(sys.executable).with_name("fedpriv"))
+    proc = subprocess.Popen(
+        [fedpriv, *argv, "--out", str(killed)],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    deadline = time.monotonic() + 240
+    while _history_rounds(killed) < 2:
+        assert proc.poll() is None and time.monotonic() < deadline, "round 2 never finished"
+        time.sleep(0.2)
+    os.killpg(proc.pid, signal.SIGKILL)  # the server, its Ray and every virtual client
+    proc.wait(timeout=30)
+    assert _history_rounds(killed) < 4 and not (killed / "model.pt").exists()
+
+    resumed = subprocess.run(
+        [fedpriv, "run", "--resume", str(killed)], cwd=ROOT, capture_output=True, text=True
+    )
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    history = json.loads((killed / "history.json").read_text())
+    assert [r["round"] for r in history["rounds"]] == [1, 2, 3, 4]
+
+    config = RunConfig(
+        aggregation="ckks",
+        num_clients=3,
+        num_server_rounds=4,
+        learning_rate=0.5,
+        momentum=0.0,
+        local_epochs=1,
+        batch_size=512,
+    )
+    straight = run_simulation(config.replace(out_dir=str(tmp_path / "straight")))
+    a = RunDirectory(killed).read_model()
+    b = RunDirectory(straight).read_model()
+    assert max(float((a[k] - b[k]).abs().max()) for k in a) < 1e-6
+    model = client_app.new_model(config)
+    load_state(model, {k: v.numpy() for k, v in a.items()})  # a loadable model
