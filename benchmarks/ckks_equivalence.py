@@ -1,6 +1,7 @@
 """Plaintext vs ckks, same seed: per-round max |difference| of the global models, accuracies.
 
-Run: ``python -m benchmarks.ckks_equivalence [--rounds 5 --lr 0.05 --momentum 0.9]``.
+Run: ``python -m benchmarks.ckks_equivalence [--rounds 5 --lr 0.05 --momentum 0.9]
+[--ckks-preset n4096-compact]``.
 Both federations run in this process, one after the other, on digits with the MLP.
 """
 
@@ -19,10 +20,16 @@ from fedpriv.rundir import RunDirectory
 from fedpriv.simulation import run_simulation
 
 
-def compare(rounds: int, learning_rate: float, momentum: float, out: Path) -> list[dict]:
+def compare(
+    rounds: int, learning_rate: float, momentum: float, out: Path, preset: str
+) -> list[dict]:
     """Run both arms and return one row per round."""
     config = RunConfig(
-        num_clients=5, num_server_rounds=rounds, learning_rate=learning_rate, momentum=momentum
+        num_clients=5,
+        num_server_rounds=rounds,
+        learning_rate=learning_rate,
+        momentum=momentum,
+        ckks_preset=preset,
     )
     paths = {
         arm: run_simulation(config.replace(aggregation=arm, out_dir=str(out / arm)))
@@ -47,9 +54,11 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--lr", type=float, default=RunConfig().learning_rate)
     parser.add_argument("--momentum", type=float, default=RunConfig().momentum)
+    parser.add_argument("--ckks-preset", default=RunConfig().ckks_preset)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        for row in compare(args.rounds, args.lr, args.momentum, Path(tmp)):
+        rows = compare(args.rounds, args.lr, args.momentum, Path(tmp), args.ckks_preset)
+        for row in rows:
             print(json.dumps(row))
 
 

@@ -207,6 +207,15 @@ def measure_precision(preset_name: str, clients: int, size: int) -> dict[str, An
     }
 
 
+def _scratch(out: Path, name: str) -> Path:
+    """A fresh run directory for a benchmark federation (an earlier bench's is replaced)."""
+    import shutil
+
+    path = out / "runs" / name
+    shutil.rmtree(path, ignore_errors=True)
+    return path
+
+
 def measure_end_to_end(changes: dict[str, Any], out: Path) -> dict[str, Any]:
     """The same federation under plaintext and ckks; median round seconds after round 1."""
     from fedpriv.config import RunConfig
@@ -217,7 +226,7 @@ def measure_end_to_end(changes: dict[str, Any], out: Path) -> dict[str, Any]:
     result: dict[str, Any] = {"config": {k: v for k, v in changes.items()}}
     for aggregation in ("plaintext", "ckks"):
         path = run_simulation(
-            base.replace(aggregation=aggregation, out_dir=str(out / f"e2e-{aggregation}"))
+            base.replace(aggregation=aggregation, out_dir=str(_scratch(out, f"e2e-{aggregation}")))
         )
         rounds = RunDirectory(path).read_history()["rounds"]
         # Round 1 also pays Ray's start and the first imports.
@@ -328,7 +337,7 @@ def measure_scale(out: Path, changes: dict[str, Any] | None = None) -> dict[str,
     from fedpriv.simulation import run_simulation
 
     settings = {**SCALE_RUN, **(changes or {})}
-    config = RunConfig(**settings).replace(out_dir=str(out / "scale"))
+    config = RunConfig(**settings).replace(out_dir=str(_scratch(out, "scale")))
     with PeakMemory() as memory:
         start = time.perf_counter()
         path = run_simulation(config)

@@ -386,7 +386,7 @@ def _print_bench(results: dict[str, Any]) -> None:
             f"{row['server_add_ratio']:.1f}",
             f"{row['server_parse_add_ratio']:.1f}",
         )
-    console.print(table)
+    Console(stderr=True, width=max(console.width, 150)).print(table)
     for entry in results["precision"]:
         console.print(
             f"precision {entry['preset']}: weighted mean of {entry['clients']} clients, max abs "

@@ -121,3 +121,30 @@ def parameter_fragments(model_file: Path, count: int = 200) -> list[str]:
 def leaks(text: str, fragments: list[str]) -> list[str]:
     """The fragments that occur in ``text``."""
     return [f for f in fragments if len(f) >= 8 and f in text]
+
+
+def pids_with_cmdline(*markers: str) -> list[int]:
+    """PIDs of live processes whose command line holds every one of ``markers``."""
+    pids = []
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit():
+            try:
+                cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+            except OSError:
+                continue
+            if all(marker in cmdline for marker in markers):
+                pids.append(int(proc.name))
+    return pids
+
+
+def client_context(config: RunConfig, partition_id: int = 0):
+    """The Flower Context a ClientApp of ``partition_id`` receives under ``config``."""
+    from flwr.app import Context, RecordDict
+
+    return Context(
+        run_id=1,
+        node_id=partition_id + 1,
+        node_config={"partition-id": partition_id, "num-partitions": config.num_clients},
+        state=RecordDict(),
+        run_config=config.to_flower(),
+    )

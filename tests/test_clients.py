@@ -1,5 +1,6 @@
 import numpy as np
 import pytest
+from conftest import client_context
 from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MessageType, RecordDict
 
 import clients.app as client_app
@@ -13,14 +14,7 @@ from fedpriv.task import num_parameters
 PRESET = get_preset(DEFAULT_PRESET)
 
 
-def _context(config: RunConfig, partition_id: int = 0) -> Context:
-    return Context(
-        run_id=1,
-        node_id=partition_id + 1,
-        node_config={"partition-id": partition_id, "num-partitions": config.num_clients},
-        state=RecordDict(),
-        run_config=config.to_flower(),
-    )
+_context = client_context
 
 
 def _request(arrays: ArrayRecord, server_round: int = 1) -> Message:

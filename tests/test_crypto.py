@@ -193,7 +193,7 @@ def test_dropout_aggregate_is_mean_over_arrivals(client, server, preset):
     mean, total = decrypt_weighted_mean(_sum(parsed, server, preset, 3001), client, preset)
     chosen = [vectors[i] for i in arrived]
     expected = np.average(chosen, axis=0, weights=[weights[i] for i in arrived])
-    assert np.abs(mean - expected).max() < 1e-9
+    assert np.abs(mean - expected).max() < 1e-7  # scale 2^32: ~1e-9 typical
     assert round(total) == sum(weights[i] for i in arrived)
 
 
@@ -250,7 +250,7 @@ def test_compact_bound_keeps_sums_exact_and_wraps_beyond(key_sets):
             server.add_(parsed[0], other)
         return np.abs(client.decrypt(parsed[0], size) - values * count).max()
 
-    assert summed(0.99 * DEFAULT.sum_bound) < 1e-6
+    assert summed(0.99 * DEFAULT.sum_bound) < 1e-4
     assert summed(2.1 * DEFAULT.sum_bound) > 1e3
 
 
@@ -326,6 +326,17 @@ def test_wrong_layout_is_rejected(server, preset, good_record):
     bad = _replace(good_record, "ct-00001", shape=(5,))
     with pytest.raises(CiphertextFormatError, match="shape"):
         deserialize_update(bad, server, preset, NUM_VALUES)
+
+
+def test_oversized_ciphertext_is_rejected_before_parsing(server, preset, good_record):
+    blob = good_record["ct-00001"].data
+    huge = blob + bytes(server.max_ciphertext_bytes)
+    bad = _replace(good_record, "ct-00001", data=huge)
+    with pytest.raises(CiphertextFormatError, match="ct-00001"):
+        deserialize_update(bad, server, preset, NUM_VALUES)
+    padded = _replace(good_record, "ct-00000", shape=(NUM_VALUES * 10,))
+    with pytest.raises(CiphertextFormatError, match="shape"):
+        deserialize_update(padded, server, preset, NUM_VALUES)
 
 
 def test_garbage_and_empty_bytes_are_rejected(server, preset, good_record):

@@ -11,11 +11,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import client_context
 from flwr.app import (
     Array,
     ArrayRecord,
     ConfigRecord,
-    Context,
     Error,
     Message,
     MessageType,
@@ -46,14 +46,7 @@ def _train_request(arrays: ArrayRecord, node: int = 1, server_round: int = 1) ->
     return Message(content=content, dst_node_id=node, message_type=MessageType.TRAIN)
 
 
-def _client_context(config: RunConfig, partition_id: int) -> Context:
-    return Context(
-        run_id=1,
-        node_id=partition_id + 1,
-        node_config={"partition-id": partition_id, "num-partitions": config.num_clients},
-        state=RecordDict(),
-        run_config=config.to_flower(),
-    )
+_client_context = client_context
 
 
 def _reply(node: int, content: RecordDict | None = None, error: Error | None = None) -> Message:

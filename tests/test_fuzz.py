@@ -113,30 +113,22 @@ def _mutated_record(record: ArrayRecord, index: int, mutation: tuple, field) -> 
     return out
 
 
-@given(index=st.integers(0, 3), mutation=MUTATIONS, field=FIELD_MUTATIONS)
-@_fuzz_settings("seal-update")
-def _fuzz_seal_update(update_case, index, mutation, field):
-    preset, server, record = update_case
-    bad = _mutated_record(record, index, mutation, field)
-    _accept_or_refuse("seal-update", deserialize_update, bad, server, preset, NUM_VALUES)
+def _update_fuzzer(name: str):
+    @given(index=st.integers(0, 3), mutation=MUTATIONS, field=FIELD_MUTATIONS)
+    @_fuzz_settings(name)
+    def fuzz(update_case, index, mutation, field):
+        preset, server, record = update_case
+        bad = _mutated_record(record, index, mutation, field)
+        _accept_or_refuse(name, deserialize_update, bad, server, preset, NUM_VALUES)
 
-
-@given(index=st.integers(0, 3), mutation=MUTATIONS, field=FIELD_MUTATIONS)
-@_fuzz_settings("tenseal-update")
-def _fuzz_tenseal_update(update_case, index, mutation, field):
-    preset, server, record = update_case
-    bad = _mutated_record(record, index, mutation, field)
-    _accept_or_refuse("tenseal-update", deserialize_update, bad, server, preset, NUM_VALUES)
+    return fuzz
 
 
 def test_encrypted_updates(update_case):
     preset = update_case[0]
-    if preset.backend == "seal":
-        _fuzz_seal_update(update_case)
-        assert COUNTS["seal-update"] >= EXAMPLES["seal-update"]
-    else:
-        _fuzz_tenseal_update(update_case)
-        assert COUNTS["tenseal-update"] >= EXAMPLES["tenseal-update"]
+    name = f"{preset.backend}-update"
+    _update_fuzzer(name)(update_case)
+    assert COUNTS[name] >= EXAMPLES[name]
     assert all(record.stype == stype(preset) for record in update_case[2].values())
 
 

@@ -5,7 +5,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -14,36 +13,23 @@ from pathlib import Path
 
 import pytest
 
+from fedpriv.deploy.local import free_port, group_alive, signal_group
+
 pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _group_alive(pgid: int) -> bool:
-    try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return False
-    return True
+_group_alive = group_alive
 
 
 def _stop_group(pgid: int) -> None:
     """Stop a process group: SIGTERM, then SIGKILL what is still there after 20 s."""
-    try:
-        os.killpg(pgid, signal.SIGTERM)
-    except ProcessLookupError:
-        return
+    signal_group(pgid, signal.SIGTERM)
     deadline = time.monotonic() + 20
-    while _group_alive(pgid) and time.monotonic() < deadline:
+    while group_alive(pgid) and time.monotonic() < deadline:
         time.sleep(0.5)
-    if _group_alive(pgid):
-        os.killpg(pgid, signal.SIGKILL)
+    signal_group(pgid, signal.SIGKILL)
 
 
 @contextlib.contextmanager
@@ -51,7 +37,7 @@ def ray_head():
     """A one-node Ray cluster on loopback, in its own process group, stopped by that group."""
     # Ray's socket paths must stay under 107 characters: keep the temp dir short.
     temp = Path(tempfile.mkdtemp(prefix="fpray-", dir="/tmp"))
-    port = _free_port()
+    port = free_port()
     ray = Path(sys.executable).with_name("ray")
     env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
     cmd = [

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import pids_with_cmdline
 
 from fedpriv.cli import main
 from fedpriv.config import RunConfig
@@ -169,16 +170,7 @@ def test_cli_acceptance_runs(argv, minimum, tmp_path, capsys):
 
 # -- the Flower-native path -------------------------------------------------------------------
 def _pids_using(marker: str) -> list[int]:
-    pids = []
-    for proc in Path("/proc").iterdir():
-        if proc.name.isdigit():
-            try:
-                cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode()
-            except OSError:
-                continue
-            if marker in cmdline and "flower-superlink" in cmdline:
-                pids.append(int(proc.name))
-    return pids
+    return pids_with_cmdline(marker, "flower-superlink")
 
 
 def _flwr_run(home: Path, run_config: str, out: Path) -> None:

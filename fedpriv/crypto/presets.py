@@ -118,12 +118,12 @@ PRESETS: dict[str, CkksPreset] = {
         CkksPreset(
             "n4096-compact",
             4096,
-            (56,),
-            36,
+            (52,),
+            32,
             "symmetric",
             "seal",
-            "default: SEAL, N=4096 one 56-bit prime, scale 2^36, seeded symmetric, complex "
-            "packing (~1.9x float32 up, ~3.8x down)",
+            "default: SEAL, N=4096 one 52-bit prime, scale 2^32, seeded symmetric, complex "
+            "packing (~1.9x float32 up, ~3.7x down)",
         ),
         CkksPreset(
             "n4096-additive",

@@ -24,6 +24,9 @@ class TensealContext:
     def __init__(self, preset: CkksPreset, context: ts.Context) -> None:
         self.preset = preset
         self.context = context
+        # Two polynomials of N words per prime, plus TenSEAL's and SEAL's framing.
+        words = 2 * preset.poly_modulus_degree * len(preset.coeff_mod_bit_sizes)
+        self.max_ciphertext_bytes = 8 * words + 4096
 
     @classmethod
     def generate(cls, preset: CkksPreset) -> TensealContext:
@@ -93,6 +96,10 @@ class TensealContext:
 
     def parse(self, blob: bytes, what: str, size: int) -> ts.CKKSVector:
         """Load one vector of ``size`` values at this preset's scale; refuse anything else."""
+        if len(blob) > self.max_ciphertext_bytes:
+            raise CiphertextFormatError(
+                f"{what}: {len(blob)} bytes exceed the limit of {self.max_ciphertext_bytes}"
+            )
         try:
             vector = ts.ckks_vector_from(self.context, blob)
         except Exception as err:  # TenSEAL raises ValueError/RuntimeError from C++

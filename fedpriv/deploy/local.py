@@ -103,26 +103,28 @@ class _Processes:
 
     def stop(self) -> None:
         for _, proc in reversed(self.started):
-            _signal_group(proc.pid, signal.SIGTERM)
+            signal_group(proc.pid, signal.SIGTERM)
         deadline = time.monotonic() + STOP_SECONDS
-        while time.monotonic() < deadline and any(_group_alive(p.pid) for _, p in self.started):
+        while time.monotonic() < deadline and any(group_alive(p.pid) for _, p in self.started):
             time.sleep(0.2)
         for _, proc in self.started:
-            _signal_group(proc.pid, signal.SIGKILL)
+            signal_group(proc.pid, signal.SIGKILL)
             try:
                 proc.wait(timeout=5)
             except subprocess.TimeoutExpired:
                 pass
 
 
-def _signal_group(pgid: int, sig: signal.Signals) -> None:
+def signal_group(pgid: int, sig: signal.Signals) -> None:
+    """Send ``sig`` to process group ``pgid`` (gone already: nothing to do)."""
     try:
         os.killpg(pgid, sig)
     except ProcessLookupError:
         pass
 
 
-def _group_alive(pgid: int) -> bool:
+def group_alive(pgid: int) -> bool:
+    """Whether any process of group ``pgid`` is still alive."""
     try:
         os.killpg(pgid, 0)
     except ProcessLookupError:
@@ -341,6 +343,10 @@ def _deploy(deployment: LocalDeployment, out: Path, processes: _Processes, progr
     run_id = int(json.loads(submitted)["run-id"])
     status = _wait_for_run(run_id, env, logs, processes, deployment.timeout, progress)
     (logs / "run-status.json").write_text(json.dumps(status, indent=2) + "\n")
+    # The ServerApp's own log lives on the SuperLink: keep it with the others.
+    (logs / "serverapp.log").write_text(
+        _flwr(["log", str(run_id), CONNECTION, "--show"], env, logs / "flwr.log")
+    )
     if status["status"] != "finished:completed":
         raise DeploymentError(
             f"run {run_id} ended {status['status']}: {status.get('status-details', '')} "
