@@ -19,7 +19,7 @@ from flwr.common import (
 from flwr.compat.common import recorddict_compat as legacy
 
 from fedpriv.config import RunConfig
-from fedpriv.crypto.keys import load_client_context
+from fedpriv.crypto.keys import check_preset, load_client_context
 from fedpriv.crypto.packing import decrypt_weighted_mean, encrypt_values, encrypt_weighted
 from fedpriv.crypto.presets import get_preset
 from fedpriv.data import ClientData, load_dataset
@@ -28,14 +28,17 @@ from fedpriv.errors import (
     AGGREGATE_REJECTED,
     NO_TRAINING_DATA,
     AggregateRejectedError,
+    CiphertextFormatError,
     ConfigError,
 )
 from fedpriv.models import load_state, model_state, state_to_vector, vector_to_state
-from fedpriv.task import client_data, initial_state, local_seed, new_model
+from fedpriv.task import client_data, initial_state, local_seed, new_model, num_parameters
 from fedpriv.training import evaluate, train
 from fedpriv.wire import record_to_state, state_to_record
 
 app = ClientApp()
+# What a broadcast from the server can be found to be: corrupt, or summed under another key.
+UNTRUSTED_AGGREGATE = (AggregateRejectedError, CiphertextFormatError)
 # Virtual clients share the machine's cores; one torch thread each avoids oversubscription.
 torch.set_num_threads(1)
 
@@ -48,6 +51,8 @@ def _setup(context: Context) -> tuple[RunConfig, int, int, ClientData]:
         # In a deployment the secret key lives on the node: its own key-dir wins over the run's,
         # which names where the server finds its parameters-only context.
         config = config.replace(key_dir=str(context.node_config["key-dir"]))
+    if config.aggregation == "ckks":
+        check_preset(config.key_dir, config.ckks_preset)
     partition_id = int(context.node_config["partition-id"])
     num_partitions = int(context.node_config["num-partitions"])
     return config, partition_id, num_partitions, client_data(config, partition_id, num_partitions)
@@ -64,6 +69,7 @@ def _global_state(config: RunConfig, record: ArrayRecord) -> dict[str, np.ndarra
         load_client_context(config.key_dir),
         get_preset(config.ckks_preset),
         max_total_weight=len(load_dataset(config.dataset)),
+        num_values=num_parameters(config) + 1,
     )
     return vector_to_state(mean, initial_state(config))
 
@@ -117,7 +123,7 @@ def train_handler(msg: Message, context: Context) -> Message:
     model = new_model(config)
     try:
         global_state = _global_state(config, msg.content["arrays"])
-    except AggregateRejectedError as err:
+    except UNTRUSTED_AGGREGATE as err:
         return _refusal(msg, AGGREGATE_REJECTED, f"aggregate rejected: {err}")
     load_state(model, global_state)
     train_loss = _local_training(
@@ -193,7 +199,7 @@ def evaluate_handler(msg: Message, context: Context) -> Message:
     model = new_model(config)
     try:
         load_state(model, _global_state(config, msg.content["arrays"]))
-    except AggregateRejectedError as err:
+    except UNTRUSTED_AGGREGATE as err:
         return _refusal(msg, AGGREGATE_REJECTED, f"aggregate rejected: {err}")
     loss, accuracy = evaluate(model, data.x_test, data.y_test)
     num_examples = len(data.y_test)

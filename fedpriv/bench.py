@@ -1,8 +1,4 @@
-"""`fedpriv bench`: what encrypted aggregation costs against plaintext, measured side by side.
-
-Every ratio is taken between two measurements of the same run on the same machine (shared
-machines are noisy; absolute seconds are not comparable between runs, ratios are).
-"""
+"""`fedpriv bench`: what encrypted aggregation costs against plaintext, measured side by side."""
 
 from __future__ import annotations
 
@@ -29,6 +25,9 @@ from fedpriv.crypto.packing import (
 from fedpriv.crypto.presets import DEFAULT_PRESET, get_preset
 from fedpriv.errors import ConfigError
 from fedpriv.wire import payload_size
+
+# Every ratio is taken between two measurements of the same run on the same machine (shared
+# machines are noisy; absolute seconds are not comparable between runs, ratios are).
 
 MILLION = 1_000_000
 # ~LeNet-5 on 28x28 (61,706), a 1M-parameter model, a ResNet-18-sized one (11.2M).
@@ -223,7 +222,7 @@ def measure_end_to_end(changes: dict[str, Any], out: Path) -> dict[str, Any]:
     from fedpriv.simulation import run_simulation
 
     base = RunConfig(record_server_view=False, **changes)
-    result: dict[str, Any] = {"config": {k: v for k, v in changes.items()}}
+    result: dict[str, Any] = {"config": dict(changes)}
     for aggregation in ("plaintext", "ckks"):
         path = run_simulation(
             base.replace(aggregation=aggregation, out_dir=str(_scratch(out, f"e2e-{aggregation}")))

@@ -124,6 +124,17 @@ def build_parser() -> argparse.ArgumentParser:
     certs.add_argument("--hosts", nargs="+", help="names the SuperLink/SuperNodes are reached by")
     certs.add_argument("--exist-ok", action="store_true", help="keep existing files, exit 0")
     certs.set_defaults(handler=cmd_deploy_certs)
+    submit = deploy_commands.add_parser(
+        "submit", help="run the app on a running SuperLink; exit 0 only if it completed"
+    )
+    submit.add_argument("--superlink", required=True, help="HOST:PORT of the SuperLink")
+    submit.add_argument("--ca", type=Path, help="CA certificate (default: --insecure)")
+    submit.add_argument("--insecure", action="store_true", help="no TLS")
+    submit.add_argument("--app", type=Path, help="Flower App folder (default: this project)")
+    submit.add_argument("--run-config", default="", help="flwr run --run-config overrides")
+    submit.add_argument("--logs", type=Path, default=Path("deploy-logs"), help="log folder")
+    submit.add_argument("--timeout", type=float, default=3600.0, help="seconds to wait")
+    submit.set_defaults(handler=cmd_deploy_submit)
     compose = deploy_commands.add_parser("compose", help="print docker-compose.yml for N clients")
     compose.add_argument("--clients", type=int, default=3, help="number of SuperNodes")
     compose.set_defaults(handler=cmd_deploy_compose)
@@ -309,16 +320,55 @@ def cmd_deploy_local(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_deploy_submit(args: argparse.Namespace) -> int:
+    """Handle `fedpriv deploy submit`."""
+    import os
+
+    from fedpriv.deploy import topology
+    from fedpriv.deploy.local import APP_DIR, CONNECTION, environment, submit_run
+
+    if (args.ca is None) == (not args.insecure):
+        raise FedprivError("give --ca CA_CERT for TLS, or --insecure")
+    args.logs.mkdir(parents=True, exist_ok=True)
+    home = Path(os.environ.get("FLWR_HOME") or args.logs.resolve() / "flwr-home")
+    home.mkdir(parents=True, exist_ok=True)
+    ca = str(args.ca.resolve()) if args.ca else None
+    (home / "config.toml").write_text(topology.connection_toml(CONNECTION, args.superlink, ca))
+    status = submit_run(
+        args.app or APP_DIR,
+        args.run_config,
+        environment(home),
+        args.logs,
+        args.timeout,
+        lambda message: console.print(f"[dim]{message}"),
+    )
+    print(f"run {status['run-id']}: {status['status']}")
+    print(f"results: {args.logs.resolve()} (serverapp.log, run-status.json)")
+    return 0
+
+
 def cmd_deploy_certs(args: argparse.Namespace) -> int:
     """Handle `fedpriv deploy certs`."""
-    from fedpriv.deploy.certs import CA_CERT, DEFAULT_HOSTS, make_certificates
+    from fedpriv.deploy.certs import (
+        DEFAULT_HOSTS,
+        SERVER_CERT,
+        certificate_hosts,
+        make_certificates,
+    )
 
-    if (args.out / CA_CERT).exists():
+    hosts = tuple(args.hosts or DEFAULT_HOSTS)
+    if (args.out / SERVER_CERT).exists():
         if not args.exist_ok:
             raise FedprivError(f"{args.out} already holds TLS material; refusing to overwrite it")
+        missing = set(hosts) - certificate_hosts(args.out / SERVER_CERT)
+        if missing:
+            raise FedprivError(
+                f"{args.out / SERVER_CERT} is not valid for {', '.join(sorted(missing))}; "
+                "delete the folder to make new certificates"
+            )
         print(f"results: {args.out.resolve()} (kept)")
         return 0
-    paths = make_certificates(args.out, tuple(args.hosts or DEFAULT_HOSTS))
+    paths = make_certificates(args.out, hosts)
     print(f"CA certificate (give to every client side): {paths['ca']}")
     print(f"SuperLink certificate and key (0600): {paths['cert']}, {paths['key']}")
     print(f"results: {args.out.resolve()}")
@@ -409,15 +459,17 @@ def _print_bench(results: dict[str, Any]) -> None:
 
 def cmd_keys_new(args: argparse.Namespace) -> int:
     """Handle `fedpriv keys new`."""
-    from fedpriv.crypto.keys import provision_keys
+    from fedpriv.crypto.keys import check_preset, provision_keys
     from fedpriv.crypto.presets import DEFAULT_PRESET
 
+    preset = args.preset or DEFAULT_PRESET
     if (args.out / "client.ctx").exists():
         if not args.exist_ok:
             raise FedprivError(f"{args.out} already holds a key set; refusing to overwrite it")
+        check_preset(args.out, preset)
         print(f"results: {args.out.resolve()} (kept)")
         return 0
-    paths = provision_keys(args.out, args.preset or DEFAULT_PRESET, args.server_out)
+    paths = provision_keys(args.out, preset, args.server_out)
     print(f"client context (secret key, give to clients only): {paths['client']}")
     print(f"server context (parameters only): {paths['server']}")
     print(f"results: {args.out.resolve()}")

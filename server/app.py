@@ -14,7 +14,7 @@ from flwr.serverapp.strategy import Strategy
 from flwr.supercore import log
 
 from fedpriv.config import RunConfig
-from fedpriv.crypto.keys import load_server_context
+from fedpriv.crypto.keys import check_preset, load_server_context
 from fedpriv.crypto.presets import get_preset
 from fedpriv.errors import ConfigError
 from fedpriv.resume import resume_point
@@ -50,6 +50,7 @@ def build_strategy(config: RunConfig) -> tuple[Strategy, ArrayRecord]:
     if config.aggregation == "ckks":
         if not config.key_dir:
             raise ConfigError("aggregation 'ckks' needs key-dir (see `fedpriv keys new`)")
+        check_preset(config.key_dir, config.ckks_preset)
         context = load_server_context(config.key_dir)
         dp = config.dp_settings() if config.defense == "dp" else None
         strategy = CkksFedAvg(
@@ -81,19 +82,23 @@ def main(grid: Grid, context: Context) -> None:
     else:
         rundir.create()
         rundir.write_config(config.replace(resume=False).to_dict())
-    # FedAvg samples clients with `random`; seed it so runs repeat.
-    random.seed(config.seed + first_round - 1)
+    if config.aggregation == "secagg" and first_round > 1:
+        raise ConfigError("secagg runs cannot be resumed (Flower's workflow keeps no state)")
+    # FedAvg samples clients with `random`; seed it so runs repeat (run_rounds reseeds it
+    # every round, so a resumed run samples as an uninterrupted one).
+    random.seed(config.seed)
     strategy.summary()
     wait_for_nodes(grid, config.num_clients, timeout=NODE_WAIT_SECONDS)
     if config.aggregation == "secagg":
-        if first_round > 1:
-            raise ConfigError("secagg runs cannot be resumed (Flower's workflow keeps no state)")
         rundir.write_model(run_secagg(grid, context, config, rundir, history))
         log(INFO, "run directory: %s", rundir.path)
         return
-    if hasattr(strategy, "accepted"):
+    if isinstance(strategy, CkksFedAvg):
         strategy.accepted = arrays  # what the clients last accepted: the resumed global model
-    policy = RoundPolicy(min_clients=min(config.min_available_clients, config.num_clients))
+    policy = RoundPolicy(
+        min_clients=min(config.min_available_clients, config.num_clients),
+        sampling_seed=config.seed,
+    )
     final = run_rounds(
         grid,
         strategy,

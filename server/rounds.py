@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import random
 import time
 from dataclasses import dataclass, field
 from logging import INFO, WARNING
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 from flwr.app import ArrayRecord, ConfigRecord, Message, MetricRecord, RecordDict
 from flwr.serverapp import Grid
 from flwr.serverapp.strategy import Strategy
 from flwr.supercore import log
 
+from fedpriv.errors import AGGREGATE_REJECTED
 from fedpriv.rundir import RunDirectory
 from fedpriv.wire import payload_size
 
@@ -24,7 +26,17 @@ class Exchange:
     bytes_up: int = 0
     arrived: list[int] = field(default_factory=list)
     failed: dict[int, str] = field(default_factory=dict)
+    refused: list[int] = field(default_factory=list)
     replies: list[Message] = field(default_factory=list)
+
+
+@runtime_checkable
+class FallsBack(Protocol):
+    """A strategy that can return to the last aggregate its clients accepted."""
+
+    def fall_back(self, server_round: int, refused: list[int]) -> ArrayRecord:
+        """Record that ``refused`` refused this round's broadcast; return the fallback."""
+        ...
 
 
 def exchange(
@@ -50,6 +62,8 @@ def exchange(
         node = reply.metadata.src_node_id
         if reply.has_error():
             result.failed[node] = reply.error.reason
+            if reply.error.code == AGGREGATE_REJECTED:
+                result.refused.append(node)
             continue
         if record_view:
             size = rundir.record_view(server_round, f"{phase}-recv-{node}", reply.content)
@@ -58,6 +72,7 @@ def exchange(
         result.bytes_up += size
         result.arrived.append(node)
     result.arrived.sort()
+    result.refused.sort()
     return result
 
 
@@ -70,18 +85,39 @@ def wait_for_nodes(grid: Grid, expected: int, timeout: float, quiet: bool = Fals
     deadline = time.monotonic() + timeout
     while (connected := len(list(grid.get_node_ids()))) < expected:
         if time.monotonic() > deadline:
-            if quiet:
-                break
-            log(
-                WARNING,
-                "only %d of %d nodes connected after %.0fs; starting anyway",
-                connected,
-                expected,
-                timeout,
-            )
+            if not quiet:
+                log(
+                    WARNING,
+                    "only %d of %d nodes connected after %.0fs; starting anyway",
+                    connected,
+                    expected,
+                    timeout,
+                )
             break
         time.sleep(0.2)
     return connected
+
+
+def _evaluate(
+    grid: Grid,
+    strategy: Strategy,
+    rundir: RunDirectory,
+    server_round: int,
+    arrays: ArrayRecord,
+    record_view: bool,
+    policy: RoundPolicy,
+) -> tuple[Exchange, MetricRecord | None]:
+    """The evaluation phase; skipped (with a log line) if too few nodes are connected."""
+    # Flower's sampling would wait forever for nodes that left after training.
+    connected = wait_for_nodes(grid, policy.min_clients, policy.node_wait, quiet=True)
+    if connected < policy.min_clients:
+        log(WARNING, "round %d: evaluation skipped, %d nodes connected", server_round, connected)
+        return Exchange(), None
+    messages = list(strategy.configure_evaluate(server_round, arrays, ConfigRecord(), grid))
+    evaluate = exchange(
+        grid, messages, rundir, server_round, "evaluate", record_view, policy.timeout
+    )
+    return evaluate, strategy.aggregate_evaluate(server_round, evaluate.replies)
 
 
 def _skip_round(
@@ -113,6 +149,7 @@ def _skip_round(
             "failed": {str(k): v for k, v in train.failed.items()},
             "rejected": {},
             "evaluated_by": [],
+            **({"aggregate_rejected_by": train.refused} if train.refused else {}),
         }
     )
     rundir.write_history(history)
@@ -137,12 +174,17 @@ class RoundPolicy:
         Seconds to wait for ``min_clients`` nodes before skipping a round.
     timeout : float
         Seconds to wait for the replies of one phase.
+    sampling_seed : int
+        Flower's strategies sample nodes with :mod:`random`; it is seeded with this and the
+        round number at the start of every round, so a resumed run samples as an
+        uninterrupted one.
 
     """
 
     min_clients: int = 1
     node_wait: float = 30.0
     timeout: float = 3600.0
+    sampling_seed: int = 0
 
 
 def run_rounds(
@@ -166,6 +208,7 @@ def run_rounds(
     for server_round in range(first_round, num_rounds + 1):
         log(INFO, "")
         log(INFO, "[ROUND %s/%s]", server_round, num_rounds)
+        random.seed(policy.sampling_seed * 1_000_003 + server_round)
         start = time.perf_counter()
         connected = wait_for_nodes(grid, policy.min_clients, policy.node_wait, quiet=True)
         if connected < policy.min_clients:
@@ -176,6 +219,12 @@ def run_rounds(
         train = exchange(
             grid, train_messages, rundir, server_round, "train", record_view, policy.timeout
         )
+        if train.refused and isinstance(strategy, FallsBack) and not train.arrived:
+            # Every client that answered refused what it was sent: go back to what they took.
+            arrays = strategy.fall_back(server_round, train.refused)
+            reason = f"{len(train.refused)} clients refused the aggregate they were sent"
+            _skip_round(rundir, history, server_round, arrays, start, reason, train)
+            continue
         if len(train.arrived) < policy.min_clients:
             reason = (
                 f"{len(train.arrived)} of {len(train_messages)} clients replied, fewer than "
@@ -192,13 +241,9 @@ def run_rounds(
                 "round %d: no update arrived intact; the global model is unchanged",
                 server_round,
             )
-        evaluate_messages = list(
-            strategy.configure_evaluate(server_round, arrays, ConfigRecord(), grid)
+        evaluate, eval_metrics = _evaluate(
+            grid, strategy, rundir, server_round, arrays, record_view, policy
         )
-        evaluate = exchange(
-            grid, evaluate_messages, rundir, server_round, "evaluate", record_view, policy.timeout
-        )
-        eval_metrics = strategy.aggregate_evaluate(server_round, evaluate.replies)
         seconds = time.perf_counter() - start
 
         state = RecordDict({"arrays": arrays})

@@ -134,19 +134,10 @@ class CkksFedAvg(FedAvg):
         )
         parsed = self._parse_replies(server_round, replies, UPDATE_KEY, self.num_values + 1)
         log(INFO, "aggregate_train: adding %d encrypted updates", len(parsed))
+        if not parsed:
+            return (self.fall_back(server_round, refused) if refused else None), None
         if refused:
             self.aggregate_rejections[server_round] = refused
-        if not parsed:
-            if refused:
-                log(
-                    WARNING,
-                    "round %d: %d client(s) refused the aggregate they were sent; reverting to "
-                    "the last aggregate they accepted",
-                    server_round,
-                    len(refused),
-                )
-                return self.accepted, None
-            return None, None
         self.accepted = self.broadcast
         if self.dp is None:
             return self._sum(parsed, self.num_values + 1), None
@@ -167,6 +158,23 @@ class CkksFedAvg(FedAvg):
         if parsed:
             self.encrypted_metrics[server_round] = self._sum(parsed, NUM_METRIC_SLOTS)
         return None
+
+    def fall_back(self, server_round: int, refused: list[int]) -> ArrayRecord:
+        """Record the clients that refused this round's broadcast; return the last accepted.
+
+        Clients refuse an aggregate that decrypts to an implausible total weight (a sum with
+        an update under another key, or a corrupt one). Going back to the last aggregate
+        they accepted (empty: the seed's model) keeps one bad sum from stalling the run.
+        """
+        self.aggregate_rejections[server_round] = sorted(refused)
+        log(
+            WARNING,
+            "round %d: %d client(s) refused the aggregate they were sent; reverting to the "
+            "last aggregate they accepted",
+            server_round,
+            len(refused),
+        )
+        return self.accepted
 
     def _sum(
         self, parsed: list[list[Any]], num_values: int, plain: np.ndarray | None = None

@@ -14,9 +14,6 @@ from fedpriv.task import num_parameters
 PRESET = get_preset(DEFAULT_PRESET)
 
 
-_context = client_context
-
-
 def _request(arrays: ArrayRecord, server_round: int = 1) -> Message:
     content = RecordDict({"arrays": arrays, "config": ConfigRecord({"server-round": server_round})})
     return Message(content=content, dst_node_id=1, message_type=MessageType.TRAIN)
@@ -24,7 +21,7 @@ def _request(arrays: ArrayRecord, server_round: int = 1) -> Message:
 
 def test_round_one_ckks_reply_is_ciphertext_only(task_identity, key_dir):
     config = RunConfig(aggregation="ckks", key_dir=str(key_dir), local_epochs=1)
-    reply = client_app.train_handler(_request(ArrayRecord()), _context(config))
+    reply = client_app.train_handler(_request(ArrayRecord()), client_context(config))
     assert list(reply.content.array_records) == ["arrays"]
     assert not reply.content.metric_records and not reply.content.config_records
     record = reply.content["arrays"]
@@ -35,14 +32,14 @@ def test_round_one_ckks_reply_is_ciphertext_only(task_identity, key_dir):
 def test_diverging_update_fails_the_reply_naming_bound_and_preset(task_identity, key_dir):
     config = RunConfig(aggregation="ckks", key_dir=str(key_dir), learning_rate=1e12, local_epochs=1)
     with pytest.raises(BoundError, match=r"(NaN/inf|safe bound .* preset n4096-compact)"):
-        client_app.train_handler(_request(ArrayRecord()), _context(config))
+        client_app.train_handler(_request(ArrayRecord()), client_context(config))
 
 
 def test_aggregate_under_another_key_is_detected(task_identity, key_dir):
     config = RunConfig(aggregation="ckks", key_dir=str(key_dir), local_epochs=1)
     stranger = make_context(PRESET)
     foreign = encrypt_weighted(stranger, PRESET, np.zeros(num_parameters(config)), 100.0, 5)
-    reply = client_app.train_handler(_request(foreign, server_round=2), _context(config))
+    reply = client_app.train_handler(_request(foreign, server_round=2), client_context(config))
     assert reply.has_error() and reply.error.code == AGGREGATE_REJECTED
     assert "encrypted under another key" in reply.error.reason
     assert not reply.has_content()  # nothing trained on the corrupt model is sent
@@ -58,3 +55,16 @@ def test_empty_run_config_is_refused(task_identity):
     )
     with pytest.raises(ConfigError, match="empty run config"):
         client_app.train_handler(_request(ArrayRecord()), context)
+
+
+def test_malformed_broadcast_is_refused_not_allocated(task_identity, key_dir):
+    from flwr.app import Array
+
+    from fedpriv.crypto.packing import stype
+
+    config = RunConfig(aggregation="ckks", key_dir=str(key_dir), local_epochs=1)
+    huge = Array(dtype=f"ckks:{PRESET.name}", shape=(10**12,), stype=stype(PRESET), data=b"x")
+    reply = client_app.train_handler(
+        _request(ArrayRecord({"ct-00000": huge}), server_round=2), client_context(config)
+    )
+    assert reply.has_error() and reply.error.code == AGGREGATE_REJECTED

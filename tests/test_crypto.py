@@ -385,3 +385,28 @@ def test_large_updates_print_nothing(client, preset, capfd):
     encrypt_weighted(client, preset, np.zeros(100_000), 10.0, 5)
     captured = capfd.readouterr()
     assert captured.out == "" and captured.err == ""
+
+
+def test_compressed_bomb_is_refused_without_inflating(key_sets):
+    """A tiny zlib blob that inflates to 70 MB: SEAL validates the layout before allocating."""
+    import resource
+    import struct
+    import zlib
+
+    server = load_server_context(key_sets(DEFAULT.name))
+    client = load_client_context(key_sets(DEFAULT.name))
+    header = struct.unpack_from("<HBBBBHQ", client.encrypt(np.zeros(4)))
+    payload = zlib.compress(bytes(70_000_000), 9)
+    bomb = struct.pack("<HBBBBHQ", *header[:4], 1, header[5], 16 + len(payload)) + payload
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    with pytest.raises(CiphertextFormatError):
+        server.parse(bomb, "ct-00000", 4)
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 30_000  # KiB
+
+
+def test_key_set_of_another_preset_is_refused(key_sets):
+    from fedpriv.crypto.keys import check_preset
+
+    check_preset(key_sets(DEFAULT.name), DEFAULT.name)
+    with pytest.raises(ConfigError, match="holds keys for preset n4096-compact"):
+        check_preset(key_sets(DEFAULT.name), "n4096-additive")

@@ -7,11 +7,18 @@ from pathlib import Path
 import pytest
 import yaml
 from conftest import leaks, parameter_fragments, pids_with_cmdline, secret_fragments
+from flwr.common.config import parse_config_args
 
 from fedpriv.config import RunConfig
 from fedpriv.deploy import compose, topology
 from fedpriv.deploy.certs import make_certificates
-from fedpriv.deploy.local import DeploymentError, LocalDeployment, deploy_local, group_alive
+from fedpriv.deploy.local import (
+    DeploymentError,
+    LocalDeployment,
+    deploy_local,
+    group_alive,
+    run_config_string,
+)
 from fedpriv.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -53,6 +60,8 @@ def test_superlink_port_and_tls(compose_doc):
     assert superlink["ports"] == ["9093:9093"]
     argv = superlink["command"]
     assert argv[argv.index("--port") + 1] == "9093"
+    assert argv[argv.index("--ssl-certfile") + 1] == compose.CERTS.cert  # it serves TLS
+    assert argv[argv.index("--ssl-keyfile") + 1] == compose.CERTS.key
     assert "--insecure" not in json.dumps(compose_doc)  # TLS on every connection
     for name, service in compose_doc["services"].items():
         if name.startswith(("supernode-", "superexec-")):
@@ -83,10 +92,14 @@ def test_secret_key_reaches_client_side_services_only(compose_doc):
 
 
 def test_environment_variables_drive_the_run(compose_doc):
-    script = compose_doc["services"]["submit"]["command"][-1]
+    submit = compose_doc["services"]["submit"]["command"]
+    assert submit[:3] == ["fedpriv", "deploy", "submit"]  # waits for the run's final status
+    run_config = submit[submit.index("--run-config") + 1]
     for variable in ("FEDPRIV_NUM_CLIENTS", "FEDPRIV_AGGREGATION", "FEDPRIV_ROUNDS"):
-        assert f"${{{variable}:-" in script
-    assert "flwr run /app deploy" in script
+        assert f"${{{variable}:-" in run_config
+    # Partitions are fixed by the file: each node keeps its share whoever else runs.
+    node_config = compose_doc["services"]["supernode-2"]["command"][-1]
+    assert "partition-id=2 num-partitions=3" in node_config
 
 
 def test_compose_for_other_client_counts():
@@ -129,10 +142,6 @@ def _launcher_flags_by_role(processes: dict) -> dict[str, list[str]]:
     }
 
 
-_alive = group_alive
-_processes_mentioning = pids_with_cmdline
-
-
 @pytest.mark.slow
 def test_loopback_deployment_ckks_over_tls_matches_simulation(tmp_path, compose_doc):
     from fedpriv.simulation import run_simulation
@@ -144,8 +153,8 @@ def test_loopback_deployment_ckks_over_tls_matches_simulation(tmp_path, compose_
     # Every process it started is gone, by PID (each is its own process group).
     processes = json.loads((out / "logs" / "processes.json").read_text())
     assert len(processes) == 2 + 2 * 3
-    assert not [name for name, p in processes.items() if _alive(p["pid"])]
-    assert _processes_mentioning(str(out)) == []
+    assert not [name for name, p in processes.items() if group_alive(p["pid"])]
+    assert pids_with_cmdline(str(out)) == []
 
     # The launcher ran the compose file's flags (with TLS and node authentication on).
     launched = _launcher_flags_by_role(processes)
@@ -181,17 +190,28 @@ def test_failed_deployment_stops_every_process(tmp_path):
     with pytest.raises(DeploymentError, match="after 1s"):
         deploy_local(LocalDeployment(config, out, tls=False, timeout=1.0))
     processes = json.loads((out / "logs" / "processes.json").read_text())
-    assert processes and not [name for name, p in processes.items() if _alive(p["pid"])]
-    assert _processes_mentioning(str(out)) == []
+    assert processes and not [name for name, p in processes.items() if group_alive(p["pid"])]
+    assert pids_with_cmdline(str(out)) == []
 
 
 def test_run_config_string_round_trips():
-    from flwr.common.config import parse_config_args
-
     config = RunConfig(aggregation="ckks", key_dir="/k", record_server_view=False)
-    text = topology.connection_toml("deploy", "127.0.0.1:1", None)
-    assert "insecure = true" in text
-    from fedpriv.deploy.local import run_config_string
-
     parsed = parse_config_args([run_config_string(config)])
     assert RunConfig.from_flower(parsed) == config
+
+
+def test_connection_toml_names_tls_or_insecure():
+    assert "insecure = true" in topology.connection_toml("deploy", "127.0.0.1:1", None)
+    tls = topology.connection_toml("deploy", "superlink:9093", "/certs/ca.crt")
+    assert 'root-certificates = "/certs/ca.crt"' in tls and "insecure" not in tls
+
+
+def test_existing_certificates_are_kept_only_for_the_same_names(tmp_path, capsys):
+    from fedpriv.cli import main
+
+    out = tmp_path / "certs"
+    assert main(["deploy", "certs", "--out", str(out), "--hosts", "superlink"]) == 0
+    kept = ["deploy", "certs", "--exist-ok", "--out", str(out), "--hosts", "superlink"]
+    assert main(kept) == 0
+    assert main([*kept, "supernode-9"]) == 2
+    assert "not valid for supernode-9" in capsys.readouterr().err

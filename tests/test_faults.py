@@ -46,9 +46,6 @@ def _train_request(arrays: ArrayRecord, node: int = 1, server_round: int = 1) ->
     return Message(content=content, dst_node_id=node, message_type=MessageType.TRAIN)
 
 
-_client_context = client_context
-
-
 def _reply(node: int, content: RecordDict | None = None, error: Error | None = None) -> Message:
     request = _train_request(ArrayRecord(), node)
     if error is not None:
@@ -86,15 +83,53 @@ def test_plaintext_bad_replies_are_rejected_one_by_one(task_identity):
         _plain_reply(7, good, weight=float("inf")),
         _reply(8, RecordDict({"arrays": corrupt, "metrics": MetricRecord({"num-examples": 5})})),
         _reply(9, error=Error(code=0, reason="client crashed mid-round")),
+        _plain_reply(10, good, weight=float("nan")),
+        _reply(  # a partition id that is not an int: ordered last, still averaged
+            11,
+            RecordDict(
+                {
+                    "arrays": ArrayRecord({k: Array(v) for k, v in good.items()}),
+                    "metrics": MetricRecord({"num-examples": 5, "partition-id": 1.5}),
+                }
+            ),
+        ),
+        _reply(  # a metric record named differently from everyone else's
+            12,
+            RecordDict(
+                {
+                    "arrays": ArrayRecord({k: Array(v) for k, v in good.items()}),
+                    "other": MetricRecord({"num-examples": 5, "partition-id": 12}),
+                }
+            ),
+        ),
     ]
     strategy = PlaintextFedAvg()
     strategy.layout = {"w": ((4,), "float32"), "b": ((2,), "float32")}
     arrays, _ = strategy.aggregate_train(1, replies)
-    assert np.allclose(arrays["w"].numpy(), 2.5)  # (1*10 + 3*30) / 40, from nodes 0 and 1 only
+    # (1*10 + 3*30 + 1*5) / 45: nodes 0, 1 and 11 only.
+    assert np.allclose(arrays["w"].numpy(), 105 / 45)
     rejected = strategy.rejected[1]
-    assert set(rejected) == {2, 3, 4, 5, 6, 7, 8}
+    assert set(rejected) == {2, 3, 4, 5, 6, 7, 8, 10, 12}
     assert "NaN/inf" in rejected[2] and "float32[4]" in rejected[3]
     assert "positive number of samples" in rejected[6] and "cannot be read" in rejected[8]
+    assert "not a finite number" in rejected[10]
+    assert "differ from the others'" in rejected[12]
+
+
+def test_plaintext_bad_evaluation_replies_are_left_out(task_identity):
+    def evaluation(node, metrics):
+        return _reply(node, RecordDict({"metrics": MetricRecord(metrics)}))
+
+    replies = [
+        evaluation(0, {"loss": 1.0, "accuracy": 0.5, "num-examples": 10, "partition-id": 0}),
+        evaluation(1, {"loss": 3.0, "accuracy": 0.9, "num-examples": 30, "partition-id": 1}),
+        evaluation(2, {"loss": float("inf"), "accuracy": 0.1, "num-examples": 5}),
+        evaluation(3, {"loss": 1.0, "accuracy": 0.1, "num-examples": -4}),
+    ]
+    strategy = PlaintextFedAvg()
+    metrics = strategy.aggregate_evaluate(1, replies)
+    assert metrics["accuracy"] == pytest.approx(0.8)  # (0.5*10 + 0.9*30) / 40
+    assert set(strategy.rejected[1]) == {2, 3}
 
 
 # -- ckks: an aggregate under another key ------------------------------------------------------
@@ -112,7 +147,7 @@ def test_aggregate_under_a_foreign_key_is_refused_and_the_server_reverts(task_id
     # Round 1: clients start from the seed (empty broadcast) and reply honestly.
     round_one = [
         client_app.train_handler(
-            _train_request(ArrayRecord(), pid + 1), _client_context(config, pid)
+            _train_request(ArrayRecord(), pid + 1), client_context(config, pid)
         )
         for pid in range(2)
     ]
@@ -124,7 +159,7 @@ def test_aggregate_under_a_foreign_key_is_refused_and_the_server_reverts(task_id
     # Round 2: every honest client refuses the corrupt sum instead of training on it.
     strategy.broadcast = corrupt
     refusals = [
-        client_app.train_handler(_train_request(corrupt, pid + 1, 2), _client_context(config, pid))
+        client_app.train_handler(_train_request(corrupt, pid + 1, 2), client_context(config, pid))
         for pid in range(3)
     ]
     assert all(r.has_error() and r.error.code == AGGREGATE_REJECTED for r in refusals)
@@ -136,9 +171,7 @@ def test_aggregate_under_a_foreign_key_is_refused_and_the_server_reverts(task_id
 def test_client_with_no_training_record_refuses_with_a_code(task_identity, monkeypatch):
     empty = ClientData(*(np.empty((0, 1, 8, 8), np.float32), np.empty(0, np.int64)) * 2, [], [])
     monkeypatch.setattr(client_app, "client_data", lambda *args: empty)
-    reply = client_app.train_handler(
-        _train_request(state_arrays()), _client_context(RunConfig(), 0)
-    )
+    reply = client_app.train_handler(_train_request(state_arrays()), client_context(RunConfig(), 0))
     assert reply.has_error() and reply.error.code == NO_TRAINING_DATA
     assert "no training record" in reply.error.reason
 
@@ -195,6 +228,39 @@ def test_round_is_skipped_when_too_few_clients_reply(task_identity, tmp_path):
     assert entry["skipped"] == "0 of 3 clients replied, fewer than the minimum 2"
     assert entry["failed"] == {"11": "crashed", "12": "crashed", "13": "crashed"}
     assert RunDirectory(tmp_path / "run").checkpoint_rounds() == [1]
+
+
+def test_refused_broadcast_reverts_the_model_in_the_round_loop(task_identity, tmp_path, key_dir):
+    """Every client refuses the sum: the loop goes back to the last accepted aggregate."""
+    strategy = CkksFedAvg(
+        load_server_context(key_dir),
+        PRESET,
+        10,
+        min_available_nodes=1,
+        min_train_nodes=1,
+        min_evaluate_nodes=1,
+    )
+    accepted = ArrayRecord({"ct-00000": Array(np.zeros(1, np.float32))})
+    strategy.accepted = accepted
+    corrupt = ArrayRecord({"ct-00000": Array(np.ones(1, np.float32))})
+
+    def refuse(message):
+        return Message(
+            Error(code=AGGREGATE_REJECTED, reason="aggregate rejected"), reply_to=message
+        )
+
+    rundir = RunDirectory(tmp_path / "run")
+    rundir.create()
+    history = {"aggregation": "ckks", "rounds": []}
+    policy = RoundPolicy(min_clients=2, node_wait=0.2)
+    grid = _Grid([11, 12, 13], refuse)
+    final = run_rounds(grid, strategy, rundir, corrupt, 2, history, False, policy)
+    assert final is accepted
+    first = history["rounds"][0]
+    assert first["skipped"] == "3 clients refused the aggregate they were sent"
+    assert first["aggregate_rejected_by"] == [11, 12, 13]
+    assert strategy.aggregate_rejections[1] == [11, 12, 13]
+    assert np.array_equal(rundir.read_checkpoint(1)["arrays"]["ct-00000"].numpy(), [0.0])
 
 
 # -- resume ---------------------------------------------------------------------------------

@@ -20,9 +20,6 @@ pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[1]
 
 
-_group_alive = group_alive
-
-
 def _stop_group(pgid: int) -> None:
     """Stop a process group: SIGTERM, then SIGKILL what is still there after 20 s."""
     signal_group(pgid, signal.SIGTERM)
@@ -79,8 +76,8 @@ def test_simulation_runs_on_an_existing_ray_cluster(tmp_path):
         names = sorted(p.name for p in logs.iterdir())
         assert any(n.startswith("python-core-driver-") for n in names), names
         assert any(n.startswith("worker-") for n in names), names
-        assert _group_alive(head["pgid"])  # the cluster outlives the run that used it
-    assert not _group_alive(head["pgid"])  # and is gone once stopped by its group
+        assert group_alive(head["pgid"])  # the cluster outlives the run that used it
+    assert not group_alive(head["pgid"])  # and is gone once stopped by its group
     history = json.loads((out / "history.json").read_text())
     assert [len(r["clients"]) for r in history["rounds"]] == [3, 3]
     assert history["rounds"][-1]["accuracy"] > 0.8

@@ -11,7 +11,7 @@ from pathlib import Path
 from fedpriv.crypto.presets import CkksPreset, get_preset
 from fedpriv.crypto.seal import SealContext
 from fedpriv.crypto.vectors import TensealContext
-from fedpriv.errors import KeyMaterialError
+from fedpriv.errors import ConfigError, KeyMaterialError
 
 CLIENT_CONTEXT = "client.ctx"
 SERVER_CONTEXT = "server.ctx"
@@ -67,10 +67,11 @@ def provision_keys(
         "preset": out / PRESET_FILE,
     }
     preset_json = json.dumps({"preset": preset.name}).encode()
-    write_private(paths["client"], client_context_bytes(context))
-    write_public(paths["server"], server_context_bytes(context))
     for directory in {out, server}:
         write_public(directory / PRESET_FILE, preset_json)
+    write_public(paths["server"], server_context_bytes(context))
+    # Last: a key set whose client.ctx exists is complete.
+    write_private(paths["client"], client_context_bytes(context))
     return paths
 
 
@@ -97,8 +98,18 @@ def read_preset(key_dir: str | Path) -> CkksPreset:
     path = Path(key_dir) / PRESET_FILE
     try:
         return get_preset(json.loads(path.read_text())["preset"])
-    except (OSError, ValueError, KeyError) as err:
+    except (OSError, ValueError, KeyError, TypeError, ConfigError) as err:
         raise KeyMaterialError(f"{path}: cannot read the key set's preset ({err})") from err
+
+
+def check_preset(key_dir: str | Path, preset_name: str) -> None:
+    """Refuse a key set provisioned for another preset than the run's ``ckks-preset``."""
+    provisioned = read_preset(key_dir).name
+    if provisioned != preset_name:
+        raise ConfigError(
+            f"{key_dir} holds keys for preset {provisioned}, the run uses {preset_name}; "
+            f"provision keys for it or set ckks-preset={provisioned!r}"
+        )
 
 
 def load_client_context(key_dir: str | Path) -> CkksContext:
@@ -120,15 +131,25 @@ def _mtime(path: Path) -> float:
         raise KeyMaterialError(f"{path}: key file missing ({err.strerror})") from err
 
 
+def _read(path: str) -> bytes:
+    try:
+        return Path(path).read_bytes()
+    except OSError as err:
+        raise KeyMaterialError(f"{path}: cannot read the key file ({err.strerror})") from err
+
+
 @functools.lru_cache(maxsize=4)
 def _load_client(path: str, _mtime: float, preset: CkksPreset) -> CkksContext:
-    mode = stat.S_IMODE(os.stat(path).st_mode)
+    try:
+        mode = stat.S_IMODE(os.stat(path).st_mode)
+    except OSError as err:
+        raise KeyMaterialError(f"{path}: cannot read the key file ({err.strerror})") from err
     if mode & 0o077:
         raise KeyMaterialError(
             f"{path}: secret-key context is readable by group/others (mode {mode:04o}); "
             f"run chmod 600 {path}"
         )
-    context = parse_context(Path(path).read_bytes(), preset, path)
+    context = parse_context(_read(path), preset, path)
     if not context.is_private():
         raise KeyMaterialError(f"{path}: client context holds no secret key")
     return context
@@ -136,14 +157,14 @@ def _load_client(path: str, _mtime: float, preset: CkksPreset) -> CkksContext:
 
 @functools.lru_cache(maxsize=4)
 def _load_server(path: str, _mtime: float, preset: CkksPreset) -> CkksContext:
-    return server_context_from_bytes(Path(path).read_bytes(), preset, path)
+    return server_context_from_bytes(_read(path), preset, path)
 
 
 def server_context_from_bytes(
     data: bytes, preset: CkksPreset, origin: str = "server context"
 ) -> CkksContext:
     """Parse a server context and refuse it unless it holds CKKS parameters only."""
-    context = parse_context(data, preset, origin)
+    context = parse_context(data, preset, origin, allow_secret=False)
     held = context.held_keys()
     if held:
         raise KeyMaterialError(
@@ -153,6 +174,8 @@ def server_context_from_bytes(
     return context
 
 
-def parse_context(data: bytes, preset: CkksPreset, origin: str) -> CkksContext:
+def parse_context(
+    data: bytes, preset: CkksPreset, origin: str, allow_secret: bool = True
+) -> CkksContext:
     """Parse a context file of ``preset``'s backend (with or without the secret key)."""
-    return _BACKENDS[preset.backend].from_bytes(data, preset, origin)
+    return _BACKENDS[preset.backend].from_bytes(data, preset, origin, allow_secret)

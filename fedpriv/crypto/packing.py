@@ -1,12 +1,4 @@
-"""Packing a weighted model into CKKS ciphertexts, the Flower wire format, and the server's sum.
-
-Layout: the whole model is flattened into one vector ``n_k * w_k`` with ``n_k`` appended as
-one more slot, then cut into chunks of one ciphertext each (``preset.slots`` values: N under
-the seal backend, N/2 under tenseal). Each chunk travels as one Flower ``Array`` (``dtype``
-names the preset, ``stype`` the format) so that Flower chunks large payloads on the wire; a
-``ConfigRecord`` would not be. The functions here are the same for both backends: the
-context object (``SealContext`` or ``TensealContext``) does the cryptography.
-"""
+"""Packing a weighted model into CKKS ciphertexts, the Flower wire format, and the server's sum."""
 
 from __future__ import annotations
 
@@ -24,6 +16,13 @@ from fedpriv.errors import (
     CiphertextFormatError,
     CryptoError,
 )
+
+# Layout: the whole model is flattened into one vector ``n_k * w_k`` with ``n_k`` appended as
+# one more slot, then cut into chunks of one ciphertext each (``preset.slots`` values: N under
+# the seal backend, N/2 under tenseal). Each chunk travels as one Flower ``Array`` (``dtype``
+# names the preset, ``stype`` the format) so that Flower chunks large payloads on the wire; a
+# ``ConfigRecord`` would not be. The functions here are the same for both backends: the
+# context object (``SealContext`` or ``TensealContext``) does the cryptography.
 
 STYPES = {"seal": "fedpriv.seal-ckks.v1", "tenseal": "fedpriv.tenseal-ckks-vector.v1"}
 KEY_FORMAT = "ct-{:05d}"
@@ -175,14 +174,21 @@ def add_encrypted(
     return record
 
 
-def decrypt_vector(record: ArrayRecord, context: CkksContext, preset: CkksPreset) -> np.ndarray:
-    """Decrypt every ciphertext of ``record`` with the secret-key ``context``, in order."""
+def decrypt_vector(
+    record: ArrayRecord, context: CkksContext, preset: CkksPreset, num_values: int | None = None
+) -> np.ndarray:
+    """Decrypt every ciphertext of ``record`` with the secret-key ``context``, in order.
+
+    ``num_values``, when the caller knows it, is checked against the record's layout (a
+    record from an untrusted sender must not choose how much the receiver allocates).
+    """
     if not context.is_private():
         raise CryptoError("this context holds no secret key and cannot decrypt")
-    try:
-        num_values = sum(int(record[key].shape[0]) for key in record.keys())
-    except (IndexError, TypeError) as err:
-        raise CiphertextFormatError(f"record shapes are not ciphertext layouts ({err})") from err
+    if num_values is None:
+        try:
+            num_values = sum(int(record[key].shape[0]) for key in record.keys())
+        except (IndexError, TypeError) as err:
+            raise CiphertextFormatError(f"record shapes are not a layout ({err})") from err
     vectors = deserialize_update(record, context, preset, num_values)
     sizes = expected_layout(num_values, preset)
     return np.concatenate(
@@ -195,6 +201,7 @@ def decrypt_weighted_mean(
     context: CkksContext,
     preset: CkksPreset,
     max_total_weight: float | None = None,
+    num_values: int | None = None,
 ) -> tuple[np.ndarray, float]:
     """Decrypt ``sum_k n_k w_k`` and ``sum_k n_k``; return the weighted mean and total weight.
 
@@ -208,7 +215,7 @@ def decrypt_weighted_mean(
         If the decrypted total weight is not a plausible sum of sample counts.
 
     """
-    payload = decrypt_vector(record, context, preset)
+    payload = decrypt_vector(record, context, preset, num_values)
     total_weight = float(payload[-1])
     plausible = (
         np.isfinite(total_weight)

@@ -1,25 +1,25 @@
-"""Compact CKKS through ``tenseal.sealapi``: seeded symmetric ciphertexts with complex packing.
-
-One ciphertext carries N real values: the real and imaginary parts of its N/2 complex slots.
-Clients encrypt symmetrically and serialize the *seeded* form (the uniform polynomial is
-replaced by the seed it was drawn from), half a ciphertext on the wire. One coefficient prime
-and no special prime: the server only adds, so it needs no key-switching prime and no key.
-
-``sealapi`` saves and loads through file paths only; :class:`_Scratch` turns that into bytes
-through an anonymous in-memory file, so no key or ciphertext ever lands on a filesystem.
-"""
+"""Compact CKKS through ``tenseal.sealapi``: seeded symmetric ciphertexts with complex packing."""
 
 from __future__ import annotations
 
 import os
 import struct
 import threading
+import weakref
 
 import numpy as np
 import tenseal.sealapi as sealapi
 
 from fedpriv.crypto.presets import CkksPreset
 from fedpriv.errors import CiphertextFormatError, CryptoError, KeyMaterialError
+
+# One ciphertext carries N real values: the real and imaginary parts of its N/2 complex slots.
+# Clients encrypt symmetrically and serialize the *seeded* form (the uniform polynomial is
+# replaced by the seed it was drawn from), half a ciphertext on the wire. One coefficient prime
+# and no special prime: the server only adds, so it needs no key-switching prime and no key.
+#
+# ``sealapi`` saves and loads through file paths only; :class:`_Scratch` turns that into bytes
+# through an anonymous in-memory file, so no key or ciphertext ever lands on a filesystem.
 
 # Context file: magic, version, kind (0 parameters only, 1 with the secret key), scale bits,
 # reserved, length of SEAL's EncryptionParameters; then [u32 length, SEAL SecretKey].
@@ -42,11 +42,13 @@ class _Scratch:
         self.pid = os.getpid()
         self.fd = os.memfd_create("fedpriv-seal", os.MFD_CLOEXEC)
         self.path = f"/proc/self/fd/{self.fd}"
+        # Closed with the object: threads that end (or a forked child's copy) leak nothing.
+        weakref.finalize(self, os.close, self.fd)
 
     def dump(self, obj: object) -> bytes:
         """``obj.save(path)``, returning the bytes; the file is emptied again at once."""
-        obj.save(self.path)  # type: ignore[attr-defined]
         try:
+            obj.save(self.path)  # type: ignore[attr-defined]
             return os.pread(self.fd, os.fstat(self.fd).st_size, 0)
         finally:
             os.ftruncate(self.fd, 0)
@@ -160,8 +162,13 @@ class SealContext:
         return b"".join(parts)
 
     @classmethod
-    def from_bytes(cls, data: bytes, preset: CkksPreset, origin: str) -> SealContext:
+    def from_bytes(
+        cls, data: bytes, preset: CkksPreset, origin: str, allow_secret: bool = True
+    ) -> SealContext:
         """Parse a context file of ``preset``; its parameters must be exactly the preset's.
+
+        With ``allow_secret=False`` (the server) a file that carries a secret key is refused
+        from its header, before the key is ever parsed.
 
         Raises
         ------
@@ -177,6 +184,11 @@ class SealContext:
             raise KeyMaterialError(f"{origin}: not a fedpriv SEAL context (magic/version)")
         if kind not in (_KIND_PARAMETERS, _KIND_SECRET) or scale_bits != preset.scale_bits:
             raise KeyMaterialError(f"{origin}: not a context of preset {preset.name}")
+        if kind == _KIND_SECRET and not allow_secret:
+            raise KeyMaterialError(
+                f"{origin}: the server context holds a secret key; the server must hold "
+                "parameters only (provision with `fedpriv keys new`)"
+            )
         parms_bytes = data[head : head + length]
         expected = _scratch().dump(seal_parameters(preset))
         if parms_bytes != expected:

@@ -75,8 +75,13 @@ class TensealContext:
         )
 
     @classmethod
-    def from_bytes(cls, data: bytes, preset: CkksPreset, origin: str) -> TensealContext:
-        """Parse a TenSEAL context file."""
+    def from_bytes(
+        cls, data: bytes, preset: CkksPreset, origin: str, allow_secret: bool = True
+    ) -> TensealContext:
+        """Parse a TenSEAL context file.
+
+        TenSEAL parses the whole file in one call: the caller checks which keys it holds.
+        """
         try:
             return cls(preset, ts.context_from(data))
         except Exception as err:  # TenSEAL raises ValueError/RuntimeError from C++

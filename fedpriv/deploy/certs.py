@@ -46,6 +46,14 @@ def _pem_key(key: ec.EllipticCurvePrivateKey) -> bytes:
     )
 
 
+def certificate_hosts(cert_file: str | Path) -> set[str]:
+    """The names (DNS and IP) a certificate is valid for."""
+    cert = x509.load_pem_x509_certificate(Path(cert_file).read_bytes())
+    names = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    dns = names.get_values_for_type(x509.DNSName)
+    return set(dns) | {str(ip) for ip in names.get_values_for_type(x509.IPAddress)}
+
+
 def make_certificates(
     out_dir: str | Path, hosts: tuple[str, ...] = DEFAULT_HOSTS
 ) -> dict[str, Path]:
@@ -80,6 +88,7 @@ def make_certificates(
             x509.KeyUsage(False, False, False, False, False, True, True, False, False),
             critical=True,
         )
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), False)
         .sign(ca_key, hashes.SHA384())
     )
     server_key = ec.generate_private_key(ec.SECP384R1())
@@ -94,6 +103,11 @@ def make_certificates(
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
         .add_extension(_san(hosts), critical=False)
         .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+        # Key identifiers: strict verifiers (Python 3.13's default) require them.
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(server_key.public_key()), False)
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), False
+        )
         .sign(ca_key, hashes.SHA384())
     )
     paths = {"ca": out / CA_CERT, "cert": out / SERVER_CERT, "key": out / SERVER_KEY}

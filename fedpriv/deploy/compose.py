@@ -1,8 +1,4 @@
-"""``docker-compose.yml``: the topology as containers, generated from the same flags as loopback.
-
-`fedpriv deploy compose --clients N` prints the file; the repository's ``docker-compose.yml``
-is its output for three clients (a test keeps the two identical).
-"""
+"""``docker-compose.yml``: the topology as containers, generated from the same flags as loopback."""
 
 from __future__ import annotations
 
@@ -12,6 +8,9 @@ import yaml
 
 from fedpriv.deploy import topology
 
+# `fedpriv deploy compose --clients N` prints the file; the repository's ``docker-compose.yml``
+# is its output for three clients (a test keeps the two identical).
+
 IMAGE = "fedpriv:latest"
 CERTS = topology.TlsFiles("/certs/ca.crt", "/certs/server.pem", "/certs/server.key")
 KEY_DIR = "/keys"  # where each side's own key volume is mounted
@@ -20,7 +19,7 @@ RUNS = "/runs"
 FLWR_HOME = "/home/fedpriv/.flwr"
 # Read by compose from the environment (or an .env file) when the run is submitted.
 ENVIRONMENT = {
-    "FEDPRIV_NUM_CLIENTS": "number of clients in the run (at most the SuperNodes in this file)",
+    "FEDPRIV_NUM_CLIENTS": "clients the server waits for (the SuperNodes started, at most N)",
     "FEDPRIV_AGGREGATION": "plaintext, ckks or secagg",
     "FEDPRIV_ROUNDS": "num-server-rounds",
     "FEDPRIV_DATASET": "dataset of the run",
@@ -118,7 +117,7 @@ def compose_file(num_clients: int = 3) -> dict[str, Any]:
                     superlink,
                     "0.0.0.0",
                     topology.SUPERNODE_PORT,
-                    topology.node_config(partition, clients, KEY_DIR),
+                    topology.node_config(partition, num_clients, KEY_DIR),
                 ),
             ],
             [certs_ro],
@@ -131,8 +130,22 @@ def compose_file(num_clients: int = 3) -> dict[str, Any]:
             depends_on={node: {"condition": "service_started"}, **_done("keys")},
         )
     services["submit"] = _service(
-        ["sh", "-c", _submit_script(clients)],
-        [certs_ro],
+        [
+            "fedpriv",
+            "deploy",
+            "submit",
+            "--superlink",
+            superlink,
+            "--ca",
+            CERTS.ca,
+            "--app",
+            "/app",
+            "--logs",
+            f"{RUNS}/logs-{_var('FEDPRIV_RUN_NAME', DEFAULTS['FEDPRIV_RUN_NAME'])}",
+            "--run-config",
+            _run_config(clients),
+        ],  # fmt: skip
+        [certs_ro, f"runs:{RUNS}"],
         environment={"FLWR_HOME": FLWR_HOME},
         depends_on={"superexec-serverapp": {"condition": "service_started"}},
         profiles=["run"],
@@ -153,10 +166,9 @@ def compose_file(num_clients: int = 3) -> dict[str, Any]:
     return {"name": "fedpriv", "services": services, "volumes": {v: {} for v in volumes}}
 
 
-def _submit_script(clients: str) -> str:
-    """The ``submit`` service: point the flwr CLI at the SuperLink and run the app."""
-    toml = topology.connection_toml("deploy", f"superlink:{topology.SUPERLINK_PORT}", CERTS.ca)
-    run_config = " ".join(
+def _run_config(clients: str) -> str:
+    """The run's ``--run-config``, from the environment of ``docker compose run submit``."""
+    return " ".join(
         [
             f"aggregation='{_var('FEDPRIV_AGGREGATION', DEFAULTS['FEDPRIV_AGGREGATION'])}'",
             f"num-clients={clients}",
@@ -168,10 +180,6 @@ def _submit_script(clients: str) -> str:
             f"key-dir='{KEY_DIR}'",
             f"out-dir='{RUNS}/{_var('FEDPRIV_RUN_NAME', DEFAULTS['FEDPRIV_RUN_NAME'])}'",
         ]
-    )
-    return (
-        f'mkdir -p "$$FLWR_HOME" && printf %s \'{toml}\' > "$$FLWR_HOME/config.toml" && '
-        f'exec flwr run /app deploy --stream --run-config "{run_config}"'
     )
 
 

@@ -1,10 +1,4 @@
-"""`fedpriv deploy local`: the compose topology as processes on loopback, run and torn down.
-
-Starts a SuperLink, a ServerApp SuperExec and per client a SuperNode with its ClientApp
-SuperExec (the flags of :mod:`fedpriv.deploy.topology`, as in ``docker-compose.yml``),
-submits the federation with ``flwr run``, waits for its final status, releases the model as
-the key holder, and stops every process it started by process group, on failure too.
-"""
+"""`fedpriv deploy local`: the compose topology as processes on loopback, run and torn down."""
 
 from __future__ import annotations
 
@@ -15,8 +9,10 @@ import socket
 import ssl
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,7 +23,13 @@ from fedpriv.deploy.certs import make_certificates
 from fedpriv.env import OFFLINE_ENV
 from fedpriv.errors import ConfigError, FedprivError
 
+# Starts a SuperLink, a ServerApp SuperExec and per client a SuperNode with its ClientApp
+# SuperExec (the flags of :mod:`fedpriv.deploy.topology`, as in ``docker-compose.yml``),
+# submits the federation with ``flwr run``, waits for its final status, releases the model as
+# the key holder, and stops every process it started by process group, on failure too.
+
 APP_DIR = Path(__file__).resolve().parents[2]
+Progress = Callable[[str], None] | None
 CONNECTION = "deploy"
 STOP_SECONDS = 15.0
 
@@ -105,7 +107,7 @@ class _Processes:
         for _, proc in reversed(self.started):
             signal_group(proc.pid, signal.SIGTERM)
         deadline = time.monotonic() + STOP_SECONDS
-        while time.monotonic() < deadline and any(group_alive(p.pid) for _, p in self.started):
+        while time.monotonic() < deadline and any(self._running()):
             time.sleep(0.2)
         for _, proc in self.started:
             signal_group(proc.pid, signal.SIGKILL)
@@ -113,6 +115,10 @@ class _Processes:
                 proc.wait(timeout=5)
             except subprocess.TimeoutExpired:
                 pass
+
+    def _running(self) -> list[bool]:
+        # poll() reaps a leader that exited: a zombie leader would keep its group "alive".
+        return [proc.poll() is None or group_alive(proc.pid) for _, proc in self.started]
 
 
 def signal_group(pgid: int, sig: signal.Signals) -> None:
@@ -134,9 +140,24 @@ def group_alive(pgid: int) -> bool:
 
 def free_port() -> int:
     """A TCP port free on loopback right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    return free_ports(1)[0]
+
+
+def free_ports(count: int, exclude: set[int] | None = None) -> list[int]:
+    """``count`` distinct TCP ports free on loopback right now (all bound at once)."""
+    sockets = []
+    try:
+        while len(sockets) < count:
+            sock = socket.socket()
+            sock.bind(("127.0.0.1", 0))
+            if sock.getsockname()[1] in (exclude or set()):
+                sock.close()
+                continue
+            sockets.append(sock)
+        return [sock.getsockname()[1] for sock in sockets]
+    finally:
+        for sock in sockets:
+            sock.close()
 
 
 def _binary(name: str) -> str:
@@ -144,7 +165,8 @@ def _binary(name: str) -> str:
     return str(Path(sys.executable).with_name(name))
 
 
-def _environment(flwr_home: Path) -> dict[str, str]:
+def environment(flwr_home: Path) -> dict[str, str]:
+    """The environment of Flower's processes: offline, quiet, this venv's executables."""
     bin_dir = str(Path(sys.executable).parent)
     env = {**os.environ, **OFFLINE_ENV, "FLWR_HOME": str(flwr_home)}
     env["PATH"] = f"{bin_dir}{os.pathsep}{env.get('PATH', '')}"
@@ -211,9 +233,12 @@ def _node_auth_key(directory: Path) -> tuple[Path, Path]:
 
 
 def _flwr(args: list[str], env: dict[str, str], log: Path, timeout: float = 120) -> str:
-    proc = subprocess.run(
-        [_binary("flwr"), *args], env=env, capture_output=True, text=True, timeout=timeout
-    )
+    try:
+        proc = subprocess.run(
+            [_binary("flwr"), *args], env=env, capture_output=True, text=True, timeout=timeout
+        )
+    except subprocess.TimeoutExpired as err:
+        raise DeploymentError(f"flwr {args[0]} did not answer in {timeout:.0f}s") from err
     with log.open("a") as handle:
         handle.write(f"$ flwr {' '.join(args)}\n{proc.stdout}{proc.stderr}\n")
     if proc.returncode != 0:
@@ -223,10 +248,13 @@ def _flwr(args: list[str], env: dict[str, str], log: Path, timeout: float = 120)
 
 def _run_status(run_id: int, env: dict[str, str], log: Path) -> dict[str, Any]:
     out = _flwr(["ls", CONNECTION, "--run-id", str(run_id), "--format", "json"], env, log)
-    return json.loads(out)["runs"][0]
+    try:
+        return json.loads(out)["runs"][0]
+    except (ValueError, KeyError, IndexError) as err:
+        raise DeploymentError(f"flwr ls gave no status for run {run_id}: {out[-500:]}") from err
 
 
-def deploy_local(deployment: LocalDeployment, progress: Any = None) -> Path:
+def deploy_local(deployment: LocalDeployment, progress: Progress = None) -> Path:
     """Run ``deployment``; return its run directory (released under ckks).
 
     Raises
@@ -241,21 +269,32 @@ def deploy_local(deployment: LocalDeployment, progress: Any = None) -> Path:
     logs = out / "logs"
     logs.mkdir(parents=True)
     processes = _Processes(logs)
+    # A SIGTERM to the launcher must still stop what it started (the `finally` below).
+    in_main = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _exit_on_signal) if in_main else None
     try:
         return _deploy(deployment, out, processes, progress)
     finally:
         processes.stop()
+        if in_main:
+            signal.signal(signal.SIGTERM, previous)
 
 
-def _say(progress: Any, message: str) -> None:
+def _exit_on_signal(signum: int, _frame: object) -> None:
+    raise SystemExit(128 + signum)
+
+
+def _say(progress: Progress, message: str) -> None:
     if progress is not None:
         progress(message)
 
 
-def _deploy(deployment: LocalDeployment, out: Path, processes: _Processes, progress: Any) -> Path:
+def _deploy(
+    deployment: LocalDeployment, out: Path, processes: _Processes, progress: Progress
+) -> Path:
     config = deployment.config
     logs = processes.logs
-    env = _environment(out / "flwr-home")
+    env = environment(out / "flwr-home")
     (out / "flwr-home").mkdir()
     tls = None
     if deployment.tls:
@@ -286,7 +325,7 @@ def _deploy(deployment: LocalDeployment, out: Path, processes: _Processes, progr
 
     argv = topology.superexec_args(tls, superlink)
     processes.start("superexec-server", [_binary("flower-superexec"), *argv], out / "server", env)
-    node_ports = [free_port() for _ in range(config.num_clients)]
+    node_ports = free_ports(config.num_clients, exclude={port})
     for partition, node_port in enumerate(node_ports):
         node_dir = out / "nodes" / f"node-{partition}"
         auth_key = None
@@ -327,31 +366,15 @@ def _deploy(deployment: LocalDeployment, out: Path, processes: _Processes, progr
     run_config = config.replace(
         out_dir=str(run_dir), key_dir=str(server_keys) if server_keys else ""
     )
-    submitted = _flwr(
-        [
-            "run",
-            str(deployment.app_dir),
-            CONNECTION,
-            "--run-config",
-            run_config_string(run_config),
-            "--format",
-            "json",
-        ],
+    submit_run(
+        deployment.app_dir,
+        run_config_string(run_config),
         env,
-        logs / "flwr.log",
+        logs,
+        deployment.timeout,
+        progress,
+        processes.check_alive,
     )
-    run_id = int(json.loads(submitted)["run-id"])
-    status = _wait_for_run(run_id, env, logs, processes, deployment.timeout, progress)
-    (logs / "run-status.json").write_text(json.dumps(status, indent=2) + "\n")
-    # The ServerApp's own log lives on the SuperLink: keep it with the others.
-    (logs / "serverapp.log").write_text(
-        _flwr(["log", str(run_id), CONNECTION, "--show"], env, logs / "flwr.log")
-    )
-    if status["status"] != "finished:completed":
-        raise DeploymentError(
-            f"run {run_id} ended {status['status']}: {status.get('status-details', '')} "
-            f"(logs in {logs})"
-        )
     if client_keys is not None:
         from fedpriv.release import release
 
@@ -359,13 +382,55 @@ def _deploy(deployment: LocalDeployment, out: Path, processes: _Processes, progr
     return run_dir
 
 
+def submit_run(
+    app_dir: Path,
+    run_config: str,
+    env: dict[str, str],
+    logs: Path,
+    timeout: float,
+    progress: Progress = None,
+    check: Callable[[], None] | None = None,
+) -> dict[str, Any]:
+    """Submit the app with ``flwr run``, wait for its final status, keep its logs.
+
+    The SuperLink is the one ``$FLWR_HOME/config.toml`` names as ``deploy``. Writes
+    ``run-status.json`` and ``serverapp.log`` (the ServerApp's log lives on the SuperLink)
+    into ``logs``.
+
+    Raises
+    ------
+    DeploymentError
+        If the run does not end ``finished:completed`` within ``timeout`` seconds.
+
+    """
+    args = ["run", str(app_dir), CONNECTION, "--run-config", run_config, "--format", "json"]
+    submitted = _flwr(args, env, logs / "flwr.log")
+    try:
+        run_id = int(json.loads(submitted)["run-id"])
+    except (ValueError, KeyError) as err:
+        raise DeploymentError(f"flwr run gave no run id: {submitted[-500:]}") from err
+    status = _wait_for_run(run_id, env, logs, timeout, progress, check)
+    (logs / "run-status.json").write_text(json.dumps(status, indent=2) + "\n")
+    try:
+        served = _flwr(["log", str(run_id), CONNECTION, "--show"], env, logs / "flwr.log")
+        (logs / "serverapp.log").write_text(served)
+    except DeploymentError as err:  # the logs are a courtesy; the status decides
+        _say(progress, f"could not fetch the ServerApp log: {err}")
+    if status["status"] != "finished:completed":
+        raise DeploymentError(
+            f"run {run_id} ended {status['status']}: {status.get('status-details', '')} "
+            f"(logs in {logs})"
+        )
+    return status
+
+
 def _wait_for_run(
     run_id: int,
     env: dict[str, str],
     logs: Path,
-    processes: _Processes,
     timeout: float,
-    progress: Any,
+    progress: Progress,
+    check: Callable[[], None] | None,
 ) -> dict[str, Any]:
     # `flwr run --stream` exits 0 on failure too: poll the run's status instead.
     deadline = time.monotonic() + timeout
@@ -377,7 +442,8 @@ def _wait_for_run(
             _say(progress, f"run {run_id}: {last}")
         if last.startswith("finished:"):
             return status
-        processes.check_alive()
+        if check is not None:
+            check()
         if time.monotonic() > deadline:
             raise DeploymentError(f"run {run_id} still {last} after {timeout:.0f}s")
         time.sleep(2)

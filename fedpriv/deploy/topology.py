@@ -1,14 +1,13 @@
-"""The Deployment Engine topology: the flags of every process, shared by compose and loopback.
-
-One SuperLink (Fleet, Control and the ServerApp's Runtime API on one port), one SuperExec
-running the ServerApp, and per client a SuperNode with its own ClientApp SuperExec. The
-loopback launcher and ``docker-compose.yml`` both build their command lines here, so the two
-cannot drift apart (a test compares them).
-"""
+"""The Deployment Engine topology: the flags of every process, shared by compose and loopback."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+
+# One SuperLink (Fleet, Control and the ServerApp's Runtime API on one port), one SuperExec
+# running the ServerApp, and per client a SuperNode with its own ClientApp SuperExec. The
+# loopback launcher and ``docker-compose.yml`` both build their command lines here, so the two
+# cannot drift apart (a test compares them).
 
 SUPERLINK_PORT = 9093
 SUPERNODE_PORT = 9094
