@@ -215,3 +215,10 @@ def test_existing_certificates_are_kept_only_for_the_same_names(tmp_path, capsys
     assert main(kept) == 0
     assert main([*kept, "supernode-9"]) == 2
     assert "not valid for supernode-9" in capsys.readouterr().err
+
+
+def test_submit_needs_tls_or_an_explicit_insecure(capsys):
+    from fedpriv.cli import main
+
+    assert main(["deploy", "submit", "--superlink", "127.0.0.1:1"]) == 2
+    assert "--ca CA_CERT for TLS, or --insecure" in capsys.readouterr().err
