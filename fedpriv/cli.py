@@ -137,6 +137,20 @@ def build_parser() -> argparse.ArgumentParser:
     submit.set_defaults(handler=cmd_deploy_submit)
     compose = deploy_commands.add_parser("compose", help="print docker-compose.yml for N clients")
     compose.add_argument("--clients", type=int, default=3, help="number of SuperNodes")
+    compose.add_argument("--node-auth", action="store_true", help="SuperNode authentication")
+    node_keys = deploy_commands.add_parser("node-keys", help="write SuperNode auth key pairs")
+    node_keys.add_argument("--out", type=Path, required=True, help="folder: node-<i>/auth_key")
+    node_keys.add_argument("--nodes", type=int, required=True, help="number of SuperNodes")
+    node_keys.add_argument("--exist-ok", action="store_true", help="keep existing keys, exit 0")
+    node_keys.set_defaults(handler=cmd_deploy_node_keys)
+    register = deploy_commands.add_parser(
+        "register", help="register every node key of a folder with a running SuperLink"
+    )
+    register.add_argument("--superlink", required=True, help="HOST:PORT of the SuperLink")
+    register.add_argument("--ca", type=Path, required=True, help="CA certificate (TLS)")
+    register.add_argument("--keys", type=Path, required=True, help="folder of node-<i>/ keys")
+    register.add_argument("--timeout", type=float, default=120.0, help="wait for the SuperLink")
+    register.set_defaults(handler=cmd_deploy_register)
     compose.set_defaults(handler=cmd_deploy_compose)
 
     bench = commands.add_parser(
@@ -347,6 +361,50 @@ def cmd_deploy_submit(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_deploy_node_keys(args: argparse.Namespace) -> int:
+    """Handle `fedpriv deploy node-keys`."""
+    from fedpriv.deploy.local import NODE_KEY, make_node_key
+
+    if args.nodes < 1:
+        raise FedprivError("--nodes must be at least 1")
+    for node in range(args.nodes):
+        folder = args.out / f"node-{node}"
+        if (folder / NODE_KEY).exists():
+            if not args.exist_ok:
+                raise FedprivError(f"{folder} already holds a key; refusing to overwrite it")
+            continue
+        make_node_key(folder)
+    print(f"results: {args.out.resolve()} (node-<i>/auth_key 0600, node-<i>/auth_key.pub)")
+    return 0
+
+
+def cmd_deploy_register(args: argparse.Namespace) -> int:
+    """Handle `fedpriv deploy register`."""
+    import os
+
+    from fedpriv.deploy import topology
+    from fedpriv.deploy.local import (
+        CONNECTION,
+        NODE_PUBLIC_KEY,
+        environment,
+        register_node,
+        wait_healthy,
+    )
+
+    keys = sorted(args.keys.glob(f"node-*/{NODE_PUBLIC_KEY}"))
+    if not keys:
+        raise FedprivError(f"{args.keys} holds no node-*/{NODE_PUBLIC_KEY}")
+    home = Path(os.environ.get("FLWR_HOME") or Path.home() / ".flwr")
+    home.mkdir(parents=True, exist_ok=True)
+    ca = args.ca.resolve()
+    (home / "config.toml").write_text(topology.connection_toml(CONNECTION, args.superlink, str(ca)))
+    wait_healthy(f"https://{args.superlink}/health", ca, timeout=args.timeout)
+    for key in keys:
+        register_node(key, environment(home), home / "register.log")
+        print(f"registered {key.parent.name}")
+    return 0
+
+
 def cmd_deploy_certs(args: argparse.Namespace) -> int:
     """Handle `fedpriv deploy certs`."""
     from fedpriv.deploy.certs import (
@@ -381,7 +439,7 @@ def cmd_deploy_compose(args: argparse.Namespace) -> int:
 
     if args.clients < 1:
         raise FedprivError("--clients must be at least 1")
-    sys.stdout.write(render(args.clients))
+    sys.stdout.write(render(args.clients, args.node_auth))
     return 0
 
 

@@ -2,6 +2,8 @@
 
 import json
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -158,10 +160,9 @@ def test_loopback_deployment_ckks_over_tls_matches_simulation(tmp_path, compose_
 
     # The launcher ran the compose file's flags (with TLS and node authentication on).
     launched = _launcher_flags_by_role(processes)
-    composed = _compose_flags_by_role(compose_doc)
-    assert launched["superlink"] == composed["superlink"] + ["--enable-supernode-auth"]
-    assert launched["supernode"] == composed["supernode"] + ["--auth-supernode-private-key"]
-    assert launched["superexec"] == composed["superexec"]
+    assert launched == _compose_flags_by_role(compose.compose_file(3, node_auth=True))
+    without_auth = _compose_flags_by_role(compose_doc)
+    assert launched["superlink"] == without_auth["superlink"] + ["--enable-supernode-auth"]
 
     # The server side held parameters only; the released run matches the simulation.
     assert sorted(p.name for p in (out / "keys" / "server").iterdir()) == [
@@ -222,3 +223,69 @@ def test_submit_needs_tls_or_an_explicit_insecure(capsys):
 
     assert main(["deploy", "submit", "--superlink", "127.0.0.1:1"]) == 2
     assert "--ca CA_CERT for TLS, or --insecure" in capsys.readouterr().err
+
+
+def test_node_auth_compose_gives_each_node_only_its_own_key():
+    doc = compose.compose_file(3, node_auth=True)
+    services = doc["services"]
+    assert "--enable-supernode-auth" in services["superlink"]["command"]
+    for i in range(3):
+        node = services[f"supernode-{i}"]
+        argv = node["command"]
+        key = argv[argv.index("--auth-supernode-private-key") + 1]
+        assert key == f"{compose.NODE_KEY_DIR}/auth_key"
+        assert _mounts(node)[compose.NODE_KEY_DIR] == f"node-key-{i}"
+        assert f"node-key-{i}:{compose.NODE_KEY_DIR}:ro" in node["volumes"]
+        assert node["depends_on"]["register"] == {"condition": "service_completed_successfully"}
+        assert not any(f"node-key-{j}" in v for v in node["volumes"] for j in range(3) if j != i)
+    for name in SERVER_SIDE:
+        assert not any("node-key" in v for v in services[name].get("volumes", [])), name
+    assert services["register"]["depends_on"]["node-keys"]["condition"].startswith("service_")
+    with pytest.raises(ConfigError, match="up to 64"):
+        compose.compose_file(65, node_auth=True)
+
+
+def test_node_keys_are_private_and_kept(tmp_path, capsys):
+    from fedpriv.cli import main
+
+    assert main(["deploy", "node-keys", "--out", str(tmp_path), "--nodes", "2"]) == 0
+    key = tmp_path / "node-1" / "auth_key"
+    assert oct(os.stat(key).st_mode & 0o777) == "0o600"
+    assert (tmp_path / "node-1" / "auth_key.pub").read_text().startswith("ecdsa-sha2-nistp384 ")
+    before = key.read_bytes()
+    assert main(["deploy", "node-keys", "--out", str(tmp_path), "--nodes", "2"]) == 2
+    assert main(["deploy", "node-keys", "--exist-ok", "--out", str(tmp_path), "--nodes", "2"]) == 0
+    assert key.read_bytes() == before
+
+
+@pytest.mark.slow
+def test_register_is_idempotent_against_a_real_superlink(tmp_path, monkeypatch, capsys):
+    from fedpriv.cli import main
+    from fedpriv.deploy.local import _Processes, environment, free_port
+
+    certs = make_certificates(tmp_path / "certs")
+    tls = topology.TlsFiles(str(certs["ca"]), str(certs["cert"]), str(certs["key"]))
+    port = free_port()
+    (tmp_path / "logs").mkdir()
+    home = tmp_path / "home"
+    monkeypatch.setenv("FLWR_HOME", str(home))
+    processes = _Processes(tmp_path / "logs")
+    argv = topology.superlink_args(tls, "127.0.0.1", port, str(tmp_path / "state.db"), True)
+    superlink = str(Path(sys.executable).with_name("flower-superlink"))
+    try:
+        processes.start("superlink", [superlink, *argv], tmp_path, environment(home))
+        assert main(["deploy", "node-keys", "--out", str(tmp_path / "keys"), "--nodes", "2"]) == 0
+        register = ["deploy", "register", "--superlink", f"127.0.0.1:{port}"]
+        register += ["--ca", str(certs["ca"]), "--keys", str(tmp_path / "keys")]
+        assert main(register) == 0
+        assert main(register) == 0  # a second `docker compose up` registers again: fine
+        listed = subprocess.run(
+            [str(Path(sys.executable).with_name("flwr")), "supernode", "list", "deploy",
+             "--format", "json"],
+            env=environment(home), capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+        nodes = json.loads(listed.stdout)["nodes"]
+        assert [n["status"] for n in nodes] == ["registered", "registered"]
+    finally:
+        processes.stop()
+    assert not group_alive(processes.started[0][1].pid)

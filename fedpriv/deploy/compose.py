@@ -7,6 +7,7 @@ from typing import Any
 import yaml
 
 from fedpriv.deploy import topology
+from fedpriv.errors import ConfigError
 
 # `fedpriv deploy compose --clients N` prints the file; the repository's ``docker-compose.yml``
 # is its output for three clients (a test keeps the two identical).
@@ -17,6 +18,9 @@ KEY_DIR = "/keys"  # where each side's own key volume is mounted
 CLIENT_KEYS_VOLUME, SERVER_KEYS_VOLUME = "client-keys", "server-keys"
 RUNS = "/runs"
 FLWR_HOME = "/home/fedpriv/.flwr"
+NODE_KEYS = "/node-keys"  # all nodes' keys, in the one-shot services only
+NODE_KEY_DIR = "/node-key"  # one node's own key, in that SuperNode
+MAX_NODE_KEYS = 64  # mount points the image creates owned by its user (docker/Dockerfile)
 # Read by compose from the environment (or an .env file) when the run is submitted.
 ENVIRONMENT = {
     "FEDPRIV_NUM_CLIENTS": "clients the server waits for (the SuperNodes started, at most N)",
@@ -58,8 +62,59 @@ def supernode_name(partition: int) -> str:
     return f"supernode-{partition}"
 
 
-def compose_file(num_clients: int = 3) -> dict[str, Any]:
-    """The compose document for ``num_clients`` SuperNodes (TLS on every connection)."""
+def node_key_volume(partition: int) -> str:
+    """The volume holding one SuperNode's authentication key (that node mounts only its own)."""
+    return f"node-key-{partition}"
+
+
+def _node_auth_services(num_clients: int, superlink: str) -> dict[str, Any]:
+    """One-shot services that make each node's key and register it before the nodes start."""
+    keys = [f"{node_key_volume(i)}:{NODE_KEYS}/node-{i}" for i in range(num_clients)]
+    return {
+        "node-keys": _service(
+            [
+                "fedpriv",
+                "deploy",
+                "node-keys",
+                "--exist-ok",
+                "--out",
+                NODE_KEYS,
+                "--nodes",
+                str(num_clients),
+            ],
+            keys,
+            depends_on=_done("certs"),
+        ),  # fmt: skip
+        "register": _service(
+            [
+                "fedpriv",
+                "deploy",
+                "register",
+                "--superlink",
+                superlink,
+                "--ca",
+                CERTS.ca,
+                "--keys",
+                NODE_KEYS,
+            ],
+            ["certs:/certs:ro", *(f"{v}:ro" for v in keys)],
+            environment={"FLWR_HOME": FLWR_HOME},
+            depends_on={"superlink": {"condition": "service_started"}, **_done("node-keys")},
+        ),  # fmt: skip
+    }
+
+
+def compose_file(num_clients: int = 3, node_auth: bool = False) -> dict[str, Any]:
+    """The compose document for ``num_clients`` SuperNodes (TLS on every connection).
+
+    With ``node_auth`` the SuperLink admits registered SuperNodes only: a one-shot service
+    makes each node's key, another registers them, and each node mounts only its own key.
+    """
+    if node_auth and num_clients > MAX_NODE_KEYS:
+        raise ConfigError(
+            f"--node-auth supports up to {MAX_NODE_KEYS} SuperNodes (the image's key mount "
+            "points, docker/Dockerfile)"
+        )
     clients = _var("FEDPRIV_NUM_CLIENTS", num_clients)
     superlink = f"superlink:{topology.SUPERLINK_PORT}"
     certs_ro = "certs:/certs:ro"
@@ -92,7 +147,7 @@ def compose_file(num_clients: int = 3) -> dict[str, Any]:
             [
                 "flower-superlink",
                 *topology.superlink_args(
-                    CERTS, "0.0.0.0", topology.SUPERLINK_PORT, "/state/superlink.db"
+                    CERTS, "0.0.0.0", topology.SUPERLINK_PORT, "/state/superlink.db", node_auth
                 ),
             ],
             [certs_ro, "superlink-state:/state"],
@@ -106,9 +161,16 @@ def compose_file(num_clients: int = 3) -> dict[str, Any]:
             depends_on={"superlink": {"condition": "service_started"}, **_done("keys")},
         ),
     }
+    if node_auth:
+        services.update(_node_auth_services(num_clients, superlink))
     for partition in range(num_clients):
         node = supernode_name(partition)
         address = f"{node}:{topology.SUPERNODE_PORT}"
+        volumes = [certs_ro]
+        depends: dict[str, Any] = {"superlink": {"condition": "service_started"}}
+        if node_auth:
+            volumes.append(f"{node_key_volume(partition)}:{NODE_KEY_DIR}:ro")
+            depends.update(_done("register"))
         services[node] = _service(
             [
                 "flower-supernode",
@@ -118,10 +180,11 @@ def compose_file(num_clients: int = 3) -> dict[str, Any]:
                     "0.0.0.0",
                     topology.SUPERNODE_PORT,
                     topology.node_config(partition, num_clients, KEY_DIR),
+                    f"{NODE_KEY_DIR}/auth_key" if node_auth else None,
                 ),
             ],
-            [certs_ro],
-            depends_on={"superlink": {"condition": "service_started"}},
+            volumes,
+            depends_on=depends,
         )
         # The ClientApp runs here: only client-side services see the secret-key context.
         services[f"superexec-clientapp-{partition}"] = _service(
@@ -163,6 +226,8 @@ def compose_file(num_clients: int = 3) -> dict[str, Any]:
         profiles=["release"],
     )
     volumes = ["certs", CLIENT_KEYS_VOLUME, SERVER_KEYS_VOLUME, "runs", "superlink-state"]
+    if node_auth:
+        volumes += [node_key_volume(i) for i in range(num_clients)]
     return {"name": "fedpriv", "services": services, "volumes": {v: {} for v in volumes}}
 
 
@@ -184,7 +249,7 @@ def _run_config(clients: str) -> str:
 
 
 HEADER = """\
-# Generated by `fedpriv deploy compose --clients {num_clients}`; edit that, not this file.
+# Generated by `fedpriv deploy compose {command}`; edit that, not this file.
 # The fedpriv topology on Flower's Deployment Engine, TLS on every connection:
 #   certs, keys            one-shot provisioning (TLS material; CKKS key set, split by side)
 #   superlink              Fleet + Control + ServerApp Runtime API on port {port}
@@ -193,17 +258,18 @@ HEADER = """\
 #   superexec-clientapp-i  runs that client's ClientApp: the only holders of the secret key
 #   submit   (profile run)      `flwr run` of this app against the SuperLink
 #   release  (profile release)  the key holder decrypts the final model
+#   node-keys, register    with --node-auth: each node's key, registered before the nodes start
 # Environment: {variables}.
 # See README, "Deploying".
 """
 
 
-def render(num_clients: int = 3) -> str:
+def render(num_clients: int = 3, node_auth: bool = False) -> str:
     """The text of ``docker-compose.yml`` for ``num_clients`` SuperNodes."""
     header = HEADER.format(
-        num_clients=num_clients,
+        command=f"--clients {num_clients}" + (" --node-auth" if node_auth else ""),
         port=topology.SUPERLINK_PORT,
         variables=", ".join(ENVIRONMENT),
     )
-    body = yaml.safe_dump(compose_file(num_clients), sort_keys=False, width=100)
+    body = yaml.safe_dump(compose_file(num_clients, node_auth), sort_keys=False, width=100)
     return header + body

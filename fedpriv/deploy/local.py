@@ -173,7 +173,17 @@ def environment(flwr_home: Path) -> dict[str, str]:
     return env
 
 
-def _wait_healthy(url: str, ca: Path | None, processes: _Processes, timeout: float = 60) -> None:
+def wait_healthy(
+    url: str, ca: Path | None, processes: _Processes | None = None, timeout: float = 60
+) -> None:
+    """Wait until ``url`` (a Flower ``/health`` endpoint) answers 200.
+
+    Raises
+    ------
+    DeploymentError
+        If it does not within ``timeout`` seconds, or a process of ``processes`` exited.
+
+    """
     context = ssl.create_default_context(cafile=str(ca)) if ca else None
     deadline = time.monotonic() + timeout
     while True:
@@ -183,7 +193,8 @@ def _wait_healthy(url: str, ca: Path | None, processes: _Processes, timeout: flo
                     return
         except OSError:
             pass
-        processes.check_alive()
+        if processes is not None:
+            processes.check_alive()
         if time.monotonic() > deadline:
             raise DeploymentError(f"{url} did not become healthy in {timeout:.0f}s")
         time.sleep(0.3)
@@ -204,16 +215,27 @@ def run_config_string(config: RunConfig) -> str:
     return " ".join(items)
 
 
-def _node_auth_key(directory: Path) -> tuple[Path, Path]:
-    """An ECDSA P-384 key pair in OpenSSH format (what ``ssh-keygen -t ecdsa -b 384`` writes)."""
+NODE_KEY, NODE_PUBLIC_KEY = "auth_key", "auth_key.pub"
+ALREADY_REGISTERED = "Public key already in use"
+
+
+def make_node_key(directory: Path) -> tuple[Path, Path]:
+    """A SuperNode's ECDSA P-384 key pair in OpenSSH format (as ``ssh-keygen -t ecdsa -b 384``).
+
+    Returns
+    -------
+    tuple[Path, Path]
+        The private key (0600) and the public key to register.
+
+    """
     from cryptography.hazmat.primitives import serialization
     from cryptography.hazmat.primitives.asymmetric import ec
 
     from fedpriv.crypto.keys import write_private, write_public
 
     key = ec.generate_private_key(ec.SECP384R1())
-    private = directory / "auth_key"
-    public = directory / "auth_key.pub"
+    private = directory / NODE_KEY
+    public = directory / NODE_PUBLIC_KEY
     directory.mkdir(parents=True, exist_ok=True)
     write_private(
         private,
@@ -232,6 +254,22 @@ def _node_auth_key(directory: Path) -> tuple[Path, Path]:
     return private, public
 
 
+def register_node(public_key: Path, env: dict[str, str], log: Path) -> None:
+    """Register a SuperNode's public key with the SuperLink (one registered already is fine).
+
+    Raises
+    ------
+    DeploymentError
+        If the SuperLink refuses the key for another reason.
+
+    """
+    try:
+        _flwr(["supernode", "register", str(public_key), CONNECTION], env, log)
+    except DeploymentError as err:
+        if ALREADY_REGISTERED not in str(err):
+            raise
+
+
 def _flwr(args: list[str], env: dict[str, str], log: Path, timeout: float = 120) -> str:
     try:
         proc = subprocess.run(
@@ -242,7 +280,8 @@ def _flwr(args: list[str], env: dict[str, str], log: Path, timeout: float = 120)
     with log.open("a") as handle:
         handle.write(f"$ flwr {' '.join(args)}\n{proc.stdout}{proc.stderr}\n")
     if proc.returncode != 0:
-        raise DeploymentError(f"flwr {args[0]} failed ({proc.returncode}): {proc.stderr[-1500:]}")
+        output = (proc.stderr + proc.stdout)[-1500:]
+        raise DeploymentError(f"flwr {args[0]} failed ({proc.returncode}): {output}")
     return proc.stdout
 
 
@@ -321,7 +360,7 @@ def _deploy(
         tls, "127.0.0.1", port, str(out / "superlink" / "state.db"), deployment.node_auth
     )
     processes.start("superlink", [_binary("flower-superlink"), *argv], out / "superlink", env)
-    _wait_healthy(f"{scheme}://{superlink}/health", ca, processes)
+    wait_healthy(f"{scheme}://{superlink}/health", ca, processes)
 
     argv = topology.superexec_args(tls, superlink)
     processes.start("superexec-server", [_binary("flower-superexec"), *argv], out / "server", env)
@@ -330,12 +369,8 @@ def _deploy(
         node_dir = out / "nodes" / f"node-{partition}"
         auth_key = None
         if deployment.node_auth:
-            auth_key, public = _node_auth_key(node_dir)
-            _flwr(
-                ["supernode", "register", str(public), CONNECTION],
-                env,
-                logs / "register.log",
-            )
+            auth_key, public = make_node_key(node_dir)
+            register_node(public, env, logs / "register.log")
         node_config = topology.node_config(
             partition, config.num_clients, str(client_keys) if client_keys else None
         )
@@ -352,7 +387,7 @@ def _deploy(
         )
     for partition, node_port in enumerate(node_ports):
         address = f"127.0.0.1:{node_port}"
-        _wait_healthy(f"{scheme}://{address}/health", ca, processes)
+        wait_healthy(f"{scheme}://{address}/health", ca, processes)
         argv = topology.superexec_args(tls, address)
         processes.start(
             f"superexec-node-{partition}",
