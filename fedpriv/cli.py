@@ -336,22 +336,16 @@ def cmd_deploy_local(args: argparse.Namespace) -> int:
 
 def cmd_deploy_submit(args: argparse.Namespace) -> int:
     """Handle `fedpriv deploy submit`."""
-    import os
-
-    from fedpriv.deploy import topology
-    from fedpriv.deploy.local import APP_DIR, CONNECTION, environment, submit_run
+    from fedpriv.deploy.local import APP_DIR, connect, submit_run
 
     if (args.ca is None) == (not args.insecure):
         raise FedprivError("give --ca CA_CERT for TLS, or --insecure")
     args.logs.mkdir(parents=True, exist_ok=True)
-    home = Path(os.environ.get("FLWR_HOME") or args.logs.resolve() / "flwr-home")
-    home.mkdir(parents=True, exist_ok=True)
     ca = str(args.ca.resolve()) if args.ca else None
-    (home / "config.toml").write_text(topology.connection_toml(CONNECTION, args.superlink, ca))
     status = submit_run(
         args.app or APP_DIR,
         args.run_config,
-        environment(home),
+        connect(args.logs.resolve() / "flwr-home", args.superlink, ca),
         args.logs,
         args.timeout,
         lambda message: console.print(f"[dim]{message}"),
@@ -380,28 +374,20 @@ def cmd_deploy_node_keys(args: argparse.Namespace) -> int:
 
 def cmd_deploy_register(args: argparse.Namespace) -> int:
     """Handle `fedpriv deploy register`."""
-    import os
+    import tempfile
 
-    from fedpriv.deploy import topology
-    from fedpriv.deploy.local import (
-        CONNECTION,
-        NODE_PUBLIC_KEY,
-        environment,
-        register_node,
-        wait_healthy,
-    )
+    from fedpriv.deploy.local import NODE_PUBLIC_KEY, connect, register_node, wait_healthy
 
     keys = sorted(args.keys.glob(f"node-*/{NODE_PUBLIC_KEY}"))
     if not keys:
         raise FedprivError(f"{args.keys} holds no node-*/{NODE_PUBLIC_KEY}")
-    home = Path(os.environ.get("FLWR_HOME") or Path.home() / ".flwr")
-    home.mkdir(parents=True, exist_ok=True)
     ca = args.ca.resolve()
-    (home / "config.toml").write_text(topology.connection_toml(CONNECTION, args.superlink, str(ca)))
     wait_healthy(f"https://{args.superlink}/health", ca, timeout=args.timeout)
-    for key in keys:
-        register_node(key, environment(home), home / "register.log")
-        print(f"registered {key.parent.name}")
+    with tempfile.TemporaryDirectory(prefix="fedpriv-flwr-") as home:
+        env = connect(Path(home), args.superlink, str(ca))
+        for key in keys:
+            register_node(key, env, Path(home) / "register.log")
+            print(f"registered {key.parent.name}")
     return 0
 
 

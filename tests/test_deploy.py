@@ -259,21 +259,21 @@ def test_node_keys_are_private_and_kept(tmp_path, capsys):
 
 
 @pytest.mark.slow
-def test_register_is_idempotent_against_a_real_superlink(tmp_path, monkeypatch, capsys):
+def test_register_is_idempotent_against_a_real_superlink(tmp_path, capsys):
     from fedpriv.cli import main
-    from fedpriv.deploy.local import _Processes, environment, free_port
+    from fedpriv.deploy.local import _Processes, connect, free_port
 
     certs = make_certificates(tmp_path / "certs")
     tls = topology.TlsFiles(str(certs["ca"]), str(certs["cert"]), str(certs["key"]))
     port = free_port()
     (tmp_path / "logs").mkdir()
     home = tmp_path / "home"
-    monkeypatch.setenv("FLWR_HOME", str(home))
     processes = _Processes(tmp_path / "logs")
     argv = topology.superlink_args(tls, "127.0.0.1", port, str(tmp_path / "state.db"), True)
     superlink = str(Path(sys.executable).with_name("flower-superlink"))
     try:
-        processes.start("superlink", [superlink, *argv], tmp_path, environment(home))
+        env = connect(home, f"127.0.0.1:{port}", str(certs["ca"]))  # for listing the nodes
+        processes.start("superlink", [superlink, *argv], tmp_path, env)
         assert main(["deploy", "node-keys", "--out", str(tmp_path / "keys"), "--nodes", "2"]) == 0
         register = ["deploy", "register", "--superlink", f"127.0.0.1:{port}"]
         register += ["--ca", str(certs["ca"]), "--keys", str(tmp_path / "keys")]
@@ -282,7 +282,7 @@ def test_register_is_idempotent_against_a_real_superlink(tmp_path, monkeypatch, 
         listed = subprocess.run(
             [str(Path(sys.executable).with_name("flwr")), "supernode", "list", "deploy",
              "--format", "json"],
-            env=environment(home), capture_output=True, text=True, timeout=60,
+            env=env, capture_output=True, text=True, timeout=60,
         )  # fmt: skip
         nodes = json.loads(listed.stdout)["nodes"]
         assert [n["status"] for n in nodes] == ["registered", "registered"]

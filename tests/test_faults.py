@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import client_context
+from conftest import EQUIVALENCE, client_context
 from flwr.app import (
     Array,
     ArrayRecord,
@@ -302,14 +302,18 @@ def _history_rounds(path: Path) -> int:
 @pytest.mark.slow
 def test_killed_run_resumes_to_the_uninterrupted_model(tmp_path):
     """Kill a ckks run (SIGKILL, Ray included) after round 2 of 4; resume; same model."""
+    import tomli_w
+
     from fedpriv.simulation import run_simulation
 
-    recipe = ["--lr", "0.5", "--momentum", "0", "--local-epochs", "1", "--batch-size", "512"]
-    argv = ["run", "--aggregation", "ckks", "--clients", "3", "--rounds", "4", *recipe]
+    # One federation, run through the CLI (to be killed) and in-process (uninterrupted).
+    config = RunConfig(aggregation="ckks", num_clients=3, num_server_rounds=4, **EQUIVALENCE)
+    experiment = tmp_path / "experiment.toml"
+    experiment.write_text(tomli_w.dumps({"run": config.to_flower()}))
     killed = tmp_path / "killed"
     fedpriv = str(Path(sys.executable).with_name("fedpriv"))
     proc = subprocess.Popen(
-        [fedpriv, *argv, "--out", str(killed)],
+        [fedpriv, "run", "--config", str(experiment), "--out", str(killed)],
         cwd=ROOT,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
@@ -330,15 +334,6 @@ def test_killed_run_resumes_to_the_uninterrupted_model(tmp_path):
     history = json.loads((killed / "history.json").read_text())
     assert [r["round"] for r in history["rounds"]] == [1, 2, 3, 4]
 
-    config = RunConfig(
-        aggregation="ckks",
-        num_clients=3,
-        num_server_rounds=4,
-        learning_rate=0.5,
-        momentum=0.0,
-        local_epochs=1,
-        batch_size=512,
-    )
     straight = run_simulation(config.replace(out_dir=str(tmp_path / "straight")))
     a = RunDirectory(killed).read_model()
     b = RunDirectory(straight).read_model()

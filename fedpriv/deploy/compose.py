@@ -17,7 +17,6 @@ CERTS = topology.TlsFiles("/certs/ca.crt", "/certs/server.pem", "/certs/server.k
 KEY_DIR = "/keys"  # where each side's own key volume is mounted
 CLIENT_KEYS_VOLUME, SERVER_KEYS_VOLUME = "client-keys", "server-keys"
 RUNS = "/runs"
-FLWR_HOME = "/home/fedpriv/.flwr"
 NODE_KEYS = "/node-keys"  # all nodes' keys, in the one-shot services only
 NODE_KEY_DIR = "/node-key"  # one node's own key, in that SuperNode
 MAX_NODE_KEYS = 64  # mount points the image creates owned by its user (docker/Dockerfile)
@@ -98,7 +97,6 @@ def _node_auth_services(num_clients: int, superlink: str) -> dict[str, Any]:
                 NODE_KEYS,
             ],
             ["certs:/certs:ro", *(f"{v}:ro" for v in keys)],
-            environment={"FLWR_HOME": FLWR_HOME},
             depends_on={"superlink": {"condition": "service_started"}, **_done("node-keys")},
         ),  # fmt: skip
     }
@@ -209,7 +207,6 @@ def compose_file(num_clients: int = 3, node_auth: bool = False) -> dict[str, Any
             _run_config(clients),
         ],  # fmt: skip
         [certs_ro, f"runs:{RUNS}"],
-        environment={"FLWR_HOME": FLWR_HOME},
         depends_on={"superexec-serverapp": {"condition": "service_started"}},
         profiles=["run"],
     )

@@ -165,6 +165,16 @@ def _binary(name: str) -> str:
     return str(Path(sys.executable).with_name(name))
 
 
+def connect(flwr_home: Path, superlink: str, ca: str | None) -> dict[str, str]:
+    """A private ``$FLWR_HOME`` whose ``deploy`` connection is ``superlink``; its environment.
+
+    Private so that the user's own ``~/.flwr/config.toml`` is never rewritten.
+    """
+    flwr_home.mkdir(parents=True, exist_ok=True)
+    (flwr_home / "config.toml").write_text(topology.connection_toml(CONNECTION, superlink, ca))
+    return environment(flwr_home)
+
+
 def environment(flwr_home: Path) -> dict[str, str]:
     """The environment of Flower's processes: offline, quiet, this venv's executables."""
     bin_dir = str(Path(sys.executable).parent)
@@ -333,17 +343,13 @@ def _deploy(
 ) -> Path:
     config = deployment.config
     logs = processes.logs
-    env = environment(out / "flwr-home")
-    (out / "flwr-home").mkdir()
     tls = None
     if deployment.tls:
         paths = make_certificates(out / "certs")
         tls = topology.TlsFiles(str(paths["ca"]), str(paths["cert"]), str(paths["key"]))
     port = free_port()
     superlink = f"127.0.0.1:{port}"
-    (out / "flwr-home" / "config.toml").write_text(
-        topology.connection_toml(CONNECTION, superlink, tls.ca if tls else None)
-    )
+    env = connect(out / "flwr-home", superlink, tls.ca if tls else None)
     scheme = "https" if tls else "http"
     ca = Path(tls.ca) if tls else None
 
