@@ -3,100 +3,135 @@
 from __future__ import annotations
 
 import dataclasses
-import tomllib
-from dataclasses import dataclass, fields
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass, field, fields
+from enum import StrEnum
+from typing import Any, ClassVar
 
+from fedpriv.crypto.presets import DEFAULT_PRESET, PRESETS, get_preset
 from fedpriv.errors import ConfigError
+from fedpriv.registry import (
+    DATASETS,
+    DEFENSES,
+    MODELS,
+    PARTITIONERS,
+    SCHEMES,
+    Aggregation,
+    Defense,
+    check_dataset_name,
+    unknown_name,
+)
 
-if TYPE_CHECKING:
-    from fedpriv.defenses.dp import DPSettings
+FlowerValue = str | int | float | bool
 
-AGGREGATIONS = ("plaintext", "ckks", "secagg")
-DEFENSES = ("none", "dp", "dp-sgd", "memguard")
-PARTITIONERS = ("iid", "dirichlet", "shards")
+
+def setting(
+    default: Any, help: str, flag: str | None = None, choices: tuple[str, ...] | None = None
+) -> Any:
+    """A run-config field: its default, help text, command-line flag and listed choices.
+
+    The command line (``fedpriv run --help``) and the reference docs are generated from these.
+    """
+    return field(default=default, metadata={"help": help, "flag": flag, "choices": choices})
 
 
 @dataclass(frozen=True)
 class RunConfig:
-    """Everything that defines a federation; the same keys as `[tool.flwr.app.config]`.
+    """Everything that defines a federation; the same keys as ``[tool.flwr.app.config]``.
 
-    Attribute names are the run-config keys with ``-`` replaced by ``_``. Instances
-    validate themselves on creation and raise :class:`ConfigError` naming the bad key.
+    Attribute names are the run-config keys with ``-`` replaced by ``_``. Instances validate
+    themselves on creation and raise :class:`ConfigError` naming the bad key.
     """
 
-    aggregation: str = "plaintext"
-    dataset: str = "digits"
-    partitioner: str = "iid"
-    dirichlet_alpha: float = 0.5
-    shards_per_client: int = 2
-    model: str = "mlp"
-    num_clients: int = 5
-    num_server_rounds: int = 3
-    fraction_train: float = 1.0
-    fraction_evaluate: float = 1.0
-    min_available_clients: int = 2
-    local_epochs: int = 5
-    batch_size: int = 16
-    learning_rate: float = 0.05
-    momentum: float = 0.9
-    test_fraction: float = 0.2
-    max_train_samples: int = 0
-    seed: int = 42
-    ckks_preset: str = "n4096-compact"
-    key_dir: str = ""
-    out_dir: str = ""
-    record_server_view: bool = True
-    resume: bool = False
-    defense: str = "none"
-    dp_noise_multiplier: float = 1.0
-    dp_clipping_norm: float = 1.0
-    dp_delta: float = 1e-5
-    dp_noise_seed: int = -1
-    memguard_epsilon: float = 1.0
-    secagg_num_shares: int = 3
-    secagg_reconstruction_threshold: int = 2
+    aggregation: Aggregation = setting(
+        Aggregation.PLAINTEXT, "how the server aggregates updates", choices=SCHEMES.names()
+    )
+    dataset: str = setting(
+        "digits",
+        "bundled data, or hf:<hub-id-or-saved-dir>",
+        choices=(*DATASETS.names(), "hf:<name>"),
+    )
+    partitioner: str = setting(
+        "iid", "how records are split among clients", choices=PARTITIONERS.names()
+    )
+    dirichlet_alpha: float = setting(
+        0.5, "Dirichlet concentration (smaller: more label skew)", "alpha"
+    )
+    shards_per_client: int = setting(2, "label shards per client (partitioner shards)")
+    model: str = setting("mlp", "the torch model", choices=MODELS.names())
+    num_clients: int = setting(5, "clients (virtual SuperNodes)", "clients")
+    num_server_rounds: int = setting(3, "server rounds", "rounds")
+    fraction_train: float = setting(1.0, "fraction of clients trained per round, in (0, 1]")
+    fraction_evaluate: float = setting(1.0, "fraction of clients evaluated per round, in (0, 1]")
+    min_available_clients: int = setting(
+        2, "a round needs this many nodes and intact replies, else it is skipped"
+    )
+    local_epochs: int = setting(5, "local epochs per round")
+    batch_size: int = setting(16, "local mini-batch size")
+    learning_rate: float = setting(0.05, "local SGD learning rate", "lr")
+    momentum: float = setting(0.9, "local SGD momentum, in [0, 1)")
+    test_fraction: float = setting(0.2, "share of each client's records kept for its test split")
+    max_train_samples: int = setting(0, "cap on each client's training records (0: none)")
+    seed: int = setting(42, "seed of the split, the initial model and the mini-batch order")
+    ckks_preset: str = setting(
+        DEFAULT_PRESET, "CKKS parameter preset (`fedpriv keys presets`)", choices=tuple(PRESETS)
+    )
+    key_dir: str = setting("", "key directory (ckks; simulation: <out>/keys)")
+    out_dir: str = setting("", "run directory (default runs/<aggregation>-<time>)", "out")
+    record_server_view: bool = setting(True, "store every payload the server sent and received")
+    resume: bool = setting(False, "continue the run in out-dir after its last finished round")
+    defense: Defense = setting(
+        Defense.NONE, "a protection beside the aggregation", choices=DEFENSES.names()
+    )
+    dp_noise_multiplier: float = setting(1.0, "DP: noise sigma in units of the clipping norm")
+    dp_clipping_norm: float = setting(1.0, "DP: clipping norm C of an update (or a gradient)")
+    dp_delta: float = setting(1e-5, "DP: delta of the reported epsilon")
+    dp_noise_seed: int = setting(-1, "DP: seed of the server's noise (-1: from the OS; tests)")
+    memguard_epsilon: float = setting(1.0, "MemGuard: expected L1 distortion budget")
+    secagg_num_shares: int = setting(3, "SecAgg+: shares of each client's secrets")
+    secagg_reconstruction_threshold: int = setting(
+        2, "SecAgg+: shares needed to reconstruct a secret"
+    )
+
+    # Keys a resumed run may change: where it runs, and that it resumes.
+    RESUMABLE_CHANGES: ClassVar[tuple[str, ...]] = ("resume", "out_dir", "key_dir")
 
     def __post_init__(self) -> None:
         self._check_types()
-        _check_choice("aggregation", self.aggregation, AGGREGATIONS)
-        _check_choice("partitioner", self.partitioner, PARTITIONERS)
-        _check_choice("defense", self.defense, DEFENSES)
-        if self.defense == "dp":
-            if self.aggregation != "ckks":
-                raise ConfigError(
-                    "defense 'dp' (noise added to the encrypted sum) needs aggregation 'ckks'"
-                )
-            self.dp_settings()
-        if self.aggregation == "secagg" and not (
-            2 <= self.secagg_reconstruction_threshold <= self.secagg_num_shares
-        ):
-            raise ConfigError(
-                "secagg needs 2 <= secagg-reconstruction-threshold <= secagg-num-shares, got "
-                f"{self.secagg_reconstruction_threshold} and {self.secagg_num_shares}"
-            )
-        if self.defense == "dp-sgd":
-            self.dp_settings()
-        if self.memguard_epsilon <= 0:
-            raise ConfigError(f"memguard-epsilon must be > 0, got {self.memguard_epsilon}")
-        # Datasets and models are checked against their registries lazily (import cost).
-        from fedpriv.data.datasets import check_dataset_name
-        from fedpriv.models import MODELS
-
         check_dataset_name(self.dataset)
-        _check_choice("model", self.model, tuple(MODELS))
-        if self.aggregation == "ckks":
-            from fedpriv.crypto.presets import get_preset
-
-            get_preset(self.ckks_preset)
-        for name in ("num_clients", "num_server_rounds", "local_epochs", "batch_size"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"{_key(name)} must be >= 1, got {getattr(self, name)}")
-        if self.min_available_clients < 1:
+        PARTITIONERS.check(self.partitioner)
+        MODELS.check(self.model)
+        get_preset(self.ckks_preset)
+        self._check_ranges()
+        needed = DEFENSES.entry(self.defense).requires - SCHEMES.entry(self.aggregation).provides
+        if needed:
+            able = " or ".join(repr(name) for name in SCHEMES.providing(next(iter(needed))))
             raise ConfigError(
-                f"min-available-clients must be >= 1, got {self.min_available_clients}"
+                f"defense {str(self.defense)!r} needs aggregation {able} "
+                f"({', '.join(sorted(needed))}); got aggregation {str(self.aggregation)!r}"
             )
+
+    def _check_types(self) -> None:
+        for f in fields(self):
+            value = getattr(self, f.name)
+            expected = type(f.default)
+            if issubclass(expected, StrEnum):
+                if not isinstance(value, str) or value not in {m.value for m in expected}:
+                    raise unknown_name(_key(f.name), str(value), [m.value for m in expected])
+                object.__setattr__(self, f.name, expected(value))
+                continue
+            if expected is float and isinstance(value, int) and not isinstance(value, bool):
+                object.__setattr__(self, f.name, float(value))
+                continue
+            if not isinstance(value, expected) or (expected is int and isinstance(value, bool)):
+                raise ConfigError(
+                    f"{_key(f.name)} must be of type {expected.__name__}, got {value!r}"
+                )
+
+    def _check_ranges(self) -> None:
+        for name in ("num_clients", "num_server_rounds", "local_epochs", "batch_size"):
+            _at_least(name, getattr(self, name), 1)
+        _at_least("min_available_clients", self.min_available_clients, 1)
+        _at_least("shards_per_client", self.shards_per_client, 1)
         for name in ("fraction_train", "fraction_evaluate"):
             value = getattr(self, name)
             if not 0.0 < value <= 1.0:
@@ -107,42 +142,24 @@ class RunConfig:
             )
         if not 0.0 < self.test_fraction < 1.0:
             raise ConfigError(f"test-fraction must lie in (0, 1), got {self.test_fraction}")
-        if self.dirichlet_alpha <= 0:
-            raise ConfigError(f"dirichlet-alpha must be > 0, got {self.dirichlet_alpha}")
-        if self.shards_per_client < 1:
-            raise ConfigError(f"shards-per-client must be >= 1, got {self.shards_per_client}")
-        if self.learning_rate <= 0:
-            raise ConfigError(f"learning-rate must be > 0, got {self.learning_rate}")
+        for name in ("dirichlet_alpha", "learning_rate", "memguard_epsilon", "dp_clipping_norm"):
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"{_key(name)} must be > 0, got {getattr(self, name)}")
         if not 0.0 <= self.momentum < 1.0:
             raise ConfigError(f"momentum must lie in [0, 1), got {self.momentum}")
+        if self.dp_noise_multiplier < 0:
+            raise ConfigError(f"dp-noise-multiplier must be >= 0, got {self.dp_noise_multiplier}")
+        if not 0 < self.dp_delta < 1:
+            raise ConfigError(f"dp-delta must lie in (0, 1), got {self.dp_delta}")
+        if not 2 <= self.secagg_reconstruction_threshold <= self.secagg_num_shares:
+            raise ConfigError(
+                "secagg needs 2 <= secagg-reconstruction-threshold <= secagg-num-shares, got "
+                f"{self.secagg_reconstruction_threshold} and {self.secagg_num_shares}"
+            )
 
-    def _check_types(self) -> None:
-        for f in fields(self):
-            value = getattr(self, f.name)
-            expected = type(f.default)
-            if expected is float and isinstance(value, int) and not isinstance(value, bool):
-                object.__setattr__(self, f.name, float(value))
-                continue
-            if not isinstance(value, expected) or (expected is int and isinstance(value, bool)):
-                raise ConfigError(
-                    f"{_key(f.name)} must be of type {expected.__name__}, got {value!r}"
-                )
-
-    def dp_settings(self) -> DPSettings:
-        """The client-level DP parameters (validated)."""
-        from fedpriv.defenses.dp import DPSettings
-
-        return DPSettings(
-            self.dp_noise_multiplier, self.dp_clipping_norm, self.dp_delta, self.dp_noise_seed
-        )
-
-    def to_flower(self) -> dict[str, Any]:
-        """Return the configuration as Flower run-config (kebab-case keys, scalars only)."""
-        return {_key(f.name): getattr(self, f.name) for f in fields(self)}
-
-    def to_dict(self) -> dict[str, Any]:
-        """Return a JSON-serializable dictionary (same keys as :meth:`to_flower`)."""
-        return self.to_flower()
+    def to_flower(self) -> dict[str, FlowerValue]:
+        """Return the configuration as Flower run-config (kebab-case keys, plain scalars)."""
+        return {_key(f.name): _plain(getattr(self, f.name)) for f in fields(self)}
 
     def differences(self, other: RunConfig, ignore: tuple[str, ...] = ()) -> list[str]:
         """Run-config keys whose values differ from ``other``'s (except ``ignore``)."""
@@ -152,6 +169,10 @@ class RunConfig:
             if f.name not in ignore and getattr(self, f.name) != getattr(other, f.name)
         ]
 
+    def same_federation(self, other: RunConfig) -> bool:
+        """Whether ``other`` describes the same federation (where it runs aside)."""
+        return not self.differences(other, ignore=self.RESUMABLE_CHANGES)
+
     def replace(self, **changes: Any) -> RunConfig:
         """Return a copy with ``changes`` (attribute names) applied and validated."""
         return dataclasses.replace(self, **changes)
@@ -160,38 +181,26 @@ class RunConfig:
     def from_flower(cls, run_config: dict[str, Any]) -> RunConfig:
         """Build from Flower run-config; unknown keys raise :class:`ConfigError`."""
         known = {_key(f.name): f.name for f in fields(cls)}
-        unknown = sorted(set(run_config) - set(known))
-        if unknown:
-            raise ConfigError(
-                f"unknown run-config key(s) {', '.join(unknown)}; valid keys: {', '.join(known)}"
-            )
+        for key in run_config:
+            if key not in known:
+                raise unknown_name("run-config key", key, known)
         return cls(**{known[key]: value for key, value in run_config.items()})
 
     @classmethod
-    def from_toml(cls, path: str | Path, overrides: dict[str, Any] | None = None) -> RunConfig:
-        """Read an experiment TOML file (its ``[run]`` table, or the top level)."""
-        data = read_toml(path, "experiment file")
-        table = data.get("run", data)
-        table = {k: v for k, v in table.items() if not isinstance(v, dict)}
-        table.update(overrides or {})
-        return cls.from_flower(table)
-
-
-def read_toml(path: str | Path, what: str) -> dict[str, Any]:
-    """Parse a TOML file; a missing or malformed file is a :class:`ConfigError` naming it."""
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"{what} {path} does not exist")
-    try:
-        return tomllib.loads(path.read_text(encoding="utf-8"))
-    except tomllib.TOMLDecodeError as err:
-        raise ConfigError(f"{what} {path} is not valid TOML: {err}") from err
+    def keys(cls) -> tuple[str, ...]:
+        """Every run-config key, in declaration order."""
+        return tuple(_key(f.name) for f in fields(cls))
 
 
 def _key(attribute: str) -> str:
     return attribute.replace("_", "-")
 
 
-def _check_choice(key: str, value: str, choices: tuple[str, ...]) -> None:
-    if value not in choices:
-        raise ConfigError(f"unknown {key} {value!r}; valid choices: {', '.join(choices)}")
+def _plain(value: Any) -> FlowerValue:
+    # Flower's run config and JSON want plain scalars, not enum members.
+    return str(value) if isinstance(value, StrEnum) else value
+
+
+def _at_least(name: str, value: int, low: int) -> None:
+    if value < low:
+        raise ConfigError(f"{_key(name)} must be >= {low}, got {value}")

@@ -3,16 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 from flwr.app import ArrayRecord
 
 from fedpriv.config import RunConfig
 from fedpriv.errors import ConfigError
+from fedpriv.history import History
 from fedpriv.rundir import RunDirectory
-
-# Keys a resumed run may change: where it runs, and that it resumes.
-RESUMABLE_CHANGES = ("resume", "out_dir", "key_dir")
 
 
 @dataclass(frozen=True)
@@ -23,7 +20,7 @@ class ResumePoint:
     ----------
     last_round : int
         The last round that finished (0: none; the run starts over).
-    history : dict[str, Any]
+    history : History
         The history up to and including ``last_round``.
     arrays : ArrayRecord | None
         The global model after ``last_round`` (ciphertexts under ckks); ``None`` if none.
@@ -31,7 +28,7 @@ class ResumePoint:
     """
 
     last_round: int
-    history: dict[str, Any]
+    history: History
     arrays: ArrayRecord | None
 
 
@@ -47,22 +44,18 @@ def resume_point(rundir: RunDirectory, config: RunConfig) -> ResumePoint:
         If the directory holds another federation (a run-config key differs).
 
     """
-    stored = RunConfig.from_flower(rundir.read_config())
-    changed = config.differences(stored, ignore=RESUMABLE_CHANGES)
+    stored = rundir.read_config()
+    changed = config.differences(stored, ignore=RunConfig.RESUMABLE_CHANGES)
     if changed:
         raise ConfigError(
             f"cannot resume {rundir.path}: {', '.join(changed)} differ(s) from the run it holds"
         )
-    try:
-        history = rundir.read_history()
-    except FileNotFoundError:
-        history = {"aggregation": config.aggregation, "rounds": []}
+    history = rundir.read_history() if rundir.has_history() else History(config.aggregation)
     checkpoints = set(rundir.checkpoint_rounds())
     finished = 0
-    for entry in history["rounds"]:
-        if entry["round"] != finished + 1 or entry["round"] not in checkpoints:
+    for record in history:
+        if record.round != finished + 1 or record.round not in checkpoints:
             break
-        finished = entry["round"]
-    history = {**history, "rounds": history["rounds"][:finished]}
+        finished = record.round
     arrays = rundir.read_checkpoint(finished)["arrays"] if finished else None
-    return ResumePoint(finished, history, arrays)
+    return ResumePoint(finished, history.upto(finished), arrays)

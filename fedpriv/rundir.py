@@ -1,4 +1,4 @@
-"""The run directory: configuration, history, server view, checkpoints and the released model."""
+"""The run directory: configuration, history, server view, checkpoints, model and attacks."""
 
 from __future__ import annotations
 
@@ -7,27 +7,33 @@ import os
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import torch
 from flwr.app import RecordDict
 
+from fedpriv.config import RunConfig
 from fedpriv.errors import ConfigError
+from fedpriv.history import History
 from fedpriv.wire import payload_bytes, payload_from_bytes
 
+# Every file name of a run directory; nothing else in fedpriv spells them.
 CONFIG = "config.json"
 HISTORY = "history.json"
 MODEL = "model.pt"
 SERVER_VIEW = "server_view"
 CHECKPOINTS = "checkpoints"
 KEYS = "keys"
+ATTACKS = "attacks"
+REUSE = "reuse.json"
 RUN_MARKERS = (CONFIG, HISTORY, MODEL, SERVER_VIEW, CHECKPOINTS)
 
 
 def write_json(path: Path, data: Any) -> None:
     """Write JSON atomically (a reader never sees half a file)."""
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=False) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    write_bytes(path, (json.dumps(data, indent=2) + "\n").encode())
+
+
+def read_json(path: Path) -> Any:
+    """Read a JSON file written by :func:`write_json`."""
+    return json.loads(path.read_text(encoding="utf-8"))
 
 
 def write_bytes(path: Path, data: bytes) -> None:
@@ -38,7 +44,7 @@ def write_bytes(path: Path, data: bytes) -> None:
 
 
 class RunDirectory:
-    """Reads and writes one run directory (see the README for its format)."""
+    """Reads and writes one run directory (``docs/reference/run-directory.md``)."""
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
@@ -65,43 +71,53 @@ class RunDirectory:
         """Where a simulation provisions its keys."""
         return self.path / KEYS
 
-    def write_config(self, config: dict[str, Any]) -> None:
+    def write_config(self, config: RunConfig) -> None:
         """Write the resolved configuration."""
-        write_json(self.path / CONFIG, config)
+        write_json(self.path / CONFIG, config.to_flower())
 
-    def read_config(self) -> dict[str, Any]:
+    def read_config(self) -> RunConfig:
         """Read the resolved configuration."""
-        return json.loads((self.path / CONFIG).read_text(encoding="utf-8"))
+        try:
+            data = read_json(self.path / CONFIG)
+        except FileNotFoundError:
+            raise ConfigError(f"{self.path} is not a run directory (no {CONFIG})") from None
+        return RunConfig.from_flower(data)
 
-    def write_history(self, history: dict[str, Any]) -> None:
+    def write_history(self, history: History) -> None:
         """Write the round history (atomically, after every round)."""
-        write_json(self.path / HISTORY, history)
+        write_json(self.path / HISTORY, history.to_json())
 
-    def read_history(self) -> dict[str, Any]:
+    def read_history(self) -> History:
         """Read the round history."""
-        return json.loads((self.path / HISTORY).read_text(encoding="utf-8"))
+        return History.from_json(read_json(self.path / HISTORY))
+
+    def has_history(self) -> bool:
+        """Whether a history was written."""
+        return (self.path / HISTORY).is_file()
 
     # -- what the server saw ----------------------------------------------------------------
     def view_dir(self, server_round: int) -> Path:
         """Folder of round ``server_round``'s server view."""
-        path = self.path / SERVER_VIEW / f"round-{server_round:03d}"
-        path.mkdir(parents=True, exist_ok=True)
-        return path
+        return self.path / SERVER_VIEW / f"round-{server_round:03d}"
 
-    def record_view(self, server_round: int, name: str, content: RecordDict) -> int:
-        """Store a payload the server sent or received; return its size in bytes."""
-        data = payload_bytes(content)
-        write_bytes(self.view_dir(server_round) / f"{name}.pb", data)
-        return len(data)
+    def has_server_view(self) -> bool:
+        """Whether the run recorded what its server saw."""
+        return (self.path / SERVER_VIEW).is_dir()
+
+    def record_view(self, server_round: int, name: str, data: bytes) -> None:
+        """Store a payload (its exact bytes) the server sent or received."""
+        folder = self.view_dir(server_round)
+        folder.mkdir(parents=True, exist_ok=True)
+        write_bytes(folder / f"{name}.pb", data)
 
     def view_files(self, server_round: int, prefix: str) -> dict[str, Path]:
         """Server-view payloads of a round whose name starts with ``prefix``, by name."""
-        folder = self.path / SERVER_VIEW / f"round-{server_round:03d}"
+        folder = self.view_dir(server_round)
         return {p.stem: p for p in sorted(folder.glob(f"{prefix}*.pb"))}
 
     def read_sent(self, server_round: int) -> RecordDict:
         """The training payload the server broadcast at the start of ``server_round``."""
-        return self.read_payload(self.view_files(server_round, "train-sent")["train-sent"])
+        return self.read_payload(self.view_dir(server_round) / "train-sent.pb")
 
     @staticmethod
     def read_payload(path: Path) -> RecordDict:
@@ -129,13 +145,48 @@ class RunDirectory:
         return sorted(int(p.stem.split("-")[1]) for p in folder.glob("round-*.pb"))
 
     # -- the released model -----------------------------------------------------------------
-    def write_model(self, state: dict[str, np.ndarray]) -> None:
-        """Write the released global model as a torch state_dict."""
-        tensors = {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in state.items()}
-        tmp = self.path / (MODEL + ".tmp")
-        torch.save(tensors, tmp)
-        os.replace(tmp, self.path / MODEL)
+    @property
+    def model_path(self) -> Path:
+        """Where the released model lives."""
+        return self.path / MODEL
 
-    def read_model(self) -> dict[str, torch.Tensor]:
-        """Read the released global model's state_dict."""
-        return torch.load(self.path / MODEL, weights_only=True)
+    def has_model(self) -> bool:
+        """Whether a model was released."""
+        return self.model_path.is_file()
+
+    def write_model(self, data: bytes) -> None:
+        """Write the released global model (``fedpriv.models.state_to_bytes``), atomically."""
+        write_bytes(self.model_path, data)
+
+    # -- attacks ----------------------------------------------------------------------------
+    def attack_dir(self, threat: str) -> Path:
+        """Folder of one threat's attack results and figures."""
+        return self.path / ATTACKS / threat
+
+    def attack_file(self, threat: str, attack: str, suffix: str = ".json") -> Path:
+        """The file of one attack's result (``.json``) or figure (``.png``, ``-images.npz``)."""
+        return self.attack_dir(threat) / f"{attack}{suffix}"
+
+    def attack_threats(self) -> list[str]:
+        """Threats with a results folder."""
+        return sorted(p.name for p in (self.path / ATTACKS).glob("*") if p.is_dir())
+
+    # -- reuse ------------------------------------------------------------------------------
+    def reuse_key(self, scope: str) -> Any:
+        """What the results of ``scope`` (``run``, ``attacks/<threat>``) were made with."""
+        path = self.path / REUSE
+        return read_json(path).get(scope) if path.is_file() else None
+
+    def write_reuse_key(self, scope: str, key: Any) -> None:
+        """Record what the results of ``scope`` were made with."""
+        path = self.path / REUSE
+        keys = read_json(path) if path.is_file() else {}
+        write_json(path, {**keys, scope: key})
+
+    def forget_reuse_key(self, scope: str) -> None:
+        """Forget ``scope``'s key (its results are being made again)."""
+        path = self.path / REUSE
+        if path.is_file():
+            keys = read_json(path)
+            keys.pop(scope, None)
+            write_json(path, keys)

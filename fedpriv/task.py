@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import functools
 
-import numpy as np
 from torch import nn
 
 from fedpriv.config import RunConfig
 from fedpriv.data import ClientData, Partitioning
 from fedpriv.data.datasets import load_dataset
 from fedpriv.models import build_model, model_state
+from fedpriv.parameters import State
+from fedpriv.training import Recipe
 
 
 def client_data(config: RunConfig, partition_id: int, num_partitions: int) -> ClientData:
@@ -35,12 +36,12 @@ def new_model(config: RunConfig) -> nn.Module:
 
 
 @functools.lru_cache(maxsize=8)
-def _template(model: str, dataset: str, seed: int) -> dict[str, np.ndarray]:
+def _template(model: str, dataset: str, seed: int) -> State:
     data = load_dataset(dataset)
     return model_state(build_model(model, data.input_shape, data.num_classes, seed=seed))
 
 
-def initial_state(config: RunConfig) -> dict[str, np.ndarray]:
+def initial_state(config: RunConfig) -> State:
     """The seed-determined initial parameters (a copy; also the layout template)."""
     return {k: v.copy() for k, v in _template(config.model, config.dataset, config.seed).items()}
 
@@ -53,3 +54,8 @@ def num_parameters(config: RunConfig) -> int:
 def local_seed(config: RunConfig, server_round: int, partition_id: int) -> int:
     """Seed of a client's mini-batch order in a round (same in every aggregation mode)."""
     return (config.seed * 1_000_003 + server_round * 10_007 + partition_id) % (2**63)
+
+
+def recipe(config: RunConfig) -> Recipe:
+    """The local training recipe of a run."""
+    return Recipe(config.local_epochs, config.batch_size, config.learning_rate, config.momentum)

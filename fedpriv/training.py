@@ -2,9 +2,58 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
+
 import numpy as np
 import torch
 from torch import nn
+
+from fedpriv.parameters import State
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """How a client trains locally each round (mini-batch SGD with momentum)."""
+
+    epochs: int
+    batch_size: int
+    learning_rate: float
+    momentum: float = 0.0
+
+
+@dataclass(frozen=True)
+class LocalUpdate:
+    """One client's contribution to a round, before any encoding.
+
+    Attributes
+    ----------
+    state : State
+        The locally trained model (what plaintext FedAvg averages).
+    start : State
+        The global model the client started from.
+    weight : float
+        Its weight in the average: the number of training records (1 under client-level DP).
+    train_loss : float
+        Mean local training loss.
+
+    """
+
+    state: State
+    start: State
+    weight: float
+    train_loss: float
+
+
+# Trains a model in place on (x, y) with a recipe and a seed; returns the mean training loss.
+Trainer = Callable[[nn.Module, np.ndarray, np.ndarray, Recipe, int], float]
+
+
+def sgd_trainer(model: nn.Module, x: np.ndarray, y: np.ndarray, recipe: Recipe, seed: int) -> float:
+    """The plain :data:`Trainer`: :func:`train` with the recipe's settings."""
+    return train(
+        model, x, y, recipe.epochs, recipe.batch_size, recipe.learning_rate, recipe.momentum, seed
+    )
 
 
 def train(

@@ -1,6 +1,7 @@
-"""Flower strategies: the plaintext FedAvg baseline and CKKS FedAvg."""
+"""Flower strategies of fedpriv (defined in :mod:`fedpriv.strategies`)."""
 
-from strategies.ckks import CkksFedAvg
-from strategies.plaintext import PlaintextFedAvg
+from fedpriv.strategies.ckks import CkksFedAvg
+from fedpriv.strategies.plaintext import PlaintextFedAvg
+from fedpriv.strategies.server_noise import ServerSideNoise
 
-__all__ = ["CkksFedAvg", "PlaintextFedAvg"]
+__all__ = ["CkksFedAvg", "PlaintextFedAvg", "ServerSideNoise"]

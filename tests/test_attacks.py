@@ -6,11 +6,12 @@ import shutil
 import pytest
 import torch
 
-from fedpriv.attacks.membership import MembershipSettings
-from fedpriv.attacks.runner import SuiteSettings, run_attacks
-from fedpriv.attacks.views import ColludingClientView, NotApplicable, ServerView
+from fedpriv.attacks.runner import run_attacks
+from fedpriv.attacks.settings import MembershipSettings, SuiteSettings
+from fedpriv.attacks.views import CoalitionView, NotApplicable, ServerView
 from fedpriv.cli import main
 from fedpriv.config import RunConfig
+from fedpriv.report.figures import attack_figures
 from fedpriv.simulation import run_simulation
 from fedpriv.task import new_model
 
@@ -36,41 +37,43 @@ def single_image_runs(tmp_path_factory):
 
 
 def _metrics(results):
-    return {r["attack"]: r["metrics"] for r in results}
+    return {r.attack: r.metrics for r in results}
 
 
 def test_curious_server_inverts_single_image_updates(single_image_runs):
     results = run_attacks(single_image_runs["plaintext"], "curious-server", INVERSION)
     for result in results:
-        assert result["applicable"], result
-        assert result["metrics"]["psnr"] >= 30, result["metrics"]
-        assert result["metrics"]["label_accuracy"] == 1.0
+        assert result.applicable and result.scored, result
+        assert result.metrics.psnr >= 30, result.metrics
+        assert result.metrics.label_accuracy == 1.0
     stored = json.loads(
         (single_image_runs["plaintext"] / "attacks/curious-server/ig.json").read_text()
     )
     assert {"attack", "threat", "applicable", "reason", "metrics", "settings"} <= set(stored)
+    assert stored["settings"]["iterations"] > 0 and stored["settings"]["restarts"] >= 1
+    attack_figures(single_image_runs["plaintext"], "curious-server", results)
     assert (single_image_runs["plaintext"] / "attacks/curious-server/ig.png").stat().st_size > 0
 
 
 def test_ciphertext_only_server_and_colluding_client(single_image_runs):
     ckks = single_image_runs["ckks"]
     for result in run_attacks(ckks, "curious-server", [*INVERSION, "mi-face"]):
-        assert result["applicable"] is False
-        assert "ciphertext only" in result["reason"]
-        assert result["metrics"] is None
+        assert result.applicable is False
+        assert "ciphertext only" in result.reason
+        assert result.metrics is None
     plain = _metrics(run_attacks(single_image_runs["plaintext"], "colluding-client", INVERSION))
     colluded = _metrics(run_attacks(ckks, "colluding-client", INVERSION))
     for attack in INVERSION:
         # Beyond ~50 dB both are exact to float32; compare where a difference means something.
-        a, b = min(plain[attack]["psnr"], 50.0), min(colluded[attack]["psnr"], 50.0)
-        assert colluded[attack]["psnr"] >= 30 and abs(a - b) <= 1.0, (attack, a, b)
-        assert colluded[attack]["label_accuracy"] == 1.0
+        a, b = min(plain[attack].psnr, 50.0), min(colluded[attack].psnr, 50.0)
+        assert colluded[attack].psnr >= 30 and abs(a - b) <= 1.0, (attack, a, b)
+        assert colluded[attack].label_accuracy == 1.0
 
 
 def test_views_expose_only_what_the_attacker_sees(single_image_runs):
     with pytest.raises(NotApplicable, match="ciphertext only"):
         ServerView(single_image_runs["ckks"]).updates(1)
-    updates = ColludingClientView(single_image_runs["ckks"]).updates(1)
+    updates = CoalitionView(single_image_runs["ckks"]).updates(1)
     assert len(updates) == 3 and all(u.num_examples == 1 for u in updates)
 
 
@@ -101,15 +104,17 @@ MEMBERSHIP = [
 @pytest.fixture(scope="module")
 def overfit_membership(overfit_run):
     settings = SuiteSettings(membership=MembershipSettings(num_shadows=8))
-    return _metrics(run_attacks(overfit_run, "outsider", MEMBERSHIP, settings))
+    results = run_attacks(overfit_run, "outsider", MEMBERSHIP, settings)
+    attack_figures(overfit_run, "outsider", results)
+    return _metrics(results)
 
 
 def test_membership_on_an_overfit_target(overfit_run, overfit_membership):
     m = overfit_membership
-    assert m["loss"]["auc"] >= 0.7
-    assert max(m["lira-offline"]["auc"], m["lira-online"]["auc"]) >= 0.7
-    best_lira = max(m["lira-offline"]["tpr_at_0_1pct_fpr"], m["lira-online"]["tpr_at_0_1pct_fpr"])
-    assert best_lira > m["loss"]["tpr_at_0_1pct_fpr"]
+    assert m["loss"].auc >= 0.7
+    assert max(m["lira-offline"].auc, m["lira-online"].auc) >= 0.7
+    best_lira = max(m["lira-offline"].tpr_at_0_1pct_fpr, m["lira-online"].tpr_at_0_1pct_fpr)
+    assert best_lira > m["loss"].tpr_at_0_1pct_fpr
     assert (overfit_run / "attacks/outsider/roc.png").stat().st_size > 0
 
 
@@ -120,14 +125,14 @@ def test_memguard_on_the_overfit_target(overfit_run, overfit_membership, tmp_pat
     config.update({"defense": "memguard", "memguard-epsilon": 1.0, "out-dir": str(defended)})
     (defended / "config.json").write_text(json.dumps(config))
     settings = SuiteSettings(membership=MembershipSettings(num_shadows=8))
-    results = {r["attack"]: r for r in run_attacks(defended, "outsider", MEMBERSHIP, settings)}
-    drop = overfit_membership["shokri"]["auc"] - results["shokri"]["metrics"]["auc"]
-    assert drop >= 0.1, (overfit_membership["shokri"]["auc"], results["shokri"]["metrics"])
-    guard = results["shokri"]["settings"]["defense"]
+    results = {r.attack: r for r in run_attacks(defended, "outsider", MEMBERSHIP, settings)}
+    drop = overfit_membership["shokri"].auc - results["shokri"].metrics.auc
+    assert drop >= 0.1, (overfit_membership["shokri"].auc, results["shokri"].metrics)
+    guard = results["shokri"].defense
     assert guard["name"] == "memguard" and guard["mean_l1_distortion"] <= 1.0
     label_only = results["label-only"]
-    assert label_only["metrics"]["auc"] == pytest.approx(overfit_membership["label-only"]["auc"])
-    assert "cannot change" in label_only["settings"]["defense"]["note"]
+    assert label_only.metrics.auc == pytest.approx(overfit_membership["label-only"].auc)
+    assert "cannot change" in label_only.defense["note"]
 
 
 def test_membership_on_an_untrained_model_is_chance(overfit_run, tmp_path):
@@ -139,33 +144,30 @@ def test_membership_on_an_untrained_model_is_chance(overfit_run, tmp_path):
     for attack, metrics in _metrics(
         run_attacks(untrained, "outsider", MEMBERSHIP, settings)
     ).items():
-        assert 0.4 <= metrics["auc"] <= 0.6, (attack, metrics["auc"])
+        assert 0.4 <= metrics.auc <= 0.6, (attack, metrics.auc)
 
 
 def test_label_only_outsider(overfit_run):
     settings = SuiteSettings(outsider_output="labels")
     results = {
-        r["attack"]: r
+        r.attack: r
         for r in run_attacks(overfit_run, "outsider", ["label-only", "loss", "mi-face"], settings)
     }
-    assert results["label-only"]["applicable"]
-    assert not results["loss"]["applicable"] and "confidence" in results["loss"]["reason"]
-    assert not results["mi-face"]["applicable"]
+    assert results["label-only"].applicable
+    assert not results["loss"].applicable and "confidence" in results["loss"].reason
+    assert not results["mi-face"].applicable
 
 
 def test_mi_face_white_box_on_a_digits_model(tmp_path):
     run = run_simulation(RunConfig(num_server_rounds=3, out_dir=str(tmp_path / "digits")))
     result = run_attacks(run, "curious-server", ["mi-face"])[0]
-    assert result["metrics"]["eval_accuracy"] >= 0.8
+    assert result.metrics.eval_accuracy >= 0.8
     assert all(
-        label["stopped_by"] in ("cost threshold", "patience", "iterations")
-        for label in result["labels"]
+        label.stopped_by in ("cost threshold", "patience", "iterations") for label in result.labels
     )
     black_box = run_attacks(run, "outsider", ["mi-face"])[0]
-    assert black_box["settings"]["mode"] == "black-box"
-    assert all(
-        label["queries"] <= black_box["settings"]["query_budget"] for label in black_box["labels"]
-    )
+    assert black_box.settings["mode"] == "black-box"
+    assert all(label.queries <= black_box.settings["query_budget"] for label in black_box.labels)
 
 
 def test_attack_cli(single_image_runs, capsys):

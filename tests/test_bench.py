@@ -4,7 +4,8 @@ import json
 
 import pytest
 
-from fedpriv.bench import BenchSettings, process_tree_rss
+from fedpriv.bench.federation import process_tree_rss
+from fedpriv.bench.settings import BenchSettings
 from fedpriv.cli import main
 from fedpriv.errors import ConfigError
 

@@ -8,7 +8,7 @@ from fedpriv.config import RunConfig
 from fedpriv.crypto.keys import make_context
 from fedpriv.crypto.packing import encrypt_weighted, stype
 from fedpriv.crypto.presets import DEFAULT_PRESET, get_preset
-from fedpriv.errors import AGGREGATE_REJECTED, BoundError, ConfigError
+from fedpriv.errors import BoundError, ConfigError, ReplyCode
 from fedpriv.task import num_parameters
 
 PRESET = get_preset(DEFAULT_PRESET)
@@ -40,7 +40,7 @@ def test_aggregate_under_another_key_is_detected(task_identity, key_dir):
     stranger = make_context(PRESET)
     foreign = encrypt_weighted(stranger, PRESET, np.zeros(num_parameters(config)), 100.0, 5)
     reply = client_app.train_handler(_request(foreign, server_round=2), client_context(config))
-    assert reply.has_error() and reply.error.code == AGGREGATE_REJECTED
+    assert reply.has_error() and reply.error.code == ReplyCode.AGGREGATE_REJECTED
     assert "encrypted under another key" in reply.error.reason
     assert not reply.has_content()  # nothing trained on the corrupt model is sent
 
@@ -67,4 +67,4 @@ def test_malformed_broadcast_is_refused_not_allocated(task_identity, key_dir):
     reply = client_app.train_handler(
         _request(ArrayRecord({"ct-00000": huge}), server_round=2), client_context(config)
     )
-    assert reply.has_error() and reply.error.code == AGGREGATE_REJECTED
+    assert reply.has_error() and reply.error.code == ReplyCode.AGGREGATE_REJECTED

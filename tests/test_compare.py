@@ -7,9 +7,12 @@ import time
 import pytest
 
 from fedpriv.cli import main
-from fedpriv.compare import DEFAULT_EXPERIMENT, load_comparison, run_comparison
+from fedpriv.compare.run import run_comparison
+from fedpriv.compare.spec import DEFAULT_EXPERIMENT, load_comparison
 from fedpriv.errors import ConfigError
-from fedpriv.report.compare_report import FIGURES, render_html, render_markdown
+from fedpriv.report.figures import FIGURES
+from fedpriv.report.render import render_html, render_markdown
+from fedpriv.report.results import ComparisonResult
 
 pytestmark = pytest.mark.slow
 ARMS = ["plaintext", "ckks", "secagg", "ckks-dp", "ckks-memguard"]
@@ -33,7 +36,7 @@ def test_report_files_and_arms(quick):
 
 
 def test_report_is_regenerated_from_results_json(quick):
-    results = json.loads((quick / "results.json").read_text())
+    results = ComparisonResult.from_json(json.loads((quick / "results.json").read_text()))
     assert render_markdown(results) == (quick / "report.md").read_text()
     figures = {name: (quick / "figures" / f"{name}.png").read_bytes() for name in FIGURES}
     assert render_html(results, figures) == (quick / "report.html").read_text()
@@ -65,7 +68,7 @@ def test_compare_reuses_finished_work_and_resumes(quick):
     (quick / "runs" / "ckks" / "history.json").unlink()
     after = run_comparison(comparison, quick)
     old = {a["name"]: a["headline"]["final_accuracy"] for a in before["arms"]}
-    new = {a["name"]: a["headline"]["final_accuracy"] for a in after["arms"]}
+    new = {a.name: a.headline.final_accuracy for a in after.arms}
     assert old == pytest.approx(new, abs=1e-9)
     assert (quick / "runs" / "ckks" / "attacks" / "outsider" / "lira-online.json").exists()
 

@@ -5,14 +5,14 @@ from opacus.accountants import RDPAccountant
 from scipy import stats
 
 from fedpriv.config import RunConfig
-from fedpriv.crypto.packing import decrypt_vector
-from fedpriv.crypto.presets import get_preset
 from fedpriv.data import load_dataset
-from fedpriv.defenses.dp import DPSettings, clip_update, draw_noise, privacy_spent
+from fedpriv.defenses.accounting import dp_sgd_epsilon, privacy_spent
+from fedpriv.defenses.dp import DPSettings, clip_update, draw_noise
+from fedpriv.defenses.dp_sgd import train_dp_sgd
 from fedpriv.defenses.memguard import MemGuard, MemGuardSettings, train_defense_classifier
 from fedpriv.errors import ConfigError
 from fedpriv.models import build_model
-from fedpriv.training import train
+from fedpriv.training import Recipe, train
 
 
 # -- DP ----------------------------------------------------------------------------------------
@@ -62,7 +62,7 @@ def test_dp_needs_ckks_and_valid_parameters():
 
 @pytest.mark.slow
 def test_ckks_dp_aggregate_is_clipped_sum_plus_server_noise(tmp_path):
-    from fedpriv.attacks.views import ColludingClientView
+    from fedpriv.attacks.views import CoalitionView
     from fedpriv.rundir import RunDirectory
     from fedpriv.simulation import run_simulation
 
@@ -77,22 +77,22 @@ def test_ckks_dp_aggregate_is_clipped_sum_plus_server_noise(tmp_path):
         out_dir=str(tmp_path / "run"),
     )
     path = run_simulation(config)
-    rundir, view = RunDirectory(path), ColludingClientView(path)
-    preset = get_preset(config.ckks_preset)
-    settings = config.dp_settings()
-    history = rundir.read_history()["rounds"]
+    rundir, view = RunDirectory(path), CoalitionView(path)
+    holder = view.sight.holder  # the colluding client's key holder
+    settings = DPSettings.from_config(config)
+    history = rundir.read_history().rounds
     for server_round in (1, 2):
         start = view.global_model(server_round)
         uploads = [u.after for u in view.updates(server_round)]
         assert [u.num_examples for u in view.updates(server_round)] == [1, 1, 1]
         for upload in uploads:
             assert np.linalg.norm(upload - start) <= 0.5 + 1e-6
-        total = decrypt_vector(rundir.read_checkpoint(server_round)["arrays"], view.context, preset)
+        total = holder.decrypt(rundir.read_checkpoint(server_round)["arrays"])
         noise = draw_noise(settings, len(start), server_round)
         assert np.abs(total[:-1] - (np.sum(uploads, axis=0) + noise)).max() < 1e-6
         assert round(total[-1]) == 3
         expected = privacy_spent(0.3, 1.0, server_round, 1e-5)
-        assert history[server_round - 1]["dp_epsilon"] == pytest.approx(expected)
+        assert history[server_round - 1].dp_epsilon == pytest.approx(expected)
 
 
 # -- MemGuard ----------------------------------------------------------------------------------
@@ -134,8 +134,6 @@ def _flat(model):
 
 
 def test_dp_sgd_clips_per_example_gradients_and_repeats():
-    from fedpriv.defenses.dp import train_dp_sgd
-
     data = load_dataset("digits")
     x, y = data.x[:64], data.y[:64]
     results = []
@@ -144,7 +142,7 @@ def test_dp_sgd_clips_per_example_gradients_and_repeats():
         start = _flat(model)
         # sigma = 0 isolates clipping: each step moves the weights by at most lr * C.
         settings = DPSettings(noise_multiplier=0.0, clipping_norm=0.01)
-        train_dp_sgd(model, x, y, 1, 64, 0.5, 0.0, settings, seed=3)
+        train_dp_sgd(model, x, y, Recipe(1, 64, 0.5, 0.0), settings, seed=3)
         results.append(_flat(model))
         steps = 1  # one epoch of Poisson batches with rate 1: a single step
         assert torch.linalg.norm(results[-1] - start) <= 0.5 * 0.01 * steps + 1e-6
@@ -152,8 +150,6 @@ def test_dp_sgd_clips_per_example_gradients_and_repeats():
 
 
 def test_dp_sgd_epsilon_matches_step_by_step_accounting():
-    from fedpriv.defenses.dp import dp_sgd_epsilon
-
     settings = DPSettings(noise_multiplier=1.1, clipping_norm=1.0, delta=1e-5)
     accountant = RDPAccountant()
     n, batch, epochs, rounds = 288, 16, 5, 3

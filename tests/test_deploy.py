@@ -13,15 +13,11 @@ from flwr.common.config import parse_config_args
 
 from fedpriv.config import RunConfig
 from fedpriv.deploy import compose, topology
-from fedpriv.deploy.certs import make_certificates
-from fedpriv.deploy.local import (
-    DeploymentError,
-    LocalDeployment,
-    deploy_local,
-    group_alive,
-    run_config_string,
-)
-from fedpriv.errors import ConfigError
+from fedpriv.deploy.credentials import make_certificates
+from fedpriv.deploy.flwr_cli import run_config_string
+from fedpriv.deploy.local import LocalDeployment, deploy_local
+from fedpriv.deploy.processes import group_alive
+from fedpriv.errors import ConfigError, DeploymentError
 
 ROOT = Path(__file__).resolve().parents[1]
 SERVER_SIDE = ("superlink", "superexec-serverapp", "submit")
@@ -261,14 +257,15 @@ def test_node_keys_are_private_and_kept(tmp_path, capsys):
 @pytest.mark.slow
 def test_register_is_idempotent_against_a_real_superlink(tmp_path, capsys):
     from fedpriv.cli import main
-    from fedpriv.deploy.local import _Processes, connect, free_port
+    from fedpriv.deploy.flwr_cli import connect
+    from fedpriv.deploy.processes import ProcessGroups, free_port
 
     certs = make_certificates(tmp_path / "certs")
     tls = topology.TlsFiles(str(certs["ca"]), str(certs["cert"]), str(certs["key"]))
     port = free_port()
     (tmp_path / "logs").mkdir()
     home = tmp_path / "home"
-    processes = _Processes(tmp_path / "logs")
+    processes = ProcessGroups(tmp_path / "logs")
     argv = topology.superlink_args(tls, "127.0.0.1", port, str(tmp_path / "state.db"), True)
     superlink = str(Path(sys.executable).with_name("flower-superlink"))
     try:

@@ -29,12 +29,16 @@ from fedpriv.crypto.keys import load_server_context, make_context
 from fedpriv.crypto.packing import encrypt_weighted
 from fedpriv.crypto.presets import DEFAULT_PRESET, get_preset
 from fedpriv.data.partition import ClientData
-from fedpriv.errors import AGGREGATE_REJECTED, NO_TRAINING_DATA, ConfigError
-from fedpriv.models import load_state
+import fedpriv.apps.client as client_runtime
+from fedpriv.errors import ConfigError, ReplyCode
+from fedpriv.federation.recording import RecordingGrid
+from fedpriv.federation.rounds import RoundLoop, RoundPolicy
+from fedpriv.history import History, RoundRecord
+from fedpriv.models import load_state, state_from_bytes
 from fedpriv.resume import resume_point
 from fedpriv.rundir import RunDirectory
-from fedpriv.task import num_parameters
-from server.rounds import RoundPolicy, run_rounds
+from fedpriv.strategies.sampling import Sampling
+from fedpriv.task import new_model, num_parameters
 from strategies import CkksFedAvg, PlaintextFedAvg
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -103,12 +107,12 @@ def test_plaintext_bad_replies_are_rejected_one_by_one(task_identity):
             ),
         ),
     ]
-    strategy = PlaintextFedAvg()
+    strategy = PlaintextFedAvg(Sampling())
     strategy.layout = {"w": ((4,), "float32"), "b": ((2,), "float32")}
     arrays, _ = strategy.aggregate_train(1, replies)
     # (1*10 + 3*30 + 1*5) / 45: nodes 0, 1 and 11 only.
     assert np.allclose(arrays["w"].numpy(), 105 / 45)
-    rejected = strategy.rejected[1]
+    rejected = strategy.round_facts(1).rejected
     assert set(rejected) == {2, 3, 4, 5, 6, 7, 8, 10, 12}
     assert "NaN/inf" in rejected[2] and "float32[4]" in rejected[3]
     assert "positive number of samples" in rejected[6] and "cannot be read" in rejected[8]
@@ -126,10 +130,10 @@ def test_plaintext_bad_evaluation_replies_are_left_out(task_identity):
         evaluation(2, {"loss": float("inf"), "accuracy": 0.1, "num-examples": 5}),
         evaluation(3, {"loss": 1.0, "accuracy": 0.1, "num-examples": -4}),
     ]
-    strategy = PlaintextFedAvg()
+    strategy = PlaintextFedAvg(Sampling())
     metrics = strategy.aggregate_evaluate(1, replies)
     assert metrics["accuracy"] == pytest.approx(0.8)  # (0.5*10 + 0.9*30) / 40
-    assert set(strategy.rejected[1]) == {2, 3}
+    assert set(strategy.round_facts(1).rejected) == {2, 3}
 
 
 # -- ckks: an aggregate under another key ------------------------------------------------------
@@ -142,7 +146,7 @@ def test_aggregate_under_a_foreign_key_is_refused_and_the_server_reverts(task_id
     config = RunConfig(aggregation="ckks", key_dir=str(key_dir), num_clients=3, local_epochs=1)
     size = num_parameters(config)
     server = load_server_context(key_dir)
-    strategy = CkksFedAvg(server, PRESET, size)
+    strategy = CkksFedAvg(server, PRESET, size, Sampling())
 
     # Round 1: clients start from the seed (empty broadcast) and reply honestly.
     round_one = [
@@ -162,17 +166,17 @@ def test_aggregate_under_a_foreign_key_is_refused_and_the_server_reverts(task_id
         client_app.train_handler(_train_request(corrupt, pid + 1, 2), client_context(config, pid))
         for pid in range(3)
     ]
-    assert all(r.has_error() and r.error.code == AGGREGATE_REJECTED for r in refusals)
+    assert all(r.has_error() and r.error.code == ReplyCode.AGGREGATE_REJECTED for r in refusals)
     fallback, _ = strategy.aggregate_train(2, refusals)
     assert fallback is not None and len(fallback) == 0  # round 1's broadcast: the seed model
-    assert strategy.aggregate_rejections[2] == sorted(r.metadata.src_node_id for r in refusals)
+    assert strategy.round_facts(2).summed == 0  # no new sum: nothing to add noise to
 
 
 def test_client_with_no_training_record_refuses_with_a_code(task_identity, monkeypatch):
     empty = ClientData(*(np.empty((0, 1, 8, 8), np.float32), np.empty(0, np.int64)) * 2, [], [])
-    monkeypatch.setattr(client_app, "client_data", lambda *args: empty)
+    monkeypatch.setattr(client_runtime, "client_data", lambda *args: empty)
     reply = client_app.train_handler(_train_request(state_arrays()), client_context(RunConfig(), 0))
-    assert reply.has_error() and reply.error.code == NO_TRAINING_DATA
+    assert reply.has_error() and reply.error.code == ReplyCode.NO_TRAINING_DATA
     assert "no training record" in reply.error.reason
 
 
@@ -197,22 +201,25 @@ class _Grid:
         return [self.answer(m) for m in messages]
 
 
-def _run(tmp_path, grid, rounds=2, min_clients=2):
+def _loop(tmp_path, grid, strategy, min_clients=2):
     rundir = RunDirectory(tmp_path / "run")
     rundir.create()
-    history = {"aggregation": "plaintext", "rounds": []}
-    strategy = PlaintextFedAvg(min_available_nodes=1, min_train_nodes=1, min_evaluate_nodes=1)
-    arrays = ArrayRecord({"w": Array(np.ones(3, np.float32))})
+    history = History("plaintext")
     policy = RoundPolicy(min_clients=min_clients, node_wait=0.2)
-    final = run_rounds(grid, strategy, rundir, arrays, rounds, history, False, policy)
-    return final, history
+    return RoundLoop(RecordingGrid(grid, rundir, False), strategy, rundir, history, policy)
+
+
+def _run(tmp_path, grid, rounds=2, min_clients=2):
+    loop = _loop(tmp_path, grid, PlaintextFedAvg(Sampling(minimum=1)), min_clients)
+    final = loop.run(ArrayRecord({"w": Array(np.ones(3, np.float32))}), 1, rounds)
+    return final, loop.history
 
 
 def test_round_is_skipped_when_too_few_nodes_are_connected(task_identity, tmp_path, caplog):
     grid = _Grid([11], lambda m: pytest.fail("nothing may be sent"))
     with caplog.at_level(logging.WARNING, logger="flwr"):
         final, history = _run(tmp_path, grid)
-    assert [r["skipped"] for r in history["rounds"]] == [
+    assert [r.skipped for r in history.rounds] == [
         "1 nodes connected, fewer than the minimum 2"
     ] * 2
     assert np.array_equal(final["w"].numpy(), np.ones(3, np.float32))  # the model is kept
@@ -224,43 +231,34 @@ def test_round_is_skipped_when_too_few_clients_reply(task_identity, tmp_path):
         return Message(Error(code=0, reason="crashed"), reply_to=message)
 
     final, history = _run(tmp_path, _Grid([11, 12, 13], crash), rounds=1)
-    entry = history["rounds"][0]
-    assert entry["skipped"] == "0 of 3 clients replied, fewer than the minimum 2"
-    assert entry["failed"] == {"11": "crashed", "12": "crashed", "13": "crashed"}
+    entry = history.rounds[0]
+    assert entry.skipped == "0 of 3 clients replied, fewer than the minimum 2"
+    assert entry.failed == {"11": "crashed", "12": "crashed", "13": "crashed"}
     assert RunDirectory(tmp_path / "run").checkpoint_rounds() == [1]
 
 
 def test_refused_broadcast_reverts_the_model_in_the_round_loop(task_identity, tmp_path, key_dir):
     """Every client refuses the sum: the loop goes back to the last accepted aggregate."""
-    strategy = CkksFedAvg(
-        load_server_context(key_dir),
-        PRESET,
-        10,
-        min_available_nodes=1,
-        min_train_nodes=1,
-        min_evaluate_nodes=1,
-    )
+    strategy = CkksFedAvg(load_server_context(key_dir), PRESET, 10, Sampling(minimum=1))
     accepted = ArrayRecord({"ct-00000": Array(np.zeros(1, np.float32))})
     strategy.accepted = accepted
     corrupt = ArrayRecord({"ct-00000": Array(np.ones(1, np.float32))})
 
     def refuse(message):
         return Message(
-            Error(code=AGGREGATE_REJECTED, reason="aggregate rejected"), reply_to=message
+            Error(code=ReplyCode.AGGREGATE_REJECTED, reason="aggregate rejected"),
+            reply_to=message,
         )
 
-    rundir = RunDirectory(tmp_path / "run")
-    rundir.create()
-    history = {"aggregation": "ckks", "rounds": []}
-    policy = RoundPolicy(min_clients=2, node_wait=0.2)
-    grid = _Grid([11, 12, 13], refuse)
-    final = run_rounds(grid, strategy, rundir, corrupt, 2, history, False, policy)
+    loop = _loop(tmp_path, _Grid([11, 12, 13], refuse), strategy)
+    final = loop.run(corrupt, 1, 2)
     assert final is accepted
-    first = history["rounds"][0]
-    assert first["skipped"] == "3 clients refused the aggregate they were sent"
-    assert first["aggregate_rejected_by"] == [11, 12, 13]
-    assert strategy.aggregate_rejections[1] == [11, 12, 13]
-    assert np.array_equal(rundir.read_checkpoint(1)["arrays"]["ct-00000"].numpy(), [0.0])
+    first = loop.history.rounds[0]
+    assert first.skipped == "3 clients refused the aggregate they were sent"
+    assert first.aggregate_rejected_by == [11, 12, 13]
+    stored = json.loads((loop.rundir.path / "history.json").read_text())["rounds"][0]
+    assert stored["aggregate_rejected_by"] == [11, 12, 13]
+    assert np.array_equal(loop.rundir.read_checkpoint(1)["arrays"]["ct-00000"].numpy(), [0.0])
 
 
 # -- resume ---------------------------------------------------------------------------------
@@ -268,10 +266,8 @@ def _fake_run(tmp_path, history_rounds, checkpoint_rounds):
     rundir = RunDirectory(tmp_path / "run")
     rundir.create()
     config = RunConfig(num_server_rounds=4, out_dir=str(rundir.path))
-    rundir.write_config(config.to_dict())
-    rundir.write_history(
-        {"aggregation": "plaintext", "rounds": [{"round": r} for r in history_rounds]}
-    )
+    rundir.write_config(config)
+    rundir.write_history(History("plaintext", [RoundRecord(r) for r in history_rounds]))
     for r in checkpoint_rounds:
         arrays = ArrayRecord({"w": Array(np.full(2, float(r), np.float32))})
         rundir.write_checkpoint(r, RecordDict({"arrays": arrays}))
@@ -282,7 +278,7 @@ def test_resume_continues_after_the_last_round_with_checkpoint_and_history(tmp_p
     # Killed after writing round 3's checkpoint but before its history entry.
     rundir, config = _fake_run(tmp_path, [1, 2], [1, 2, 3])
     point = resume_point(rundir, config.replace(resume=True))
-    assert point.last_round == 2 and len(point.history["rounds"]) == 2
+    assert point.last_round == 2 and len(point.history.rounds) == 2
     assert np.array_equal(point.arrays["w"].numpy(), [2.0, 2.0])
 
 
@@ -335,8 +331,7 @@ def test_killed_run_resumes_to_the_uninterrupted_model(tmp_path):
     assert [r["round"] for r in history["rounds"]] == [1, 2, 3, 4]
 
     straight = run_simulation(config.replace(out_dir=str(tmp_path / "straight")))
-    a = RunDirectory(killed).read_model()
-    b = RunDirectory(straight).read_model()
-    assert max(float((a[k] - b[k]).abs().max()) for k in a) < 1e-6
-    model = client_app.new_model(config)
-    load_state(model, {k: v.numpy() for k, v in a.items()})  # a loadable model
+    a = state_from_bytes(RunDirectory(killed).model_path.read_bytes())
+    b = state_from_bytes(RunDirectory(straight).model_path.read_bytes())
+    assert max(float(np.abs(a[k] - b[k]).max()) for k in a) < 1e-6
+    load_state(new_model(config), a)  # a loadable model

@@ -3,14 +3,9 @@ import pytest
 import torch
 
 from fedpriv.errors import ConfigError
-from fedpriv.models import (
-    MODELS,
-    build_model,
-    load_state,
-    model_state,
-    state_to_vector,
-    vector_to_state,
-)
+from fedpriv.models import build_model, load_state, model_state
+from fedpriv.parameters import state_to_vector, vector_to_state
+from fedpriv.registry import MODELS
 
 
 @pytest.mark.parametrize("name", list(MODELS))

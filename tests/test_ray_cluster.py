@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from fedpriv.deploy.local import free_port, group_alive, signal_group
+from fedpriv.deploy.processes import free_port, group_alive, signal_group
 
 pytestmark = pytest.mark.slow
 

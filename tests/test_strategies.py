@@ -16,6 +16,7 @@ from fedpriv.crypto.keys import make_context, server_context_bytes, server_conte
 from fedpriv.crypto.packing import decrypt_weighted_mean, encrypt_weighted
 from fedpriv.crypto.presets import get_preset
 from fedpriv.errors import KeyMaterialError
+from fedpriv.strategies.sampling import Sampling
 from fedpriv.wire import state_to_record
 from strategies import CkksFedAvg, PlaintextFedAvg
 
@@ -43,7 +44,7 @@ def _reply(node: int, content: RecordDict | None = None, error: str | None = Non
 def test_refuses_a_context_that_can_decrypt(task_identity, contexts):
     client, _, preset = contexts
     with pytest.raises(KeyMaterialError, match="refusing to run: the server context holds"):
-        CkksFedAvg(client, preset, SIZE)
+        CkksFedAvg(client, preset, SIZE, Sampling())
 
 
 def test_bad_replies_are_rejected_and_the_rest_aggregated(task_identity, contexts):
@@ -68,20 +69,21 @@ def test_bad_replies_are_rejected_and_the_rest_aggregated(task_identity, context
         _reply(14, error="client crashed"),
         _reply(15, RecordDict({"metrics": MetricRecord({"num-examples": 5})})),
     ]
-    strategy = CkksFedAvg(server, preset, SIZE)
+    strategy = CkksFedAvg(server, preset, SIZE, Sampling())
     aggregate, metrics = strategy.aggregate_train(1, replies)
     assert metrics is None
     mean, total = decrypt_weighted_mean(aggregate, client, preset)
     expected = np.average(vectors[:2], axis=0, weights=weights[:2])
     assert np.abs(mean - expected).max() < 1e-7 and round(total) == 80
-    assert set(strategy.rejected[1]) == {13, 15}
-    assert "ct-00001" in strategy.rejected[1][13]
-    assert "no 'arrays' ciphertext record" in strategy.rejected[1][15]
+    assert strategy.round_facts(1).summed == 2
+    assert set(strategy.round_facts(1).rejected) == {13, 15}
+    assert "ct-00001" in strategy.round_facts(1).rejected[13]
+    assert "no 'arrays' ciphertext record" in strategy.round_facts(1).rejected[15]
 
 
 def test_nothing_valid_leaves_the_model_unchanged(task_identity, contexts):
     _, server, preset = contexts
-    strategy = CkksFedAvg(server, preset, SIZE)
+    strategy = CkksFedAvg(server, preset, SIZE, Sampling())
     assert strategy.aggregate_train(1, [_reply(1, error="x")]) == (None, None)
 
 
@@ -94,7 +96,7 @@ def test_plaintext_aggregate_does_not_depend_on_arrival_order(task_identity):
         replies.append(
             _reply(100 + pid, RecordDict({"arrays": state_to_record(state), "metrics": metrics}))
         )
-    strategy = PlaintextFedAvg()
+    strategy = PlaintextFedAvg(Sampling())
     first, _ = strategy.aggregate_train(1, replies)
     random.Random(3).shuffle(replies)
     second, _ = strategy.aggregate_train(1, replies)

@@ -11,69 +11,16 @@ matches the observed one. With one local step this is exactly gradient matching 
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 from torch import nn
 from torch.func import functional_call
 
+from fedpriv.attacks.settings import InversionSettings
 from fedpriv.errors import ConfigError
-from fedpriv.models import vector_to_state
-
-METHODS = ("ig", "dlg", "idlg")
-
-
-@dataclass(frozen=True)
-class InversionSettings:
-    """Settings of one gradient-inversion attack.
-
-    Attributes
-    ----------
-    method : str
-        ``ig`` (cosine distance + total variation, Adam, signed gradients, restarts),
-        ``dlg`` (L2 matching, L-BFGS, labels optimized jointly) or ``idlg`` (L2 matching,
-        L-BFGS, labels read off the last layer's bias update first).
-    iterations : int
-        Optimizer steps (Adam) or L-BFGS outer steps.
-    restarts : int
-        Independent random starts; the one with the lowest matching loss is kept.
-    learning_rate : float
-        Step size of the attack's optimizer.
-    tv_weight : float
-        Weight of the total-variation prior (``ig`` only).
-    max_images : int
-        Most records reconstructed per update (clients with more get this many).
-    max_steps : int
-        Most local SGD steps simulated exactly. Longer local training is approximated by this
-        many full-batch steps with the same total step length (``lr x steps / (1 - momentum)``
-        spread over them): unrolling hundreds of steps costs minutes per client.
-    seed : int
-        Seed of the dummy initialisation.
-
-    """
-
-    method: str = "ig"
-    iterations: int = 1000
-    restarts: int = 2
-    learning_rate: float = 0.1
-    tv_weight: float = 1e-3
-    max_images: int = 8
-    max_steps: int = 4
-    seed: int = 0
-
-    def __post_init__(self) -> None:
-        if self.method not in METHODS:
-            raise ConfigError(f"unknown inversion method {self.method!r}; valid: {METHODS}")
-        for name in ("iterations", "restarts", "max_images", "max_steps"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if self.learning_rate <= 0 or self.tv_weight < 0:
-            raise ConfigError("learning_rate must be > 0 and tv_weight >= 0")
-
-    def to_dict(self) -> dict[str, object]:
-        """Settings as recorded in result files."""
-        return asdict(self)
+from fedpriv.parameters import vector_to_state
 
 
 @dataclass(frozen=True)

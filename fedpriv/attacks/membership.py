@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 from scipy.stats import norm
 from sklearn.ensemble import GradientBoostingClassifier
 
+from fedpriv.attacks.settings import MembershipSettings
 from fedpriv.config import RunConfig
 from fedpriv.errors import ConfigError
 from fedpriv.models import build_model
@@ -19,45 +20,6 @@ THRESHOLD_ATTACKS = ("loss", "confidence", "entropy", "label-only")
 SHADOW_ATTACKS = ("shokri", "lira-offline", "lira-online")
 ATTACKS = THRESHOLD_ATTACKS + SHADOW_ATTACKS
 _TINY = 1e-45
-
-
-@dataclass(frozen=True)
-class MembershipSettings:
-    """Settings of the membership attacks.
-
-    Attributes
-    ----------
-    num_shadows : int
-        Shadow models, each trained with the target's recipe on a random half-sized draw of the
-        attacker's candidate pool.
-    shadow_epochs : int
-        Epochs of centralized training that stand in for the federated recipe; 0 means
-        ``num-server-rounds x local-epochs``.
-    fixed_variance : bool
-        LiRA with one variance shared by all records (Carlini et al. recommend it for few
-        shadows).
-    max_targets : int
-        Most members evaluated (as many non-members are drawn, where available).
-    seed : int
-        Seed of target selection and shadow training.
-
-    """
-
-    num_shadows: int = 16
-    shadow_epochs: int = 0
-    fixed_variance: bool = True
-    max_targets: int = 500
-    seed: int = 0
-
-    def __post_init__(self) -> None:
-        if self.num_shadows < 2:
-            raise ConfigError(f"num_shadows must be >= 2, got {self.num_shadows}")
-        if self.shadow_epochs < 0 or self.max_targets < 2:
-            raise ConfigError("shadow_epochs must be >= 0 and max_targets >= 2")
-
-    def to_dict(self) -> dict[str, object]:
-        """Settings as recorded in result files."""
-        return asdict(self)
 
 
 # -- per-record signals -----------------------------------------------------------------------

@@ -10,67 +10,15 @@ attackers estimate it from queries (central finite differences) within a query b
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 from skimage.filters import unsharp_mask
 from skimage.restoration import denoise_tv_chambolle
 
+from fedpriv.attacks.settings import MIFaceSettings
 from fedpriv.errors import ConfigError
-
-MODES = ("white-box", "black-box")
-
-
-@dataclass(frozen=True)
-class MIFaceSettings:
-    """Parameters of MI-Face (the paper's alpha, beta, gamma, lambda) and PROCESS.
-
-    Attributes
-    ----------
-    mode : str
-        ``white-box`` (autograd) or ``black-box`` (finite differences through queries).
-    iterations : int
-        alpha: the iteration limit.
-    patience : int
-        beta: stop when the cost is >= the maximum of the last ``patience`` costs.
-    cost_threshold : float
-        gamma: stop once the cost falls to this value.
-    step_size : float
-        lambda: gradient step size.
-    denoise_weight : float
-        Total-variation denoising strength in PROCESS (0, the default, disables it: on 8x8
-        digits any denoising per step stalls the descent).
-    sharpen_amount : float
-        Unsharp-mask amount in PROCESS (0 disables it).
-    query_budget : int
-        Black-box only: most model queries per label.
-    fd_epsilon : float
-        Black-box only: finite-difference step.
-
-    """
-
-    mode: str = "white-box"
-    iterations: int = 1000
-    patience: int = 100
-    cost_threshold: float = 0.001
-    step_size: float = 0.1
-    denoise_weight: float = 0.0
-    sharpen_amount: float = 0.3
-    query_budget: int = 100_000
-    fd_epsilon: float = 1e-3
-
-    def __post_init__(self) -> None:
-        if self.mode not in MODES:
-            raise ConfigError(f"unknown MI-Face mode {self.mode!r}; valid: {', '.join(MODES)}")
-        if self.iterations < 1 or self.patience < 1 or self.query_budget < 1:
-            raise ConfigError("iterations, patience and query_budget must be >= 1")
-        if not 0 <= self.cost_threshold < 1 or self.step_size <= 0 or self.fd_epsilon <= 0:
-            raise ConfigError("need 0 <= cost_threshold < 1, step_size > 0, fd_epsilon > 0")
-
-    def to_dict(self) -> dict[str, object]:
-        """Settings as recorded in result files."""
-        return asdict(self)
 
 
 @dataclass(frozen=True)

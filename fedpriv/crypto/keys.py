@@ -7,7 +7,9 @@ import json
 import os
 import stat
 from pathlib import Path
+from typing import Any
 
+from fedpriv.crypto.backend import CkksBackend
 from fedpriv.crypto.presets import CkksPreset, get_preset
 from fedpriv.crypto.seal import SealContext
 from fedpriv.crypto.vectors import TensealContext
@@ -16,7 +18,8 @@ from fedpriv.errors import ConfigError, KeyMaterialError
 CLIENT_CONTEXT = "client.ctx"
 SERVER_CONTEXT = "server.ctx"
 PRESET_FILE = "preset.json"
-CkksContext = SealContext | TensealContext
+# Any backend's context; the ciphertext type depends on the backend.
+CkksContext = CkksBackend[Any]
 _BACKENDS: dict[str, type[SealContext] | type[TensealContext]] = {
     "seal": SealContext,
     "tenseal": TensealContext,

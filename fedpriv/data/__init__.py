@@ -1,13 +1,6 @@
 """Datasets and partitioners: what each federated client trains and evaluates on."""
 
-from fedpriv.data.datasets import Dataset, check_dataset_name, load_dataset
+from fedpriv.data.datasets import Dataset, load_dataset
 from fedpriv.data.partition import ClientData, Partitioning, partition_indices
 
-__all__ = [
-    "ClientData",
-    "Dataset",
-    "Partitioning",
-    "check_dataset_name",
-    "load_dataset",
-    "partition_indices",
-]
+__all__ = ["ClientData", "Dataset", "Partitioning", "load_dataset", "partition_indices"]

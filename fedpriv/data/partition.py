@@ -9,6 +9,7 @@ import numpy as np
 
 from fedpriv.data.datasets import Dataset, load_dataset
 from fedpriv.errors import ConfigError
+from fedpriv.registry import PARTITIONERS
 
 # A client needs one training and one test record at least.
 MIN_RECORDS_PER_CLIENT = 2
@@ -66,23 +67,33 @@ def partition_indices(
             f"num-clients {num_clients} is too many for {n} samples: each client needs "
             f"at least {MIN_RECORDS_PER_CLIENT} (use at most {n // MIN_RECORDS_PER_CLIENT})"
         )
-    rng = np.random.default_rng(seed)
-    if partitioner == "iid":
-        parts = np.array_split(rng.permutation(n), num_clients)
-    elif partitioner == "dirichlet":
-        parts = _dirichlet(labels, num_clients, alpha, rng)
-    elif partitioner == "shards":
-        parts = _shards(labels, num_clients, shards_per_client, rng)
-    else:
-        raise ConfigError(
-            f"unknown partitioner {partitioner!r}; valid choices: iid, dirichlet, shards"
-        )
+    split = PARTITIONERS.load(partitioner)
+    settings = PartitionSettings(num_clients, alpha, shards_per_client)
+    parts = split(labels, settings, np.random.default_rng(seed))
     return [np.sort(p).astype(np.int64) for p in parts]
 
 
-def _dirichlet(
-    labels: np.ndarray, num_clients: int, alpha: float, rng: np.random.Generator
+@dataclass(frozen=True)
+class PartitionSettings:
+    """What a partitioner may use: the number of clients and its own parameter."""
+
+    num_clients: int
+    alpha: float = 0.5
+    shards_per_client: int = 2
+
+
+def iid(
+    labels: np.ndarray, settings: PartitionSettings, rng: np.random.Generator
 ) -> list[np.ndarray]:
+    """A uniform shuffle cut into equal parts."""
+    return list(np.array_split(rng.permutation(len(labels)), settings.num_clients))
+
+
+def dirichlet(
+    labels: np.ndarray, settings: PartitionSettings, rng: np.random.Generator
+) -> list[np.ndarray]:
+    """Per-class proportions drawn from Dirichlet(alpha): label skew."""
+    num_clients, alpha = settings.num_clients, settings.alpha
     classes = np.unique(labels)
     for _ in range(_DIRICHLET_TRIES):
         parts: list[list[int]] = [[] for _ in range(num_clients)]
@@ -101,9 +112,11 @@ def _dirichlet(
     )
 
 
-def _shards(
-    labels: np.ndarray, num_clients: int, shards_per_client: int, rng: np.random.Generator
+def shards(
+    labels: np.ndarray, settings: PartitionSettings, rng: np.random.Generator
 ) -> list[np.ndarray]:
+    """Sorted by label, cut into shards, ``shards_per_client`` each (McMahan et al. 2017)."""
+    num_clients, shards_per_client = settings.num_clients, settings.shards_per_client
     num_shards = num_clients * shards_per_client
     if num_shards * 1 > len(labels) or len(labels) // num_shards * shards_per_client < 2:
         raise ConfigError(
@@ -111,9 +124,9 @@ def _shards(
             f"for {len(labels)} samples"
         )
     order = np.argsort(labels, kind="stable")
-    shards = np.array_split(order, num_shards)
+    pieces = np.array_split(order, num_shards)
     assignment = rng.permutation(num_shards).reshape(num_clients, shards_per_client)
-    return [np.concatenate([shards[s] for s in row]) for row in assignment]
+    return [np.concatenate([pieces[s] for s in row]) for row in assignment]
 
 
 class Partitioning:

@@ -10,21 +10,23 @@ import numpy as np
 from flwr.app import ArrayRecord, ConfigRecord, Message, MetricRecord
 from flwr.serverapp import Grid
 from flwr.serverapp.strategy import FedAvg
-from flwr.supercore import log
 
 from fedpriv.crypto.keys import CkksContext
 from fedpriv.crypto.packing import add_encrypted, deserialize_update, expected_layout
 from fedpriv.crypto.presets import CkksPreset
-from fedpriv.defenses.dp import DPSettings, draw_noise, privacy_spent
-from fedpriv.errors import AGGREGATE_REJECTED, CiphertextFormatError, KeyMaterialError
+from fedpriv.errors import CiphertextFormatError, KeyMaterialError, ReplyCode
+from fedpriv.flower import log
+from fedpriv.strategies.facts import ReportsFacts
+from fedpriv.strategies.sampling import Sampling
 
 UPDATE_KEY = "arrays"
 METRICS_KEY = "metrics"
+EVALUATION_STATE = "evaluation"
 # Encrypted evaluation metrics of one client: [sum of losses, correct predictions, records].
 NUM_METRIC_SLOTS = 3
 
 
-class CkksFedAvg(FedAvg):
+class CkksFedAvg(FedAvg, ReportsFacts):
     """FedAvg over ciphertexts.
 
     Clients send ``Enc(n_k * w_k || n_k)``; the server adds whatever arrived and broadcasts
@@ -35,27 +37,18 @@ class CkksFedAvg(FedAvg):
     Parameters
     ----------
     context : CkksContext
-        Parameters-only context (``SealContext`` or ``TensealContext``). A context holding
-        any key is refused.
+        Parameters-only context of either backend. A context holding any key is refused.
     preset : CkksPreset
         The preset the clients encrypt with.
     num_values : int
         Number of model parameters (the server knows the architecture, not the weights).
-    dp : DPSettings | None
-        Client-level DP: Gaussian noise ``N(0, (sigma C)^2)`` is added to the encrypted sum's
-        parameter slots, and the privacy spent is accounted per round.
-    **kwargs
-        Passed to :class:`~flwr.serverapp.strategy.FedAvg` (sampling fractions, minima).
+    sampling : Sampling
+        How many clients are trained and evaluated per round.
 
     """
 
     def __init__(
-        self,
-        context: CkksContext,
-        preset: CkksPreset,
-        num_values: int,
-        dp: DPSettings | None = None,
-        **kwargs: object,
+        self, context: CkksContext, preset: CkksPreset, num_values: int, sampling: Sampling
     ) -> None:
         held = context.held_keys()
         if held:
@@ -63,19 +56,15 @@ class CkksFedAvg(FedAvg):
                 f"refusing to run: the server context holds {', '.join(held)}; the server "
                 "must only hold CKKS parameters"
             )
-        super().__init__(**kwargs)  # type: ignore[arg-type]
+        sampling.init_fedavg(self)
+        ReportsFacts.__init__(self)
         self.context = context
         self.preset = preset
         self.num_values = num_values
-        self.dp = dp
-        self.privacy: dict[int, dict[str, float]] = {}
-        self.encrypted_metrics: dict[int, ArrayRecord] = {}
-        self.rejected: dict[int, dict[int, str]] = {}
-        # The last aggregate the clients accepted (empty: the seed's model), what was sent
-        # this round, and who refused it per round.
+        # The last aggregate the clients accepted (empty: the seed's model) and what was
+        # broadcast this round.
         self.accepted = ArrayRecord()
         self.broadcast = ArrayRecord()
-        self.aggregate_rejections: dict[int, list[int]] = {}
 
     def configure_train(
         self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid
@@ -94,7 +83,7 @@ class CkksFedAvg(FedAvg):
     ) -> list[list[Any]]:
         """Parse each reply's ciphertexts; reject (and log) any that are malformed."""
         parsed = []
-        rejected = self.rejected.setdefault(server_round, {})
+        rejected = self.round_facts(server_round).rejected
         for message in replies:
             node = message.metadata.src_node_id
             if message.has_error():
@@ -130,43 +119,33 @@ class CkksFedAvg(FedAvg):
         refused = sorted(
             m.metadata.src_node_id
             for m in replies
-            if m.has_error() and m.error.code == AGGREGATE_REJECTED
+            if m.has_error() and m.error.code == ReplyCode.AGGREGATE_REJECTED
         )
         parsed = self._parse_replies(server_round, replies, UPDATE_KEY, self.num_values + 1)
         log(INFO, "aggregate_train: adding %d encrypted updates", len(parsed))
         if not parsed:
             return (self.fall_back(server_round, refused) if refused else None), None
-        if refused:
-            self.aggregate_rejections[server_round] = refused
         self.accepted = self.broadcast
-        if self.dp is None:
-            return self._sum(parsed, self.num_values + 1), None
-        noise = np.append(draw_noise(self.dp, self.num_values, server_round), 0.0)
-        self.privacy[server_round] = {
-            "dp_epsilon": privacy_spent(
-                self.dp.noise_multiplier, self.fraction_train, server_round, self.dp.delta
-            ),
-            "dp_delta": self.dp.delta,
-        }
-        return self._sum(parsed, self.num_values + 1, plain=noise), None
+        self.round_facts(server_round).summed = len(parsed)
+        return self._sum(parsed, self.num_values + 1), None
 
     def aggregate_evaluate(
         self, server_round: int, replies: Iterable[Message]
     ) -> MetricRecord | None:
-        """Sum the encrypted evaluation metrics; kept in :attr:`encrypted_metrics`."""
+        """Sum the encrypted evaluation metrics; kept in the round's checkpoint."""
         parsed = self._parse_replies(server_round, replies, METRICS_KEY, NUM_METRIC_SLOTS)
         if parsed:
-            self.encrypted_metrics[server_round] = self._sum(parsed, NUM_METRIC_SLOTS)
+            summed = self._sum(parsed, NUM_METRIC_SLOTS)
+            self.round_facts(server_round).state[EVALUATION_STATE] = summed
         return None
 
     def fall_back(self, server_round: int, refused: list[int]) -> ArrayRecord:
-        """Record the clients that refused this round's broadcast; return the last accepted.
+        """Log that ``refused`` refused this round's broadcast; return the last accepted.
 
         Clients refuse an aggregate that decrypts to an implausible total weight (a sum with
         an update under another key, or a corrupt one). Going back to the last aggregate
         they accepted (empty: the seed's model) keeps one bad sum from stalling the run.
         """
-        self.aggregate_rejections[server_round] = sorted(refused)
         log(
             WARNING,
             "round %d: %d client(s) refused the aggregate they were sent; reverting to the "
@@ -175,6 +154,15 @@ class CkksFedAvg(FedAvg):
             len(refused),
         )
         return self.accepted
+
+    def add_plain(self, record: ArrayRecord, values: np.ndarray) -> ArrayRecord:
+        """Add plaintext ``values`` to the model slots of an encrypted sum (no key needed).
+
+        This is how server-side DP noise reaches a sum the server cannot read; the weight
+        slot is left as it is.
+        """
+        parsed = deserialize_update(record, self.context, self.preset, self.num_values + 1)
+        return self._sum([parsed], self.num_values + 1, plain=np.append(values, 0.0))
 
     def _sum(
         self, parsed: list[list[Any]], num_values: int, plain: np.ndarray | None = None

@@ -1,4 +1,4 @@
-"""TLS material for a deployment: a private CA and the SuperLink's certificate, signed by it."""
+"""Credentials of a deployment: a private CA, TLS certificates, SuperNode key pairs."""
 
 from __future__ import annotations
 
@@ -115,3 +115,36 @@ def make_certificates(
     write_public(paths["cert"], server_cert.public_bytes(serialization.Encoding.PEM))
     write_private(paths["key"], _pem_key(server_key))
     return paths
+
+
+NODE_KEY, NODE_PUBLIC_KEY = "auth_key", "auth_key.pub"
+
+
+def make_node_key(directory: Path) -> tuple[Path, Path]:
+    """A SuperNode's ECDSA P-384 key pair in OpenSSH format (as ``ssh-keygen -t ecdsa -b 384``).
+
+    Returns
+    -------
+    tuple[Path, Path]
+        The private key (0600) and the public key to register.
+
+    """
+    key = ec.generate_private_key(ec.SECP384R1())
+    private = directory / NODE_KEY
+    public = directory / NODE_PUBLIC_KEY
+    directory.mkdir(parents=True, exist_ok=True)
+    write_private(
+        private,
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.OpenSSH,
+            serialization.NoEncryption(),
+        ),
+    )
+    write_public(
+        public,
+        key.public_key().public_bytes(
+            serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH
+        ),
+    )
+    return private, public

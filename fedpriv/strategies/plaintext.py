@@ -10,7 +10,10 @@ import numpy as np
 from flwr.app import ArrayRecord, ConfigRecord, Message, MetricRecord
 from flwr.serverapp import Grid
 from flwr.serverapp.strategy import FedAvg
-from flwr.supercore import log
+
+from fedpriv.flower import log
+from fedpriv.strategies.facts import ReportsFacts
+from fedpriv.strategies.sampling import Sampling
 
 PARTITION_KEY = "partition-id"
 Layout = dict[str, tuple[tuple[int, ...], str]]
@@ -89,7 +92,7 @@ def _first_layout(replies: list[Message]) -> Layout:
     return {}
 
 
-class PlaintextFedAvg(FedAvg):
+class PlaintextFedAvg(FedAvg, ReportsFacts):
     """Flower's :class:`~flwr.serverapp.strategy.FedAvg` that rejects bad replies one by one.
 
     Training replies whose arrays do not match the global model (keys, shapes, dtypes) or
@@ -97,12 +100,18 @@ class PlaintextFedAvg(FedAvg):
     count, are left out and recorded in :attr:`rejected`. Of the rest, those whose record
     names and metric keys differ from the majority's are left out too (Flower requires them
     equal). The others are averaged in partition order, so runs repeat bit for bit.
+
+    Parameters
+    ----------
+    sampling : Sampling
+        How many clients are trained and evaluated per round.
+
     """
 
-    def __init__(self, **kwargs: object) -> None:
-        super().__init__(**kwargs)  # type: ignore[arg-type]
+    def __init__(self, sampling: Sampling) -> None:
+        sampling.init_fedavg(self)
+        ReportsFacts.__init__(self)
         self.layout: Layout = {}
-        self.rejected: dict[int, dict[int, str]] = {}
 
     def configure_train(
         self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid
@@ -134,7 +143,7 @@ class PlaintextFedAvg(FedAvg):
         phase = "" if train else "evaluate: "
         for node, problem in problems.items():
             log(WARNING, "round %d: rejected the reply of node %d: %s", server_round, node, problem)
-            self.rejected.setdefault(server_round, {})[node] = phase + problem
+            self.round_facts(server_round).rejected[node] = phase + problem
         return valid
 
     def aggregate_train(

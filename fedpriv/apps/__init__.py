@@ -1,0 +1,1 @@
+"""What the Flower ServerApp and ClientApp of fedpriv do, behind the thin top-level apps."""

@@ -1,0 +1,163 @@
+"""Gradient inversion as attack plug-ins: Inverting Gradients, DLG and iDLG on observed updates."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import ClassVar
+
+import numpy as np
+
+from fedpriv.attacks.base import Attack
+from fedpriv.attacks.context import AttackContext
+from fedpriv.attacks.gradient_inversion import LocalRecipe, invert
+from fedpriv.attacks.metrics import image_metrics, match_reconstructions
+from fedpriv.attacks.results import (
+    AttackResult,
+    ClientReconstruction,
+    Family,
+    ReconstructionMetrics,
+    Status,
+)
+from fedpriv.attacks.views import Capability, NotApplicable, SightView, View
+from fedpriv.models import build_model
+
+# Pairs of (truth, reconstruction) kept per client for the report's grids.
+GRID_PER_CLIENT = 4
+
+
+class GradientInversion(Attack):
+    """Reconstruct a client's records from its update (``before - after`` of local training).
+
+    The attacker knows the recipe the server configured and simulates it on dummy records
+    (:mod:`fedpriv.attacks.gradient_inversion`). Each attacked update is scored against its
+    client's true records after Hungarian matching; a client whose optimization diverged is
+    recorded as such and left out of the mean.
+    """
+
+    family = Family.RECONSTRUCTION
+    requirements = (frozenset({Capability.CLIENT_UPDATES}),)
+    method: ClassVar[str]
+
+    def run(self, context: AttackContext, view: View, needs: frozenset[Capability]) -> AttackResult:
+        """Invert every selected client's update of the selected rounds."""
+        if not isinstance(view, SightView):
+            raise NotApplicable(f"the {view.threat} view holds no client update")
+        config = context.config
+        settings = dataclasses.replace(context.settings.inversion, method=self.method)
+        rounds = [r for r in context.settings.rounds if r in view.rounds]
+        updates = [
+            u
+            for r in rounds
+            for u in sorted(view.updates(r), key=lambda u: (u.partition_id is None, u.node))[
+                : context.settings.max_clients
+            ]
+        ]
+        if not updates:
+            raise NotApplicable(f"no update in rounds {list(context.settings.rounds)}")
+        dataset = context.dataset
+        clients: list[ClientReconstruction] = []
+        truths, reconstructions = [], []
+        for index, update in enumerate(updates):
+            recipe = LocalRecipe(
+                config.learning_rate,
+                config.momentum,
+                config.local_epochs,
+                config.batch_size,
+                update.num_examples or settings.max_images,
+            )
+            model = build_model(config.model, dataset.input_shape, dataset.num_classes)
+            rec = invert(
+                model,
+                update.before,
+                update.after,
+                recipe,
+                dataset.input_shape,
+                dataset.num_classes,
+                settings,
+            )
+            candidates = context.candidate_records(update.partition_id)
+            pairs = match_reconstructions(rec.images, context.truth.x[candidates])
+            scores = [
+                image_metrics(rec.images[i], context.truth.x[candidates[j]]) for i, j in pairs
+            ]
+            labels_ok = [int(rec.labels[i] == context.truth.y[candidates[j]]) for i, j in pairs]
+            diverged = not math.isfinite(rec.loss)
+            clients.append(
+                ClientReconstruction(
+                    round=update.server_round,
+                    node=update.node,
+                    num_examples=update.num_examples,
+                    reconstructed=len(rec.images),
+                    matching_loss=rec.loss if not diverged else None,
+                    mse=float(np.mean([s["mse"] for s in scores])),
+                    psnr=float(np.mean([s["psnr"] for s in scores])),
+                    ssim=float(np.mean([s["ssim"] for s in scores])),
+                    label_accuracy=float(np.mean(labels_ok)),
+                    restarts=settings.restarts,
+                    diverged=diverged,
+                )
+            )
+            for i, j in pairs[:GRID_PER_CLIENT]:
+                reconstructions.append(rec.images[i])
+                truths.append(context.truth.x[candidates[j]])
+            context.progress(self.name, (index + 1) / len(updates))
+        np.savez_compressed(
+            context.rundir.attack_file(context.threat, self.name, "-images.npz"),
+            truth=np.stack(truths),
+            reconstruction=np.stack(reconstructions),
+        )
+        recorded = {
+            **settings.to_dict(),
+            "rounds": rounds,
+            "max_clients": context.settings.max_clients,
+        }
+        converged = [c for c in clients if not c.diverged]
+        if not converged:
+            return AttackResult(
+                self.name,
+                context.threat,
+                self.family,
+                Status.DIVERGED,
+                reason=f"the optimization diverged on all {len(clients)} updates "
+                f"({settings.restarts} restart(s), {settings.iterations} iterations each)",
+                settings=recorded,
+                clients=clients,
+            )
+        metrics = ReconstructionMetrics(
+            mse=float(np.mean([c.mse for c in converged])),
+            psnr=float(np.mean([c.psnr for c in converged])),
+            ssim=float(np.mean([c.ssim for c in converged])),
+            label_accuracy=float(np.mean([c.label_accuracy for c in converged])),
+        )
+        return AttackResult(
+            self.name,
+            context.threat,
+            self.family,
+            Status.SCORED,
+            metrics=metrics,
+            settings=recorded,
+            clients=clients,
+            figure=f"{self.name}.png",
+        )
+
+
+class InvertingGradients(GradientInversion):
+    """Geiping et al. 2020: cosine matching, total variation, signed Adam."""
+
+    name = "ig"
+    method = "ig"
+
+
+class DLG(GradientInversion):
+    """Zhu et al. 2019: L2 matching with L-BFGS, labels optimized jointly."""
+
+    name = "dlg"
+    method = "dlg"
+
+
+class IDLG(GradientInversion):
+    """Zhao et al. 2020: DLG with the labels read off the output bias first."""
+
+    name = "idlg"
+    method = "idlg"

@@ -1,0 +1,142 @@
+"""Membership inference as attack plug-ins: thresholds, label-only, Shokri and LiRA."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+import numpy as np
+
+from fedpriv.attacks.base import Attack
+from fedpriv.attacks.context import AttackContext
+from fedpriv.attacks.membership import lira_scores, shokri_scores, threshold_scores
+from fedpriv.attacks.metrics import membership_metrics, roc_points
+from fedpriv.attacks.results import (
+    AttackResult,
+    Family,
+    Json,
+    MembershipMetrics,
+    RocCurve,
+    Status,
+)
+from fedpriv.attacks.views import Capability, NotApplicable, OutsiderView, View
+
+SCORES = frozenset({Capability.QUERY_PROBABILITIES, Capability.POPULATION_DATA})
+LABELS = frozenset({Capability.QUERY_LABELS, Capability.POPULATION_DATA})
+
+
+class MembershipAttack(Attack):
+    """Scores each candidate record (higher = member) from the outsider's answers.
+
+    Every membership attack of an invocation tests the same seeded pool of members and
+    non-members; shadow-based attacks share one set of shadow models.
+    """
+
+    family = Family.MEMBERSHIP
+    requirements = (SCORES,)
+    uses_shadows: ClassVar[bool] = False
+
+    def scores(self, context: AttackContext, answers: np.ndarray, labels: np.ndarray) -> np.ndarray:
+        """Membership scores of the pool's records."""
+        return threshold_scores(self.name, answers, labels)
+
+    def run(self, context: AttackContext, view: View, needs: frozenset[Capability]) -> AttackResult:
+        """Query the released model on the pool and score membership."""
+        if not isinstance(view, OutsiderView):
+            raise NotApplicable(f"the {view.threat} view cannot query the released model")
+        pool = context.pool()
+        labels = context.truth.y[pool.indices]
+        answers = view.query(context.truth.x[pool.indices])
+        scores = self.scores(context, answers, labels)
+        settings: dict[str, Json] = {"output": view.output}
+        if self.uses_shadows:
+            settings.update(context.settings.membership.to_dict())
+        defense = view.released.describe()
+        if defense is not None:
+            distortion = view.distortion
+            defense = {
+                **defense,
+                "mean_l1_distortion": float(np.mean(distortion)),
+                "max_l1_distortion": float(np.max(distortion)),
+            }
+        curve = roc_points(scores, pool.is_member)
+        return AttackResult(
+            self.name,
+            context.threat,
+            self.family,
+            Status.SCORED,
+            metrics=MembershipMetrics(**membership_metrics(scores, pool.is_member)),
+            settings=settings,
+            roc=RocCurve(curve["fpr"], curve["tpr"]),
+            queries=view.queries,
+            defense=defense,
+        )
+
+
+class LossAttack(MembershipAttack):
+    """Yeom et al. 2018: members have lower loss."""
+
+    name = "loss"
+
+
+class ConfidenceAttack(MembershipAttack):
+    """Members get higher top confidence."""
+
+    name = "confidence"
+
+
+class EntropyAttack(MembershipAttack):
+    """Members get lower-entropy answers."""
+
+    name = "entropy"
+
+
+class LabelOnlyAttack(MembershipAttack):
+    """The gap attack: a correctly classified record is called a member (labels suffice)."""
+
+    name = "label-only"
+    requirements = (LABELS,)
+
+
+class ShokriAttack(MembershipAttack):
+    """Shokri et al. 2017: an attack classifier trained on shadow models' outputs."""
+
+    name = "shokri"
+    uses_shadows = True
+
+    def scores(self, context: AttackContext, answers: np.ndarray, labels: np.ndarray) -> np.ndarray:
+        """The attack classifier's membership probability."""
+        return shokri_scores(answers, labels, context.shadows(), context.settings.membership.seed)
+
+
+class LiRAOffline(MembershipAttack):
+    """Carlini et al. 2022, offline: how unlikely the answer is under OUT shadow models."""
+
+    name = "lira-offline"
+    uses_shadows = True
+
+    def scores(self, context: AttackContext, answers: np.ndarray, labels: np.ndarray) -> np.ndarray:
+        """The offline likelihood test."""
+        return lira_scores(
+            answers,
+            labels,
+            context.shadows(),
+            online=False,
+            fixed_variance=context.settings.membership.fixed_variance,
+        )
+
+
+class LiRAOnline(MembershipAttack):
+    """Carlini et al. 2022, online: the IN/OUT Gaussian likelihood ratio."""
+
+    name = "lira-online"
+    uses_shadows = True
+
+    def scores(self, context: AttackContext, answers: np.ndarray, labels: np.ndarray) -> np.ndarray:
+        """The online likelihood ratio."""
+        return lira_scores(
+            answers,
+            labels,
+            context.shadows(),
+            online=True,
+            fixed_variance=context.settings.membership.fixed_variance,
+        )

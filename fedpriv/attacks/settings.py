@@ -1,0 +1,193 @@
+"""Settings of one `fedpriv attack` invocation: each family's budget, rounds, clients, access."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+from fedpriv.attacks.results import OUTPUTS
+from fedpriv.errors import ConfigError
+
+METHODS = ("ig", "dlg", "idlg")
+
+
+@dataclass(frozen=True)
+class InversionSettings:
+    """Settings of one gradient-inversion attack.
+
+    Attributes
+    ----------
+    method : str
+        ``ig`` (cosine distance + total variation, Adam, signed gradients, restarts),
+        ``dlg`` (L2 matching, L-BFGS, labels optimized jointly) or ``idlg`` (L2 matching,
+        L-BFGS, labels read off the last layer's bias update first).
+    iterations : int
+        Optimizer steps (Adam) or L-BFGS outer steps.
+    restarts : int
+        Independent random starts; the one with the lowest matching loss is kept.
+    learning_rate : float
+        Step size of the attack's optimizer.
+    tv_weight : float
+        Weight of the total-variation prior (``ig`` only).
+    max_images : int
+        Most records reconstructed per update (clients with more get this many).
+    max_steps : int
+        Most local SGD steps simulated exactly. Longer local training is approximated by this
+        many full-batch steps with the same total step length (``lr x steps / (1 - momentum)``
+        spread over them): unrolling hundreds of steps costs minutes per client.
+    seed : int
+        Seed of the dummy initialisation.
+
+    """
+
+    method: str = "ig"
+    iterations: int = 1000
+    restarts: int = 2
+    learning_rate: float = 0.1
+    tv_weight: float = 1e-3
+    max_images: int = 8
+    max_steps: int = 4
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.method not in METHODS:
+            raise ConfigError(f"unknown inversion method {self.method!r}; valid: {METHODS}")
+        for name in ("iterations", "restarts", "max_images", "max_steps"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.learning_rate <= 0 or self.tv_weight < 0:
+            raise ConfigError("learning_rate must be > 0 and tv_weight >= 0")
+
+    def to_dict(self) -> dict[str, object]:
+        """Settings as recorded in result files."""
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class MembershipSettings:
+    """Settings of the membership attacks.
+
+    Attributes
+    ----------
+    num_shadows : int
+        Shadow models, each trained with the target's recipe on a random half-sized draw of the
+        attacker's candidate pool.
+    shadow_epochs : int
+        Epochs of centralized training that stand in for the federated recipe; 0 means
+        ``num-server-rounds x local-epochs``.
+    fixed_variance : bool
+        LiRA with one variance shared by all records (Carlini et al. recommend it for few
+        shadows).
+    max_targets : int
+        Most members evaluated (as many non-members are drawn, where available).
+    seed : int
+        Seed of target selection and shadow training.
+
+    """
+
+    num_shadows: int = 16
+    shadow_epochs: int = 0
+    fixed_variance: bool = True
+    max_targets: int = 500
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.num_shadows < 2:
+            raise ConfigError(f"num_shadows must be >= 2, got {self.num_shadows}")
+        if self.shadow_epochs < 0 or self.max_targets < 2:
+            raise ConfigError("shadow_epochs must be >= 0 and max_targets >= 2")
+
+    def to_dict(self) -> dict[str, object]:
+        """Settings as recorded in result files."""
+        return asdict(self)
+
+
+MODES = ("white-box", "black-box")
+
+
+@dataclass(frozen=True)
+class MIFaceSettings:
+    """Parameters of MI-Face (the paper's alpha, beta, gamma, lambda) and PROCESS.
+
+    Attributes
+    ----------
+    mode : str
+        ``white-box`` (autograd) or ``black-box`` (finite differences through queries).
+    iterations : int
+        alpha: the iteration limit.
+    patience : int
+        beta: stop when the cost is >= the maximum of the last ``patience`` costs.
+    cost_threshold : float
+        gamma: stop once the cost falls to this value.
+    step_size : float
+        lambda: gradient step size.
+    denoise_weight : float
+        Total-variation denoising strength in PROCESS (0, the default, disables it: on 8x8
+        digits any denoising per step stalls the descent).
+    sharpen_amount : float
+        Unsharp-mask amount in PROCESS (0 disables it).
+    query_budget : int
+        Black-box only: most model queries per label.
+    fd_epsilon : float
+        Black-box only: finite-difference step.
+
+    """
+
+    mode: str = "white-box"
+    iterations: int = 1000
+    patience: int = 100
+    cost_threshold: float = 0.001
+    step_size: float = 0.1
+    denoise_weight: float = 0.0
+    sharpen_amount: float = 0.3
+    query_budget: int = 100_000
+    fd_epsilon: float = 1e-3
+
+    def __post_init__(self) -> None:
+        if self.mode not in MODES:
+            raise ConfigError(f"unknown MI-Face mode {self.mode!r}; valid: {', '.join(MODES)}")
+        if self.iterations < 1 or self.patience < 1 or self.query_budget < 1:
+            raise ConfigError("iterations, patience and query_budget must be >= 1")
+        if not 0 <= self.cost_threshold < 1 or self.step_size <= 0 or self.fd_epsilon <= 0:
+            raise ConfigError("need 0 <= cost_threshold < 1, step_size > 0, fd_epsilon > 0")
+
+    def to_dict(self) -> dict[str, object]:
+        """Settings as recorded in result files."""
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class SuiteSettings:
+    """Settings of one `fedpriv attack` invocation (each part validates itself).
+
+    Attributes
+    ----------
+    inversion, membership, mi_face
+        Each family's budget.
+    rounds : tuple[int, ...]
+        Rounds whose updates gradient inversion attacks.
+    max_clients : int
+        Most client updates inverted per round.
+    outsider_output : str
+        What the outsider's queries return: ``probabilities`` or ``labels``.
+    colluders : int
+        Clients colluding with the server in the ``colluding-client`` threat.
+
+    """
+
+    inversion: InversionSettings = field(
+        default_factory=lambda: InversionSettings(iterations=300, restarts=1)
+    )
+    membership: MembershipSettings = field(default_factory=MembershipSettings)
+    mi_face: MIFaceSettings = field(default_factory=MIFaceSettings)
+    rounds: tuple[int, ...] = (1,)
+    max_clients: int = 2
+    outsider_output: str = "probabilities"
+    colluders: int = 1
+
+    def __post_init__(self) -> None:
+        if self.max_clients < 1 or not self.rounds or min(self.rounds) < 1:
+            raise ConfigError("max_clients must be >= 1 and rounds a non-empty list of rounds >= 1")
+        if self.outsider_output not in OUTPUTS:
+            raise ConfigError(f"outsider output must be one of {', '.join(OUTPUTS)}")
+        if self.colluders < 1:
+            raise ConfigError(f"colluders must be >= 1, got {self.colluders}")

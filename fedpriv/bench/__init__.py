@@ -1,0 +1,1 @@
+"""`fedpriv bench`: what encrypted aggregation costs against plaintext, measured side by side."""

@@ -1,0 +1,67 @@
+"""Running the benchmark: every measurement of the settings, into one typed result."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from fedpriv.bench.crypto import PrecisionRow, SizeRow, compare_size, measure_precision
+from fedpriv.bench.federation import EndToEndResult, ScaleResult, measure_end_to_end
+from fedpriv.bench.settings import BenchSettings
+from fedpriv.crypto.presets import get_preset
+from fedpriv.provenance import command, commit, today
+
+
+@dataclass
+class BenchResult:
+    """Everything one `fedpriv bench` measured, and where it ran."""
+
+    sizes: list[SizeRow]
+    precision: list[PrecisionRow]
+    end_to_end: EndToEndResult | None = None
+    scale: ScaleResult | None = None
+    machine: dict[str, Any] = field(default_factory=lambda: {"cpus": os.cpu_count()})
+    provenance: dict[str, str] = field(
+        default_factory=lambda: {"command": command(), "commit": commit(), "generated": today()}
+    )
+
+    def to_json(self) -> dict[str, Any]:
+        """What ``bench.json`` holds."""
+        data: dict[str, Any] = {
+            **self.provenance,
+            "machine": self.machine,
+            "sizes": [row.to_json() for row in self.sizes],
+            "precision": [asdict(row) for row in self.precision],
+        }
+        if self.end_to_end is not None:
+            data["end_to_end"] = self.end_to_end.to_json()
+        if self.scale is not None:
+            data["scale"] = self.scale.to_json()
+        return data
+
+
+def run_bench(
+    settings: BenchSettings, out: Path, progress: Callable[[str], None] | None = None
+) -> BenchResult:
+    """Run every measurement of ``settings``."""
+    say = progress or (lambda _message: None)
+    rows = []
+    for size in settings.sizes:
+        for preset in settings.presets:
+            if get_preset(preset).backend == "tenseal" and size > settings.tenseal_max_size:
+                continue
+            say(f"{preset}: {size:,} parameters x {settings.clients} clients")
+            rows.append(compare_size(preset, size, settings.clients))
+    say(f"precision: {settings.precision_clients} clients")
+    precision = [
+        measure_precision(p, settings.precision_clients, settings.precision_size)
+        for p in settings.presets
+    ]
+    result = BenchResult(rows, precision)
+    if settings.end_to_end is not None:
+        say("end to end: plaintext and ckks federations")
+        result.end_to_end = measure_end_to_end(settings.end_to_end, out)
+    return result

@@ -1,0 +1,82 @@
+"""What `fedpriv bench` measures: model sizes, clients, presets and the federations it runs."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from fedpriv.crypto.presets import DEFAULT_PRESET, get_preset
+from fedpriv.errors import ConfigError
+
+# Every ratio is taken between two measurements of the same run on the same machine (shared
+# machines are noisy; absolute seconds are not comparable between runs, ratios are).
+MILLION = 1_000_000
+# ~LeNet-5 on 28x28 (61,706), a 1M-parameter model, a ResNet-18-sized one (11.2M).
+FULL_SIZES = (61_706, 1_000_000, 11_200_000)
+QUICK_SIZES = (61_706, 200_000)
+
+
+@dataclass(frozen=True)
+class EndToEnd:
+    """The federation run under plaintext and ckks side by side (run-config values)."""
+
+    dataset: str = "mnist5k"
+    model: str = "cnn"
+    num_clients: int = 10
+    num_server_rounds: int = 3
+
+
+@dataclass(frozen=True)
+class BenchSettings:
+    """What `fedpriv bench` measures.
+
+    Attributes
+    ----------
+    sizes : tuple[int, ...]
+        Model sizes (parameters) of the synthetic update vectors.
+    clients : int
+        Clients whose updates the server adds per size.
+    presets : tuple[str, ...]
+        CKKS presets to measure.
+    tenseal_max_size : int
+        Largest size measured under TenSEAL-vector presets (8-15x the bytes in memory).
+    precision_clients : int
+        Clients in the precision check (weighted mean against float64 numpy).
+    precision_size : int
+        Parameters in the precision check.
+    end_to_end : EndToEnd | None
+        The federation run under both arms, or ``None``.
+
+    """
+
+    sizes: tuple[int, ...] = FULL_SIZES
+    clients: int = 10
+    presets: tuple[str, ...] = (DEFAULT_PRESET, "n4096-additive", "nvflare-default")
+    tenseal_max_size: int = 1_000_000
+    precision_clients: int = 100
+    precision_size: int = 100_000
+    end_to_end: EndToEnd | None = None
+
+    def __post_init__(self) -> None:
+        if not self.sizes or min(self.sizes) < 1:
+            raise ConfigError("bench sizes must be positive")
+        if self.clients < 1 or self.precision_clients < 1:
+            raise ConfigError("bench needs at least one client")
+        for name in self.presets:
+            get_preset(name)
+
+
+def full_settings() -> BenchSettings:
+    """The documented benchmark (docs, "Performance")."""
+    return BenchSettings(end_to_end=EndToEnd())
+
+
+def quick_settings() -> BenchSettings:
+    """Small sizes for CI: the same fields, a few seconds per measurement."""
+    return BenchSettings(
+        sizes=QUICK_SIZES,
+        clients=4,
+        tenseal_max_size=200_000,
+        precision_clients=100,
+        precision_size=10_000,
+        end_to_end=EndToEnd("digits", "mlp", 3, 2),
+    )

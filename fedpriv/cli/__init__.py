@@ -1,0 +1,50 @@
+"""The `fedpriv` command: one module per subcommand; this one only wires them together."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from fedpriv import __version__
+from fedpriv.cli import attack, bench, compare, deploy, keys, release, run
+from fedpriv.errors import FedprivError
+
+COMMANDS = (run, compare, attack, bench, keys, release, deploy)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of the `fedpriv` command."""
+    parser = argparse.ArgumentParser(
+        prog="fedpriv",
+        description="Federated learning on Flower with CKKS-encrypted aggregation, privacy "
+        "attacks and defenses.",
+    )
+    parser.add_argument("--version", action="version", version=f"fedpriv {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True)
+    for command in COMMANDS:
+        command.add_parser(commands)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the `fedpriv` command; returns the exit code.
+
+    A :class:`~fedpriv.errors.FedprivError` ends the command with one line and the exit code
+    of its class (2 for a bad argument or configuration).
+    """
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    if extra:
+        # The subcommand's own usage, not the top-level one.
+        args.parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    try:
+        code: int = args.handler(args)
+    except FedprivError as err:
+        print(f"fedpriv: error: {err}", file=sys.stderr)
+        return err.exit_code
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,101 @@
+"""`fedpriv attack`: run the attacks each threat allows on a run directory."""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import replace
+from pathlib import Path
+
+from rich.table import Table
+
+from fedpriv.attacks.registry import ATTACKS, VIEWS, attacks_for
+from fedpriv.attacks.results import OUTPUTS
+from fedpriv.cli.progress import Reporter, console
+from fedpriv.cli.tables import attack_summary
+from fedpriv.errors import ConfigError
+
+
+def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Register `fedpriv attack`."""
+    attack = commands.add_parser(
+        "attack", help="run privacy attacks on a run directory, as each attacker sees it"
+    )
+    attack.add_argument("--run", type=Path, required=True, help="run directory")
+    attack.add_argument(
+        "--threat",
+        choices=VIEWS.names(),
+        help="whose view (default: every threat)",
+    )
+    attack.add_argument(
+        "--attacks",
+        help=f"comma-separated attacks, of {', '.join(ATTACKS.names())} "
+        "(default: all each threat allows)",
+    )
+    attack.add_argument(
+        "--output",
+        default="probabilities",
+        choices=OUTPUTS,
+        help="what the outsider's queries return (default: %(default)s)",
+    )
+    attack.add_argument("--shadows", type=int, help="shadow models for Shokri and LiRA (16)")
+    attack.add_argument(
+        "--colluders", type=int, default=1, help="clients colluding with the server (1)"
+    )
+    attack.add_argument("--keys", type=Path, help="the colluding clients' key directory")
+    attack.set_defaults(handler=handle, parser=attack)
+
+
+def handle(args: argparse.Namespace) -> int:
+    """Check the arguments, then run the attacks and print one line per result."""
+    if not (args.run / "config.json").exists():
+        raise ConfigError(f"{args.run} is not a run directory (no config.json)")
+    names = [name.strip() for name in args.attacks.split(",")] if args.attacks else None
+    for name in names or ():
+        ATTACKS.check(name)
+    plan = plan_attacks(args.threat, names)
+    from fedpriv.attacks.runner import check_attacks, run_attacks
+    from fedpriv.attacks.settings import SuiteSettings
+    from fedpriv.report.figures import attack_figures
+
+    for threat, chosen in plan.items():
+        check_attacks(threat, chosen)
+    settings = SuiteSettings(outsider_output=args.output, colluders=args.colluders)
+    if args.shadows is not None:
+        settings = replace(
+            settings, membership=replace(settings.membership, num_shadows=args.shadows)
+        )
+    table = Table(title=f"attacks on {args.run}")
+    for column in ("threat", "attack", "result"):
+        table.add_column(column)
+    with Reporter() as reporter:
+        for threat, chosen in plan.items():
+
+            def report(name: str, fraction: float, threat: str = threat) -> None:
+                reporter.update(threat, name, fraction, 1.0)
+
+            results = run_attacks(args.run, threat, chosen, settings, args.keys, report)
+            attack_figures(args.run, threat, results)
+            for result in results:
+                table.add_row(threat, result.attack, attack_summary(result))
+    console.print(table)
+    print(f"results: {(args.run / 'attacks').resolve()}")
+    return 0
+
+
+def plan_attacks(threat: str | None, names: list[str] | None) -> dict[str, list[str]]:
+    """Which attacks run for which threat.
+
+    With ``--threat``, the named attacks (or all it allows); without, each named attack runs
+    for every threat it applies to (and every threat runs all it allows when none is named).
+    """
+    threats = [threat] if threat else list(VIEWS.names())
+    allowed = {t: list(attacks_for(t)) for t in threats}
+    if threat:
+        return {threat: names or allowed[threat]}
+    if not names:
+        return allowed
+    plan = {t: [n for n in names if n in allowed[t]] for t in threats}
+    unused = [n for n in names if not any(n in chosen for chosen in plan.values())]
+    if unused:
+        raise ConfigError(f"attack(s) {', '.join(unused)} apply to no threat")
+    return {t: chosen for t, chosen in plan.items() if chosen}

@@ -1,0 +1,110 @@
+"""`fedpriv bench`: encrypted against plaintext aggregation, bytes and seconds, as ratios."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import logging
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from fedpriv.bench.settings import full_settings, quick_settings
+from fedpriv.cli.progress import Reporter, console
+
+
+def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Register `fedpriv bench`."""
+    bench = commands.add_parser(
+        "bench", help="encrypted vs plaintext aggregation: bytes, seconds, ratios (bench.json)"
+    )
+    bench.add_argument("--quick", action="store_true", help="small sizes (what CI runs)")
+    bench.add_argument("--sizes", type=int, nargs="+", help="model sizes (parameters)")
+    bench.add_argument("--clients", type=int, help="clients added per size")
+    bench.add_argument("--presets", nargs="+", help="CKKS presets to measure")
+    bench.add_argument("--no-end-to-end", action="store_true", help="skip the federations")
+    bench.add_argument(
+        "--scale", action="store_true", help="also a 1,000-client ckks simulation (minutes)"
+    )
+    bench.add_argument(
+        "--out", type=Path, default=Path("results/bench"), help="output folder (%(default)s)"
+    )
+    bench.set_defaults(handler=handle, parser=bench)
+
+
+def handle(args: argparse.Namespace) -> int:
+    """Measure, save ``bench.json``, print the table."""
+    from fedpriv.bench.federation import measure_scale
+    from fedpriv.bench.run import run_bench
+    from fedpriv.rundir import write_json
+
+    settings = quick_settings() if args.quick else full_settings()
+    changes: dict[str, Any] = {}
+    if args.sizes:
+        changes["sizes"] = tuple(args.sizes)
+    if args.clients:
+        changes["clients"] = args.clients
+    if args.presets:
+        changes["presets"] = tuple(args.presets)
+    if args.no_end_to_end:
+        changes["end_to_end"] = None
+    settings = dataclasses.replace(settings, **changes)
+    args.out.mkdir(parents=True, exist_ok=True)
+    logging.getLogger("flwr").setLevel(logging.WARNING)
+    with Reporter() as reporter:
+        results = run_bench(settings, args.out, progress=reporter.say)
+        if args.scale:
+            reporter.say("scale: 1,000 virtual clients, 10% per round, 3 rounds (ckks, LeNet)")
+            results.scale = measure_scale(args.out)
+    data = results.to_json()
+    write_json(args.out / "bench.json", data)
+    print_bench(data)
+    print(f"results: {(args.out / 'bench.json').resolve()}")
+    return 0
+
+
+def print_bench(results: dict[str, Any]) -> None:
+    """The ratios table and one line per extra measurement."""
+    table = Table(title="ckks against plaintext (ratios measured side by side)")
+    columns = (
+        "preset", "parameters", "up ×", "down ×", "encrypt s/1M", "decrypt s/1M",
+        "server parse+add s/1M", "add × numpy", "parse+add × plaintext",
+    )  # fmt: skip
+    for column in columns:
+        table.add_column(column, justify="right")
+    for row in results["sizes"]:
+        table.add_row(
+            row["preset"],
+            f"{row['parameters']:,}",
+            f"{row['bytes_up_ratio']:.2f}",
+            f"{row['bytes_down_ratio']:.2f}",
+            f"{row['encrypt_seconds_per_1m']:.3f}",
+            f"{row['decrypt_seconds_per_1m']:.3f}",
+            f"{row['server_parse_add_seconds_per_1m']:.3f}",
+            f"{row['server_add_ratio']:.1f}",
+            f"{row['server_parse_add_ratio']:.1f}",
+        )
+    Console(stderr=True, width=max(console.width, 150)).print(table)
+    for entry in results["precision"]:
+        console.print(
+            f"precision {entry['preset']}: weighted mean of {entry['clients']} clients, max abs "
+            f"error {entry['max_abs_error']:.2e}"
+        )
+    if "end_to_end" in results:
+        e2e = results["end_to_end"]
+        federation = e2e["config"]
+        console.print(
+            f"end to end ({federation['model']} on {federation['dataset']}, "
+            f"{federation['num_clients']} clients, {federation['num_server_rounds']} rounds): "
+            f"round {e2e['plaintext']['round_seconds']:.2f}s plaintext, "
+            f"{e2e['ckks']['round_seconds']:.2f}s ckks, ratio {e2e['round_seconds_ratio']:.2f}; "
+            f"upload ratio {e2e['bytes_up_ratio']:.2f}"
+        )
+    if "scale" in results:
+        scale = results["scale"]
+        console.print(
+            f"scale: {scale['config']['num_clients']} clients, {len(scale['rounds'])} rounds in "
+            f"{scale['wall_seconds']:.0f}s, peak RSS {scale['peak_rss_bytes'] / 1024**3:.2f} GiB"
+        )

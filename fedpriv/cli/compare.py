@@ -1,0 +1,68 @@
+"""`fedpriv compare`: the main job, every arm and every attack, one report."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from fedpriv.cli.progress import Reporter
+from fedpriv.compare.spec import DEFAULT_EXPERIMENT, load_comparison
+
+
+def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Register `fedpriv compare`."""
+    compare = commands.add_parser(
+        "compare", help="the main job: every arm, every attack, one report"
+    )
+    compare.add_argument(
+        "experiment",
+        nargs="?",
+        type=Path,
+        default=DEFAULT_EXPERIMENT,
+        help="comparison TOML (default: experiments/compare.toml)",
+    )
+    compare.add_argument(
+        "--out", type=Path, default=Path("results/compare"), help="output folder (%(default)s)"
+    )
+    compare.add_argument(
+        "--quick", action="store_true", help="a smoke run: 1 round, the smallest attack budgets"
+    )
+    compare.add_argument(
+        "--force", action="store_true", help="rerun arms and attacks found in --out"
+    )
+    compare.set_defaults(handler=handle, parser=compare)
+
+
+def handle(args: argparse.Namespace) -> int:
+    """Run the comparison; print the summary table and where the report went."""
+    comparison = load_comparison(args.experiment, quick=args.quick)
+    from fedpriv.compare.run import run_comparison
+    from fedpriv.report.render import SUMMARY_HEADER, summary_rows
+
+    logging.getLogger("flwr").setLevel(logging.WARNING)
+    total = len(comparison.arms)
+    with Reporter() as reporter:
+        done: list[str] = []
+
+        def step(arm: str, what: str) -> None:
+            if arm not in done:
+                done.append(arm)
+            reporter.update("comparison", f"{arm}: {what}", len(done) - 1, total)
+
+        def attack_step(name: str, fraction: float) -> None:
+            reporter.update("attack", name, fraction, 1.0)
+
+        results = run_comparison(comparison, args.out, args.force, step, attack_step)
+        reporter.update("comparison", "report written", total, total)
+    table = Table(title="fedpriv comparison")
+    for column in SUMMARY_HEADER:
+        table.add_column(column, justify="right")
+    for row in summary_rows(results):
+        table.add_row(*row)
+    Console(width=200).print(table)
+    print(f"results: {args.out.resolve()} (report.html, report.md, results.json)")
+    return 0

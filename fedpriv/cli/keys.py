@@ -1,0 +1,65 @@
+"""`fedpriv keys`: CKKS key provisioning for deployments, and the presets."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from fedpriv.crypto.keys import CLIENT_CONTEXT, check_preset, provision_keys
+from fedpriv.crypto.presets import DEFAULT_PRESET, PRESETS
+from fedpriv.errors import ConfigError
+
+
+def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Register `fedpriv keys new` and `fedpriv keys presets`."""
+    keys = commands.add_parser("keys", help="CKKS key provisioning for deployments")
+    key_commands = keys.add_subparsers(dest="keys_command", required=True)
+    new = key_commands.add_parser("new", help="write a client (secret) and a server context")
+    new.add_argument("--out", type=Path, required=True, help="key directory to create")
+    new.add_argument("--preset", default=DEFAULT_PRESET, help="CKKS preset (default: %(default)s)")
+    new.add_argument(
+        "--server-out",
+        type=Path,
+        help="write the server's share (parameters only) here instead of into --out",
+    )
+    new.add_argument("--exist-ok", action="store_true", help="keep an existing key set, exit 0")
+    new.set_defaults(handler=handle_new, parser=new)
+    presets = key_commands.add_parser("presets", help="list the CKKS presets")
+    presets.set_defaults(handler=handle_presets, parser=presets)
+
+
+def handle_new(args: argparse.Namespace) -> int:
+    """Write a key set (refusing to overwrite one)."""
+    if (args.out / CLIENT_CONTEXT).exists():
+        if not args.exist_ok:
+            raise ConfigError(f"{args.out} already holds a key set; refusing to overwrite it")
+        check_preset(args.out, args.preset)
+        print(f"results: {args.out.resolve()} (kept)")
+        return 0
+    paths = provision_keys(args.out, args.preset, args.server_out)
+    print(f"client context (secret key, give to clients only): {paths['client']}")
+    print(f"server context (parameters only): {paths['server']}")
+    print(f"results: {args.out.resolve()}")
+    return 0
+
+
+def handle_presets(args: argparse.Namespace) -> int:
+    """Print the presets."""
+    table = Table(title="CKKS presets")
+    for column in ("name", "N", "primes", "scale", "encryption", "sum bound", "about"):
+        table.add_column(column)
+    for p in PRESETS.values():
+        table.add_row(
+            p.name,
+            str(p.poly_modulus_degree),
+            str(list(p.coeff_mod_bit_sizes)),
+            f"2^{p.scale_bits}",
+            p.encryption,
+            f"{p.sum_bound:.3g}",
+            p.description,
+        )
+    Console(width=160).print(table)
+    return 0

@@ -1,0 +1,1 @@
+"""`fedpriv compare`: the same federation under each arm, attacked, and reported."""

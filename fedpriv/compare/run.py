@@ -1,0 +1,128 @@
+"""Running a comparison: each arm's federation and attacks, reused when nothing changed."""
+
+from __future__ import annotations
+
+import shutil
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from fedpriv import __version__
+from fedpriv.attacks.context import Progress as AttackProgress
+from fedpriv.attacks.registry import VIEWS, attacks_for
+from fedpriv.attacks.runner import run_attacks
+from fedpriv.compare.spec import Arm, Comparison
+from fedpriv.provenance import code_digest, command, commit, today, versions
+from fedpriv.report.narrative import protection_text
+from fedpriv.report.render import write_report
+from fedpriv.report.results import ArmResult, ComparisonResult, Provenance, headline, relate
+from fedpriv.rundir import RunDirectory, write_json
+from fedpriv.schemes.base import load_scheme
+from fedpriv.simulation import run_simulation
+
+# Reports progress: (arm, what it is doing).
+Progress = Callable[[str, str], None]
+# The libraries whose versions change results.
+RESULT_LIBRARIES = ("flwr", "torch", "tenseal", "numpy", "scikit-learn", "scikit-image", "opacus")
+
+
+def run_key(arm: Arm) -> dict[str, Any]:
+    """Everything that determines an arm's run: its configuration and the code."""
+    return {
+        "config": arm.config.replace(out_dir="", key_dir="").to_flower(),
+        "fedpriv": __version__,
+        "code": code_digest("fedpriv", "clients", "server", "strategies"),
+        "versions": versions(*RESULT_LIBRARIES),
+    }
+
+
+def attack_key(comparison: Comparison, threat: str, run: dict[str, Any]) -> dict[str, Any]:
+    """Everything that determines a threat's attack results: the run, the settings, the code."""
+    return {
+        "run": run,
+        "threat": threat,
+        "attacks": list(attacks_for(threat)),
+        "settings": _jsonable(comparison.suite),
+        "code": code_digest("fedpriv/attacks", "fedpriv/defenses"),
+    }
+
+
+def _complete(rundir: RunDirectory, arm: Arm, key: dict[str, Any]) -> bool:
+    """Whether a previous run of this arm finished with the same key."""
+    if rundir.reuse_key("run") != key or not rundir.has_history() or not rundir.has_model():
+        return False
+    history = rundir.read_history()
+    return len(history) == arm.config.num_server_rounds and all(r.finished for r in history)
+
+
+def run_comparison(
+    comparison: Comparison,
+    out: str | Path,
+    force: bool = False,
+    progress: Progress | None = None,
+    attack_progress: AttackProgress | None = None,
+) -> ComparisonResult:
+    """Run (or reuse) every arm and its attacks, then write ``results.json`` and the report."""
+    out = Path(out).resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    say = progress or (lambda _arm, _what: None)
+    timings: dict[str, float] = {}
+    for arm in comparison.arms:
+        run_dir = out / "runs" / arm.name
+        rundir = RunDirectory(run_dir)
+        start = time.perf_counter()
+        key = run_key(arm)
+        if force or not _complete(rundir, arm, key):
+            say(arm.name, "federation")
+            if run_dir.exists():
+                shutil.rmtree(run_dir)  # an interrupted or different run: start it again
+            run_simulation(arm.config.replace(out_dir=str(run_dir), key_dir=""))
+            rundir.write_reuse_key("run", key)
+        for threat in VIEWS:
+            scope = f"attacks/{threat}"
+            wanted = attack_key(comparison, threat, key)
+            if force or rundir.reuse_key(scope) != wanted:
+                say(arm.name, f"attacks: {threat}")
+                rundir.forget_reuse_key(scope)
+                shutil.rmtree(rundir.attack_dir(threat), ignore_errors=True)
+                run_attacks(run_dir, threat, None, comparison.suite, progress=attack_progress)
+                rundir.write_reuse_key(scope, wanted)
+        timings[arm.name] = time.perf_counter() - start
+    results = collect(comparison, out, timings)
+    write_json(out / "results.json", results.to_json())
+    write_report(out, results)
+    return results
+
+
+def collect(comparison: Comparison, out: Path, timings: dict[str, float]) -> ComparisonResult:
+    """Gather every arm's history and attack results into the comparison's results."""
+    arms = []
+    for arm in comparison.arms:
+        result = ArmResult.read(arm.name, out / "runs" / arm.name)
+        result.headline = headline(result)
+        result.wall_seconds = timings.get(arm.name)
+        arms.append(result)
+    baseline = next((a for a in arms if load_scheme(a.config).unprotected()), arms[0])
+    for arm in arms:
+        relate(arm.headline, baseline.headline)
+    for arm in arms:
+        arm.protection = protection_text(arm, baseline)
+    return ComparisonResult(
+        experiment=comparison.source,
+        baseline=baseline.name,
+        settings=_jsonable(comparison.suite),
+        arms=arms,
+        provenance=Provenance(command(), commit(), today()),
+    )
+
+
+def _jsonable(suite: Any) -> dict[str, Any]:
+    """The attack settings as recorded in results."""
+    return {
+        "inversion": suite.inversion.to_dict(),
+        "membership": suite.membership.to_dict(),
+        "mi_face": suite.mi_face.to_dict(),
+        "max_clients": suite.max_clients,
+        "rounds": list(suite.rounds),
+    }

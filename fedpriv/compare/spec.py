@@ -1,0 +1,97 @@
+"""A comparison as declared in TOML: the shared run, the arms, and the attack budgets."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from fedpriv.attacks.settings import (
+    InversionSettings,
+    MembershipSettings,
+    MIFaceSettings,
+    SuiteSettings,
+)
+from fedpriv.config import RunConfig
+from fedpriv.errors import ConfigError
+from fedpriv.experiment import check_keys, read_experiment, run_table
+
+DEFAULT_EXPERIMENT = Path(__file__).resolve().parents[2] / "experiments" / "compare.toml"
+
+# [attacks] keys -> (default, budget of a --quick smoke run).
+ATTACK_KEYS: dict[str, tuple[int, int]] = {
+    "shadows": (16, 2),
+    "inversion-iterations": (300, 20),
+    "max-clients": (2, 1),
+    "max-targets": (500, 100),
+    "mi-face-iterations": (1000, 100),
+    "mi-face-queries": (100_000, 3_000),
+}
+
+
+@dataclass(frozen=True)
+class Arm:
+    """One arm: a name and the complete run configuration."""
+
+    name: str
+    config: RunConfig
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """The arms to run and the attack settings used on each."""
+
+    arms: tuple[Arm, ...]
+    suite: SuiteSettings
+    source: str
+    quick: bool = False
+
+    def __post_init__(self) -> None:
+        if not self.arms:
+            raise ConfigError("a comparison needs at least one arm")
+        names = [arm.name for arm in self.arms]
+        if len(set(names)) != len(names):
+            raise ConfigError(f"arm names must be unique, got {names}")
+
+
+def suite_settings(attacks: dict[str, Any], quick: bool) -> SuiteSettings:
+    """The attack settings of an ``[attacks]`` table (``quick``: the smallest budgets)."""
+    value = {key: int(attacks.get(key, full)) for key, (full, _) in ATTACK_KEYS.items()}
+    if quick:
+        value = {key: smoke for key, (_, smoke) in ATTACK_KEYS.items()}
+    return SuiteSettings(
+        inversion=InversionSettings(iterations=value["inversion-iterations"], restarts=1),
+        membership=MembershipSettings(
+            num_shadows=value["shadows"], max_targets=value["max-targets"]
+        ),
+        mi_face=MIFaceSettings(
+            iterations=value["mi-face-iterations"], query_budget=value["mi-face-queries"]
+        ),
+        max_clients=value["max-clients"],
+    )
+
+
+def load_comparison(path: str | Path, quick: bool = False) -> Comparison:
+    """Read a comparison TOML; ``quick`` shrinks rounds and attack budgets for a smoke run.
+
+    Raises
+    ------
+    ConfigError
+        Naming an unknown table or key (with the closest valid one), or a bad value.
+
+    """
+    data = read_experiment(path, "comparison file")
+    shared = run_table(data)
+    check_keys(f"[run] of {path}", shared, RunConfig.keys())
+    attacks = data.get("attacks", {})
+    check_keys(f"[attacks] of {path}", attacks, ATTACK_KEYS)
+    if quick:
+        # A smoke run: one round and the smallest attack budgets (the numbers mean little).
+        shared = {**shared, "num-server-rounds": 1}
+    arms = []
+    for name, overrides in data.get("arms", {}).items():
+        if not isinstance(overrides, dict):
+            raise ConfigError(f"[arms.{name}] must be a table of run-config keys")
+        check_keys(f"[arms.{name}] of {path}", overrides, RunConfig.keys())
+        arms.append(Arm(name, RunConfig.from_flower({**shared, **overrides})))
+    return Comparison(tuple(arms), suite_settings(attacks, quick), str(path), quick)

@@ -1,0 +1,93 @@
+"""The interface of a defense composed with an aggregation scheme, and the empty defense."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import ClassVar
+
+import numpy as np
+import torch
+from flwr.serverapp.strategy import Strategy
+from torch import nn
+
+from fedpriv.config import RunConfig
+from fedpriv.registry import DEFENSES
+from fedpriv.registry import Defense as DefenseName
+from fedpriv.rundir import RunDirectory
+from fedpriv.training import LocalUpdate, Trainer, sgd_trainer
+
+# An arm's headline numbers by name (``fedpriv.compare.results.Headline``), for sentences.
+Numbers = Mapping[str, float | str | None]
+
+
+class ReleasedModel:
+    """How the released model answers an outsider's queries: its probability vectors."""
+
+    def __init__(self, model: nn.Module) -> None:
+        self.model = model.eval()
+        # L1 distance between each answer and the model's own probabilities (0: undefended).
+        self.distortion: list[float] = []
+
+    def describe(self) -> dict[str, float | str] | None:
+        """The defense in front of the model, as result files record it (``None``: none)."""
+        return None
+
+    def answer(self, x: np.ndarray) -> np.ndarray:
+        """Probability vectors for the queries ``x``."""
+        with torch.no_grad():
+            probabilities = torch.softmax(self.model(torch.as_tensor(x)), dim=1).numpy()
+        self.distortion.extend([0.0] * len(probabilities))
+        return probabilities
+
+
+class Defense:
+    """A protection beside the aggregation scheme; each hook does nothing unless overridden.
+
+    Parameters
+    ----------
+    config : RunConfig
+        The run the defense protects.
+
+    """
+
+    name: ClassVar[DefenseName] = DefenseName.NONE
+    # Whether the defense protects anything (the empty defense does not).
+    protects: ClassVar[bool] = True
+
+    def __init__(self, config: RunConfig) -> None:
+        self.config = config
+
+    def wrap_strategy(self, strategy: Strategy) -> Strategy:
+        """The server's strategy with this defense around it."""
+        return strategy
+
+    def trainer(self) -> Trainer:
+        """How a client trains locally."""
+        return sgd_trainer
+
+    def client_update(self, update: LocalUpdate) -> LocalUpdate:
+        """What a client sends instead of its plain update."""
+        return update
+
+    def after_run(self, rundir: RunDirectory) -> None:
+        """Work once the run finished (privacy accounting a client cannot do alone)."""
+
+    def released(self, model: nn.Module) -> ReleasedModel:
+        """The released model as an outsider reaches it."""
+        return ReleasedModel(model)
+
+    def narrative(self, arm: Numbers, baseline: Numbers, baseline_name: str) -> list[str]:
+        """Sentences, from an arm's numbers, on what this defense changed."""
+        return []
+
+
+class NoDefense(Defense):
+    """No protection beyond the aggregation scheme."""
+
+    protects = False
+
+
+def load_defense(config: RunConfig) -> Defense:
+    """The defense a run asks for (``defense`` run-config key)."""
+    defense: Defense = DEFENSES.load(config.defense)(config)
+    return defense

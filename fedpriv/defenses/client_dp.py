@@ -1,0 +1,46 @@
+"""Client-level DP under an encrypted sum: clients clip, the server adds noise to the sum."""
+
+from __future__ import annotations
+
+from flwr.serverapp.strategy import Strategy
+
+from fedpriv.defenses.base import Defense, Numbers
+from fedpriv.defenses.dp import DPSettings, clip_update
+from fedpriv.narrative import fmt
+from fedpriv.parameters import state_to_vector, vector_to_state
+from fedpriv.registry import Defense as DefenseName
+from fedpriv.strategies.server_noise import ServerSideNoise
+from fedpriv.training import LocalUpdate
+
+
+class ClientLevelDP(Defense):
+    """DP-FedAvg (McMahan et al. 2018) with the server's noise added under encryption.
+
+    Each client sends ``w + clip(w_k - w, C)`` with weight 1 (the global model ``w`` is the
+    same for every client), so one client changes the sum by at most ``C``; the server adds
+    ``N(0, sigma^2 C^2)`` to the sum (:class:`~fedpriv.strategies.server_noise.ServerSideNoise`).
+    """
+
+    name = DefenseName.DP
+
+    def wrap_strategy(self, strategy: Strategy) -> Strategy:
+        """The strategy with server-side noise around it."""
+        return ServerSideNoise(strategy, DPSettings.from_config(self.config))
+
+    def client_update(self, update: LocalUpdate) -> LocalUpdate:
+        """The global model plus the clipped update, with weight 1 (a bounded contribution)."""
+        start = state_to_vector(update.start)
+        step = clip_update(state_to_vector(update.state) - start, self.config.dp_clipping_norm)
+        return LocalUpdate(
+            vector_to_state(start + step, update.state), update.start, 1.0, update.train_loss
+        )
+
+    def narrative(self, arm: Numbers, baseline: Numbers, baseline_name: str) -> list[str]:
+        """The privacy spent and what it cost."""
+        cost = arm.get("accuracy_cost")
+        return [
+            f"Client-level DP spends epsilon {fmt(arm.get('dp_epsilon'), '.2f')} (delta "
+            f"{self.config.dp_delta}) and costs "
+            f"{fmt(None if cost is None else 100 * float(cost), '.1f')} accuracy points "
+            f"against {baseline_name}."
+        ]

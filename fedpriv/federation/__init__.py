@@ -1,0 +1,1 @@
+"""The server side of a federation: recording what crosses the wire, and the round loop."""

@@ -1,0 +1,214 @@
+"""One recording ``Grid`` for every scheme: bytes each way, who replied, and the server view."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+from flwr.app import Message, RecordDict
+from flwr.serverapp import Grid
+
+from fedpriv.flower import NodeInfo, Run
+from fedpriv.rundir import RunDirectory
+from fedpriv.wire import payload_bytes, payload_size
+
+TRAIN, EVALUATE = "train", "evaluate"
+# The protocol stage a message belongs to ("" outside multi-stage protocols such as SecAgg+).
+StageOf = Callable[[Message], str]
+
+
+@dataclass
+class RoundTraffic:
+    """What crossed the wire in one round, as the server saw it.
+
+    Attributes
+    ----------
+    start, end : float
+        ``perf_counter`` of the first message sent and the last reply received.
+    bytes_up, bytes_down : dict[str, int]
+        Bytes received / sent, by phase (``train``, ``evaluate``).
+    replied : dict[str, set[int]]
+        Nodes whose replies (with content) arrived, by phase; under a multi-stage protocol
+        only the stage that carries the update counts for ``train``.
+    failed : dict[int, str]
+        Node id -> reason, for error replies of the training phase.
+    codes : dict[int, int]
+        Node id -> error code, for the same replies.
+
+    """
+
+    start: float = float("inf")
+    end: float = 0.0
+    bytes_up: dict[str, int] = field(default_factory=lambda: {TRAIN: 0, EVALUATE: 0})
+    bytes_down: dict[str, int] = field(default_factory=lambda: {TRAIN: 0, EVALUATE: 0})
+    replied: dict[str, set[int]] = field(default_factory=lambda: {TRAIN: set(), EVALUATE: set()})
+    failed: dict[int, str] = field(default_factory=dict)
+    codes: dict[int, int] = field(default_factory=dict)
+
+    def refused_with(self, code: int) -> list[int]:
+        """Nodes whose training reply was an error with ``code``."""
+        return sorted(node for node, c in self.codes.items() if c == code)
+
+    @property
+    def seconds(self) -> float:
+        """From the first message sent to the last reply received."""
+        return max(self.end - self.start, 0.0) if self.end else 0.0
+
+
+def phase(message: Message) -> str:
+    """``train`` or ``evaluate``, from the message type."""
+    return TRAIN if message.metadata.message_type.startswith(TRAIN) else EVALUATE
+
+
+class RecordingGrid(Grid):
+    """A ``Grid`` that accounts for, and stores, every message the server sends and receives.
+
+    Rounds are the messages' ``group_id`` where the workflow sets one (Flower's legacy
+    workflows do), else :attr:`current_round`. The server view is stored under names
+    ``<phase>[-<stage>]-sent`` (one file when every recipient got the same bytes, else one
+    per node, ``-sent-<node>``) and ``<phase>[-<stage>]-recv-<node>``.
+
+    Parameters
+    ----------
+    grid : Grid
+        The grid Flower gave the ServerApp.
+    rundir : RunDirectory
+        Where the server view goes.
+    record_view : bool
+        Store payloads (else only count their bytes).
+    stage_of : Callable[[Message], str] | None
+        The protocol stage a message belongs to (SecAgg+), or ``None``.
+    update_stage : str
+        The stage whose training replies carry the updates ("" when there are no stages).
+
+    """
+
+    def __init__(
+        self,
+        grid: Grid,
+        rundir: RunDirectory,
+        record_view: bool,
+        stage_of: StageOf | None = None,
+        update_stage: str = "",
+    ) -> None:
+        self._grid = grid
+        self._rundir = rundir
+        self._record_view = record_view
+        self._stage_of = stage_of or (lambda _message: "")
+        self._update_stage = update_stage
+        self.current_round = 0
+        self.rounds: dict[int, RoundTraffic] = {}
+
+    # -- what Flower's Grid does, unchanged ----------------------------------------------------
+    def set_run(self, run: Run) -> None:
+        """As the wrapped grid."""
+        self._grid.set_run(run)
+
+    @property
+    def run(self) -> Run:
+        """As the wrapped grid."""
+        return self._grid.run
+
+    def create_message(
+        self,
+        content: RecordDict,
+        message_type: str,
+        dst_node_id: int,
+        group_id: str,
+        ttl: float | None = None,
+    ) -> Message:
+        """As the wrapped grid."""
+        return self._grid.create_message(content, message_type, dst_node_id, group_id, ttl)
+
+    def get_node_ids(self) -> Iterable[int]:
+        """As the wrapped grid."""
+        return self._grid.get_node_ids()
+
+    def get_nodes(self) -> Iterable[NodeInfo]:
+        """As the wrapped grid."""
+        return self._grid.get_nodes()
+
+    def push_messages(self, messages: Iterable[Message]) -> Iterable[str]:
+        """Unrecorded: fedpriv's loops and Flower's workflows use :meth:`send_and_receive`."""
+        return self._grid.push_messages(messages)
+
+    def pull_messages(self, message_ids: Iterable[str]) -> Iterable[Message]:
+        """Unrecorded (see :meth:`push_messages`)."""
+        return self._grid.pull_messages(message_ids)
+
+    # -- recorded ------------------------------------------------------------------------------
+    def traffic(self, server_round: int) -> RoundTraffic:
+        """What crossed the wire in ``server_round`` so far."""
+        return self.rounds.setdefault(server_round, RoundTraffic())
+
+    def send_and_receive(
+        self, messages: Iterable[Message], *, timeout: float | None = None
+    ) -> Iterable[Message]:
+        """Send, receive, and record both directions."""
+        messages = list(messages)
+        self._record_sent(messages)
+        replies = list(self._grid.send_and_receive(messages, timeout=timeout))
+        stages = {m.metadata.dst_node_id: self._stage_of(m) for m in messages}
+        received = time.perf_counter()
+        for reply in replies:
+            server_round = self._round(reply)
+            traffic = self.traffic(server_round)
+            traffic.end = max(traffic.end, received)
+            node = reply.metadata.src_node_id
+            kind = phase(reply)
+            if reply.has_error():
+                if kind == TRAIN:
+                    traffic.failed[node] = reply.error.reason
+                    traffic.codes[node] = reply.error.code
+                continue
+            stage = stages.get(node, "")
+            if kind == EVALUATE or stage == self._update_stage:
+                traffic.replied[kind].add(node)
+            if self._recording(server_round):
+                data = payload_bytes(reply.content)
+                traffic.bytes_up[kind] += len(data)
+                self._rundir.record_view(server_round, _name(kind, stage, "recv", node), data)
+            else:
+                traffic.bytes_up[kind] += payload_size(reply.content)
+        return replies
+
+    def _record_sent(self, messages: list[Message]) -> None:
+        sent_at = time.perf_counter()
+        stored: dict[int, bytes] = {}
+        for message in messages:
+            server_round = self._round(message)
+            traffic = self.traffic(server_round)
+            traffic.start = min(traffic.start, sent_at)
+            kind = phase(message)
+            if not self._recording(server_round):
+                traffic.bytes_down[kind] += payload_size(message.content)
+                continue
+            data = payload_bytes(message.content)
+            traffic.bytes_down[kind] += len(data)
+            stored[message.metadata.dst_node_id] = data
+        if not stored:
+            return
+        first = messages[0]
+        kind, stage, server_round = phase(first), self._stage_of(first), self._round(first)
+        payloads = list(stored.values())
+        if all(p == payloads[0] for p in payloads):
+            # Every recipient got the same bytes (a broadcast): store them once.
+            self._rundir.record_view(server_round, _name(kind, stage, "sent"), payloads[0])
+            return
+        for message in messages:
+            node = message.metadata.dst_node_id
+            name = _name(phase(message), self._stage_of(message), "sent", node)
+            self._rundir.record_view(self._round(message), name, stored[node])
+
+    def _round(self, message: Message) -> int:
+        group = message.metadata.group_id
+        return int(group) if group and group.isdigit() else self.current_round
+
+    def _recording(self, server_round: int) -> bool:
+        return self._record_view and server_round > 0
+
+
+def _name(kind: str, stage: str, direction: str, node: int | None = None) -> str:
+    parts = [kind, stage, direction, "" if node is None else str(node)]
+    return "-".join(p for p in parts if p)

@@ -1,0 +1,144 @@
+"""The one place fedpriv reaches into Flower's internals (tested against the pinned version).
+
+Everything here is used by Flower itself but is not part of its documented API: the
+in-process Simulation Engine entry point that accepts a run config, the protobuf codecs of
+a ``RecordDict``, the legacy fit/evaluate layouts that SecAgg+ still needs, and the types of
+Flower's ``Grid`` interface. ``tests/unit/test_flower_adapter.py`` checks each against the
+installed Flower, so an upgrade fails there first.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from flwr.app import Context, RecordDict
+from flwr.common import (
+    Code,
+    EvaluateRes,
+    FitRes,
+    NDArrays,
+    Status,
+    ndarrays_to_parameters,
+    parameters_to_ndarrays,
+)
+from flwr.common import log as flower_log
+from flwr.common.serde import recorddict_from_proto, recorddict_to_proto
+from flwr.compat.common import recorddict_compat as legacy
+from flwr.proto.node_pb2 import NodeInfo
+from flwr.proto.recorddict_pb2 import RecordDict as RecordDictProto
+from flwr.supercore.run import Run
+
+# The Flower release this module was written against (pyproject pins it).
+FLOWER_VERSION = "1.42.0"
+log = flower_log
+
+__all__ = [
+    "FLOWER_VERSION",
+    "NodeInfo",
+    "Run",
+    "legacy_evaluate_parameters",
+    "legacy_evaluate_reply",
+    "legacy_fit_parameters",
+    "legacy_fit_reply",
+    "legacy_state_parameters",
+    "log",
+    "recorddict_from_bytes",
+    "recorddict_to_bytes",
+    "recorddict_size",
+    "run_simulation_app",
+]
+
+
+# -- wire -----------------------------------------------------------------------------------
+def recorddict_to_bytes(content: RecordDict) -> bytes:
+    """A ``RecordDict`` serialized as Flower puts it on the wire."""
+    data: bytes = recorddict_to_proto(content).SerializeToString()
+    return data
+
+
+def recorddict_size(content: RecordDict) -> int:
+    """The number of bytes :func:`recorddict_to_bytes` would return."""
+    size: int = recorddict_to_proto(content).ByteSize()
+    return size
+
+
+def recorddict_from_bytes(data: bytes) -> RecordDict:
+    """Parse bytes written by :func:`recorddict_to_bytes` (protobuf errors propagate)."""
+    proto = RecordDictProto()
+    proto.ParseFromString(data)
+    return recorddict_from_proto(proto)
+
+
+# -- the Simulation Engine ------------------------------------------------------------------
+def run_simulation_app(
+    num_supernodes: int,
+    server_app_attr: str,
+    client_app_attr: str,
+    app_dir: str,
+    run_config: dict[str, Any],
+    backend_config: dict[str, Any],
+    verbose: bool,
+) -> None:
+    """Run a Flower App in-process on the Simulation Engine with ``run_config``.
+
+    Flower's public ``run_simulation`` takes app objects and no run config; the private
+    entry point it wraps takes the ServerApp's context, which carries the run config.
+    """
+    # Imported here: the Simulation Engine pulls in Ray, which deployments never need.
+    from flwr.simulation.run_simulation import _run_simulation
+    from flwr.supercore.telemetry import EventType
+
+    server_context = Context(
+        run_id=0, node_id=0, node_config={}, state=RecordDict(), run_config=run_config
+    )
+    _run_simulation(
+        num_supernodes=num_supernodes,
+        exit_event=EventType.PYTHON_API_RUN_SIMULATION_LEAVE,
+        client_app_attr=client_app_attr,
+        server_app_attr=server_app_attr,
+        backend_name="ray",
+        backend_config=backend_config,
+        server_app_context=server_context,
+        app_dir=app_dir,
+        is_app=True,
+        verbose_logging=verbose,
+    )
+
+
+# -- the legacy layouts SecAgg+ needs -------------------------------------------------------
+def legacy_fit_parameters(content: RecordDict) -> tuple[NDArrays, dict[str, Any]]:
+    """The parameters and config of a legacy ``FitIns`` message."""
+    fit_ins = legacy.recorddict_to_fitins(content, keep_input=True)
+    return parameters_to_ndarrays(fit_ins.parameters), dict(fit_ins.config)
+
+
+def legacy_evaluate_parameters(content: RecordDict) -> NDArrays:
+    """The parameters of a legacy ``EvaluateIns`` message."""
+    evaluate_ins = legacy.recorddict_to_evaluateins(content, keep_input=True)
+    return parameters_to_ndarrays(evaluate_ins.parameters)
+
+
+def legacy_state_parameters(state: RecordDict) -> NDArrays:
+    """The global parameters a legacy workflow keeps in its context state."""
+    parameters = legacy.arrayrecord_to_parameters(
+        state.array_records["parameters"], keep_input=True
+    )
+    return parameters_to_ndarrays(parameters)
+
+
+def legacy_fit_reply(arrays: list[np.ndarray], num_examples: int, train_loss: float) -> RecordDict:
+    """A legacy ``FitRes`` (what ``secaggplus_mod`` reads from the ClientApp)."""
+    fit_res = FitRes(
+        status=Status(Code.OK, ""),
+        parameters=ndarrays_to_parameters(arrays),
+        num_examples=num_examples,
+        metrics={"train-loss": train_loss},
+    )
+    return legacy.fitres_to_recorddict(fit_res, keep_input=False)
+
+
+def legacy_evaluate_reply(loss: float, num_examples: int, accuracy: float) -> RecordDict:
+    """A legacy ``EvaluateRes``."""
+    res = EvaluateRes(Status(Code.OK, ""), loss, num_examples, {"accuracy": accuracy})
+    return legacy.evaluateres_to_recorddict(res)

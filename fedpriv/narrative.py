@@ -1,0 +1,12 @@
+"""Numbers in sentences: one formatting rule for every generated report text."""
+
+from __future__ import annotations
+
+
+def fmt(value: float | str | None, spec: str = ".3f") -> str:
+    """``value`` formatted with ``spec``, or ``n/a`` when there is none."""
+    if value is None:
+        return "n/a"
+    if isinstance(value, str):
+        return value
+    return format(value, spec)

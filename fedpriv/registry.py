@@ -1,0 +1,188 @@
+"""Every name a user can choose (scheme, defense, model, dataset, partitioner) and its class.
+
+A registry maps each name to where its implementation lives (``module:attribute``, as Flower
+names its components) and loads it on first use: validating a configuration imports none of
+the implementations, and a process imports only the ones its run uses. Adding an aggregation
+scheme is one line here and one new module (see ``docs/explanation/architecture.md``).
+"""
+
+from __future__ import annotations
+
+import difflib
+import functools
+import importlib
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any, Generic, TypeVar
+
+from fedpriv.errors import ConfigError
+
+T = TypeVar("T")
+
+
+class Trait(StrEnum):
+    """What a scheme offers a defense composed with it.
+
+    Declared in the registry so that a configuration is checked without importing either.
+    """
+
+    NOISY_SUM = "the server adds noise to the aggregate before anyone reads it"
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One registered implementation.
+
+    Attributes
+    ----------
+    target : str
+        ``module:attribute`` of the implementation.
+    provides : frozenset[Trait]
+        What it offers others (schemes).
+    requires : frozenset[Trait]
+        What it needs from the scheme it is composed with (defenses).
+
+    """
+
+    target: str
+    provides: frozenset[Trait] = frozenset()
+    requires: frozenset[Trait] = frozenset()
+
+
+def unknown_name(kind: str, name: str, valid: Iterable[str]) -> ConfigError:
+    """The error for a name that is not one of ``valid``: all of them, and the closest."""
+    valid = list(valid)
+    close = difflib.get_close_matches(name, valid, n=1)
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    return ConfigError(f"unknown {kind} {name!r}{hint}; valid choices: {', '.join(valid)}")
+
+
+class Registry(Generic[T]):
+    """Names of one kind of plug-in, each mapped to the :class:`Entry` of its implementation.
+
+    Parameters
+    ----------
+    kind : str
+        What the names are (``aggregation``, ``model``...): used in error messages.
+    entries : Mapping[str, str | Entry]
+        Name -> entry (or just its ``module:attribute``), in the order help texts list them.
+
+    """
+
+    def __init__(self, kind: str, entries: Mapping[str, str | Entry]) -> None:
+        self.kind = kind
+        self._entries = {
+            str(name): entry if isinstance(entry, Entry) else Entry(entry)
+            for name, entry in entries.items()
+        }
+
+    def names(self) -> tuple[str, ...]:
+        """The valid names, in registration order."""
+        return tuple(self._entries)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._entries
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._entries)
+
+    def check(self, name: str) -> str:
+        """Return ``name`` if it is registered; else raise a :class:`ConfigError` listing all."""
+        if name not in self._entries:
+            raise unknown_name(self.kind, name, self._entries)
+        return name
+
+    def entry(self, name: str) -> Entry:
+        """The registration of ``name``."""
+        return self._entries[self.check(name)]
+
+    def providing(self, trait: Trait) -> tuple[str, ...]:
+        """The names whose implementations provide ``trait``."""
+        return tuple(name for name, entry in self._entries.items() if trait in entry.provides)
+
+    def load(self, name: str) -> T:
+        """Import and return the implementation registered as ``name``."""
+        result: T = load_target(self.entry(name).target)
+        return result
+
+
+@functools.cache
+def load_target(target: str) -> Any:
+    """Import ``module:attribute`` and return the attribute (once per process)."""
+    module, _, attribute = target.partition(":")
+    return getattr(importlib.import_module(module), attribute)
+
+
+class Aggregation(StrEnum):
+    """How the server aggregates client updates (the ``aggregation`` run-config key)."""
+
+    PLAINTEXT = "plaintext"
+    CKKS = "ckks"
+    SECAGG = "secagg"
+
+
+class Defense(StrEnum):
+    """A protection composed with the aggregation scheme (the ``defense`` run-config key)."""
+
+    NONE = "none"
+    DP = "dp"
+    DP_SGD = "dp-sgd"
+    MEMGUARD = "memguard"
+
+
+# Each value is an :class:`fedpriv.schemes.base.AggregationScheme` subclass.
+SCHEMES: Registry[Any] = Registry(
+    "aggregation",
+    {
+        Aggregation.PLAINTEXT: Entry("fedpriv.schemes.plaintext:PlaintextScheme"),
+        Aggregation.CKKS: Entry("fedpriv.schemes.ckks:CkksScheme", provides={Trait.NOISY_SUM}),
+        Aggregation.SECAGG: Entry("fedpriv.schemes.secagg:SecAggScheme"),
+    },
+)
+# Each value is a :class:`fedpriv.defenses.base.Defense` subclass.
+DEFENSES: Registry[Any] = Registry(
+    "defense",
+    {
+        Defense.NONE: Entry("fedpriv.defenses.base:NoDefense"),
+        Defense.DP: Entry("fedpriv.defenses.client_dp:ClientLevelDP", requires={Trait.NOISY_SUM}),
+        Defense.DP_SGD: Entry("fedpriv.defenses.dp_sgd:DPSGD"),
+        Defense.MEMGUARD: Entry("fedpriv.defenses.memguard:MemGuardDefense"),
+    },
+)
+# Each value builds a torch module from ``(input_shape, num_classes)``.
+MODELS: Registry[Any] = Registry(
+    "model",
+    {
+        "mlp": "fedpriv.models.nets:MLP",
+        "cnn": "fedpriv.models.nets:LeNet",
+        "convnet": "fedpriv.models.nets:ConvNet",
+    },
+)
+# Each value loads a :class:`fedpriv.data.datasets.Dataset`; ``hf:<name>`` names hub data.
+DATASETS: Registry[Any] = Registry(
+    "dataset",
+    {
+        "digits": "fedpriv.data.bundled:digits",
+        "mnist5k": "fedpriv.data.bundled:mnist5k",
+        "synthetic": "fedpriv.data.bundled:synthetic",
+    },
+)
+HUB_PREFIX = "hf:"
+HUB_LOADER = "fedpriv.data.hub:load_hub_dataset"
+# Each value splits record indices among clients.
+PARTITIONERS: Registry[Any] = Registry(
+    "partitioner",
+    {
+        "iid": "fedpriv.data.partition:iid",
+        "dirichlet": "fedpriv.data.partition:dirichlet",
+        "shards": "fedpriv.data.partition:shards",
+    },
+)
+
+
+def check_dataset_name(name: str) -> str:
+    """Return ``name`` if fedpriv can load it (bundled, or ``hf:<name-or-path>``)."""
+    if name in DATASETS or (name.startswith(HUB_PREFIX) and len(name) > len(HUB_PREFIX)):
+        return name
+    raise unknown_name("dataset", name, [*DATASETS.names(), "hf:<name-or-path>"])

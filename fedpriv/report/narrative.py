@@ -1,0 +1,36 @@
+"""What each arm protects against and what it does not, in sentences backed by its numbers."""
+
+from __future__ import annotations
+
+from fedpriv.narrative import fmt
+from fedpriv.report.results import ArmResult
+from fedpriv.schemes.base import load_scheme
+
+
+def protection_text(arm: ArmResult, baseline: ArmResult) -> list[str]:
+    """The sentences of one arm: the server's view, its scheme's and defense's, the costs."""
+    h = arm.headline
+    numbers = h.numbers()
+    lines = []
+    if h.server_inversion_psnr is not None:
+        lines.append(
+            f"The server sees every client update in plaintext: gradient inversion (ig) on its "
+            f"view reaches {fmt(h.server_inversion_psnr, '.1f')} dB PSNR."
+        )
+    else:
+        lines.append(f"The curious server cannot invert updates: {h.server_inversion_reason}.")
+    scheme = load_scheme(arm.config)
+    lines += scheme.narrative(numbers)
+    lines.append(
+        f"The released model still answers membership queries: the strongest outsider attack "
+        f"({h.membership_attack}) reaches AUC {fmt(h.membership_auc)} with TPR "
+        f"{fmt(h.membership_tpr_0_1)} at 0.1% FPR; black-box model inversion (MI-Face) "
+        f"is recognized by a separate classifier for "
+        f"{fmt(h.model_inversion_accuracy, '.0%')} of the classes."
+    )
+    lines += scheme.defense.narrative(numbers, baseline.headline.numbers(), baseline.name)
+    lines.append(
+        f"Cost: {fmt(h.bytes_vs_plaintext, '.2f')}x the plaintext bytes per round, "
+        f"{fmt(h.seconds_vs_plaintext, '.2f')}x its seconds per round."
+    )
+    return lines

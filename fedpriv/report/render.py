@@ -1,0 +1,126 @@
+"""report.md and a self-contained report.html, as pure functions of the comparison's results."""
+
+from __future__ import annotations
+
+import base64
+import html
+from pathlib import Path
+
+from fedpriv.narrative import fmt
+from fedpriv.report.figures import FIGURES, comparison_figures
+from fedpriv.report.results import ComparisonResult
+
+SUMMARY_HEADER = [
+    "arm",
+    "final accuracy",
+    "seconds/round (median)",
+    "bytes/round vs plaintext",
+    "gradient inversion PSNR (server view)",
+    "membership AUC (outsider)",
+    "TPR at 0.1% FPR",
+    "MI-Face eval accuracy",
+    "DP epsilon",
+]
+
+
+def summary_rows(results: ComparisonResult) -> list[list[str]]:
+    """The summary table: one row per arm (also what the console prints)."""
+    rows = []
+    for arm in results.arms:
+        h = arm.headline
+        inversion = (
+            f"{fmt(h.server_inversion_psnr, '.1f')} dB"
+            if h.server_inversion_psnr is not None
+            else "n/a (" + str(h.server_inversion_reason).split(":")[0] + ")"
+        )
+        rows.append(
+            [
+                arm.name,
+                fmt(h.final_accuracy, ".4f"),
+                fmt(h.seconds_per_round, ".2f"),
+                fmt(h.bytes_vs_plaintext, ".2f") + "x",
+                inversion,
+                f"{fmt(h.membership_auc)} ({h.membership_attack})",
+                fmt(h.membership_tpr_0_1),
+                fmt(h.model_inversion_accuracy, ".2f"),
+                fmt(h.dp_epsilon, ".2f"),
+            ]
+        )
+    return rows
+
+
+def stamp(results: ComparisonResult) -> str:
+    """Where the numbers come from: experiment, command, commit and date."""
+    p = results.provenance
+    return (
+        f"Experiment `{results.experiment}`, generated {p.generated} by `{p.command}` at commit "
+        f"`{p.commit}`; baseline `{results.baseline}`. Every number below is in `results.json`."
+    )
+
+
+def markdown_table(results: ComparisonResult) -> list[str]:
+    """The summary table as Markdown lines."""
+    return [
+        "| " + " | ".join(SUMMARY_HEADER) + " |",
+        "|" + "---|" * len(SUMMARY_HEADER),
+        *("| " + " | ".join(row) + " |" for row in summary_rows(results)),
+    ]
+
+
+def render_markdown(results: ComparisonResult) -> str:
+    """report.md, from the results alone."""
+    lines = ["# fedpriv comparison", "", stamp(results), "", *markdown_table(results)]
+    lines += ["", "## What each arm protects against", ""]
+    for arm in results.arms:
+        lines.append(f"### {arm.name}")
+        lines.append("")
+        lines += [f"- {sentence}" for sentence in arm.protection]
+        lines.append("")
+    lines += ["## Figures", ""]
+    for name, caption in FIGURES.items():
+        lines += [f"![{caption}](figures/{name}.png)", "", f"*{caption}*", ""]
+    return "\n".join(lines)
+
+
+def render_html(results: ComparisonResult, figures: dict[str, bytes]) -> str:
+    """report.html (figures embedded), from the results and the figure files alone."""
+    esc = html.escape
+    head = "".join(f"<th>{esc(h)}</th>" for h in SUMMARY_HEADER)
+    body = "".join(
+        "<tr>" + "".join(f"<td>{esc(cell)}</td>" for cell in row) + "</tr>"
+        for row in summary_rows(results)
+    )
+    arms = "".join(
+        f"<h3>{esc(arm.name)}</h3><ul>"
+        + "".join(f"<li>{esc(s)}</li>" for s in arm.protection)
+        + "</ul>"
+        for arm in results.arms
+    )
+    images = "".join(
+        f'<figure><img alt="{esc(caption)}" src="data:image/png;base64,'
+        f'{base64.b64encode(figures[name]).decode()}"><figcaption>{esc(caption)}</figcaption>'
+        "</figure>"
+        for name, caption in FIGURES.items()
+        if name in figures
+    )
+    style = (
+        "body{font-family:sans-serif;max-width:1100px;margin:2em auto;color:#222}"
+        "table{border-collapse:collapse;font-size:14px}td,th{border:1px solid #bbb;"
+        "padding:4px 8px;text-align:right}th{background:#eee}td:first-child{text-align:left}"
+        "figure{margin:1.5em 0}img{max-width:100%}figcaption{font-style:italic}"
+    )
+    return (
+        "<!DOCTYPE html><html><head><meta charset='utf-8'><title>fedpriv comparison</title>"
+        f"<style>{style}</style></head><body><h1>fedpriv comparison</h1>"
+        f"<p>{esc(stamp(results))}</p>"
+        f"<table><tr>{head}</tr>{body}</table><h2>What each arm protects against</h2>{arms}"
+        f"<h2>Figures</h2>{images}</body></html>"
+    )
+
+
+def write_report(out: Path, results: ComparisonResult) -> None:
+    """Write figures, report.md and report.html for ``results``."""
+    paths = comparison_figures(out, results)
+    (out / "report.md").write_text(render_markdown(results), encoding="utf-8")
+    figures = {name: path.read_bytes() for name, path in paths.items()}
+    (out / "report.html").write_text(render_html(results, figures), encoding="utf-8")

@@ -1,0 +1,226 @@
+"""A comparison's results as typed values (``results.json``), read from the arms' runs."""
+
+from __future__ import annotations
+
+import dataclasses
+import statistics
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from fedpriv.attacks.results import AttackResult, Family, Json, Threat
+from fedpriv.attacks.runner import read_results
+from fedpriv.config import RunConfig
+from fedpriv.history import History
+from fedpriv.rundir import RunDirectory
+
+
+@dataclass
+class Headline:
+    """The numbers an arm is judged by (``None``: not applicable, or not measured).
+
+    The ratios and the accuracy cost are relative to the comparison's baseline arm.
+    """
+
+    final_accuracy: float | None = None
+    seconds_per_round: float = 0.0
+    bytes_per_round: float = 0.0
+    bytes_up_per_round: float = 0.0
+    dp_epsilon: float | None = None
+    server_inversion_psnr: float | None = None
+    server_inversion_reason: str | None = None
+    colluder_inversion_psnr: float | None = None
+    colluder_inversion_reason: str | None = None
+    membership_attack: str | None = None
+    membership_auc: float | None = None
+    membership_tpr_0_1: float | None = None
+    label_only_auc: float | None = None
+    shokri_auc: float | None = None
+    model_inversion_accuracy: float | None = None
+    memguard_l1: float | None = None
+    bytes_vs_plaintext: float | None = None
+    seconds_vs_plaintext: float | None = None
+    accuracy_cost: float | None = None
+
+    def numbers(self) -> dict[str, float | str | None]:
+        """The headline as named values (what sentences are generated from)."""
+        return dataclasses.asdict(self)
+
+
+@dataclass
+class ArmResult:
+    """One arm of a comparison: its run, its attacks and its headline numbers."""
+
+    name: str
+    config: RunConfig
+    run_dir: str
+    history: History
+    attacks: dict[Threat, dict[str, AttackResult]]
+    headline: Headline = field(default_factory=Headline)
+    protection: list[str] = field(default_factory=list)
+    wall_seconds: float | None = None
+
+    def attack(self, threat: Threat, name: str) -> AttackResult | None:
+        """One attack's result, if it ran."""
+        return self.attacks.get(threat, {}).get(name)
+
+    def strongest(self, threat: Threat, family: Family) -> AttackResult | None:
+        """The scored attack of ``family`` with the highest headline metric for ``threat``.
+
+        A maximum over several attacks is biased upward; reports say so where they use it.
+        """
+        scored = [
+            r for r in self.attacks.get(threat, {}).values() if r.family == family and r.scored
+        ]
+        return max(scored, key=lambda r: r.headline() or float("-inf"), default=None)
+
+    @classmethod
+    def read(cls, name: str, run_dir: Path) -> ArmResult:
+        """An arm's results from its run directory."""
+        rundir = RunDirectory(run_dir)
+        attacks = {
+            Threat(threat): read_results(run_dir, threat) for threat in rundir.attack_threats()
+        }
+        return cls(name, rundir.read_config(), str(run_dir), rundir.read_history(), attacks)
+
+    def to_json(self) -> dict[str, Json]:
+        """The arm as ``results.json`` holds it."""
+        return {
+            "name": self.name,
+            "aggregation": str(self.config.aggregation),
+            "defense": str(self.config.defense),
+            "run_dir": self.run_dir,
+            "config": self.config.to_flower(),
+            "rounds": self.history.to_json()["rounds"],
+            "attacks": {
+                str(threat): {name: r.to_json() for name, r in results.items()}
+                for threat, results in self.attacks.items()
+            },
+            "headline": self.headline.numbers(),
+            "protection": self.protection,
+            "wall_seconds": self.wall_seconds,
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Json]) -> ArmResult:
+        """Read an arm written by :meth:`to_json`."""
+        config = RunConfig.from_flower(data["config"])
+        return cls(
+            name=data["name"],
+            config=config,
+            run_dir=data["run_dir"],
+            history=History.from_json(
+                {"aggregation": str(config.aggregation), "rounds": data["rounds"]}
+            ),
+            attacks={
+                Threat(threat): {n: AttackResult.from_json(r) for n, r in results.items()}
+                for threat, results in data["attacks"].items()
+            },
+            headline=Headline(**data["headline"]),
+            protection=list(data["protection"]),
+            wall_seconds=data.get("wall_seconds"),
+        )
+
+
+@dataclass
+class Provenance:
+    """Where numbers come from: the command, the code's commit and the date."""
+
+    command: str
+    commit: str
+    generated: str
+
+
+@dataclass
+class ComparisonResult:
+    """Every arm of one comparison, with the attack settings and where the numbers came from."""
+
+    experiment: str
+    baseline: str
+    settings: dict[str, Json]
+    arms: list[ArmResult]
+    provenance: Provenance
+
+    def arm(self, name: str) -> ArmResult:
+        """The arm called ``name``."""
+        return next(a for a in self.arms if a.name == name)
+
+    def to_json(self) -> dict[str, Json]:
+        """The comparison as ``results.json`` holds it."""
+        return {
+            "experiment": self.experiment,
+            "generated": self.provenance.generated,
+            "command": self.provenance.command,
+            "commit": self.provenance.commit,
+            "baseline": self.baseline,
+            "settings": self.settings,
+            "arms": [arm.to_json() for arm in self.arms],
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Json]) -> ComparisonResult:
+        """Read a comparison written by :meth:`to_json`."""
+        return cls(
+            experiment=data["experiment"],
+            baseline=data["baseline"],
+            settings=data["settings"],
+            arms=[ArmResult.from_json(a) for a in data["arms"]],
+            provenance=Provenance(
+                data.get("command", ""), data.get("commit", ""), data["generated"]
+            ),
+        )
+
+
+def headline(arm: ArmResult) -> Headline:
+    """An arm's own numbers (the ratios to the baseline are filled in by the caller)."""
+    rounds = arm.history.rounds
+    server_ig = arm.attack(Threat.CURIOUS_SERVER, "ig")
+    colluder_ig = arm.attack(Threat.COLLUDING_CLIENT, "ig")
+    strongest = arm.strongest(Threat.OUTSIDER, Family.MEMBERSHIP)
+    label_only = arm.attack(Threat.OUTSIDER, "label-only")
+    shokri = arm.attack(Threat.OUTSIDER, "shokri")
+    mi_face = arm.attack(Threat.OUTSIDER, "mi-face")
+    defended = next(
+        (r.defense for r in arm.attacks.get(Threat.OUTSIDER, {}).values() if r.defense), None
+    )
+    last = rounds[-1] if rounds else None
+    return Headline(
+        final_accuracy=last.accuracy if last else None,
+        # The median: round 1 also pays for Ray's start and the first imports.
+        seconds_per_round=statistics.median([r.seconds for r in rounds]) if rounds else 0.0,
+        bytes_per_round=_mean([r.bytes_up + r.bytes_down for r in rounds]),
+        bytes_up_per_round=_mean([r.bytes_up for r in rounds]),
+        dp_epsilon=last.dp_epsilon if last else None,
+        server_inversion_psnr=server_ig.headline() if server_ig else None,
+        server_inversion_reason=server_ig.reason if server_ig else None,
+        colluder_inversion_psnr=colluder_ig.headline() if colluder_ig else None,
+        colluder_inversion_reason=colluder_ig.reason if colluder_ig else None,
+        membership_attack=strongest.attack if strongest else None,
+        membership_auc=strongest.headline() if strongest else None,
+        membership_tpr_0_1=(
+            getattr(strongest.metrics, "tpr_at_0_1pct_fpr", None) if strongest else None
+        ),
+        label_only_auc=label_only.headline() if label_only else None,
+        shokri_auc=shokri.headline() if shokri else None,
+        model_inversion_accuracy=mi_face.headline() if mi_face else None,
+        memguard_l1=_float(defended.get("mean_l1_distortion")) if defended else None,
+    )
+
+
+def relate(arm: Headline, baseline: Headline) -> None:
+    """Fill in ``arm``'s costs relative to the baseline arm."""
+    arm.bytes_vs_plaintext = _ratio(arm.bytes_per_round, baseline.bytes_per_round)
+    arm.seconds_vs_plaintext = _ratio(arm.seconds_per_round, baseline.seconds_per_round)
+    if arm.final_accuracy is not None and baseline.final_accuracy is not None:
+        arm.accuracy_cost = baseline.final_accuracy - arm.final_accuracy
+
+
+def _mean(values: list[int]) -> float:
+    return float(statistics.fmean(values)) if values else 0.0
+
+
+def _ratio(value: float, base: float) -> float | None:
+    return value / base if base else None
+
+
+def _float(value: Json) -> float | None:
+    return float(value) if isinstance(value, int | float) else None

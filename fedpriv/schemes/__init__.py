@@ -1,0 +1,1 @@
+"""Aggregation schemes: plaintext FedAvg, CKKS, SecAgg+, each one class behind one interface."""

@@ -1,0 +1,222 @@
+"""The interface every aggregation scheme implements, on the server, the client and after a run."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import ClassVar
+
+import numpy as np
+from flwr.app import ArrayRecord, Context, Message, RecordDict
+from flwr.serverapp import Grid
+from flwr.serverapp.strategy import Strategy
+
+from fedpriv.config import RunConfig
+from fedpriv.defenses.base import Defense, Numbers, load_defense
+from fedpriv.federation.recording import RecordingGrid
+from fedpriv.federation.rounds import RoundLoop, RoundPolicy
+from fedpriv.history import History
+from fedpriv.parameters import State, state_to_vector
+from fedpriv.registry import SCHEMES, Aggregation
+from fedpriv.rundir import RunDirectory
+from fedpriv.schemes.sight import Sight
+from fedpriv.training import LocalUpdate
+from fedpriv.wire import record_to_state
+
+# A Flower ClientApp mod: (message, context, next handler) -> reply.
+Mod = Callable[[Message, Context, Callable[[Message, Context], Message]], Message]
+
+
+@dataclass(frozen=True)
+class Node:
+    """Where a ClientApp runs: its partition, the federation's size, its own key directory.
+
+    Attributes
+    ----------
+    partition_id, num_partitions : int
+        From the SuperNode's ``node-config``.
+    key_dir : str
+        The key directory of this node (a deployment mounts the secret key on the node; in
+        simulation it is the run's ``key-dir``).
+
+    """
+
+    partition_id: int
+    num_partitions: int
+    key_dir: str
+
+
+@dataclass(frozen=True)
+class DeploymentKeys:
+    """A deployment's key set: the clients' (secret) folder and the server's (parameters)."""
+
+    client: Path
+    server: Path
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """A client's evaluation of the global model on its test split."""
+
+    loss: float
+    accuracy: float
+    num_examples: int
+
+
+class ClientCodec(ABC):
+    """How a client reads the server's broadcast and writes its replies under one scheme."""
+
+    @abstractmethod
+    def read(self, msg: Message) -> tuple[State, int]:
+        """The global model a train or evaluate message carries, and the server round.
+
+        Raises
+        ------
+        AggregateRejectedError, CiphertextFormatError
+            If the broadcast cannot be trusted (corrupt, or summed under another key).
+
+        """
+
+    @abstractmethod
+    def train_reply(self, msg: Message, update: LocalUpdate) -> RecordDict:
+        """The content of the reply to a train message."""
+
+    @abstractmethod
+    def evaluate_reply(self, msg: Message, evaluation: Evaluation) -> RecordDict:
+        """The content of the reply to an evaluate message."""
+
+
+class AggregationScheme(ABC):
+    """One way of aggregating updates, from provisioning to release and what attackers see.
+
+    A scheme is chosen by the ``aggregation`` run-config key through
+    :data:`fedpriv.registry.SCHEMES`; nothing else in fedpriv compares that name.
+
+    Parameters
+    ----------
+    config : RunConfig
+        The run.
+
+    """
+
+    name: ClassVar[Aggregation]
+    # Whether a server restarted mid-run can continue from its last checkpoint.
+    resumable: ClassVar[bool] = True
+    # Whether the key holders must release the model (the server cannot read it).
+    needs_release: ClassVar[bool] = False
+    # Whether the scheme hides nothing from the server (the baseline a comparison measures by).
+    hides_nothing: ClassVar[bool] = False
+
+    def __init__(self, config: RunConfig) -> None:
+        self.config = config
+        self.defense: Defense = load_defense(config)
+
+    # -- before the run: the key holders ------------------------------------------------------
+    def provision(self, rundir: RunDirectory) -> RunConfig:
+        """Prepare what the run needs before it starts (keys); return the run's config."""
+        return self.config
+
+    def provision_deployment(self, keys: Path) -> DeploymentKeys | None:
+        """Make a deployment's key set under ``keys`` (``None``: the scheme needs none)."""
+        return None
+
+    # -- the server ---------------------------------------------------------------------------
+    def check_server(self) -> None:
+        """Refuse, before the server writes anything, what would fail later (keys)."""
+        return None
+
+    @abstractmethod
+    def strategy(self) -> tuple[Strategy, ArrayRecord]:
+        """The server's strategy (without defenses) and the arrays it starts from."""
+
+    def serve(
+        self,
+        grid: Grid,
+        context: Context,
+        rundir: RunDirectory,
+        history: History,
+        resume_from: ArrayRecord | None,
+    ) -> None:
+        """Run the federation's rounds after those in ``history``; write the run directory."""
+        strategy, arrays = self.strategy()
+        if resume_from is not None:
+            arrays = resume_from
+            self.resumed(strategy, arrays)
+        strategy = self.defense.wrap_strategy(strategy)
+        strategy.summary()
+        recording = RecordingGrid(grid, rundir, self.config.record_server_view)
+        policy = RoundPolicy(
+            min_clients=min(self.config.min_available_clients, self.config.num_clients),
+            sampling_seed=self.config.seed,
+        )
+        loop = RoundLoop(recording, strategy, rundir, history, policy)
+        final = loop.run(arrays, len(history) + 1, self.config.num_server_rounds)
+        self.finish(rundir, final)
+
+    def resumed(self, strategy: Strategy, arrays: ArrayRecord) -> None:
+        """Tell a fresh strategy that the run continues from ``arrays``."""
+        return None
+
+    def finish(self, rundir: RunDirectory, final: ArrayRecord) -> None:
+        """Work once the last round is over (write the model, where the server holds it)."""
+        return None
+
+    # -- the client ---------------------------------------------------------------------------
+    def client_mods(self) -> list[Mod]:
+        """Flower mods the ClientApp runs under this scheme."""
+        return []
+
+    @abstractmethod
+    def codec(self, node: Node) -> ClientCodec:
+        """How a client on ``node`` reads broadcasts and writes replies."""
+
+    # -- after the run: the key holders --------------------------------------------------------
+    def release(self, rundir: RunDirectory, key_dir: str | Path | None = None) -> None:
+        """Write ``model.pt`` (and readable metrics) if the server could not."""
+        return None
+
+    def round_models(
+        self, rundir: RunDirectory, key_dir: str | Path | None = None
+    ) -> list[np.ndarray]:
+        """Each round's global model as a flat vector (as the key holders can read it)."""
+        return [
+            state_to_vector(record_to_state(rundir.read_checkpoint(r)["arrays"]))
+            for r in rundir.checkpoint_rounds()
+        ]
+
+    # -- attackers ----------------------------------------------------------------------------
+    def server_sight(self, rundir: RunDirectory) -> Sight:
+        """What the (curious) server reads of the run."""
+        return Sight(rundir, self.config)
+
+    def coalition_sight(
+        self, rundir: RunDirectory, colluders: int, key_dir: str | Path | None = None
+    ) -> Sight:
+        """What the server reads together with ``colluders`` clients."""
+        return self.server_sight(rundir)
+
+    def unprotected(self) -> bool:
+        """Whether this run has no protection at all: the reference arm of a comparison."""
+        return self.hides_nothing and not self.defense.protects
+
+    def narrative(self, arm: Numbers) -> list[str]:
+        """Sentences, from an arm's numbers, on what this scheme hides and from whom."""
+        return []
+
+
+def load_scheme(config: RunConfig) -> AggregationScheme:
+    """The scheme a run asks for (``aggregation`` run-config key), with its defense."""
+    scheme: AggregationScheme = SCHEMES.load(config.aggregation)(config)
+    return scheme
+
+
+__all__ = [
+    "AggregationScheme",
+    "ClientCodec",
+    "Evaluation",
+    "Mod",
+    "Node",
+    "load_scheme",
+]

@@ -1,0 +1,126 @@
+"""SecAgg+: Flower's own secure aggregation; the server reads only the sum of masked updates."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from flwr.app import ArrayRecord, Context, Message, RecordDict
+from flwr.client.mod import secaggplus_mod
+from flwr.serverapp import Grid
+from flwr.serverapp.strategy import Strategy
+
+from fedpriv.data.datasets import load_dataset
+from fedpriv.errors import ConfigError
+from fedpriv.federation.secagg import run_secagg
+from fedpriv.flower import (
+    legacy_evaluate_parameters,
+    legacy_evaluate_reply,
+    legacy_fit_parameters,
+    legacy_fit_reply,
+)
+from fedpriv.history import History
+from fedpriv.models import state_to_bytes
+from fedpriv.parameters import State
+from fedpriv.registry import Aggregation
+from fedpriv.rundir import RunDirectory
+from fedpriv.schemes.base import AggregationScheme, ClientCodec, Evaluation, Mod, Node, Numbers
+from fedpriv.schemes.sight import Blind, Sight
+from fedpriv.task import initial_state
+from fedpriv.training import LocalUpdate
+
+MASKED_ONLY = (
+    "masked vectors only: under SecAgg+ each update reaches the server with pairwise masks "
+    "that cancel only in the sum"
+)
+
+
+class LegacyCodec(ClientCodec):
+    """The legacy fit/evaluate layout, which Flower's ``secaggplus_mod`` reads and masks."""
+
+    def __init__(self, template: State) -> None:
+        self.template = template
+
+    def _state(self, arrays: list[np.ndarray]) -> State:
+        # Legacy parameters are a list: name them in the model's state-dict order.
+        return dict(zip(self.template, arrays, strict=True))
+
+    def read(self, msg: Message) -> tuple[State, int]:
+        """The model of a ``FitIns`` or ``EvaluateIns`` message, and the round."""
+        if msg.metadata.message_type.startswith("train"):
+            arrays, config = legacy_fit_parameters(msg.content)
+            server_round = int(config.get("server_round", msg.metadata.group_id or 0))
+            return self._state(arrays), server_round
+        return self._state(legacy_evaluate_parameters(msg.content)), int(msg.metadata.group_id or 0)
+
+    def train_reply(self, msg: Message, update: LocalUpdate) -> RecordDict:
+        """A ``FitRes``; ``secaggplus_mod`` masks it on its way out."""
+        return legacy_fit_reply(list(update.state.values()), int(update.weight), update.train_loss)
+
+    def evaluate_reply(self, msg: Message, evaluation: Evaluation) -> RecordDict:
+        """An ``EvaluateRes`` in the clear, as Flower's legacy workflow expects."""
+        return legacy_evaluate_reply(evaluation.loss, evaluation.num_examples, evaluation.accuracy)
+
+
+class SecAggScheme(AggregationScheme):
+    """Flower's SecAgg+ workflow (pairwise masks, Shamir-shared seeds)."""
+
+    name = Aggregation.SECAGG
+    # Flower's legacy workflow keeps its state in memory only.
+    resumable = False
+
+    def strategy(self) -> tuple[Strategy, ArrayRecord]:
+        """Not used: Flower's legacy workflow drives SecAgg+ rounds itself."""
+        raise ConfigError("secagg runs through Flower's SecAgg+ workflow, not a strategy")
+
+    def serve(
+        self,
+        grid: Grid,
+        context: Context,
+        rundir: RunDirectory,
+        history: History,
+        resume_from: ArrayRecord | None,
+    ) -> None:
+        """Run Flower's SecAgg+ workflow on a recording grid; the server writes the model."""
+        _, model = run_secagg(
+            grid,
+            context,
+            self.config,
+            rundir,
+            initial_state(self.config),
+            # SecAgg+ weights each update by its sample count, up to this bound.
+            max_weight=float(len(load_dataset(self.config.dataset))),
+        )
+        rundir.write_model(state_to_bytes(model))
+
+    def client_mods(self) -> list[Mod]:
+        """Flower's SecAgg+ client mod."""
+        return [secaggplus_mod]
+
+    def codec(self, node: Node) -> ClientCodec:
+        """The legacy layout."""
+        return LegacyCodec(initial_state(self.config))
+
+    def server_sight(self, rundir: RunDirectory) -> Sight:
+        """Masked vectors, and each round's aggregate in plaintext."""
+        return Blind(rundir, self.config, MASKED_ONLY, models=True)
+
+    def coalition_sight(
+        self, rundir: RunDirectory, colluders: int, key_dir: str | Path | None = None
+    ) -> Sight:
+        """Below the reconstruction threshold, colluders unmask nothing."""
+        threshold = self.config.secagg_reconstruction_threshold
+        return Blind(
+            rundir,
+            self.config,
+            "SecAgg+ has no shared key: unmasking another client's update needs "
+            f"{threshold} colluding share holders",
+            models=True,
+        )
+
+    def narrative(self, arm: Numbers) -> list[str]:
+        """The aggregate is the server's."""
+        return [
+            "SecAgg+ reveals the aggregate to the server, which still holds the global model "
+            "in plaintext."
+        ]

@@ -1,0 +1,115 @@
+"""Client-level DP on the server: Gaussian noise added to a sum the server cannot read."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from logging import INFO
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+from flwr.app import ArrayRecord, ConfigRecord, Message, MetricRecord
+from flwr.serverapp import Grid
+from flwr.serverapp.strategy import Strategy
+
+from fedpriv.defenses.accounting import privacy_spent
+from fedpriv.defenses.dp import DPSettings, draw_noise
+from fedpriv.errors import ConfigError
+from fedpriv.flower import log
+from fedpriv.strategies.facts import RoundFacts
+
+
+@runtime_checkable
+class NoisySum(Protocol):
+    """A strategy whose aggregate is a sum to which plaintext can be added before release."""
+
+    num_values: int
+    fraction_train: float
+
+    def add_plain(self, record: ArrayRecord, values: np.ndarray) -> ArrayRecord:
+        """Add ``values`` to the model slots of the aggregate ``record``."""
+        ...
+
+    def round_facts(self, server_round: int) -> RoundFacts:
+        """The facts of ``server_round`` (how many updates the sum holds, among others)."""
+        ...
+
+
+class ServerSideNoise(Strategy):
+    """DP-FedAvg's server half around a summing strategy (McMahan et al. 2018).
+
+    Clients send ``w + clip(w_k - w, C)`` with weight 1, so one client changes the sum by at
+    most ``C``. After the wrapped strategy has summed the round's updates, this adds Gaussian
+    noise ``N(0, sigma^2 C^2)`` to every model slot of the sum and accounts for the privacy
+    spent (Opacus's RDP accountant, sampling rate = ``fraction-train``). Under ckks the noise
+    is added to a sum nobody has read yet: the server never sees the sum, the clients never
+    see the noise. As Flower's DP strategies, it wraps the strategy instead of changing it.
+
+    Parameters
+    ----------
+    strategy : Strategy
+        A strategy implementing :class:`NoisySum`.
+    settings : DPSettings
+        sigma, C and delta.
+
+    """
+
+    def __init__(self, strategy: Strategy, settings: DPSettings) -> None:
+        if not isinstance(strategy, NoisySum):
+            raise ConfigError(
+                f"server-side DP needs a strategy that adds noise to its sum; "
+                f"{type(strategy).__name__} cannot"
+            )
+        self.strategy: Strategy = strategy
+        self.summing: NoisySum = strategy
+        self.settings = settings
+
+    def round_facts(self, server_round: int) -> RoundFacts:
+        """The wrapped strategy's facts, with the privacy spent."""
+        return self.summing.round_facts(server_round)
+
+    def summary(self) -> None:
+        """Log the wrapped strategy and the DP parameters."""
+        log(
+            INFO,
+            "\t├──> server-side DP: sigma %s, clipping norm %s, delta %s",
+            self.settings.noise_multiplier,
+            self.settings.clipping_norm,
+            self.settings.delta,
+        )
+        self.strategy.summary()
+
+    def configure_train(
+        self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid
+    ) -> Iterable[Message]:
+        """As the wrapped strategy."""
+        return self.strategy.configure_train(server_round, arrays, config, grid)
+
+    def aggregate_train(
+        self, server_round: int, replies: Iterable[Message]
+    ) -> tuple[ArrayRecord | None, MetricRecord | None]:
+        """The wrapped strategy's sum, plus noise, with the privacy spent recorded."""
+        arrays, metrics = self.strategy.aggregate_train(server_round, replies)
+        facts = self.round_facts(server_round)
+        if arrays is None or facts.summed == 0:
+            return arrays, metrics  # no new sum (nothing arrived, or a fallback): no release
+        noise = draw_noise(self.settings, self.summing.num_values, server_round)
+        facts.epsilon = privacy_spent(
+            self.settings.noise_multiplier,
+            self.summing.fraction_train,
+            server_round,
+            self.settings.delta,
+        )
+        facts.delta = self.settings.delta
+        return self.summing.add_plain(arrays, noise), metrics
+
+    def configure_evaluate(
+        self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid
+    ) -> Iterable[Message]:
+        """As the wrapped strategy."""
+        return self.strategy.configure_evaluate(server_round, arrays, config, grid)
+
+    def aggregate_evaluate(
+        self, server_round: int, replies: Iterable[Message]
+    ) -> MetricRecord | None:
+        """As the wrapped strategy."""
+        return self.strategy.aggregate_evaluate(server_round, replies)
