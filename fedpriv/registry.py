@@ -131,12 +131,13 @@ class Defense(StrEnum):
     MEMGUARD = "memguard"
 
 
+NOISY_SUM = frozenset({Trait.NOISY_SUM})
 # Each value is an :class:`fedpriv.schemes.base.AggregationScheme` subclass.
 SCHEMES: Registry[Any] = Registry(
     "aggregation",
     {
         Aggregation.PLAINTEXT: Entry("fedpriv.schemes.plaintext:PlaintextScheme"),
-        Aggregation.CKKS: Entry("fedpriv.schemes.ckks:CkksScheme", provides={Trait.NOISY_SUM}),
+        Aggregation.CKKS: Entry("fedpriv.schemes.ckks:CkksScheme", provides=NOISY_SUM),
         Aggregation.SECAGG: Entry("fedpriv.schemes.secagg:SecAggScheme"),
     },
 )
@@ -145,7 +146,7 @@ DEFENSES: Registry[Any] = Registry(
     "defense",
     {
         Defense.NONE: Entry("fedpriv.defenses.base:NoDefense"),
-        Defense.DP: Entry("fedpriv.defenses.client_dp:ClientLevelDP", requires={Trait.NOISY_SUM}),
+        Defense.DP: Entry("fedpriv.defenses.client_dp:ClientLevelDP", requires=NOISY_SUM),
         Defense.DP_SGD: Entry("fedpriv.defenses.dp_sgd:DPSGD"),
         Defense.MEMGUARD: Entry("fedpriv.defenses.memguard:MemGuardDefense"),
     },

@@ -10,6 +10,7 @@ from fedpriv.config import RunConfig
 from fedpriv.errors import ConfigError
 from fedpriv.history import History
 from fedpriv.rundir import RunDirectory
+from fedpriv.wire import arrays_of
 
 
 @dataclass(frozen=True)
@@ -57,5 +58,5 @@ def resume_point(rundir: RunDirectory, config: RunConfig) -> ResumePoint:
         if record.round != finished + 1 or record.round not in checkpoints:
             break
         finished = record.round
-    arrays = rundir.read_checkpoint(finished)["arrays"] if finished else None
+    arrays = arrays_of(rundir.read_checkpoint(finished)) if finished else None
     return ResumePoint(finished, history.upto(finished), arrays)

@@ -36,3 +36,26 @@ def state_to_record(state: State) -> ArrayRecord:
 def record_to_state(record: ArrayRecord) -> State:
     """Unwrap an ``ArrayRecord`` of plain numpy arrays into named arrays."""
     return {name: record[name].numpy() for name in record.keys()}
+
+
+def arrays_of(content: RecordDict, key: str = "arrays") -> ArrayRecord:
+    """The ``ArrayRecord`` called ``key`` of a message's content.
+
+    Raises
+    ------
+    FedprivError
+        If there is none (a malformed message).
+
+    """
+    if key not in content.array_records:
+        raise FedprivError(f"the message has no '{key}' array record")
+    return content.array_records[key]
+
+
+def server_round(content: RecordDict) -> int:
+    """The round a strategy's train or evaluate message belongs to (its ``config`` record)."""
+    configs = content.config_records
+    value = configs["config"].get("server-round") if "config" in configs else None
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise FedprivError(f"the message carries no integer server-round (got {value!r})")
+    return value

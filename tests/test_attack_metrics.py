@@ -15,11 +15,11 @@ def test_roc_metrics_against_hand_computed_values():
     member = np.array([1, 1, 1, 0, 0, 0, 0], dtype=bool)
     m = membership_metrics(scores, member)
     # Pairs (member > non-member): 0.9 beats 4, 0.8 beats 4, 0.4 beats 3 -> 11 of 12.
-    assert m["auc"] == pytest.approx(11 / 12)
+    assert m.auc == pytest.approx(11 / 12)
     # Threshold 0.8: TPR 2/3 at FPR 0 -> advantage 2/3; threshold 0.4: 1 - 1/4 = 0.75.
-    assert m["advantage"] == pytest.approx(0.75)
-    assert m["tpr_at_1pct_fpr"] == pytest.approx(2 / 3)
-    assert m["tpr_at_0_1pct_fpr"] == pytest.approx(2 / 3)
+    assert m.advantage == pytest.approx(0.75)
+    assert m.tpr_at_1pct_fpr == pytest.approx(2 / 3)
+    assert m.tpr_at_0_1pct_fpr == pytest.approx(2 / 3)
 
 
 def test_tpr_at_fixed_fpr_picks_the_best_point_not_above_it():
@@ -33,24 +33,24 @@ def test_tpr_at_fixed_fpr_picks_the_best_point_not_above_it():
 def test_random_scores_give_auc_near_half():
     rng = np.random.default_rng(0)
     m = membership_metrics(rng.random(4000), rng.random(4000) < 0.5)
-    assert abs(m["auc"] - 0.5) < 0.03
+    assert abs(m.auc - 0.5) < 0.03
 
 
 def test_psnr_of_known_images():
     truth = np.zeros((1, 8, 8))
     noisy = truth + 0.1  # MSE 0.01 -> PSNR = 10 log10(1 / 0.01) = 20 dB
     m = image_metrics(noisy, truth)
-    assert m["mse"] == pytest.approx(0.01)
-    assert m["psnr"] == pytest.approx(20.0)
-    assert image_metrics(truth + 0.01, truth)["psnr"] == pytest.approx(40.0)
+    assert m.mse == pytest.approx(0.01)
+    assert m.psnr == pytest.approx(20.0)
+    assert image_metrics(truth + 0.01, truth).psnr == pytest.approx(40.0)
     same = image_metrics(np.full((1, 28, 28), 0.5), np.full((1, 28, 28), 0.5))
-    assert same["ssim"] == pytest.approx(1.0) and same["mse"] == 0.0
+    assert same.ssim == pytest.approx(1.0) and same.mse == 0.0
 
 
 def test_ssim_drops_for_unrelated_images():
     rng = np.random.default_rng(1)
     a, b = rng.random((1, 28, 28)), rng.random((1, 28, 28))
-    assert image_metrics(a, b)["ssim"] < 0.1 < image_metrics(a, a * 0.9 + 0.05)["ssim"]
+    assert image_metrics(a, b).ssim < 0.1 < image_metrics(a, a * 0.9 + 0.05).ssim
 
 
 def test_matching_pairs_each_reconstruction_with_its_record():

@@ -24,12 +24,12 @@ from flwr.app import (
 )
 
 import clients.app as client_app
+import fedpriv.apps.client as client_runtime
 from fedpriv.config import RunConfig
 from fedpriv.crypto.keys import load_server_context, make_context
 from fedpriv.crypto.packing import encrypt_weighted
 from fedpriv.crypto.presets import DEFAULT_PRESET, get_preset
 from fedpriv.data.partition import ClientData
-import fedpriv.apps.client as client_runtime
 from fedpriv.errors import ConfigError, ReplyCode
 from fedpriv.federation.recording import RecordingGrid
 from fedpriv.federation.rounds import RoundLoop, RoundPolicy

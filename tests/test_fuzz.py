@@ -21,8 +21,8 @@ from fedpriv.crypto.keys import (
 from fedpriv.crypto.packing import deserialize_update, encrypt_weighted
 from fedpriv.crypto.presets import get_preset
 from fedpriv.errors import FedprivError
-from fedpriv.wire import payload_bytes, payload_from_bytes
 from fedpriv.strategies.plaintext import reply_problem
+from fedpriv.wire import payload_bytes, payload_from_bytes
 
 EXAMPLES = {"seal-update": 700, "tenseal-update": 400, "context": 400, "payload": 300, "plain": 300}
 NUM_VALUES = 5001  # two ciphertexts under the compact format, three under TenSEAL's

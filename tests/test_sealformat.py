@@ -14,7 +14,7 @@ import tenseal.sealapi as sealapi
 
 from fedpriv.crypto import sealformat as sf
 from fedpriv.crypto.presets import get_preset
-from fedpriv.crypto.seal import seal_parameters
+from fedpriv.crypto.seal import save_uncompressed, seal_parameters
 
 # Rejection-heavy primes (SEAL takes any NTT-friendly user prime of at most 60 bits): just
 # above 2^64/17 and 2^64/33, so about 6% and 3% of the PRNG words are rejected and redrawn,
@@ -45,7 +45,7 @@ class Seal:
         """A seeded symmetric ciphertext, SEAL's own uncompressed bytes."""
         plain = sealapi.Plaintext()
         self.encoder.encode(values.tolist(), self.scale, plain)
-        return sf.save_uncompressed(self.encryptor.encrypt_symmetric(plain))
+        return save_uncompressed(self.encryptor.encrypt_symmetric(plain))
 
     def load(self, data: bytes, obj: object | None = None) -> sealapi.Ciphertext:
         obj = sealapi.Ciphertext() if obj is None else obj
@@ -166,7 +166,7 @@ def test_seeded_ciphertext_expands_to_seals_bytes(seal):
     assert parsed.parms_id == _ids(loaded.parms_id())
     assert parsed.parms_id == sf.compute_parms_id(seal.n, seal.primes)
     assert len(seeded) == sf.ciphertext_size(seal.n, len(seal.primes), seeded=True)
-    full = sf.save_uncompressed(loaded)
+    full = save_uncompressed(loaded)
     c1 = sf.expand_seed(parsed.seed, seal.primes, seal.n)
     assert c1.dtype == np.uint64 and c1.shape == parsed.c0.shape
     ours = sf.write_ciphertext(parsed.c0, c1, primes=seal.primes, scale=parsed.scale)
@@ -190,7 +190,7 @@ def test_expansion_exercises_rejection_sampling(heavy):
     assert min(rejected) > 100
     c1 = sf.expand_seed(parsed.seed, heavy.primes, heavy.n)
     expected = sf.parse_ciphertext(
-        sf.save_uncompressed(heavy.load(parsed.to_bytes(heavy.primes))), heavy.primes, heavy.n
+        save_uncompressed(heavy.load(parsed.to_bytes(heavy.primes))), heavy.primes, heavy.n
     ).c1
     assert np.array_equal(c1, expected)
 
@@ -202,7 +202,7 @@ def test_seeds_of_other_prng_type_and_seed_are_loaded_by_seal(heavy):
     blob = sf.write_ciphertext(
         parsed.c0, seed=seed, primes=heavy.primes, scale=heavy.scale, prng_type=sf.PRNG_SHAKE256
     )
-    full = sf.save_uncompressed(heavy.load(blob))
+    full = save_uncompressed(heavy.load(blob))
     c1 = sf.expand_seed(seed, heavy.primes, heavy.n, prng_type=sf.PRNG_SHAKE256)
     assert full == sf.write_ciphertext(parsed.c0, c1, primes=heavy.primes, scale=heavy.scale)
 
@@ -244,7 +244,7 @@ def test_sum_matches_seals_evaluator_byte_for_byte(seal):
     total = seal.load(blobs[0])
     for blob in blobs[1:]:
         seal.evaluator.add_inplace(total, seal.load(blob))
-    seal_sum = sf.save_uncompressed(total)
+    seal_sum = save_uncompressed(total)
     parsed = [seal.parse(blob) for blob in blobs]
     c0 = sf.sum_mod((p.c0 for p in parsed), seal.primes)
     c1 = sf.sum_seeds([p.seed for p in parsed], seal.primes, seal.n)
@@ -257,7 +257,7 @@ def test_public_keys_parse_and_can_be_crafted(heavy):
     # A public key is a ciphertext at the key level (with the special prime).
     key = sealapi.PublicKey()
     heavy.keygen.create_public_key(key)
-    blob = sf.save_uncompressed(key)
+    blob = save_uncompressed(key)
     parsed = sf.parse_ciphertext(
         blob, heavy.key_primes, heavy.n, parms_id=_ids(heavy.context.key_parms_id())
     )
@@ -265,9 +265,7 @@ def test_public_keys_parse_and_can_be_crafted(heavy):
     assert parsed.to_bytes(heavy.key_primes) == blob
     # A seeded encryption of zero at the key level, rewritten by fedpriv, is a public key:
     # (-a*s + e, a) with a drawn from a seed, as in multiparty key generation.
-    zero = sf.save_uncompressed(
-        heavy.encryptor.encrypt_zero_symmetric(heavy.context.key_parms_id())
-    )
+    zero = save_uncompressed(heavy.encryptor.encrypt_zero_symmetric(heavy.context.key_parms_id()))
     crafted = sf.parse_ciphertext(zero, heavy.key_primes, heavy.n)
     assert crafted.seeded and crafted.scale == 1.0
     public = heavy.load(crafted.to_bytes(heavy.key_primes), sealapi.PublicKey())
@@ -384,7 +382,7 @@ def _malformed(seal: Seal, seeded: bytes, full: bytes):
 
 def test_malformed_ciphertexts_are_rejected(seal):
     seeded = seal.encrypt(seal.values(np.random.default_rng(8)))
-    full = sf.save_uncompressed(seal.load(seeded))
+    full = save_uncompressed(seal.load(seeded))
     assert seal.parse(seeded, scale=seal.scale).seeded and not seal.parse(full).seeded
     for name, blob, message in _malformed(seal, seeded, full):
         try:

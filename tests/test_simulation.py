@@ -14,7 +14,6 @@ import torch
 from conftest import pids_with_cmdline
 
 from fedpriv.cli import main
-from fedpriv.config import RunConfig
 from fedpriv.crypto.keys import load_client_context, load_server_context
 from fedpriv.crypto.packing import decrypt_vector, decrypt_weighted_mean, stype
 from fedpriv.crypto.presets import DEFAULT_PRESET, get_preset

@@ -22,6 +22,9 @@ from fedpriv.attacks.settings import InversionSettings
 from fedpriv.errors import ConfigError
 from fedpriv.parameters import vector_to_state
 
+# Named tensors of a model (parameters, or their changes).
+Params = dict[str, torch.Tensor]
+
 
 @dataclass(frozen=True)
 class LocalRecipe:
@@ -120,15 +123,19 @@ def simulate_update(
     return {k: start[k] - params[k] for k in start}
 
 
+def _total(terms: list[torch.Tensor]) -> torch.Tensor:
+    return torch.stack(terms).sum()
+
+
 def _l2(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> torch.Tensor:
-    return sum(((a[k] - b[k]) ** 2).sum() for k in a)  # type: ignore[return-value]
+    return _total([((a[k] - b[k]) ** 2).sum() for k in a])
 
 
 def _cosine(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> torch.Tensor:
-    dot = sum((a[k] * b[k]).sum() for k in a)
-    norm_a = torch.sqrt(sum((a[k] ** 2).sum() for k in a))
-    norm_b = torch.sqrt(sum((b[k] ** 2).sum() for k in b))
-    return 1 - dot / (norm_a * norm_b + 1e-12)  # type: ignore[operator]
+    dot = _total([(a[k] * b[k]).sum() for k in a])
+    norm_a = torch.sqrt(_total([(a[k] ** 2).sum() for k in a]))
+    norm_b = torch.sqrt(_total([(b[k] ** 2).sum() for k in b]))
+    return 1 - dot / (norm_a * norm_b + 1e-12)
 
 
 def _total_variation(x: torch.Tensor) -> torch.Tensor:
@@ -174,7 +181,15 @@ def invert(
     return best
 
 
-def _run_ig(model, start, target, x, labels, recipe, settings) -> float:  # noqa: ANN001
+def _run_ig(
+    model: nn.Module,
+    start: Params,
+    target: Params,
+    x: torch.Tensor,
+    labels: torch.Tensor,
+    recipe: LocalRecipe,
+    settings: InversionSettings,
+) -> float:
     optimizer = torch.optim.Adam([x], lr=settings.learning_rate)
     milestones = [int(settings.iterations * f) for f in (3 / 8, 5 / 8, 7 / 8)]
     scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones, gamma=0.1)
@@ -184,6 +199,7 @@ def _run_ig(model, start, target, x, labels, recipe, settings) -> float:  # noqa
         loss = _cosine(simulate_update(model, start, x, labels, recipe), target)
         objective = loss + settings.tv_weight * _total_variation(x)
         objective.backward()
+        assert x.grad is not None
         x.grad.sign_()  # signed gradients, as in Geiping et al.
         optimizer.step()
         scheduler.step()
@@ -192,7 +208,16 @@ def _run_ig(model, start, target, x, labels, recipe, settings) -> float:  # noqa
     return float(loss.detach())
 
 
-def _run_lbfgs(model, start, target, x, labels, soft, recipe, settings) -> float:  # noqa: ANN001
+def _run_lbfgs(
+    model: nn.Module,
+    start: Params,
+    target: Params,
+    x: torch.Tensor,
+    labels: torch.Tensor,
+    soft: torch.Tensor | None,
+    recipe: LocalRecipe,
+    settings: InversionSettings,
+) -> float:
     variables = [x] if soft is None else [x, soft]
     optimizer = torch.optim.LBFGS(
         variables, lr=1.0, max_iter=20, history_size=100, line_search_fn="strong_wolfe"

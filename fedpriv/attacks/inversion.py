@@ -21,9 +21,15 @@ from fedpriv.attacks.results import (
 )
 from fedpriv.attacks.views import Capability, NotApplicable, SightView, View
 from fedpriv.models import build_model
+from fedpriv.schemes.sight import ObservedUpdate
 
 # Pairs of (truth, reconstruction) kept per client for the report's grids.
 GRID_PER_CLIENT = 4
+
+
+def _client_order(update: ObservedUpdate) -> tuple[bool, int, int]:
+    """Partition order where the view knows it (node ids are random per run), else node id."""
+    return (update.partition_id is None, update.partition_id or 0, update.node)
 
 
 class GradientInversion(Attack):
@@ -49,7 +55,7 @@ class GradientInversion(Attack):
         updates = [
             u
             for r in rounds
-            for u in sorted(view.updates(r), key=lambda u: (u.partition_id is None, u.node))[
+            for u in sorted(view.updates(r), key=_client_order)[
                 : context.settings.max_clients
             ]
         ]
@@ -90,9 +96,9 @@ class GradientInversion(Attack):
                     num_examples=update.num_examples,
                     reconstructed=len(rec.images),
                     matching_loss=rec.loss if not diverged else None,
-                    mse=float(np.mean([s["mse"] for s in scores])),
-                    psnr=float(np.mean([s["psnr"] for s in scores])),
-                    ssim=float(np.mean([s["ssim"] for s in scores])),
+                    mse=float(np.mean([s.mse for s in scores])),
+                    psnr=float(np.mean([s.psnr for s in scores])),
+                    ssim=float(np.mean([s.ssim for s in scores])),
                     label_accuracy=float(np.mean(labels_ok)),
                     restarts=settings.restarts,
                     diverged=diverged,

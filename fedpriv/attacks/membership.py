@@ -26,7 +26,7 @@ _TINY = 1e-45
 def cross_entropy(probabilities: np.ndarray, labels: np.ndarray) -> np.ndarray:
     """Per-record cross-entropy loss from probability vectors."""
     p = probabilities[np.arange(len(labels)), labels].astype(np.float64)
-    return -np.log(np.maximum(p, _TINY))
+    return np.asarray(-np.log(np.maximum(p, _TINY)))
 
 
 def logit_confidence(probabilities: np.ndarray, labels: np.ndarray) -> np.ndarray:
@@ -37,7 +37,7 @@ def logit_confidence(probabilities: np.ndarray, labels: np.ndarray) -> np.ndarra
     mask = np.ones_like(probs, dtype=bool)
     mask[np.arange(len(labels)), labels] = False
     others = np.where(others > 1e-6, others, (probs * mask).sum(axis=1))
-    return np.log(np.maximum(p_true, _TINY)) - np.log(np.maximum(others, _TINY))
+    return np.asarray(np.log(np.maximum(p_true, _TINY)) - np.log(np.maximum(others, _TINY)))
 
 
 def threshold_scores(attack: str, probabilities: np.ndarray, labels: np.ndarray) -> np.ndarray:
@@ -45,13 +45,13 @@ def threshold_scores(attack: str, probabilities: np.ndarray, labels: np.ndarray)
     if attack == "loss":  # Yeom et al. 2018
         return -cross_entropy(probabilities, labels)
     if attack == "confidence":
-        return probabilities.max(axis=1).astype(np.float64)
+        return np.asarray(probabilities.max(axis=1).astype(np.float64))
     if attack == "entropy":
         p = np.maximum(probabilities.astype(np.float64), _TINY)
-        return (p * np.log(p)).sum(axis=1)
+        return np.asarray((p * np.log(p)).sum(axis=1))
     if attack == "label-only":  # the gap attack: correctly classified = member
         predicted = probabilities if probabilities.ndim == 1 else probabilities.argmax(axis=1)
-        return (predicted == labels).astype(np.float64)
+        return np.asarray((predicted == labels).astype(np.float64))
     raise ConfigError(f"unknown threshold attack {attack!r}; valid: {THRESHOLD_ATTACKS}")
 
 
@@ -124,13 +124,13 @@ def lira_scores(
     inside = shadows.included
     mu_out, sd_out = _gaussian(shadow_phi, ~inside, fixed_variance)
     if not online:
-        return norm.logcdf(observed, loc=mu_out, scale=sd_out)
+        return np.asarray(norm.logcdf(observed, loc=mu_out, scale=sd_out))
     mu_in, sd_in = _gaussian(shadow_phi, inside, fixed_variance)
     online_score = norm.logpdf(observed, mu_in, sd_in) - norm.logpdf(observed, mu_out, sd_out)
     # A record that no shadow trained on (or all did) falls back to the offline test.
     fallback = norm.logcdf(observed, loc=mu_out, scale=sd_out)
     usable = inside.any(axis=0) & (~inside).any(axis=0)
-    return np.where(usable, online_score, fallback)
+    return np.asarray(np.where(usable, online_score, fallback))
 
 
 def _gaussian(
@@ -168,7 +168,9 @@ def shokri_scores(
         targets.append(inside)
     classifier = GradientBoostingClassifier(random_state=seed, n_estimators=100, max_depth=3)
     classifier.fit(np.concatenate(features), np.concatenate(targets))
-    return classifier.predict_proba(_shokri_features(target_probabilities, labels))[:, 1]
+    return np.asarray(
+        classifier.predict_proba(_shokri_features(target_probabilities, labels))[:, 1]
+    )
 
 
 def _shokri_features(probabilities: np.ndarray, labels: np.ndarray) -> np.ndarray:

@@ -14,8 +14,6 @@ from fedpriv.attacks.results import (
     AttackResult,
     Family,
     Json,
-    MembershipMetrics,
-    RocCurve,
     Status,
 )
 from fedpriv.attacks.views import Capability, NotApplicable, OutsiderView, View
@@ -58,15 +56,14 @@ class MembershipAttack(Attack):
                 "mean_l1_distortion": float(np.mean(distortion)),
                 "max_l1_distortion": float(np.max(distortion)),
             }
-        curve = roc_points(scores, pool.is_member)
         return AttackResult(
             self.name,
             context.threat,
             self.family,
             Status.SCORED,
-            metrics=MembershipMetrics(**membership_metrics(scores, pool.is_member)),
+            metrics=membership_metrics(scores, pool.is_member),
             settings=settings,
-            roc=RocCurve(curve["fpr"], curve["tpr"]),
+            roc=roc_points(scores, pool.is_member),
             queries=view.queries,
             defense=defense,
         )

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 from sklearn.metrics import roc_auc_score, roc_curve
+
+from fedpriv.attacks.results import MembershipMetrics, RocCurve
 
 
 def tpr_at_fpr(fpr: np.ndarray, tpr: np.ndarray, max_fpr: float) -> float:
@@ -18,28 +22,37 @@ def tpr_at_fpr(fpr: np.ndarray, tpr: np.ndarray, max_fpr: float) -> float:
     return float(tpr[allowed].max()) if allowed.any() else 0.0
 
 
-def membership_metrics(scores: np.ndarray, is_member: np.ndarray) -> dict[str, float]:
+def membership_metrics(scores: np.ndarray, is_member: np.ndarray) -> MembershipMetrics:
     """ROC AUC, advantage (max TPR - FPR) and TPR at 1% / 0.1% FPR; higher score = member."""
     scores = np.asarray(scores, dtype=np.float64)
     labels = np.asarray(is_member, dtype=bool)
     fpr, tpr, _ = roc_curve(labels, scores)
-    return {
-        "auc": float(roc_auc_score(labels, scores)),
-        "advantage": float(np.max(tpr - fpr)),
-        "tpr_at_1pct_fpr": tpr_at_fpr(fpr, tpr, 0.01),
-        "tpr_at_0_1pct_fpr": tpr_at_fpr(fpr, tpr, 0.001),
-        "members": int(labels.sum()),
-        "non_members": int((~labels).sum()),
-    }
+    return MembershipMetrics(
+        auc=float(roc_auc_score(labels, scores)),
+        advantage=float(np.max(tpr - fpr)),
+        tpr_at_1pct_fpr=tpr_at_fpr(fpr, tpr, 0.01),
+        tpr_at_0_1pct_fpr=tpr_at_fpr(fpr, tpr, 0.001),
+        members=int(labels.sum()),
+        non_members=int((~labels).sum()),
+    )
 
 
-def roc_points(scores: np.ndarray, is_member: np.ndarray) -> dict[str, list[float]]:
+def roc_points(scores: np.ndarray, is_member: np.ndarray) -> RocCurve:
     """The ROC curve's points, for plots."""
     fpr, tpr, _ = roc_curve(np.asarray(is_member, dtype=bool), np.asarray(scores, dtype=float))
-    return {"fpr": fpr.tolist(), "tpr": tpr.tolist()}
+    return RocCurve(fpr.tolist(), tpr.tolist())
 
 
-def image_metrics(reconstruction: np.ndarray, truth: np.ndarray) -> dict[str, float]:
+@dataclass(frozen=True)
+class ImageScore:
+    """How close one reconstruction is to its true record."""
+
+    mse: float
+    psnr: float
+    ssim: float
+
+
+def image_metrics(reconstruction: np.ndarray, truth: np.ndarray) -> ImageScore:
     """MSE, PSNR (dB) and SSIM of one image against the truth; images in [0, 1], (C, H, W)."""
     rec = np.clip(np.asarray(reconstruction, dtype=np.float64), 0.0, 1.0)
     ref = np.asarray(truth, dtype=np.float64)
@@ -48,7 +61,7 @@ def image_metrics(reconstruction: np.ndarray, truth: np.ndarray) -> dict[str, fl
     side = min(ref.shape[-2:])
     win = min(7, side if side % 2 else side - 1)
     ssim = float(structural_similarity(ref, rec, data_range=1.0, channel_axis=0, win_size=win))
-    return {"mse": mse, "psnr": psnr, "ssim": ssim}
+    return ImageScore(mse, psnr, ssim)
 
 
 def match_reconstructions(reconstructions: np.ndarray, truths: np.ndarray) -> list[tuple[int, int]]:
@@ -58,16 +71,3 @@ def match_reconstructions(reconstructions: np.ndarray, truths: np.ndarray) -> li
     cost = ((rec[:, None, :] - ref[None, :, :]) ** 2).mean(axis=2)
     rows, cols = linear_sum_assignment(cost)
     return list(zip(rows.tolist(), cols.tolist(), strict=True))
-
-
-def mean_image_metrics(reconstructions: np.ndarray, truths: np.ndarray) -> dict[str, float]:
-    """Match reconstructions to truths, then average MSE/PSNR/SSIM over the pairs."""
-    pairs = match_reconstructions(reconstructions, truths)
-    per_pair = [image_metrics(reconstructions[i], truths[j]) for i, j in pairs]
-    finite_psnr = [m["psnr"] for m in per_pair if np.isfinite(m["psnr"])]
-    return {
-        "mse": float(np.mean([m["mse"] for m in per_pair])),
-        "psnr": float(np.mean(finite_psnr)) if finite_psnr else float("inf"),
-        "ssim": float(np.mean([m["ssim"] for m in per_pair])),
-        "pairs": len(per_pair),
-    }

@@ -57,7 +57,7 @@ class MIFace(Attack):
         images = np.stack([r.image for r in inversions])
         predicted = self._evaluation_classifier(context).predict(images.reshape(len(images), -1))
         means = np.stack([dataset.x[dataset.y == r.label].mean(axis=0) for r in inversions])
-        ssim = [image_metrics(r.image, m)["ssim"] for r, m in zip(inversions, means, strict=True)]
+        ssim = [image_metrics(r.image, m).ssim for r, m in zip(inversions, means, strict=True)]
         np.savez_compressed(
             context.rundir.attack_file(context.threat, self.name, "-images.npz"),
             truth=means,

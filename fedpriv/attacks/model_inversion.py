@@ -40,7 +40,7 @@ def process(image: np.ndarray, settings: MIFaceSettings) -> np.ndarray:
         out = denoise_tv_chambolle(out, weight=settings.denoise_weight, channel_axis=0)
     if settings.sharpen_amount > 0:
         out = unsharp_mask(out, radius=1.0, amount=settings.sharpen_amount, channel_axis=0)
-    return np.clip(out, 0.0, 1.0).astype(np.float32)
+    return np.asarray(np.clip(out, 0.0, 1.0).astype(np.float32))
 
 
 def mi_face(
@@ -51,8 +51,10 @@ def mi_face(
     query: Callable[[np.ndarray], np.ndarray] | None = None,
 ) -> Inversion:
     """Run MI-Face for one label with a white-box ``model`` or a black-box ``query``."""
-    if settings.mode == "white-box" and model is None:
-        raise ConfigError("white-box MI-Face needs the model")
+    if settings.mode == "white-box":
+        if model is None:
+            raise ConfigError("white-box MI-Face needs the model")
+        white_box: torch.nn.Module = model
     if settings.mode == "black-box" and query is None:
         raise ConfigError("black-box MI-Face needs a query function")
     queries = 0
@@ -61,27 +63,25 @@ def mi_face(
         nonlocal queries
         queries += len(images)
         if query is not None and settings.mode == "black-box":
-            return 1.0 - query(images)[:, label].astype(np.float64)
+            return np.asarray(1.0 - query(images)[:, label].astype(np.float64))
         with torch.no_grad():
-            probs = torch.softmax(model(torch.from_numpy(images)), 1)  # type: ignore[misc]
-        return 1.0 - probs[:, label].numpy().astype(np.float64)
+            probs = torch.softmax(white_box(torch.from_numpy(images)), 1)
+        return np.asarray(1.0 - probs[:, label].numpy().astype(np.float64))
 
     def gradient(image: np.ndarray) -> np.ndarray:
         nonlocal queries
         if settings.mode == "white-box":
             x = torch.from_numpy(image[None]).requires_grad_(True)
-            c = 1.0 - torch.softmax(model(x), 1)[0, label]  # type: ignore[misc]
+            c = 1.0 - torch.softmax(white_box(x), 1)[0, label]
             c.backward()
-            return x.grad[0].numpy()  # type: ignore[index]
+            assert x.grad is not None
+            return np.asarray(x.grad[0].numpy())
         flat = image.reshape(-1)
         eye = np.eye(flat.size, dtype=np.float32) * settings.fd_epsilon
         probes = np.concatenate([flat + eye, flat - eye]).reshape(-1, *image.shape)
         values = cost(probes)
-        return (
-            ((values[: flat.size] - values[flat.size :]) / (2 * settings.fd_epsilon))
-            .reshape(image.shape)
-            .astype(np.float32)
-        )
+        slope = (values[: flat.size] - values[flat.size :]) / (2 * settings.fd_epsilon)
+        return np.asarray(slope.reshape(image.shape), dtype=np.float32)
 
     x = np.zeros(input_shape, dtype=np.float32)
     history = [float(cost(x[None])[0])]

@@ -8,6 +8,8 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, ClassVar
 
+import numpy as np
+
 from fedpriv.errors import ConfigError
 
 # A JSON value as result files hold it.
@@ -210,7 +212,8 @@ class AttackResult:
             data["defense"] = self.defense
         if self.figure is not None:
             data["figure"] = self.figure
-        return _finite(data)
+        finite: dict[str, Json] = _finite(data)
+        return finite
 
     @classmethod
     def from_json(cls, data: dict[str, Json]) -> AttackResult:
@@ -247,7 +250,7 @@ def _finite(value: Json) -> Json:
         return [_finite(v) for v in value]
     if isinstance(value, float) and not math.isfinite(value):
         return None if math.isnan(value) else ("inf" if value > 0 else "-inf")
-    if hasattr(value, "item"):  # numpy scalars
+    if isinstance(value, np.generic):
         return _finite(value.item())
     return value
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import statistics
 import time
-from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any, TypeVar
 
@@ -87,10 +86,15 @@ class PrecisionRow:
     max_abs_error: float
 
 
-def _timed(function: Callable[[], R]) -> tuple[R, float]:
-    start = time.perf_counter()
-    result = function()
-    return result, time.perf_counter() - start
+class Stopwatch:
+    """Times the ``with`` block it opens: ``seconds`` afterwards."""
+
+    def __enter__(self) -> Stopwatch:
+        self.start = time.perf_counter()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.seconds = time.perf_counter() - self.start
 
 
 def _updates(size: int, clients: int, seed: int = 0) -> tuple[list[np.ndarray], list[int]]:
@@ -107,9 +111,13 @@ def measure_plaintext(size: int, clients: int) -> PlaintextCost:
     total = np.zeros(size, dtype=np.float32)
     adds, parse_adds = [], []
     for record, vector in zip(records, vectors, strict=True):
-        adds.append(_timed(lambda v=vector: np.add(total, v, out=total))[1])
+        with Stopwatch() as add:
+            np.add(total, vector, out=total)
         # What Flower's FedAvg does with a reply: deserialize the Array, then add.
-        parse_adds.append(_timed(lambda r=record: np.add(total, r["w"].numpy(), out=total))[1])
+        with Stopwatch() as parse_add:
+            np.add(total, record["w"].numpy(), out=total)
+        adds.append(add.seconds)
+        parse_adds.append(parse_add.seconds)
     return PlaintextCost(up, up, min(adds), min(parse_adds))
 
 
@@ -118,36 +126,39 @@ def measure_ckks(preset_name: str, size: int, clients: int) -> CkksCost:
     preset = get_preset(preset_name)
     context = make_context(preset)
     vectors, weights = _updates(size, clients)
-    encrypt_seconds, parse_seconds, add_seconds = [], [], []
+    encrypt_seconds: list[float] = []
+    parse_seconds: list[float] = []
+    add_seconds: list[float] = []
     total: list[Any] | None = None
     up = 0
     for vector, weight in zip(vectors, weights, strict=True):
-        record, seconds = _timed(
-            lambda v=vector, w=weight: encrypt_weighted(context, preset, v, w, clients)
-        )
-        encrypt_seconds.append(seconds)
+        with Stopwatch() as encrypt:
+            record = encrypt_weighted(context, preset, vector, weight, clients)
+        encrypt_seconds.append(encrypt.seconds)
         up = payload_size(RecordDict({"arrays": record}))
-        parsed, seconds = _timed(lambda r=record: deserialize_update(r, context, preset, size + 1))
-        parse_seconds.append(seconds)
+        with Stopwatch() as parse:
+            parsed = deserialize_update(record, context, preset, size + 1)
+        parse_seconds.append(parse.seconds)
         if total is None:
             total = parsed
             continue
-        _, seconds = _timed(
-            lambda p=parsed, t=total: [context.add_(a, c) for a, c in zip(t, p, strict=True)]
-        )
-        add_seconds.append(seconds)
+        with Stopwatch() as adding:
+            for accumulator, ciphertext in zip(total, parsed, strict=True):
+                context.add_(accumulator, ciphertext)
+        add_seconds.append(adding.seconds)
     assert total is not None
     layout = expected_layout(size + 1, preset)
     aggregate = add_encrypted([total], context, preset, layout)  # serialize the sum
     down = payload_size(RecordDict({"arrays": aggregate}))
-    (mean, _), decrypt_seconds = _timed(lambda: decrypt_weighted_mean(aggregate, context, preset))
+    with Stopwatch() as decrypt:
+        mean, _ = decrypt_weighted_mean(aggregate, context, preset)
     expected = np.average(np.asarray(vectors, dtype=np.float64), axis=0, weights=weights)
     add = min(add_seconds) if add_seconds else float("nan")
     return CkksCost(
         bytes_up=up,
         bytes_down=down,
         encrypt_seconds=statistics.median(encrypt_seconds),
-        decrypt_seconds=decrypt_seconds,
+        decrypt_seconds=decrypt.seconds,
         server_parse_seconds=statistics.median(parse_seconds),
         server_add_seconds=add,
         server_parse_add_seconds=statistics.median(parse_seconds) + add,

@@ -11,6 +11,17 @@ from pathlib import Path
 from fedpriv.cli.flags import add_federation_flags, resolve_run_config
 from fedpriv.cli.progress import console
 from fedpriv.cli.tables import print_history
+from fedpriv.deploy.compose import render
+from fedpriv.deploy.credentials import (
+    DEFAULT_HOSTS,
+    NODE_KEY,
+    NODE_PUBLIC_KEY,
+    SERVER_CERT,
+    certificate_hosts,
+    make_certificates,
+    make_node_key,
+)
+from fedpriv.deploy.flwr_cli import connect, register_node, submit_run, wait_healthy
 from fedpriv.errors import ConfigError
 
 
@@ -90,7 +101,6 @@ def handle_local(args: argparse.Namespace) -> int:
 
 def handle_submit(args: argparse.Namespace) -> int:
     """Submit the app to a running SuperLink and wait for its status."""
-    from fedpriv.deploy.flwr_cli import connect, submit_run
     from fedpriv.deploy.local import APP_DIR
 
     if (args.ca is None) == (not args.insecure):
@@ -112,8 +122,6 @@ def handle_submit(args: argparse.Namespace) -> int:
 
 def handle_node_keys(args: argparse.Namespace) -> int:
     """Write one key pair per node (refusing to overwrite)."""
-    from fedpriv.deploy.credentials import NODE_KEY, make_node_key
-
     if args.nodes < 1:
         raise ConfigError("--nodes must be at least 1")
     for node in range(args.nodes):
@@ -129,9 +137,6 @@ def handle_node_keys(args: argparse.Namespace) -> int:
 
 def handle_register(args: argparse.Namespace) -> int:
     """Register every node key of a folder."""
-    from fedpriv.deploy.credentials import NODE_PUBLIC_KEY
-    from fedpriv.deploy.flwr_cli import connect, register_node, wait_healthy
-
     keys = sorted(args.keys.glob(f"node-*/{NODE_PUBLIC_KEY}"))
     if not keys:
         raise ConfigError(f"{args.keys} holds no node-*/{NODE_PUBLIC_KEY}")
@@ -147,13 +152,6 @@ def handle_register(args: argparse.Namespace) -> int:
 
 def handle_certs(args: argparse.Namespace) -> int:
     """Write TLS material (or keep what is there, with --exist-ok)."""
-    from fedpriv.deploy.credentials import (
-        DEFAULT_HOSTS,
-        SERVER_CERT,
-        certificate_hosts,
-        make_certificates,
-    )
-
     hosts = tuple(args.hosts or DEFAULT_HOSTS)
     if (args.out / SERVER_CERT).exists():
         if not args.exist_ok:
@@ -175,8 +173,6 @@ def handle_certs(args: argparse.Namespace) -> int:
 
 def handle_compose(args: argparse.Namespace) -> int:
     """Print the compose file."""
-    from fedpriv.deploy.compose import render
-
     if args.clients < 1:
         raise ConfigError("--clients must be at least 1")
     sys.stdout.write(render(args.clients, args.node_auth))

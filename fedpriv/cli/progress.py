@@ -9,7 +9,14 @@ from types import TracebackType
 from typing import TextIO
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+)
 
 console = Console(stderr=True)
 # Without a terminal (a file, a CI log) a line is printed at least this often.
@@ -45,7 +52,7 @@ class Reporter:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._progress: Progress | None = None
-        self._bars: dict[str, int] = {}
+        self._bars: dict[str, TaskID] = {}
 
     def __enter__(self) -> Reporter:
         if self.interactive:

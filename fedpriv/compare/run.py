@@ -98,10 +98,10 @@ def run_comparison(
 def collect(comparison: Comparison, out: Path, timings: dict[str, float]) -> ComparisonResult:
     """Gather every arm's history and attack results into the comparison's results."""
     arms = []
-    for arm in comparison.arms:
-        result = ArmResult.read(arm.name, out / "runs" / arm.name)
+    for spec in comparison.arms:
+        result = ArmResult.read(spec.name, out / "runs" / spec.name)
         result.headline = headline(result)
-        result.wall_seconds = timings.get(arm.name)
+        result.wall_seconds = timings.get(spec.name)
         arms.append(result)
     baseline = next((a for a in arms if load_scheme(a.config).unprotected()), arms[0])
     for arm in arms:

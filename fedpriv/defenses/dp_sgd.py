@@ -59,7 +59,10 @@ def train_dp_sgd(
 
 
 def _run_private(
-    model: nn.Module, optimizer: torch.optim.Optimizer, loader: DataLoader, epochs: int
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    loader: DataLoader[tuple[torch.Tensor, ...]],
+    epochs: int,
 ) -> float:
     model.train()
     total, count = 0.0, 0

@@ -70,7 +70,8 @@ class DefenseClassifier(nn.Module):
     def forward(self, probabilities: torch.Tensor) -> torch.Tensor:
         """Logit of membership (0 means 0.5)."""
         ordered = torch.sort(probabilities, dim=1, descending=True).values
-        return self.net(ordered).squeeze(1)
+        logit: torch.Tensor = self.net(ordered).squeeze(1)
+        return logit
 
 
 def train_defense_classifier(
@@ -165,7 +166,7 @@ class MemGuard:
         use = coins < keep
         answer = s.numpy() + noise.numpy() * use[:, None]
         self.last_distortion = np.abs(answer - s.numpy()).sum(1)
-        return answer.astype(np.float32)
+        return np.asarray(answer.astype(np.float32))
 
     def _coin(self, query: np.ndarray) -> float:
         digest = hashlib.sha256(np.ascontiguousarray(query).tobytes()).digest()

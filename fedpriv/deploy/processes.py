@@ -95,7 +95,7 @@ def free_port() -> int:
 
 def free_ports(count: int, exclude: set[int] | None = None) -> list[int]:
     """``count`` distinct TCP ports free on loopback right now (all bound at once)."""
-    sockets = []
+    sockets: list[socket.socket] = []
     try:
         while len(sockets) < count:
             sock = socket.socket()

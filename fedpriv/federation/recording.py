@@ -159,7 +159,7 @@ class RecordingGrid(Grid):
             kind = phase(reply)
             if reply.has_error():
                 if kind == TRAIN:
-                    traffic.failed[node] = reply.error.reason
+                    traffic.failed[node] = reply.error.reason or ""
                     traffic.codes[node] = reply.error.code
                 continue
             stage = stages.get(node, "")
@@ -202,8 +202,8 @@ class RecordingGrid(Grid):
             self._rundir.record_view(self._round(message), name, stored[node])
 
     def _round(self, message: Message) -> int:
-        group = message.metadata.group_id
-        return int(group) if group and group.isdigit() else self.current_round
+        group = message.metadata.group_id or ""
+        return int(group) if group.isdigit() else self.current_round
 
     def _recording(self, server_round: int) -> bool:
         return self._record_view and server_round > 0

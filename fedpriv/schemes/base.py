@@ -23,7 +23,7 @@ from fedpriv.registry import SCHEMES, Aggregation
 from fedpriv.rundir import RunDirectory
 from fedpriv.schemes.sight import Sight
 from fedpriv.training import LocalUpdate
-from fedpriv.wire import record_to_state
+from fedpriv.wire import arrays_of, record_to_state
 
 # A Flower ClientApp mod: (message, context, next handler) -> reply.
 Mod = Callable[[Message, Context, Callable[[Message, Context], Message]], Message]
@@ -182,7 +182,7 @@ class AggregationScheme(ABC):
     ) -> list[np.ndarray]:
         """Each round's global model as a flat vector (as the key holders can read it)."""
         return [
-            state_to_vector(record_to_state(rundir.read_checkpoint(r)["arrays"]))
+            state_to_vector(record_to_state(arrays_of(rundir.read_checkpoint(r))))
             for r in rundir.checkpoint_rounds()
         ]
 

@@ -13,6 +13,7 @@ from fedpriv.crypto.keyholder import KeyHolder
 from fedpriv.crypto.keys import CLIENT_CONTEXT, check_preset, load_server_context, provision_keys
 from fedpriv.crypto.presets import get_preset
 from fedpriv.data.datasets import load_dataset
+from fedpriv.defenses.base import Numbers
 from fedpriv.errors import ConfigError, FedprivError
 from fedpriv.models import state_from_bytes, state_to_bytes
 from fedpriv.narrative import fmt
@@ -25,13 +26,13 @@ from fedpriv.schemes.base import (
     DeploymentKeys,
     Evaluation,
     Node,
-    Numbers,
 )
 from fedpriv.schemes.sight import Blind, ObservedUpdate, Sight
 from fedpriv.strategies.ckks import EVALUATION_STATE, CkksFedAvg
 from fedpriv.strategies.sampling import Sampling
 from fedpriv.task import initial_state, num_parameters
 from fedpriv.training import LocalUpdate
+from fedpriv.wire import arrays_of, server_round
 
 CIPHERTEXT_ONLY = (
     "ciphertext only: the server holds CKKS ciphertexts and no key, so no individual update "
@@ -54,16 +55,15 @@ class CkksCodec(ClientCodec):
 
     def read(self, msg: Message) -> tuple[State, int]:
         """The decrypted mean (round 1: the seed's model, the server holds none)."""
-        server_round = int(msg.content["config"]["server-round"])
-        record = msg.content["arrays"]
+        record = arrays_of(msg.content)
         if len(record) == 0:
-            return initial_state(self.config), server_round
+            return initial_state(self.config), server_round(msg.content)
         mean, _ = self.holder.decrypt_mean(
             record,
             max_total_weight=len(load_dataset(self.config.dataset)),
             num_values=num_parameters(self.config) + 1,
         )
-        return vector_to_state(mean, initial_state(self.config)), server_round
+        return vector_to_state(mean, initial_state(self.config)), server_round(msg.content)
 
     def train_reply(self, msg: Message, update: LocalUpdate) -> RecordDict:
         """Only ciphertexts: the server learns neither parameters nor the sample count."""
@@ -95,7 +95,7 @@ class DecryptingSight(Sight):
         if server_round == 1:
             return state_to_vector(initial_state(self.config))  # clients start from the seed
         sent = self.rundir.read_sent(server_round)
-        return self.holder.decrypt_mean(sent["arrays"])[0]
+        return self.holder.decrypt_mean(arrays_of(sent))[0]
 
     def updates(self, server_round: int) -> list[ObservedUpdate]:
         """Every client's update, decrypted: ``n_k w_k / n_k`` and ``n_k`` itself."""
@@ -103,7 +103,7 @@ class DecryptingSight(Sight):
         before = self.global_model(server_round)
         observed = []
         for name, path in self.rundir.view_files(server_round, "train-recv-").items():
-            payload = self.holder.decrypt(self.rundir.read_payload(path)["arrays"])
+            payload = self.holder.decrypt(arrays_of(self.rundir.read_payload(path)))
             weight = float(payload[-1])
             observed.append(
                 ObservedUpdate(
@@ -188,12 +188,12 @@ class CkksScheme(AggregationScheme):
         for record in history:
             state = rundir.read_checkpoint(record.round)
             if EVALUATION_STATE in state.array_records:
-                loss_sum, correct, count = holder.decrypt(state[EVALUATION_STATE])
+                loss_sum, correct, count = holder.decrypt(arrays_of(state, EVALUATION_STATE))
                 if round(count) > 0:
                     record.accuracy = float(correct / count)
                     record.loss = float(loss_sum / count)
         rundir.write_history(history)
-        final = rundir.read_checkpoint(rounds[-1])["arrays"]
+        final = arrays_of(rundir.read_checkpoint(rounds[-1]))
         if len(final) == 0:  # no round changed the model: it is still the seed's
             rundir.write_model(state_to_bytes(initial_state(self.config)))
             return
@@ -206,7 +206,7 @@ class CkksScheme(AggregationScheme):
         """Each round's decrypted global model."""
         holder = self._holder(key_dir)
         return [
-            holder.decrypt_mean(rundir.read_checkpoint(r)["arrays"])[0]
+            holder.decrypt_mean(arrays_of(rundir.read_checkpoint(r)))[0]
             for r in rundir.checkpoint_rounds()
         ]
 

@@ -14,7 +14,7 @@ from fedpriv.strategies.plaintext import PlaintextFedAvg
 from fedpriv.strategies.sampling import Sampling
 from fedpriv.task import initial_state
 from fedpriv.training import LocalUpdate
-from fedpriv.wire import record_to_state, state_to_record
+from fedpriv.wire import arrays_of, record_to_state, server_round, state_to_record
 
 
 class PlaintextCodec(ClientCodec):
@@ -25,7 +25,7 @@ class PlaintextCodec(ClientCodec):
 
     def read(self, msg: Message) -> tuple[State, int]:
         """The broadcast model and the round."""
-        return record_to_state(msg.content["arrays"]), int(msg.content["config"]["server-round"])
+        return record_to_state(arrays_of(msg.content)), server_round(msg.content)
 
     def train_reply(self, msg: Message, update: LocalUpdate) -> RecordDict:
         """The trained model, its loss, its weight and the partition id (for summing order)."""

@@ -11,6 +11,7 @@ from flwr.serverapp import Grid
 from flwr.serverapp.strategy import Strategy
 
 from fedpriv.data.datasets import load_dataset
+from fedpriv.defenses.base import Numbers
 from fedpriv.errors import ConfigError
 from fedpriv.federation.secagg import run_secagg
 from fedpriv.flower import (
@@ -24,7 +25,7 @@ from fedpriv.models import state_to_bytes
 from fedpriv.parameters import State
 from fedpriv.registry import Aggregation
 from fedpriv.rundir import RunDirectory
-from fedpriv.schemes.base import AggregationScheme, ClientCodec, Evaluation, Mod, Node, Numbers
+from fedpriv.schemes.base import AggregationScheme, ClientCodec, Evaluation, Mod, Node
 from fedpriv.schemes.sight import Blind, Sight
 from fedpriv.task import initial_state
 from fedpriv.training import LocalUpdate

@@ -11,7 +11,7 @@ from fedpriv.errors import FedprivError
 from fedpriv.parameters import State, state_to_vector
 from fedpriv.rundir import RunDirectory
 from fedpriv.task import initial_state
-from fedpriv.wire import record_to_state
+from fedpriv.wire import arrays_of, record_to_state
 
 NO_SERVER_VIEW = "the run recorded no server view (record-server-view=false)"
 
@@ -79,7 +79,7 @@ class Sight:
         """The global model broadcast at the start of ``server_round`` (flat)."""
         self._require(self.updates_hidden())
         sent = self.rundir.read_sent(server_round)
-        return state_to_vector(record_to_state(sent["arrays"]))
+        return state_to_vector(record_to_state(arrays_of(sent)))
 
     def updates(self, server_round: int) -> list[ObservedUpdate]:
         """Every client update received in ``server_round``."""
@@ -94,7 +94,7 @@ class Sight:
                     server_round=server_round,
                     node=int(name.rsplit("-", 1)[1]),
                     before=before,
-                    after=state_to_vector(record_to_state(content["arrays"])),
+                    after=state_to_vector(record_to_state(arrays_of(content))),
                     num_examples=_int(metrics.get("num-examples") if metrics else None),
                     partition_id=_int(metrics.get("partition-id") if metrics else None),
                 )
@@ -106,7 +106,7 @@ class Sight:
         self._require(self.models_hidden())
         if not self.rounds:
             return initial_state(self.config)
-        arrays = self.rundir.read_checkpoint(self.rounds[-1])["arrays"]
+        arrays = arrays_of(self.rundir.read_checkpoint(self.rounds[-1]))
         return record_to_state(arrays) if len(arrays) else initial_state(self.config)
 
 
