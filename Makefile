@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 DEMO_OUT ?= results/compare
 
-.PHONY: setup demo test lint clean
+.PHONY: setup demo test test-fast lint docs clean
 
 setup: $(STAMP)
 
@@ -22,12 +22,27 @@ $(STAMP): pyproject.toml
 demo: setup
 	$(BIN)/fedpriv compare experiments/compare.toml --out $(DEMO_OUT) $(if $(FORCE),--force,)
 
+# Style, types, the import layers, and the documentation site (generated pages must be fresh).
 lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+	$(BIN)/lint-imports
+	$(BIN)/python docs/generate.py --check
+	$(BIN)/mkdocs build --strict --quiet --site-dir build/site
 
+# Everything, slow tests included: what CI runs (.ci/run).
 test: lint
 	$(BIN)/python -m pytest -q -rs
 
+# The edit loop: unit and adversarial tests without the slow federations.
+test-fast: setup
+	$(BIN)/python -m pytest -q -m "not slow"
+
+# Regenerate the reference pages and the result tables from code and result files.
+docs: setup
+	$(BIN)/python docs/generate.py
+	$(BIN)/mkdocs build --strict --site-dir build/site
+
 clean:
-	rm -rf $(VENV) runs .pytest_cache .ruff_cache
+	rm -rf $(VENV) runs build .pytest_cache .ruff_cache .mypy_cache

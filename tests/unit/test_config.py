@@ -7,7 +7,7 @@ from fedpriv.config import RunConfig
 from fedpriv.errors import ConfigError
 from fedpriv.experiment import load_run_config
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_pyproject_defaults_are_runconfig_defaults():

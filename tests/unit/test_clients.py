@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
-from conftest import client_context
 from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MessageType, RecordDict
+from support import client_context
 
 import clients.app as client_app
 from fedpriv.config import RunConfig

@@ -11,7 +11,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import EQUIVALENCE, client_context
 from flwr.app import (
     Array,
     ArrayRecord,
@@ -22,6 +21,7 @@ from flwr.app import (
     MetricRecord,
     RecordDict,
 )
+from support import EQUIVALENCE, client_context
 
 import clients.app as client_app
 import fedpriv.apps.client as client_runtime
@@ -30,18 +30,17 @@ from fedpriv.crypto.keys import load_server_context, make_context
 from fedpriv.crypto.packing import encrypt_weighted
 from fedpriv.crypto.presets import DEFAULT_PRESET, get_preset
 from fedpriv.data.partition import ClientData
-from fedpriv.errors import ConfigError, ReplyCode
+from fedpriv.errors import ReplyCode
 from fedpriv.federation.recording import RecordingGrid
 from fedpriv.federation.rounds import RoundLoop, RoundPolicy
-from fedpriv.history import History, RoundRecord
+from fedpriv.history import History
 from fedpriv.models import load_state, state_from_bytes
-from fedpriv.resume import resume_point
 from fedpriv.rundir import RunDirectory
 from fedpriv.strategies.sampling import Sampling
 from fedpriv.task import new_model, num_parameters
 from strategies import CkksFedAvg, PlaintextFedAvg
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 PRESET = get_preset(DEFAULT_PRESET)
 
 
@@ -259,33 +258,6 @@ def test_refused_broadcast_reverts_the_model_in_the_round_loop(task_identity, tm
     stored = json.loads((loop.rundir.path / "history.json").read_text())["rounds"][0]
     assert stored["aggregate_rejected_by"] == [11, 12, 13]
     assert np.array_equal(loop.rundir.read_checkpoint(1)["arrays"]["ct-00000"].numpy(), [0.0])
-
-
-# -- resume ---------------------------------------------------------------------------------
-def _fake_run(tmp_path, history_rounds, checkpoint_rounds):
-    rundir = RunDirectory(tmp_path / "run")
-    rundir.create()
-    config = RunConfig(num_server_rounds=4, out_dir=str(rundir.path))
-    rundir.write_config(config)
-    rundir.write_history(History("plaintext", [RoundRecord(r) for r in history_rounds]))
-    for r in checkpoint_rounds:
-        arrays = ArrayRecord({"w": Array(np.full(2, float(r), np.float32))})
-        rundir.write_checkpoint(r, RecordDict({"arrays": arrays}))
-    return rundir, config
-
-
-def test_resume_continues_after_the_last_round_with_checkpoint_and_history(tmp_path):
-    # Killed after writing round 3's checkpoint but before its history entry.
-    rundir, config = _fake_run(tmp_path, [1, 2], [1, 2, 3])
-    point = resume_point(rundir, config.replace(resume=True))
-    assert point.last_round == 2 and len(point.history.rounds) == 2
-    assert np.array_equal(point.arrays["w"].numpy(), [2.0, 2.0])
-
-
-def test_resume_refuses_another_federation(tmp_path):
-    rundir, config = _fake_run(tmp_path, [1], [1])
-    with pytest.raises(ConfigError, match="learning-rate differ"):
-        resume_point(rundir, config.replace(resume=True, learning_rate=0.3))
 
 
 def _history_rounds(path: Path) -> int:

@@ -54,3 +54,52 @@ def test_keys_presets_lists_presets(capsys):
     assert main(["keys", "presets"]) == 0
     out = capsys.readouterr().out
     assert all(name in out for name in ("n4096-compact", "n4096-additive", "nvflare-default"))
+
+
+def test_version_and_help_with_defaults(capsys, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "400")  # one help line per flag
+
+    from fedpriv import __version__
+
+    with pytest.raises(SystemExit) as done:
+        main(["--version"])
+    assert done.value.code == 0 and f"fedpriv {__version__}" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        main(["run", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "run-config key num-clients; default: 5" in text
+    assert "one of plaintext, ckks, secagg" in text
+
+
+def test_a_mistyped_flag_shows_the_subcommand_usage(capsys):
+    with pytest.raises(SystemExit) as done:
+        main(["run", "--roundz", "3"])
+    err = capsys.readouterr().err
+    assert done.value.code == 2
+    assert err.startswith("usage: fedpriv run") and "unrecognized arguments: --roundz 3" in err
+
+
+def test_fewer_clients_than_a_round_needs_is_refused(tmp_path, capsys):
+    assert main(["run", "--clients", "1", "--out", str(tmp_path / "run")]) == 2
+    assert "below min-available-clients 2" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()
+
+
+def test_attack_arguments_are_checked_first(tmp_path, capsys):
+    assert main(["attack", "--run", str(tmp_path / "nope")]) == 2
+    assert "is not a run directory" in capsys.readouterr().err
+    (tmp_path / "config.json").write_text("{}")
+    assert main(["attack", "--run", str(tmp_path), "--attacks", "lira"]) == 2
+    err = capsys.readouterr().err
+    assert "unknown attack 'lira'" in err and "valid choices: ig, dlg, idlg, loss" in err
+
+
+def test_attacks_without_a_threat_select_the_threats_they_apply_to():
+    from fedpriv.cli.attack import plan_attacks
+
+    assert plan_attacks(None, ["ig", "loss"]) == {
+        "curious-server": ["ig"],
+        "outsider": ["loss"],
+        "colluding-client": ["ig"],
+    }
+    assert plan_attacks("outsider", None)["outsider"][0] == "loss"

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import pids_with_cmdline
+from support import pids_with_cmdline
 
 from fedpriv.cli import main
 from fedpriv.crypto.keys import load_client_context, load_server_context
@@ -25,7 +25,7 @@ from fedpriv.task import client_data, new_model
 from fedpriv.training import evaluate
 
 pytestmark = pytest.mark.slow
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 PRESET = get_preset(DEFAULT_PRESET)
 ROUND_KEYS = {"round", "accuracy", "loss", "seconds", "bytes_up", "bytes_down", "clients"}
 

@@ -17,7 +17,7 @@ from fedpriv.deploy.processes import free_port, group_alive, signal_group
 
 pytestmark = pytest.mark.slow
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _stop_group(pgid: int) -> None:

@@ -1,0 +1,41 @@
+"""Flower's internals fedpriv uses, checked against the installed Flower."""
+
+import inspect
+
+import flwr
+import numpy as np
+from flwr.app import RecordDict
+
+from fedpriv import flower
+
+
+def test_installed_flower_is_the_version_the_adapter_was_written_for():
+    assert flwr.__version__ == flower.FLOWER_VERSION
+
+
+def test_the_private_simulation_entry_point_takes_what_the_adapter_passes():
+    from flwr.simulation.run_simulation import _run_simulation
+
+    parameters = inspect.signature(_run_simulation).parameters
+    passed = {
+        "num_supernodes",
+        "exit_event",
+        "client_app_attr",
+        "server_app_attr",
+        "backend_name",
+        "backend_config",
+        "server_app_context",
+        "app_dir",
+        "is_app",
+        "verbose_logging",
+    }
+    assert passed <= set(parameters)
+
+
+def test_recorddict_codecs_and_legacy_layouts_round_trip():
+    content = flower.legacy_fit_reply([np.ones(3, np.float32)], 7, 0.25)
+    data = flower.recorddict_to_bytes(content)
+    assert flower.recorddict_size(content) == len(data)
+    assert isinstance(flower.recorddict_from_bytes(data), RecordDict)
+    evaluate = flower.legacy_evaluate_reply(0.5, 9, 0.75)
+    assert isinstance(evaluate, RecordDict)
