@@ -55,9 +55,7 @@ class GradientInversion(Attack):
         updates = [
             u
             for r in rounds
-            for u in sorted(view.updates(r), key=_client_order)[
-                : context.settings.max_clients
-            ]
+            for u in sorted(view.updates(r), key=_client_order)[: context.settings.max_clients]
         ]
         if not updates:
             raise NotApplicable(f"no update in rounds {list(context.settings.rounds)}")
