@@ -4,15 +4,21 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
+import sys
 import tempfile
+import threading
 from pathlib import Path
+from typing import Any
 
 import ray
 import tomli_w
 
 from fedpriv.config import RunConfig
 from fedpriv.env import apply_offline_env, ray_init_args
-from fedpriv.errors import ConfigError
+from fedpriv.errors import ConfigError, InterruptedRunError
+from fedpriv.federation import cancel
+from fedpriv.federation.cancel import RunCancelled
 from fedpriv.flower import run_simulation_app
 from fedpriv.rundir import RunDirectory
 from fedpriv.schemes.base import load_scheme
@@ -82,32 +88,96 @@ def run_simulation(config: RunConfig, verbose: bool = False) -> Path:
     if not (config.resume and rundir.holds_run()):
         rundir.create()
     config = load_scheme(config.replace(out_dir=str(rundir.path))).provision(rundir)
+    init_args: dict[str, Any] = {
+        **ray_init_args(os.cpu_count()),
+        "logging_level": "ERROR",
+        "log_to_driver": verbose,
+    }
     backend_config = {
         "client_resources": {"num_cpus": 1, "num_gpus": 0.0},
-        "init_args": {
-            **ray_init_args(os.cpu_count()),
-            "logging_level": "ERROR",
-            "log_to_driver": verbose,
-        },
+        "init_args": init_args,
     }
+    stop = StopOnSignal()
     with tempfile.TemporaryDirectory(prefix="fedpriv-app-") as tmp:
         app_dir = _app_dir(config, Path(tmp))
         try:
-            run_simulation_app(
-                config.num_clients,
-                SERVER_APP,
-                CLIENT_APP,
-                str(app_dir),
-                config.to_flower(),
-                backend_config,
-                verbose,
-            )
+            # Ray first: ray.init installs its own SIGTERM handler, which must not replace
+            # the one that stops the run cleanly.
+            _start_ray(init_args)
+            with stop:
+                run_simulation_app(
+                    config.num_clients,
+                    SERVER_APP,
+                    CLIENT_APP,
+                    str(app_dir),
+                    config.to_flower(),
+                    backend_config,
+                    verbose,
+                )
+        except RunCancelled:
+            pass  # the ServerApp stopped as asked; said below
         finally:
             _stop_ray()
+        if stop.signal is not None:
+            finished = len(rundir.read_history()) if rundir.has_history() else 0
+            raise InterruptedRunError(
+                f"stopped by {stop.signal.name} after round {finished} of "
+                f"{config.num_server_rounds}; continue with: fedpriv run --resume {rundir.path}"
+            )
     scheme = load_scheme(config)
     scheme.release(rundir)
     scheme.defense.after_run(rundir)
     return rundir.path
+
+
+class StopOnSignal:
+    """SIGINT and SIGTERM ask the federation to stop, once, instead of killing the launcher.
+
+    The first signal sets :data:`fedpriv.federation.cancel.STOP`: the ServerApp ends
+    between two steps, the Simulation Engine then stops its clients, and the launcher shuts
+    Ray down; every finished round stays in the run directory. Should that take longer than
+    :attr:`grace` seconds, the process exits anyway (code 130); a second signal does so at
+    once. Outside the main thread (where Python allows no handlers) nothing is installed.
+    """
+
+    grace = 30.0
+
+    def __init__(self) -> None:
+        self.signal: signal.Signals | None = None
+        self._previous: dict[signal.Signals, Any] = {}
+
+    def __enter__(self) -> StopOnSignal:
+        cancel.STOP.clear()
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self._previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+        cancel.STOP.clear()
+
+    def _handle(self, signum: int, _frame: object) -> None:
+        if self.signal is not None:
+            os._exit(128 + signum)  # a second signal: the user means it
+        self.signal = signal.Signals(signum)
+        cancel.STOP.set()
+        watchdog = threading.Timer(self.grace, os._exit, args=(128 + signum,))
+        watchdog.daemon = True
+        watchdog.start()
+
+
+def _start_ray(init_args: dict[str, Any]) -> None:
+    """Start (or attach to) Ray as Flower's Ray backend would, before Flower does."""
+    if ray.is_initialized():
+        return
+    # Ray's workers inherit the environment, not this driver's sys.path (Flower does the same).
+    pythonpath = os.pathsep.join(sys.path)
+    if os.environ.get("PYTHONPATH"):
+        pythonpath = f"{pythonpath}{os.pathsep}{os.environ['PYTHONPATH']}"
+    os.environ["PYTHONPATH"] = pythonpath
+    ray.init(runtime_env={"env_vars": {"PYTHONPATH": pythonpath}}, **init_args)
 
 
 def _stop_ray() -> None:

@@ -70,3 +70,55 @@ def client_context(config: RunConfig, partition_id: int = 0):
         state=RecordDict(),
         run_config=config.to_flower(),
     )
+
+
+class FakeGrid:
+    """A Flower ``Grid`` stand-in: ``nodes`` connected, each reply made by ``answer(message)``.
+
+    Message ids are assigned on push as Flower's in-memory grid does, so replies find their
+    requests; a reply of ``None`` never arrives.
+    """
+
+    def __init__(self, nodes, answer) -> None:
+        self.nodes, self.answer = list(nodes), answer
+        self._replies: dict = {}
+        self._count = 0
+
+    def get_node_ids(self):
+        return list(self.nodes)
+
+    def push_messages(self, messages):
+        ids = []
+        for message in messages:
+            self._count += 1
+            message.metadata.__dict__["_message_id"] = f"message-{self._count}"
+            reply = self.answer(message)
+            if reply is not None:
+                self._replies[message.metadata.message_id] = reply
+            ids.append(message.metadata.message_id)
+        return ids
+
+    def pull_messages(self, message_ids):
+        return [self._replies.pop(i) for i in list(message_ids) if i in self._replies]
+
+
+def descendants(root: int) -> list[tuple[int, str]]:
+    """(pid, command) of every live process below ``root``."""
+    parents, names = {}, {}
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            stat = (proc / "stat").read_text()
+            names[int(proc.name)] = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except OSError:
+            continue
+        parents[int(proc.name)] = int(stat.rsplit(")", 1)[1].split()[1])
+    found, frontier = [], [root]
+    while frontier:
+        parent = frontier.pop()
+        for pid, ppid in parents.items():
+            if ppid == parent and "/proc" not in names.get(pid, ""):
+                found.append((pid, names.get(pid, "")))
+                frontier.append(pid)
+    return found

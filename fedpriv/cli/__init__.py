@@ -12,7 +12,7 @@ from collections.abc import Sequence
 
 from fedpriv import __version__
 from fedpriv.cli import attack, bench, compare, deploy, keys, release, run
-from fedpriv.errors import FedprivError
+from fedpriv.errors import FedprivError, InterruptedRunError
 
 COMMANDS = (run, compare, attack, bench, keys, release, deploy)
 
@@ -44,6 +44,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.parser.error(f"unrecognized arguments: {' '.join(extra)}")
     try:
         code: int = args.handler(args)
+    except InterruptedRunError as err:
+        print(f"fedpriv: interrupted: {err}", file=sys.stderr)
+        return err.exit_code
+    except KeyboardInterrupt:
+        print("fedpriv: interrupted", file=sys.stderr)
+        return InterruptedRunError.exit_code
     except FedprivError as err:
         print(f"fedpriv: error: {err}", file=sys.stderr)
         return err.exit_code

@@ -9,11 +9,14 @@ from dataclasses import dataclass, field
 from flwr.app import Message, RecordDict
 from flwr.serverapp import Grid
 
+from fedpriv.federation import cancel
 from fedpriv.flower import NodeInfo, Run
 from fedpriv.rundir import RunDirectory
 from fedpriv.wire import payload_bytes, payload_size
 
 TRAIN, EVALUATE = "train", "evaluate"
+# Seconds between two pulls of replies (Flower's grids poll the same way).
+PULL_INTERVAL = 0.1
 # The protocol stage a message belongs to ("" outside multi-stage protocols such as SecAgg+).
 StageOf = Callable[[Message], str]
 
@@ -145,10 +148,15 @@ class RecordingGrid(Grid):
     def send_and_receive(
         self, messages: Iterable[Message], *, timeout: float | None = None
     ) -> Iterable[Message]:
-        """Send, receive, and record both directions."""
+        """Send, receive (until every reply, the timeout or a stop request), record both ways.
+
+        As Flower's grids do, but the wait for replies also ends when
+        :data:`fedpriv.federation.cancel.STOP` is set (raising ``RunCancelled``): a user's
+        Ctrl-C must not wait for clients that will never answer.
+        """
         messages = list(messages)
         self._record_sent(messages)
-        replies = list(self._grid.send_and_receive(messages, timeout=timeout))
+        replies = self._exchange(messages, timeout)
         stages = {m.metadata.dst_node_id: self._stage_of(m) for m in messages}
         received = time.perf_counter()
         for reply in replies:
@@ -171,6 +179,20 @@ class RecordingGrid(Grid):
                 self._rundir.record_view(server_round, _name(kind, stage, "recv", node), data)
             else:
                 traffic.bytes_up[kind] += payload_size(reply.content)
+        return replies
+
+    def _exchange(self, messages: list[Message], timeout: float | None) -> list[Message]:
+        pending = set(self._grid.push_messages(messages))
+        deadline = None if timeout is None else time.monotonic() + timeout
+        replies: list[Message] = []
+        while pending:
+            cancel.check()
+            arrived = list(self._grid.pull_messages(pending))
+            replies.extend(arrived)
+            pending.difference_update(m.metadata.reply_to_message_id for m in arrived)
+            if not pending or (deadline is not None and time.monotonic() >= deadline):
+                break
+            time.sleep(PULL_INTERVAL)
         return replies
 
     def _record_sent(self, messages: list[Message]) -> None:

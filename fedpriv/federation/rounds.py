@@ -12,6 +12,7 @@ from flwr.serverapp import Grid
 from flwr.serverapp.strategy import Strategy
 
 from fedpriv.errors import ReplyCode
+from fedpriv.federation import cancel
 from fedpriv.federation.recording import EVALUATE, TRAIN, RecordingGrid
 from fedpriv.flower import log
 from fedpriv.history import History, RoundRecord
@@ -55,6 +56,7 @@ def wait_for_nodes(grid: Grid, expected: int, timeout: float, quiet: bool = Fals
     """
     deadline = time.monotonic() + timeout
     while (connected := len(list(grid.get_node_ids()))) < expected:
+        cancel.check()
         if time.monotonic() > deadline:
             if not quiet:
                 log(
@@ -134,6 +136,7 @@ class RoundLoop:
 
     def round(self, server_round: int, arrays: ArrayRecord) -> ArrayRecord:
         """One round: train, aggregate, evaluate, record. Returns the new global arrays."""
+        cancel.check()
         self.grid.current_round = server_round
         random.seed(self.policy.sampling_seed * 1_000_003 + server_round)
         start = time.perf_counter()

@@ -21,7 +21,7 @@ from flwr.app import (
     MetricRecord,
     RecordDict,
 )
-from support import EQUIVALENCE, client_context
+from support import EQUIVALENCE, FakeGrid, client_context
 
 import clients.app as client_app
 import fedpriv.apps.client as client_runtime
@@ -187,19 +187,6 @@ def state_arrays() -> ArrayRecord:
 
 
 # -- missing clients: the round is skipped, not the run ------------------------------------------
-class _Grid:
-    """A Grid stand-in: ``nodes`` connected, replies made by ``answer``."""
-
-    def __init__(self, nodes: list[int], answer) -> None:
-        self.nodes, self.answer = nodes, answer
-
-    def get_node_ids(self):
-        return list(self.nodes)
-
-    def send_and_receive(self, messages, timeout=None):
-        return [self.answer(m) for m in messages]
-
-
 def _loop(tmp_path, grid, strategy, min_clients=2):
     rundir = RunDirectory(tmp_path / "run")
     rundir.create()
@@ -215,7 +202,7 @@ def _run(tmp_path, grid, rounds=2, min_clients=2):
 
 
 def test_round_is_skipped_when_too_few_nodes_are_connected(task_identity, tmp_path, caplog):
-    grid = _Grid([11], lambda m: pytest.fail("nothing may be sent"))
+    grid = FakeGrid([11], lambda m: pytest.fail("nothing may be sent"))
     with caplog.at_level(logging.WARNING, logger="flwr"):
         final, history = _run(tmp_path, grid)
     assert [r.skipped for r in history.rounds] == [
@@ -229,7 +216,7 @@ def test_round_is_skipped_when_too_few_clients_reply(task_identity, tmp_path):
     def crash(message):
         return Message(Error(code=0, reason="crashed"), reply_to=message)
 
-    final, history = _run(tmp_path, _Grid([11, 12, 13], crash), rounds=1)
+    final, history = _run(tmp_path, FakeGrid([11, 12, 13], crash), rounds=1)
     entry = history.rounds[0]
     assert entry.skipped == "0 of 3 clients replied, fewer than the minimum 2"
     assert entry.failed == {"11": "crashed", "12": "crashed", "13": "crashed"}
@@ -249,7 +236,7 @@ def test_refused_broadcast_reverts_the_model_in_the_round_loop(task_identity, tm
             reply_to=message,
         )
 
-    loop = _loop(tmp_path, _Grid([11, 12, 13], refuse), strategy)
+    loop = _loop(tmp_path, FakeGrid([11, 12, 13], refuse), strategy)
     final = loop.run(corrupt, 1, 2)
     assert final is accepted
     first = loop.history.rounds[0]

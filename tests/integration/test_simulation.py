@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from support import pids_with_cmdline
+from support import descendants, pids_with_cmdline
 
 from fedpriv.cli import main
 from fedpriv.crypto.keys import load_client_context, load_server_context
@@ -256,32 +256,10 @@ def test_secagg_reaches_plaintext_accuracy(plaintext_run, secagg_run):
     assert result.applicable is False and "masked vectors only" in result.reason
 
 
-def _descendants(root: int) -> list[tuple[int, str]]:
-    """(pid, command) of every live process below ``root``."""
-    parents, names = {}, {}
-    for proc in Path("/proc").iterdir():
-        if not proc.name.isdigit():
-            continue
-        try:
-            stat = (proc / "stat").read_text()
-            names[int(proc.name)] = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode()
-        except OSError:
-            continue
-        parents[int(proc.name)] = int(stat.rsplit(")", 1)[1].split()[1])
-    found, frontier = [], [root]
-    while frontier:
-        parent = frontier.pop()
-        for pid, ppid in parents.items():
-            if ppid == parent and "/proc" not in names.get(pid, ""):
-                found.append((pid, names.get(pid, "")))
-                frontier.append(pid)
-    return found
-
-
 def test_no_ray_process_outlives_a_run(plaintext_run):
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
-        left = [p for p in _descendants(os.getpid()) if "ray" in p[1] or "gcs_server" in p[1]]
+        left = [p for p in descendants(os.getpid()) if "ray" in p[1] or "gcs_server" in p[1]]
         if not left:
             break
         time.sleep(0.5)

@@ -3,22 +3,12 @@
 import numpy as np
 from flwr.app import Array, ArrayRecord, ConfigRecord, Error, Message, MessageType, RecordDict
 from flwr.common.secure_aggregation.secaggplus_constants import RECORD_KEY_CONFIGS, Key
+from support import FakeGrid
 
 from fedpriv.federation.recording import RecordingGrid
 from fedpriv.federation.secagg import secagg_stage
 from fedpriv.rundir import RunDirectory
 from fedpriv.wire import payload_bytes
-
-
-class _Grid:
-    def __init__(self, answer):
-        self.answer = answer
-
-    def get_node_ids(self):
-        return [1, 2]
-
-    def send_and_receive(self, messages, timeout=None):
-        return [self.answer(m) for m in messages]
 
 
 def _message(node, content, kind=MessageType.TRAIN, group=""):
@@ -37,7 +27,7 @@ def test_a_broadcast_is_stored_once_and_counted_per_recipient(task_identity, tmp
             return Message(Error(code=7, reason="crashed"), reply_to=message)
         return Message(content=reply, reply_to=message)
 
-    grid = RecordingGrid(_Grid(answer), rundir, record_view=True)
+    grid = RecordingGrid(FakeGrid([1, 2], answer), rundir, record_view=True)
     grid.current_round = 3
     grid.send_and_receive([_message(1, content), _message(2, content)])
     traffic = grid.traffic(3)
@@ -63,7 +53,7 @@ def test_per_node_messages_are_stored_per_node_and_rounds_come_from_group_ids(
     def answer(message):
         return Message(content=RecordDict(), reply_to=message)
 
-    grid = RecordingGrid(_Grid(answer), rundir, True, secagg_stage, "unmask")
+    grid = RecordingGrid(FakeGrid([1, 2], answer), rundir, True, secagg_stage, "unmask")
     grid.send_and_receive([staged(1, "share_keys"), staged(2, "share_keys")])
     grid.send_and_receive([staged(1, "unmask")])
     names = sorted(p.stem for p in rundir.view_dir(2).iterdir())
@@ -81,9 +71,36 @@ def test_per_node_messages_are_stored_per_node_and_rounds_come_from_group_ids(
 def test_without_recording_bytes_are_still_counted(task_identity, tmp_path):
     content = RecordDict({"arrays": ArrayRecord({"w": Array(np.ones(4))})})
     grid = RecordingGrid(
-        _Grid(lambda m: Message(content=content, reply_to=m)), RunDirectory(tmp_path), False
+        FakeGrid([1], lambda m: Message(content=content, reply_to=m)), RunDirectory(tmp_path), False
     )
     grid.current_round = 1
     grid.send_and_receive([_message(1, content)])
     assert grid.traffic(1).bytes_up["train"] == grid.traffic(1).bytes_down["train"] > 0
     assert not (tmp_path / "server_view").exists()
+
+
+def test_a_stop_request_ends_the_wait_for_replies(task_identity, tmp_path):
+    import threading
+    import time
+
+    import pytest
+
+    from fedpriv.federation import cancel
+
+    content = RecordDict({"arrays": ArrayRecord({"w": Array(np.ones(2))})})
+    grid = RecordingGrid(FakeGrid([1], lambda m: None), RunDirectory(tmp_path), False)
+    timer = threading.Timer(0.3, cancel.STOP.set)
+    timer.start()
+    started = time.monotonic()
+    try:
+        with pytest.raises(cancel.RunCancelled):
+            grid.send_and_receive([_message(1, content)], timeout=60)
+    finally:
+        cancel.STOP.clear()
+    assert time.monotonic() - started < 5
+
+
+def test_the_wait_for_replies_ends_at_the_timeout(task_identity, tmp_path):
+    content = RecordDict({"arrays": ArrayRecord({"w": Array(np.ones(2))})})
+    grid = RecordingGrid(FakeGrid([1], lambda m: None), RunDirectory(tmp_path), False)
+    assert list(grid.send_and_receive([_message(1, content)], timeout=0.3)) == []
