@@ -115,11 +115,14 @@ def _invocation(parser: argparse.ArgumentParser, action: argparse.Action) -> str
     return formatter._format_action_invocation(action)
 
 
-def command_section(parser: argparse.ArgumentParser, level: int) -> list[str]:
-    """One command: its description, usage and a table per argument group."""
+def command_section(
+    parser: argparse.ArgumentParser, level: int, summary: str | None = None
+) -> list[str]:
+    """One command: its description (else its one-line help), usage, a table per group."""
     lines = [f"{'#' * level} {parser.prog}", ""]
-    if parser.description:
-        lines += [parser.description, ""]
+    text = parser.description or summary
+    if text:
+        lines += [cell(text[:1].upper() + text[1:]).rstrip(".") + ".", ""]
     usage = parser.format_usage().strip()
     lines += ["```text", usage, "```", ""]
     for group in parser._action_groups:
@@ -154,11 +157,24 @@ def cli_page() -> str:
         "table.",
         "",
     ]
+    summaries = _summaries(parser)
     lines += command_section(parser, 2)
     for command in _subparsers(parser):
         for sub, level in _walk(command, 2):
-            lines += command_section(sub, level)
+            lines += command_section(sub, level, summaries.get(sub.prog))
     return "\n".join(lines).rstrip() + "\n"
+
+
+def _summaries(parser: argparse.ArgumentParser) -> dict[str, str]:
+    """Each subcommand's one-line help (what ``fedpriv --help`` lists), by its prog."""
+    found = {}
+    for action in _subcommands(parser):
+        for choice in action._choices_actions:
+            sub = action.choices[choice.dest]
+            if choice.help:
+                found[sub.prog] = choice.help
+            found.update(_summaries(sub))
+    return found
 
 
 def _walk(
@@ -354,47 +370,56 @@ def performance_page() -> str:
         f"Generated {bench['generated']} by `{bench['command']}` at commit `{bench['commit']}`"
         + (f" on a machine with {cpus} CPUs." if cpus else "."),
         "",
-        "## Bytes and seconds per model size",
+        "## Bytes per model size",
         "",
-        "Synthetic update vectors of each size; `clients` updates are encrypted, parsed and "
-        "added by the server. *up* and *down* compare one client's serialized upload and the "
-        "broadcast sum with the same model's plaintext payload; *s/1M* are seconds per million "
-        "parameters; *add* compares the server's ciphertext addition with numpy's float32 add, "
-        "*parse+add* loading and adding a ciphertext with Flower's deserialization and add.",
+        "Synthetic update vectors of each size, under each preset. *up* is one client's "
+        "serialized upload, *down* the sum the server broadcasts, each against the same "
+        "model's plaintext payload.",
+        "",
+    ]
+    rows = [
+        [
+            code(row["preset"]),
+            f"{row['parameters']:,}",
+            f"{row['plaintext']['bytes_up']:,}",
+            f"{row['ckks']['bytes_up']:,}",
+            f"{row['ckks']['bytes_down']:,}",
+            _ratio(row["bytes_up_ratio"]),
+            _ratio(row["bytes_down_ratio"]),
+        ]
+        for row in bench["sizes"]
+    ]
+    head = ["preset", "parameters", "plaintext bytes", "ckks bytes up", "ckks bytes down"]
+    lines += table([*head, "up ×", "down ×"], rows) + [""]
+    lines += [
+        "## Seconds per model size",
+        "",
+        "Seconds per million parameters (*s/1M*) for the clients' encryption and decryption "
+        "and for the server's work on one client's update: *parse* loads the ciphertexts "
+        "with the parameters-only context, *add* adds them to the running sum. The last two "
+        "columns compare the server with plaintext aggregation: the addition alone against "
+        "numpy's float32 add, and parse plus add against Flower's deserialization plus add. "
+        "*clients* updates are added per size.",
         "",
     ]
     rows = []
     for row in bench["sizes"]:
+        per_million = 1_000_000 / row["parameters"]
         rows.append(
             [
-                f"`{row['preset']}`",
+                code(row["preset"]),
                 f"{row['parameters']:,}",
                 str(row["clients"]),
-                f"{row['plaintext']['bytes_up']:,}",
-                f"{row['ckks']['bytes_up']:,}",
-                _ratio(row["bytes_up_ratio"]),
-                _ratio(row["bytes_down_ratio"]),
                 f"{row['encrypt_seconds_per_1m']:.3f}",
                 f"{row['decrypt_seconds_per_1m']:.3f}",
-                f"{row['server_parse_add_seconds_per_1m']:.3f}",
+                f"{row['ckks']['server_parse_seconds'] * per_million:.4f}",
+                f"{row['ckks']['server_add_seconds'] * per_million:.4f}",
                 f"{row['server_add_ratio']:.1f}",
                 f"{row['server_parse_add_ratio']:.1f}",
             ]
         )
-    head = [
-        "preset",
-        "parameters",
-        "clients",
-        "plaintext bytes up",
-        "ckks bytes up",
-        "up ×",
-        "down ×",
-        "encrypt s/1M",
-        "decrypt s/1M",
-        "server parse+add s/1M",
-        "add × numpy",
-        "parse+add × plaintext",
-    ]
+    head = ["preset", "parameters", "clients", "encrypt s/1M", "decrypt s/1M"]
+    head += ["server parse s/1M", "server add s/1M", "add × numpy", "parse+add × plaintext"]
     lines += table(head, rows) + [""]
     lines += [
         "## Precision",
@@ -420,7 +445,13 @@ def performance_page() -> str:
             "after round 1):",
             "",
             *table(
-                ["arm", "seconds per round", "training bytes up", "training bytes down", "final accuracy"],
+                [
+                    "arm",
+                    "seconds per round",
+                    "training bytes up",
+                    "training bytes down",
+                    "final accuracy",
+                ],
                 [
                     [
                         f"`{name}`",
@@ -453,7 +484,10 @@ def performance_page() -> str:
             "",
             *table(
                 ["round", "clients", "seconds"],
-                [[str(r["round"]), str(r["clients"]), f"{r['seconds']:.2f}"] for r in scale["rounds"]],
+                [
+                    [str(r["round"]), str(r["clients"]), f"{r['seconds']:.2f}"]
+                    for r in scale["rounds"]
+                ],
             ),
             "",
         ]

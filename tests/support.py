@@ -8,7 +8,7 @@ from fedpriv.config import RunConfig
 
 # One full-batch SGD step per round (FedSGD): float32 training cannot amplify the rounding
 # differences between the plaintext and ckks arms into a different trajectory, which many
-# mini-batch steps occasionally do (README, "How exact is ckks?").
+# mini-batch steps occasionally do (docs/explanation/ckks.md, "Precision and exactness").
 EQUIVALENCE = {"learning_rate": 0.5, "momentum": 0.0, "local_epochs": 1, "batch_size": 512}
 
 

@@ -22,6 +22,9 @@ class Attack(ABC):
     name: ClassVar[str]
     family: ClassVar[Family]
     requirements: ClassVar[tuple[frozenset[Capability], ...]]
+    # The settings the result depends on, as paths into ``SuiteSettings`` ("membership",
+    # "membership.seed"): what decides whether a stored result can be reused.
+    uses: ClassVar[tuple[str, ...]] = ()
 
     @classmethod
     def applies_to(cls, view: type[View]) -> bool:

@@ -43,6 +43,7 @@ class GradientInversion(Attack):
 
     family = Family.RECONSTRUCTION
     requirements = (frozenset({Capability.CLIENT_UPDATES}),)
+    uses = ("inversion", "rounds", "max_clients", "colluders")
     method: ClassVar[str]
 
     def run(self, context: AttackContext, view: View, needs: frozenset[Capability]) -> AttackResult:

@@ -31,6 +31,12 @@ class MembershipAttack(Attack):
 
     family = Family.MEMBERSHIP
     requirements = (SCORES,)
+    # The candidate pool (its size and seed) and what the outsider receives.
+    uses: ClassVar[tuple[str, ...]] = (
+        "membership.max_targets",
+        "membership.seed",
+        "outsider_output",
+    )
     uses_shadows: ClassVar[bool] = False
 
     def scores(self, context: AttackContext, answers: np.ndarray, labels: np.ndarray) -> np.ndarray:
@@ -99,6 +105,7 @@ class ShokriAttack(MembershipAttack):
 
     name = "shokri"
     uses_shadows = True
+    uses = ("membership", "outsider_output")
 
     def scores(self, context: AttackContext, answers: np.ndarray, labels: np.ndarray) -> np.ndarray:
         """The attack classifier's membership probability."""
@@ -110,6 +117,7 @@ class LiRAOffline(MembershipAttack):
 
     name = "lira-offline"
     uses_shadows = True
+    uses = ("membership", "outsider_output")
 
     def scores(self, context: AttackContext, answers: np.ndarray, labels: np.ndarray) -> np.ndarray:
         """The offline likelihood test."""
@@ -127,6 +135,7 @@ class LiRAOnline(MembershipAttack):
 
     name = "lira-online"
     uses_shadows = True
+    uses = ("membership", "outsider_output")
 
     def scores(self, context: AttackContext, answers: np.ndarray, labels: np.ndarray) -> np.ndarray:
         """The online likelihood ratio."""

@@ -31,6 +31,7 @@ class MIFace(Attack):
 
     name = "mi-face"
     family = Family.MODEL_INVERSION
+    uses = ("mi_face", "outsider_output", "colluders")
     requirements = (
         frozenset({Capability.WHITE_BOX_MODEL}),
         frozenset({Capability.QUERY_PROBABILITIES}),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 import time
 from collections.abc import Callable
@@ -10,10 +11,11 @@ from typing import Any
 
 from fedpriv import __version__
 from fedpriv.attacks.context import Progress as AttackProgress
-from fedpriv.attacks.registry import VIEWS, attacks_for
-from fedpriv.attacks.runner import run_attacks
+from fedpriv.attacks.registry import ATTACKS, VIEWS, attacks_for
+from fedpriv.attacks.runner import read_results, run_attacks
 from fedpriv.compare.spec import Arm, Comparison
 from fedpriv.provenance import code_digest, command, commit, today, versions
+from fedpriv.report.figures import attack_figures
 from fedpriv.report.narrative import protection_text
 from fedpriv.report.render import write_report
 from fedpriv.report.results import ArmResult, ComparisonResult, Provenance, headline, relate
@@ -37,13 +39,16 @@ def run_key(arm: Arm) -> dict[str, Any]:
     }
 
 
-def attack_key(comparison: Comparison, threat: str, run: dict[str, Any]) -> dict[str, Any]:
-    """Everything that determines a threat's attack results: the run, the settings, the code."""
+def attack_key(
+    comparison: Comparison, threat: str, attack: str, run: dict[str, Any]
+) -> dict[str, Any]:
+    """Everything that determines one attack's result: the run, its settings, the code."""
+    suite = comparison.suite
     return {
         "run": run,
         "threat": threat,
-        "attacks": list(attacks_for(threat)),
-        "settings": _jsonable(comparison.suite),
+        "attack": attack,
+        "settings": {path: _plain(_lookup(suite, path)) for path in ATTACKS.load(attack).uses},
         "code": code_digest("fedpriv/attacks", "fedpriv/defenses"),
     }
 
@@ -54,6 +59,34 @@ def _complete(rundir: RunDirectory, arm: Arm, key: dict[str, Any]) -> bool:
         return False
     history = rundir.read_history()
     return len(history) == arm.config.num_server_rounds and all(r.finished for r in history)
+
+
+def refresh_attacks(
+    comparison: Comparison,
+    rundir: RunDirectory,
+    threat: str,
+    run: dict[str, Any],
+    force: bool,
+    say: Progress,
+    progress: AttackProgress | None,
+) -> None:
+    """Run the attacks of ``threat`` whose stored result was made with other settings or code.
+
+    Attacks whose key is unchanged keep their results; the threat's figures are redrawn.
+    """
+    wanted = {a: attack_key(comparison, threat, a, run) for a in attacks_for(threat)}
+    stale = [a for a, k in wanted.items() if force or rundir.reuse_key(_scope(threat, a)) != k]
+    if not stale:
+        return
+    say(rundir.path.name, f"attacks: {threat} ({', '.join(stale)})")
+    for attack in stale:
+        rundir.forget_reuse_key(_scope(threat, attack))
+        for path in rundir.attack_dir(threat).glob(f"{attack}[.-]*"):
+            path.unlink()
+    results = run_attacks(rundir.path, threat, stale, comparison.suite, progress=progress)
+    attack_figures(rundir.path, threat, list(read_results(rundir.path, threat).values()))
+    for result in results:
+        rundir.write_reuse_key(_scope(threat, result.attack), wanted[result.attack])
 
 
 def run_comparison(
@@ -80,14 +113,7 @@ def run_comparison(
             run_simulation(arm.config.replace(out_dir=str(run_dir), key_dir=""))
             rundir.write_reuse_key("run", key)
         for threat in VIEWS:
-            scope = f"attacks/{threat}"
-            wanted = attack_key(comparison, threat, key)
-            if force or rundir.reuse_key(scope) != wanted:
-                say(arm.name, f"attacks: {threat}")
-                rundir.forget_reuse_key(scope)
-                shutil.rmtree(rundir.attack_dir(threat), ignore_errors=True)
-                run_attacks(run_dir, threat, None, comparison.suite, progress=attack_progress)
-                rundir.write_reuse_key(scope, wanted)
+            refresh_attacks(comparison, rundir, threat, key, force, say, attack_progress)
         timings[arm.name] = time.perf_counter() - start
     results = collect(comparison, out, timings)
     write_json(out / "results.json", results.to_json())
@@ -115,6 +141,24 @@ def collect(comparison: Comparison, out: Path, timings: dict[str, float]) -> Com
         arms=arms,
         provenance=Provenance(command(), commit(), today()),
     )
+
+
+def _scope(threat: str, attack: str) -> str:
+    return f"attacks/{threat}/{attack}"
+
+
+def _lookup(settings: Any, path: str) -> Any:
+    """The value at a dotted path into the suite's settings."""
+    for name in path.split("."):
+        settings = getattr(settings, name)
+    return settings
+
+
+def _plain(value: Any) -> Any:
+    """A settings value as JSON (dataclasses as dictionaries, tuples as lists)."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return dataclasses.asdict(value)
+    return list(value) if isinstance(value, tuple) else value
 
 
 def _jsonable(suite: Any) -> dict[str, Any]:

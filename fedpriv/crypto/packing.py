@@ -56,7 +56,7 @@ def check_bound(payload: np.ndarray, preset: CkksPreset, num_clients: int) -> No
 def encrypt_values(
     context: CkksContext, preset: CkksPreset, values: np.ndarray, num_clients: int
 ) -> ArrayRecord:
-    """Encrypt a flat vector into an ``ArrayRecord`` of one ciphertext per N/2 values.
+    """Encrypt a flat vector into an ``ArrayRecord`` of one ciphertext per ``preset.slots`` values.
 
     Raises
     ------

@@ -3,7 +3,7 @@
 The server sums ciphertexts at memory speed and fedpriv writes SEAL objects that
 ``tenseal.sealapi`` loads. Everything here reproduces Microsoft SEAL 4.3 (the version
 TenSEAL 0.3.18 bundles; its headers say 4.3) and is checked byte for byte against SEAL in
-``tests/test_sealformat.py``. Sources (github.com/microsoft/SEAL, tag v4.3.0,
+``tests/unit/test_sealformat.py``. Sources (github.com/microsoft/SEAL, tag v4.3.0,
 ``native/src/seal/``):
 
 ``serialization.h/.cpp``

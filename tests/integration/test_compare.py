@@ -1,14 +1,20 @@
 """The main job end to end: `fedpriv compare --quick` on the default experiment (slow)."""
 
 import json
+import re
 import shutil
+import subprocess
+import sys
 import time
+import tomllib
+from pathlib import Path
 
 import pytest
+import tomli_w
 
 from fedpriv.cli import main
 from fedpriv.compare.run import run_comparison
-from fedpriv.compare.spec import DEFAULT_EXPERIMENT, load_comparison
+from fedpriv.compare.spec import ATTACK_KEYS, DEFAULT_EXPERIMENT, load_comparison
 from fedpriv.errors import ConfigError
 from fedpriv.report.figures import FIGURES
 from fedpriv.report.render import render_html, render_markdown
@@ -20,9 +26,34 @@ ARMS = ["plaintext", "ckks", "secagg", "ckks-dp", "ckks-memguard"]
 
 @pytest.fixture(scope="module")
 def quick(tmp_path_factory):
+    """`fedpriv compare --quick`, its output redirected to a file as in a CI log."""
     out = tmp_path_factory.mktemp("compare")
-    assert main(["compare", "--quick", "--out", str(out)]) == 0
+    log = out.parent / f"{out.name}.log"
+    fedpriv = str(Path(sys.executable).with_name("fedpriv"))
+    with log.open("w") as handle:
+        proc = subprocess.run(
+            [fedpriv, "compare", "--quick", "--out", str(out)],
+            stdout=handle,
+            stderr=subprocess.STDOUT,
+            timeout=600,
+        )
+    assert proc.returncode == 0, log.read_text()[-3000:]
     return out
+
+
+def _clock(line: str) -> int:
+    minutes, seconds = line[1:6].split(":")
+    return 60 * int(minutes) + int(seconds)
+
+
+def test_progress_reaches_a_log_at_least_every_10_seconds(quick):
+    lines = (quick.parent / f"{quick.name}.log").read_text().splitlines()
+    stamped = [line for line in lines if re.match(r"\[\d\d:\d\d\] ", line)]
+    assert len(stamped) > 10 and any("comparison: plaintext: federation" in s for s in stamped)
+    times = [_clock(line) for line in stamped]
+    # Stamps have one-second resolution: a 10 s heartbeat shows as at most 11 s apart.
+    assert max(b - a for a, b in zip(times, times[1:], strict=False)) <= 11
+    assert "results: " in lines[-1]
 
 
 def test_report_files_and_arms(quick):
@@ -71,6 +102,38 @@ def test_compare_reuses_finished_work_and_resumes(quick):
     new = {a.name: a.headline.final_accuracy for a in after.arms}
     assert old == pytest.approx(new, abs=1e-9)
     assert (quick / "runs" / "ckks" / "attacks" / "outsider" / "lira-online.json").exists()
+
+
+def test_a_changed_attack_setting_reruns_only_the_attacks_it_affects(quick, tmp_path):
+    """Same federation and budgets as --quick but three shadow models instead of two."""
+    quick_settings = load_comparison(DEFAULT_EXPERIMENT, quick=True)
+    attacks = {
+        key: smoke for key, (_, smoke) in ATTACK_KEYS.items()
+    }  # the --quick budgets, written out
+    attacks["shadows"] = 3
+    spec = tomllib.loads(DEFAULT_EXPERIMENT.read_text())
+    spec["run"]["num-server-rounds"] = 1
+    spec["attacks"] = attacks
+    experiment = tmp_path / "three-shadows.toml"
+    experiment.write_text(tomli_w.dumps(spec))
+    assert load_comparison(experiment).arms == quick_settings.arms  # the same federations
+    outsider = quick / "runs" / "plaintext" / "attacks" / "outsider"
+    before = {p.name: p.stat().st_mtime_ns for p in outsider.glob("*.json")}
+    inversion = quick / "runs" / "plaintext" / "attacks" / "curious-server" / "ig.json"
+    inversion_mtime = inversion.stat().st_mtime_ns
+    assert main(["compare", str(experiment), "--out", str(quick)]) == 0
+    after = {p.name: p.stat().st_mtime_ns for p in outsider.glob("*.json")}
+    rerun = {name for name in before if after[name] != before[name]}
+    assert rerun == {"shokri.json", "lira-offline.json", "lira-online.json"}
+    assert inversion.stat().st_mtime_ns == inversion_mtime  # unaffected: reused
+    for name in ("shokri", "lira-offline", "lira-online"):
+        stored = json.loads((outsider / f"{name}.json").read_text())
+        assert stored["settings"]["num_shadows"] == 3
+    results = json.loads((quick / "results.json").read_text())
+    assert results["settings"]["membership"]["num_shadows"] == 3
+    # Back to --quick: the shadow attacks run again with two, and say so.
+    assert main(["compare", "--quick", "--out", str(quick)]) == 0
+    assert json.loads((outsider / "shokri.json").read_text())["settings"]["num_shadows"] == 2
 
 
 def test_bad_comparison_files(tmp_path):

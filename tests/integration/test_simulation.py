@@ -27,6 +27,8 @@ from fedpriv.training import evaluate
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[2]
 PRESET = get_preset(DEFAULT_PRESET)
+# The simulated federation of `flwr run` (`options.` in config.toml is deprecated in Flower 1.42).
+FEDERATION = "num-supernodes=5 client-resources-num-cpus=1"
 ROUND_KEYS = {"round", "accuracy", "loss", "seconds", "bytes_up", "bytes_down", "clients"}
 
 
@@ -180,7 +182,8 @@ def _flwr_run(home: Path, run_config: str, out: Path) -> None:
     env = {**os.environ, "FLWR_HOME": str(home), "PATH": path}
     flwr = Path(sys.executable).with_name("flwr")
     proc = subprocess.run(
-        [str(flwr), "run", ".", "local", "--run-config", run_config, "--stream"],
+        [str(flwr), "run", ".", "local", "--federation-config", FEDERATION]
+        + ["--run-config", run_config, "--stream"],
         cwd=ROOT,
         env=env,
         timeout=300,
@@ -188,6 +191,7 @@ def _flwr_run(home: Path, run_config: str, out: Path) -> None:
         text=True,
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "deprecated" not in proc.stdout + proc.stderr  # the documented syntax is current
     # `--stream` can return before the run's last write (and exits 0 even on failure).
     deadline = time.monotonic() + 60
     while len(_accuracies_or_empty(out)) < 2 and time.monotonic() < deadline:
@@ -199,7 +203,6 @@ def test_flwr_run_runs_the_same_federation(plaintext_run, tmp_path):
     home.mkdir()
     (home / "config.toml").write_text(
         '[superlink]\ndefault = "local"\n\n[superlink.local]\naddress = ":local:"\n'
-        "options.num-supernodes = 5\noptions.backend.client-resources.num-cpus = 1\n"
     )
     common = "num-server-rounds=2 learning-rate=0.5 momentum=0.0 local-epochs=1 batch-size=512"
     plain_out, ckks_out, keys = tmp_path / "plain", tmp_path / "ckks", tmp_path / "keys"
