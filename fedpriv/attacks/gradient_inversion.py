@@ -10,6 +10,7 @@ matches the observed one. With one local step this is exactly gradient matching 
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 
@@ -54,11 +55,20 @@ class LocalRecipe:
 
 @dataclass(frozen=True)
 class Reconstruction:
-    """Reconstructed records and labels, with the final matching loss."""
+    """Reconstructed records and labels, the final matching loss, and the starts it took.
+
+    ``loss`` is infinite when every start diverged: the images then mean nothing.
+    """
 
     images: np.ndarray
     labels: np.ndarray
     loss: float
+    attempts: int = 1
+
+    @property
+    def diverged(self) -> bool:
+        """Whether no start converged to a finite matching loss."""
+        return not math.isfinite(self.loss)
 
 
 def _param_dict(model: nn.Module, vector: np.ndarray) -> dict[str, torch.Tensor]:
@@ -153,7 +163,12 @@ def invert(
     num_classes: int,
     settings: InversionSettings,
 ) -> Reconstruction:
-    """Reconstruct the records behind one observed update."""
+    """Reconstruct the records behind one observed update.
+
+    ``settings.restarts`` starts must converge; a start whose matching loss diverges (NaN or
+    inf) does not count and is replaced by a fresh one, up to as many again. The best start
+    is kept; if none converged the result says so (:attr:`Reconstruction.diverged`).
+    """
     start = _param_dict(model, before)
     target = {k: start[k] - v for k, v in _param_dict(model, after).items()}
     count = min(recipe.num_examples, settings.max_images)
@@ -161,7 +176,9 @@ def invert(
     recipe = recipe.simulated(count, settings.max_steps)
     generator = torch.Generator().manual_seed(settings.seed)
     best: Reconstruction | None = None
-    for _ in range(settings.restarts):
+    converged = attempts = 0
+    while converged < settings.restarts and attempts < 2 * settings.restarts:
+        attempts += 1
         x = torch.rand((count, *input_shape), generator=generator).requires_grad_(True)
         if settings.method == "ig":
             loss = _run_ig(model, start, target, x, labels, recipe, settings)
@@ -174,11 +191,12 @@ def invert(
             y_out = labels if soft is None else soft.detach().argmax(1)
         images = torch.nan_to_num(x.detach(), nan=0.0).clamp(0, 1).numpy()
         loss = loss if math.isfinite(loss) else float("inf")
+        converged += math.isfinite(loss)
         candidate = Reconstruction(images, y_out.numpy().astype(np.int64), loss)
         if best is None or candidate.loss < best.loss:
             best = candidate
     assert best is not None
-    return best
+    return dataclasses.replace(best, attempts=attempts)
 
 
 def _run_ig(

@@ -87,20 +87,21 @@ class GradientInversion(Attack):
                 image_metrics(rec.images[i], context.truth.x[candidates[j]]) for i, j in pairs
             ]
             labels_ok = [int(rec.labels[i] == context.truth.y[candidates[j]]) for i, j in pairs]
-            diverged = not math.isfinite(rec.loss)
+            # A diverged optimization's images mean nothing: no score is recorded for them.
+            unscored = math.nan if rec.diverged else None
             clients.append(
                 ClientReconstruction(
                     round=update.server_round,
                     node=update.node,
                     num_examples=update.num_examples,
                     reconstructed=len(rec.images),
-                    matching_loss=rec.loss if not diverged else None,
-                    mse=float(np.mean([s.mse for s in scores])),
-                    psnr=float(np.mean([s.psnr for s in scores])),
-                    ssim=float(np.mean([s.ssim for s in scores])),
-                    label_accuracy=float(np.mean(labels_ok)),
-                    restarts=settings.restarts,
-                    diverged=diverged,
+                    matching_loss=None if rec.diverged else rec.loss,
+                    mse=unscored or float(np.mean([s.mse for s in scores])),
+                    psnr=unscored or float(np.mean([s.psnr for s in scores])),
+                    ssim=unscored or float(np.mean([s.ssim for s in scores])),
+                    label_accuracy=unscored or float(np.mean(labels_ok)),
+                    attempts=rec.attempts,
+                    diverged=rec.diverged,
                 )
             )
             for i, j in pairs[:GRID_PER_CLIENT]:
@@ -124,8 +125,9 @@ class GradientInversion(Attack):
                 context.threat,
                 self.family,
                 Status.DIVERGED,
-                reason=f"the optimization diverged on all {len(clients)} updates "
-                f"({settings.restarts} restart(s), {settings.iterations} iterations each)",
+                reason=f"the optimization diverged on all {len(clients)} updates, "
+                f"{2 * settings.restarts} starts each within the budget "
+                f"({settings.iterations} iterations per start); nothing is scored",
                 settings=recorded,
                 clients=clients,
             )

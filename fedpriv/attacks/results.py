@@ -94,7 +94,11 @@ _METRICS: dict[Family, type[Metrics]] = {
 
 @dataclass(frozen=True)
 class ClientReconstruction:
-    """The inversion of one client's update."""
+    """The inversion of one client's update.
+
+    ``attempts`` counts the optimization's starts (diverged ones are replaced, within the
+    budget); a ``diverged`` client has no matching loss and NaN scores (``null`` in JSON).
+    """
 
     round: int
     node: int
@@ -105,7 +109,7 @@ class ClientReconstruction:
     psnr: float
     ssim: float
     label_accuracy: float
-    restarts: int = 1
+    attempts: int = 1
     diverged: bool = False
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from fedpriv.attacks.results import Status
 from fedpriv.narrative import fmt
 from fedpriv.report.results import ArmResult
 from fedpriv.schemes.base import load_scheme
@@ -16,6 +17,11 @@ def protection_text(arm: ArmResult, baseline: ArmResult) -> list[str]:
         lines.append(
             f"The server sees every client update in plaintext: gradient inversion (ig) on its "
             f"view reaches {fmt(h.server_inversion_psnr, '.1f')} dB PSNR."
+        )
+    elif h.server_inversion_status == Status.DIVERGED:
+        lines.append(
+            "Gradient inversion (ig) on the server's view failed: "
+            f"{h.server_inversion_reason}. This is a failed attack, not a protection."
         )
     else:
         lines.append(f"The curious server cannot invert updates: {h.server_inversion_reason}.")

@@ -6,6 +6,7 @@ import base64
 import html
 from pathlib import Path
 
+from fedpriv.attacks.results import Status
 from fedpriv.narrative import fmt
 from fedpriv.report.figures import FIGURES, comparison_figures
 from fedpriv.report.results import ComparisonResult
@@ -28,11 +29,12 @@ def summary_rows(results: ComparisonResult) -> list[list[str]]:
     rows = []
     for arm in results.arms:
         h = arm.headline
-        inversion = (
-            f"{fmt(h.server_inversion_psnr, '.1f')} dB"
-            if h.server_inversion_psnr is not None
-            else "n/a (" + str(h.server_inversion_reason).split(":")[0] + ")"
-        )
+        if h.server_inversion_psnr is not None:
+            inversion = f"{fmt(h.server_inversion_psnr, '.1f')} dB"
+        elif h.server_inversion_status == Status.DIVERGED:
+            inversion = "diverged (no score)"
+        else:
+            inversion = "n/a (" + str(h.server_inversion_reason).split(":")[0] + ")"
         rows.append(
             [
                 arm.name,

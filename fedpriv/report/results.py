@@ -27,6 +27,7 @@ class Headline:
     bytes_up_per_round: float = 0.0
     dp_epsilon: float | None = None
     server_inversion_psnr: float | None = None
+    server_inversion_status: str | None = None
     server_inversion_reason: str | None = None
     colluder_inversion_psnr: float | None = None
     colluder_inversion_reason: str | None = None
@@ -191,6 +192,7 @@ def headline(arm: ArmResult) -> Headline:
         bytes_up_per_round=_mean([r.bytes_up for r in rounds]),
         dp_epsilon=last.dp_epsilon if last else None,
         server_inversion_psnr=server_ig.headline() if server_ig else None,
+        server_inversion_status=str(server_ig.status) if server_ig else None,
         server_inversion_reason=server_ig.reason if server_ig else None,
         colluder_inversion_psnr=colluder_ig.headline() if colluder_ig else None,
         colluder_inversion_reason=colluder_ig.reason if colluder_ig else None,
