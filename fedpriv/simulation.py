@@ -122,7 +122,8 @@ def run_simulation(config: RunConfig, verbose: bool = False) -> Path:
             finished = len(rundir.read_history()) if rundir.has_history() else 0
             raise InterruptedRunError(
                 f"stopped by {stop.signal.name} after round {finished} of "
-                f"{config.num_server_rounds}; continue with: fedpriv run --resume {rundir.path}"
+                f"{config.num_server_rounds}; {rundir.path} keeps every finished round "
+                f"(continue with: fedpriv run --resume {rundir.path})"
             )
     scheme = load_scheme(config)
     scheme.release(rundir)

@@ -11,6 +11,7 @@ from rich.table import Table
 
 from fedpriv.cli.progress import Reporter
 from fedpriv.compare.spec import DEFAULT_EXPERIMENT, load_comparison
+from fedpriv.errors import InterruptedRunError
 
 
 def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -56,7 +57,13 @@ def handle(args: argparse.Namespace) -> int:
         def attack_step(name: str, fraction: float) -> None:
             reporter.update("attack", name, fraction, 1.0)
 
-        results = run_comparison(comparison, args.out, args.force, step, attack_step)
+        try:
+            results = run_comparison(comparison, args.out, args.force, step, attack_step)
+        except InterruptedRunError as err:
+            raise InterruptedRunError(
+                f"{err}; to continue the comparison, run the same command again: finished "
+                "arms and attacks are reused"
+            ) from err
         reporter.update("comparison", "report written", total, total)
     table = Table(title="fedpriv comparison")
     for column in SUMMARY_HEADER:

@@ -94,4 +94,12 @@ def load_comparison(path: str | Path, quick: bool = False) -> Comparison:
             raise ConfigError(f"[arms.{name}] must be a table of run-config keys")
         check_keys(f"[arms.{name}] of {path}", overrides, RunConfig.keys())
         arms.append(Arm(name, RunConfig.from_flower({**shared, **overrides})))
-    return Comparison(tuple(arms), suite_settings(attacks, quick), str(path), quick)
+    return Comparison(tuple(arms), suite_settings(attacks, quick), _display(Path(path)), quick)
+
+
+def _display(path: Path) -> str:
+    """The file as results name it: relative to the project when it lies inside it."""
+    try:
+        return str(path.resolve().relative_to(DEFAULT_EXPERIMENT.parents[1]))
+    except ValueError:
+        return str(path)

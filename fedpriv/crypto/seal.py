@@ -12,7 +12,7 @@ import numpy as np
 import tenseal.sealapi as sealapi
 
 from fedpriv.crypto.presets import CkksPreset
-from fedpriv.crypto.sealformat import decompress
+from fedpriv.crypto.sealheader import decompress
 from fedpriv.errors import CiphertextFormatError, CryptoError, KeyMaterialError
 
 # One ciphertext carries N real values: the real and imaginary parts of its N/2 complex slots.

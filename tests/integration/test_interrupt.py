@@ -59,7 +59,7 @@ def test_one_signal_stops_the_run_which_then_resumes(tmp_path, sig):
     lines = [line for line in err.splitlines() if line.startswith("fedpriv:")]
     assert lines == [
         f"fedpriv: interrupted: stopped by {sig.name} after round {_rounds(out)} of {ROUNDS}; "
-        f"continue with: fedpriv run --resume {out}"
+        f"{out} keeps every finished round (continue with: fedpriv run --resume {out})"
     ]
     assert "Traceback" not in err
     time.sleep(2)

@@ -12,7 +12,10 @@ import numpy as np
 import pytest
 import tenseal.sealapi as sealapi
 
+from fedpriv.crypto import modq
+from fedpriv.crypto import prng as stream
 from fedpriv.crypto import sealformat as sf
+from fedpriv.crypto import sealheader as sh
 from fedpriv.crypto.presets import get_preset
 from fedpriv.crypto.seal import save_uncompressed, seal_parameters
 
@@ -138,19 +141,19 @@ KAT = [
 @pytest.mark.parametrize(("out_len", "keyed", "expected"), KAT)
 def test_blake2xb_matches_reference_vectors(out_len, keyed, expected):
     key = bytes(range(64)) if keyed else b""
-    assert sf.blake2xb(bytes(range(256)), out_len, key).hex() == expected
+    assert stream.blake2xb(bytes(range(256)), out_len, key).hex() == expected
 
 
 @pytest.mark.parametrize(
     ("prng_class", "prng_type"),
-    [(sealapi.Blake2xbPRNG, sf.PRNG_BLAKE2XB), (sealapi.Shake256PRNG, sf.PRNG_SHAKE256)],
+    [(sealapi.Blake2xbPRNG, stream.PRNG_BLAKE2XB), (sealapi.Shake256PRNG, stream.PRNG_SHAKE256)],
 )
 def test_prng_stream_matches_seal(prng_class, prng_type):
     seed = os.urandom(64)
     prng = prng_class(list(struct.unpack("<8Q", seed)))
     # 3 refills and a bit: the counter advances as in SEAL.
     seal_bytes = struct.pack("<3100I", *(prng.generate() for _ in range(3100)))
-    assert sf.prng_bytes(seed, len(seal_bytes), prng_type=prng_type) == seal_bytes
+    assert stream.prng_bytes(seed, len(seal_bytes), prng_type=prng_type) == seal_bytes
 
 
 # -- parsing and seed expansion against SEAL ------------------------------------------------
@@ -161,13 +164,13 @@ def test_seeded_ciphertext_expands_to_seals_bytes(seal):
     seeded = seal.encrypt(seal.values(rng))
     parsed = seal.parse(seeded, scale=seal.scale)
     loaded = seal.load(seeded)  # SEAL expands the seed on load
-    assert parsed.seeded and parsed.c1 is None and parsed.prng_type == sf.PRNG_BLAKE2XB
-    assert parsed.version == sf.SEAL_VERSION and parsed.c0.shape == (len(seal.primes), seal.n)
+    assert parsed.seeded and parsed.c1 is None and parsed.prng_type == stream.PRNG_BLAKE2XB
+    assert parsed.version == sh.SEAL_VERSION and parsed.c0.shape == (len(seal.primes), seal.n)
     assert parsed.parms_id == _ids(loaded.parms_id())
     assert parsed.parms_id == sf.compute_parms_id(seal.n, seal.primes)
     assert len(seeded) == sf.ciphertext_size(seal.n, len(seal.primes), seeded=True)
     full = save_uncompressed(loaded)
-    c1 = sf.expand_seed(parsed.seed, seal.primes, seal.n)
+    c1 = stream.expand_seed(parsed.seed, seal.primes, seal.n)
     assert c1.dtype == np.uint64 and c1.shape == parsed.c0.shape
     ours = sf.write_ciphertext(parsed.c0, c1, primes=seal.primes, scale=parsed.scale)
     assert ours == full
@@ -182,13 +185,13 @@ def test_expansion_exercises_rejection_sampling(heavy):
     # The heavy primes reject many words, some twice in a row: SEAL must agree on all of them.
     parsed = heavy.parse(heavy.encrypt(heavy.values(np.random.default_rng(2))))
     total = heavy.n * len(heavy.primes)
-    raw = np.frombuffer(sf.prng_bytes(parsed.seed, 8 * total), "<u8").reshape(-1, heavy.n)
+    raw = np.frombuffer(stream.prng_bytes(parsed.seed, 8 * total), "<u8").reshape(-1, heavy.n)
     limits = [MASK64 - MASK64 % q - 1 for q in heavy.primes]
     rejected = [
         int((row >= np.uint64(limit)).sum()) for row, limit in zip(raw, limits, strict=True)
     ]
     assert min(rejected) > 100
-    c1 = sf.expand_seed(parsed.seed, heavy.primes, heavy.n)
+    c1 = stream.expand_seed(parsed.seed, heavy.primes, heavy.n)
     expected = sf.parse_ciphertext(
         save_uncompressed(heavy.load(parsed.to_bytes(heavy.primes))), heavy.primes, heavy.n
     ).c1
@@ -200,10 +203,10 @@ def test_seeds_of_other_prng_type_and_seed_are_loaded_by_seal(heavy):
     parsed = heavy.parse(heavy.encrypt(heavy.values(np.random.default_rng(3))))
     seed = os.urandom(64)
     blob = sf.write_ciphertext(
-        parsed.c0, seed=seed, primes=heavy.primes, scale=heavy.scale, prng_type=sf.PRNG_SHAKE256
+        parsed.c0, seed=seed, primes=heavy.primes, scale=heavy.scale, prng_type=stream.PRNG_SHAKE256
     )
     full = save_uncompressed(heavy.load(blob))
-    c1 = sf.expand_seed(seed, heavy.primes, heavy.n, prng_type=sf.PRNG_SHAKE256)
+    c1 = stream.expand_seed(seed, heavy.primes, heavy.n, prng_type=stream.PRNG_SHAKE256)
     assert full == sf.write_ciphertext(parsed.c0, c1, primes=heavy.primes, scale=heavy.scale)
 
 
@@ -214,23 +217,23 @@ def test_written_ciphertexts_load_and_decrypt(seal):
     rng = np.random.default_rng(4)
     values = seal.values(rng)
     parsed = seal.parse(seal.encrypt(values))
-    c1 = sf.expand_seed(parsed.seed, seal.primes, seal.n)
+    c1 = stream.expand_seed(parsed.seed, seal.primes, seal.n)
     full = sf.write_ciphertext(parsed.c0, c1, primes=seal.primes, scale=parsed.scale)
     seeded = sf.write_ciphertext(parsed.c0, seed=parsed.seed, primes=seal.primes, scale=seal.scale)
     for blob in (full, seeded):
         np.testing.assert_allclose(seal.decrypt(seal.load(blob)), values, atol=1e-3)
     # Ciphertexts SEAL never produced: -ct and 3 * ct, computed in numpy.
     neg = sf.write_ciphertext(
-        sf.neg_mod(parsed.c0, seal.primes),
-        sf.neg_mod(c1, seal.primes),
+        modq.neg_mod(parsed.c0, seal.primes),
+        modq.neg_mod(c1, seal.primes),
         primes=seal.primes,
         scale=seal.scale,
     )
     np.testing.assert_allclose(seal.decrypt(seal.load(neg)), -values, atol=1e-3)
     three = np.full_like(c1, 3)
     triple = sf.write_ciphertext(
-        sf.mul_mod(parsed.c0, three, seal.primes),
-        sf.mul_mod(c1, three, seal.primes),
+        modq.mul_mod(parsed.c0, three, seal.primes),
+        modq.mul_mod(c1, three, seal.primes),
         primes=seal.primes,
         scale=seal.scale,
     )
@@ -246,8 +249,8 @@ def test_sum_matches_seals_evaluator_byte_for_byte(seal):
         seal.evaluator.add_inplace(total, seal.load(blob))
     seal_sum = save_uncompressed(total)
     parsed = [seal.parse(blob) for blob in blobs]
-    c0 = sf.sum_mod((p.c0 for p in parsed), seal.primes)
-    c1 = sf.sum_seeds([p.seed for p in parsed], seal.primes, seal.n)
+    c0 = modq.sum_mod((p.c0 for p in parsed), seal.primes)
+    c1 = stream.sum_seeds([p.seed for p in parsed], seal.primes, seal.n)
     ours = sf.write_ciphertext(c0, c1, primes=seal.primes, scale=seal.scale)
     assert ours == seal_sum
     np.testing.assert_allclose(seal.decrypt(seal.load(ours)), sum(values), atol=1e-3)
@@ -293,39 +296,39 @@ def test_decompress_reads_seals_zstd_and_zlib(seal, tmp_path):
     path = tmp_path / "ct"
     seal.encryptor.encrypt_symmetric(plain).save(str(path))
     zstd = path.read_bytes()
-    assert sf.parse_header(zstd).compr_mode == sf.COMPR_ZSTD  # sealapi's save compresses
-    raw = sf.decompress(zstd, 1 << 20)
-    assert sf.parse_header(raw).compr_mode == sf.COMPR_NONE
+    assert sh.parse_header(zstd).compr_mode == sh.COMPR_ZSTD  # sealapi's save compresses
+    raw = sh.decompress(zstd, 1 << 20)
+    assert sh.parse_header(raw).compr_mode == sh.COMPR_NONE
     assert seal.parse(raw).seeded
     # zlib: SEAL's other mode (a zlib stream after the header); SEAL loads it too.
     body = zlib.compress(raw[16:])
-    zlibbed = sf.write_header(16 + len(body), sf.COMPR_ZLIB) + body
-    assert sf.decompress(zlibbed, 1 << 20) == raw
+    zlibbed = sh.write_header(16 + len(body), sh.COMPR_ZLIB) + body
+    assert sh.decompress(zlibbed, 1 << 20) == raw
     np.testing.assert_allclose(seal.decrypt(seal.load(zlibbed)), values, atol=1e-3)
-    with pytest.raises(sf.SealFormatError, match="limit"):
-        sf.decompress(zstd, len(raw) - 1)
-    with pytest.raises(sf.SealFormatError, match="limit"):
-        sf.decompress(zlibbed, len(raw) - 1)
+    with pytest.raises(sh.SealFormatError, match="limit"):
+        sh.decompress(zstd, len(raw) - 1)
+    with pytest.raises(sh.SealFormatError, match="limit"):
+        sh.decompress(zlibbed, len(raw) - 1)
     corrupt = bytearray(zstd)
     corrupt[16] ^= 0xFF  # the zstd frame's magic
-    with pytest.raises(sf.SealFormatError):
-        sf.decompress(bytes(corrupt), 1 << 20)
+    with pytest.raises(sh.SealFormatError):
+        sh.decompress(bytes(corrupt), 1 << 20)
     extra = zstd + b"\0"
-    with pytest.raises(sf.SealFormatError):
-        sf.decompress(extra[:8] + struct.pack("<Q", len(extra)) + extra[16:], 1 << 20)
-    with pytest.raises(sf.SealFormatError, match="compressed"):
+    with pytest.raises(sh.SealFormatError):
+        sh.decompress(extra[:8] + struct.pack("<Q", len(extra)) + extra[16:], 1 << 20)
+    with pytest.raises(sh.SealFormatError, match="compressed"):
         seal.parse(zstd)
 
 
 def test_zstd_falls_back_to_the_copy_in_tenseal(seal, monkeypatch):
     # Without a system libzstd, the copy TenSEAL's extension exports does the work.
-    sf._zstd.cache_clear()
-    monkeypatch.setattr(sf.ctypes.util, "find_library", lambda name: None)
+    sh._zstd.cache_clear()
+    monkeypatch.setattr(sh.ctypes.util, "find_library", lambda name: None)
     try:
-        assert "_sealapi_cpp" in sf._zstd()._name
+        assert "_sealapi_cpp" in sh._zstd()._name
         assert seal.parse(seal.encrypt(seal.values(np.random.default_rng(13)))).seeded
     finally:
-        sf._zstd.cache_clear()
+        sh._zstd.cache_clear()
 
 
 # -- strict validation -----------------------------------------------------------------------
@@ -387,7 +390,7 @@ def test_malformed_ciphertexts_are_rejected(seal):
     for name, blob, message in _malformed(seal, seeded, full):
         try:
             seal.parse(blob, scale=seal.scale)
-        except sf.SealFormatError as err:
+        except sh.SealFormatError as err:
             assert re.search(message, str(err)), f"{name}: {err}"
         else:
             pytest.fail(f"{name}: accepted")
@@ -395,12 +398,12 @@ def test_malformed_ciphertexts_are_rejected(seal):
 
 def test_size_limit_is_checked_first(seal):
     seeded = seal.encrypt(seal.values(np.random.default_rng(9)))
-    with pytest.raises(sf.SealFormatError, match="limit"):
+    with pytest.raises(sh.SealFormatError, match="limit"):
         seal.parse(seeded, max_size=len(seeded) - 1)
     huge = b"\0" * (sf.ciphertext_size(seal.n, len(seal.primes), seeded=False) + 1)
-    with pytest.raises(sf.SealFormatError, match="limit"):
+    with pytest.raises(sh.SealFormatError, match="limit"):
         seal.parse(huge)
-    assert issubclass(sf.SealFormatError, ValueError)
+    assert issubclass(sh.SealFormatError, ValueError)
 
 
 def test_seal_refuses_what_we_refuse(seal):
@@ -424,7 +427,7 @@ def test_write_refuses_invalid_input(seal):
         sf.write_ciphertext(parsed.c0[:, :-1], seed=parsed.seed, **kwargs)
     unreduced = parsed.c0.copy()
     unreduced[0, 5] = seal.primes[0]
-    with pytest.raises(sf.SealFormatError, match="coefficient 5"):
+    with pytest.raises(sh.SealFormatError, match="coefficient 5"):
         sf.write_ciphertext(unreduced, seed=parsed.seed, **kwargs)
     with pytest.raises(ValueError, match="64 bytes"):
         sf.write_ciphertext(parsed.c0, seed=b"\0" * 63, **kwargs)
@@ -451,19 +454,21 @@ def test_mod_arithmetic_matches_python_ints(q):
     a[-500:] = rng.integers(q - 10**6, q, 500, dtype=np.uint64)  # the largest products
     b[-500:] = rng.integers(q - 10**6, q, 500, dtype=np.uint64)
     ints_a, ints_b = [int(x) for x in a], [int(x) for x in b]
-    assert sf.add_mod(a, b, q).tolist() == [
+    assert modq.add_mod(a, b, q).tolist() == [
         (x + y) % q for x, y in zip(ints_a, ints_b, strict=True)
     ]
-    assert sf.sub_mod(a, b, q).tolist() == [
+    assert modq.sub_mod(a, b, q).tolist() == [
         (x - y) % q for x, y in zip(ints_a, ints_b, strict=True)
     ]
-    assert sf.neg_mod(a, q).tolist() == [-x % q for x in ints_a]
-    assert sf.mul_mod(a, b, q).tolist() == [x * y % q for x, y in zip(ints_a, ints_b, strict=True)]
+    assert modq.neg_mod(a, q).tolist() == [-x % q for x in ints_a]
+    assert modq.mul_mod(a, b, q).tolist() == [
+        x * y % q for x, y in zip(ints_a, ints_b, strict=True)
+    ]
     terms = [_random_reduced(rng, q, 50) for _ in range(40)]  # > 7 terms: interim reductions
     expected = [sum(int(t[i]) for t in terms) % q for i in range(50)]
-    assert sf.sum_mod(terms, q).tolist() == expected
+    assert modq.sum_mod(terms, q).tolist() == expected
     out = a.copy()
-    sf.add_mod(out, b, q, out=out)
+    modq.add_mod(out, b, q, out=out)
     assert out.tolist() == [(x + y) % q for x, y in zip(ints_a, ints_b, strict=True)]
 
 
@@ -474,18 +479,18 @@ def test_mod_arithmetic_per_prime_rows(primes):
     b = np.stack([_random_reduced(rng, q, 300) for q in primes])
     for j, q in enumerate(primes):
         x, y = [int(v) for v in a[j]], [int(v) for v in b[j]]
-        assert sf.add_mod(a, b, primes)[j].tolist() == [
+        assert modq.add_mod(a, b, primes)[j].tolist() == [
             (u + v) % q for u, v in zip(x, y, strict=True)
         ]
-        assert sf.mul_mod(a, b, primes)[j].tolist() == [
+        assert modq.mul_mod(a, b, primes)[j].tolist() == [
             u * v % q for u, v in zip(x, y, strict=True)
         ]
-        assert sf.neg_mod(a, primes)[j].tolist() == [-u % q for u in x]
-        assert sf.sum_mod([a, b, a], primes)[j].tolist() == [
+        assert modq.neg_mod(a, primes)[j].tolist() == [-u % q for u in x]
+        assert modq.sum_mod([a, b, a], primes)[j].tolist() == [
             (2 * u + v) % q for u, v in zip(x, y, strict=True)
         ]
     with pytest.raises(ValueError):
-        sf.sum_mod([], primes)
+        modq.sum_mod([], primes)
 
 
 def _reference_pack(values: list[int], bits: int) -> bytes:
@@ -500,10 +505,10 @@ def test_pack_round_trip(bits):
     for count in (0, 1, 3, 64, 1001):
         values = rng.integers(0, q, size=count, dtype=np.uint64, endpoint=True)
         values[:2] = [0, q][:count]
-        packed = sf.pack_coefficients(values, bits)
+        packed = modq.pack_coefficients(values, bits)
         assert len(packed) == -(-count * bits // 8)
         assert packed == _reference_pack([int(v) for v in values], bits)
-        unpacked = sf.unpack_coefficients(packed, bits, count)
+        unpacked = modq.unpack_coefficients(packed, bits, count)
         assert unpacked.dtype == np.uint64 and np.array_equal(unpacked, values)
 
 
@@ -511,19 +516,19 @@ def test_pack_checks():
     q = PRIMES[1]
     bits = q.bit_length()
     values = np.array([0, q - 1, 5, 7, 11], dtype=np.uint64)
-    packed = sf.pack_coefficients(values, bits)
-    assert np.array_equal(sf.unpack_coefficients(packed, bits, 5, modulus=q), values)
+    packed = modq.pack_coefficients(values, bits)
+    assert np.array_equal(modq.unpack_coefficients(packed, bits, 5, modulus=q), values)
     with pytest.raises(ValueError, match="fit"):
-        sf.pack_coefficients(np.array([1 << bits], dtype=np.uint64), bits)
+        modq.pack_coefficients(np.array([1 << bits], dtype=np.uint64), bits)
     with pytest.raises(ValueError):
-        sf.pack_coefficients(np.array([-1]), bits)
-    with pytest.raises(sf.SealFormatError, match="bytes"):
-        sf.unpack_coefficients(packed[:-1], bits, 5)
-    with pytest.raises(sf.SealFormatError, match="bytes"):
-        sf.unpack_coefficients(packed + b"\0", bits, 5)
+        modq.pack_coefficients(np.array([-1]), bits)
+    with pytest.raises(sh.SealFormatError, match="bytes"):
+        modq.unpack_coefficients(packed[:-1], bits, 5)
+    with pytest.raises(sh.SealFormatError, match="bytes"):
+        modq.unpack_coefficients(packed + b"\0", bits, 5)
     assert 5 * bits % 8  # the last byte has padding bits
-    with pytest.raises(sf.SealFormatError, match="padding"):
-        sf.unpack_coefficients(packed[:-1] + bytes([packed[-1] | 0x80]), bits, 5)
-    too_big = sf.pack_coefficients(np.array([q], dtype=np.uint64), bits)
-    with pytest.raises(sf.SealFormatError, match="modulus"):
-        sf.unpack_coefficients(too_big, bits, 1, modulus=q)
+    with pytest.raises(sh.SealFormatError, match="padding"):
+        modq.unpack_coefficients(packed[:-1] + bytes([packed[-1] | 0x80]), bits, 5)
+    too_big = modq.pack_coefficients(np.array([q], dtype=np.uint64), bits)
+    with pytest.raises(sh.SealFormatError, match="modulus"):
+        modq.unpack_coefficients(too_big, bits, 1, modulus=q)
