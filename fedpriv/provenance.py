@@ -37,8 +37,21 @@ def commit() -> str:
     return head + ("+dirty" if dirty else "")
 
 
+# The `fedpriv` command line sets this to the arguments it was given (``python -m``, a
+# console script and a test calling ``main`` all name the same command).
+_COMMAND: list[str] | None = None
+
+
+def set_command(argv: list[str]) -> None:
+    """Record that this process runs ``fedpriv ARGV``."""
+    global _COMMAND
+    _COMMAND = ["fedpriv", *argv]
+
+
 def command() -> str:
     """The command line of this process, as a user would type it."""
+    if _COMMAND is not None:
+        return shlex.join(_COMMAND)
     program = Path(sys.argv[0]).name if sys.argv else "python"
     return shlex.join([program, *sys.argv[1:]])
 

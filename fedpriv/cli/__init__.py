@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from fedpriv import __version__
 from fedpriv.cli import attack, bench, compare, deploy, keys, release, run
 from fedpriv.errors import FedprivError, InterruptedRunError
+from fedpriv.provenance import set_command
 
 COMMANDS = (run, compare, attack, bench, keys, release, deploy)
 
@@ -37,8 +38,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     A :class:`~fedpriv.errors.FedprivError` ends the command with one line and the exit code
     of its class (2 for a bad argument or configuration).
     """
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    set_command(arguments)
     parser = build_parser()
-    args, extra = parser.parse_known_args(argv)
+    args, extra = parser.parse_known_args(arguments)
     if extra:
         # The subcommand's own usage, not the top-level one.
         args.parser.error(f"unrecognized arguments: {' '.join(extra)}")
