@@ -13,6 +13,7 @@ from fedpriv.attacks.results import OUTPUTS
 from fedpriv.cli.progress import Reporter, console
 from fedpriv.cli.tables import attack_summary
 from fedpriv.errors import ConfigError
+from fedpriv.rundir import CONFIG
 
 
 def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -47,8 +48,8 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 def handle(args: argparse.Namespace) -> int:
     """Check the arguments, then run the attacks and print one line per result."""
-    if not (args.run / "config.json").exists():
-        raise ConfigError(f"{args.run} is not a run directory (no config.json)")
+    if not (args.run / CONFIG).exists():
+        raise ConfigError(f"{args.run} is not a run directory (no {CONFIG})")
     names = [name.strip() for name in args.attacks.split(",")] if args.attacks else None
     for name in names or ():
         ATTACKS.check(name)

@@ -191,7 +191,9 @@ def _flwr_run(home: Path, run_config: str, out: Path) -> None:
         text=True,
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    assert "deprecated" not in proc.stdout + proc.stderr  # the documented syntax is current
+    output = proc.stdout + proc.stderr
+    assert "deprecated" not in output  # the documented syntax is current
+    assert output.count("[ROUND 1/2]") == 1  # each log line once
     # `--stream` can return before the run's last write (and exits 0 even on failure).
     deadline = time.monotonic() + 60
     while len(_accuracies_or_empty(out)) < 2 and time.monotonic() < deadline:
