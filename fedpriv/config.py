@@ -75,6 +75,11 @@ class RunConfig:
     ckks_preset: str = setting(
         DEFAULT_PRESET, "CKKS parameter preset (`fedpriv keys presets`)", choices=tuple(PRESETS)
     )
+    ckks_update_bound: float = setting(
+        4.0,
+        "CKKS (packed presets): largest drift of a parameter from its initial value that a "
+        "client sends; doubling it costs one bit of precision",
+    )
     key_dir: str = setting("", "key directory (ckks; simulation: <out>/keys)")
     out_dir: str = setting("", "run directory (default runs/<aggregation>-<time>)", "out")
     record_server_view: bool = setting(True, "store every payload the server sent and received")
@@ -142,7 +147,13 @@ class RunConfig:
             )
         if not 0.0 < self.test_fraction < 1.0:
             raise ConfigError(f"test-fraction must lie in (0, 1), got {self.test_fraction}")
-        for name in ("dirichlet_alpha", "learning_rate", "memguard_epsilon", "dp_clipping_norm"):
+        for name in (
+            "dirichlet_alpha",
+            "learning_rate",
+            "memguard_epsilon",
+            "dp_clipping_norm",
+            "ckks_update_bound",
+        ):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{_key(name)} must be > 0, got {getattr(self, name)}")
         if not 0.0 <= self.momentum < 1.0:

@@ -2,9 +2,10 @@
 
 Everything here is used by Flower itself but is not part of its documented API: the
 in-process Simulation Engine entry point that accepts a run config, the protobuf codecs of
-a ``RecordDict``, the legacy fit/evaluate layouts that SecAgg+ still needs, and the types of
-Flower's ``Grid`` interface. ``tests/unit/test_flower_adapter.py`` checks each against the
-installed Flower, so an upgrade fails there first.
+a ``RecordDict``, the legacy fit/evaluate layouts that SecAgg+ still needs, the types of
+Flower's ``Grid`` interface, and the SuperNode's idle poll.
+``tests/unit/test_flower_adapter.py`` checks each against the installed Flower, so an
+upgrade fails there first.
 """
 
 from __future__ import annotations
@@ -104,6 +105,43 @@ def run_simulation_app(
         is_app=True,
         verbose_logging=verbose,
     )
+
+
+# -- the SuperNode's poll ----------------------------------------------------------------------
+class _CappedSleep:
+    """The ``time`` module, except that ``sleep`` waits at most ``cap`` seconds."""
+
+    def __init__(self, module: Any, cap: float) -> None:
+        self._module = module
+        self._cap = cap
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._module, name)
+
+    def sleep(self, seconds: float) -> None:
+        """Sleep ``min(seconds, cap)``."""
+        self._module.sleep(min(seconds, self._cap))
+
+
+def run_supernode(poll_seconds: float) -> int:
+    """``flower-supernode`` (its command line from ``sys.argv``), polling every ``poll_seconds``.
+
+    Flower 1.42's SuperNode sleeps a hard-coded 3 s whenever a pull from the SuperLink finds
+    no message, and 0.5 s between checks for a ClientApp's reply
+    (``flwr.supernode.start_client_internal``). In a deployment every message waits on that
+    poll twice a round (training, then evaluation: about 2.5 s each, measured), so the
+    SuperNodes fedpriv starts cap those sleeps. Nothing else changes.
+    """
+    import time
+
+    from flwr.supernode import start_client_internal
+    from flwr.supernode.cli import flower_supernode
+
+    if getattr(start_client_internal, "time", None) is not time:
+        raise RuntimeError(f"Flower's SuperNode loop changed (fedpriv expects {FLOWER_VERSION})")
+    vars(start_client_internal)["time"] = _CappedSleep(time, poll_seconds)
+    flower_supernode()
+    return 0
 
 
 # -- the legacy layouts SecAgg+ needs -------------------------------------------------------

@@ -43,6 +43,9 @@ class RoundRecord:
         Nodes that refused the aggregate they were sent.
     dp_epsilon, dp_delta : float | None
         Privacy spent so far, under a DP defense.
+    aggregate_form : str | None
+        How the encrypted sum was sent to clients: ``seeds`` (the sum of c0 and each
+        upload's seed), ``expanded`` (c0 and c1, past the break-even) or ``full``.
 
     """
 
@@ -63,9 +66,10 @@ class RoundRecord:
     aggregate_rejected_by: list[int] = field(default_factory=list)
     dp_epsilon: float | None = None
     dp_delta: float | None = None
+    aggregate_form: str | None = None
 
     # Written only when they say something, as history.json always had them.
-    _OPTIONAL = ("skipped", "aggregate_rejected_by", "dp_epsilon", "dp_delta")
+    _OPTIONAL = ("skipped", "aggregate_rejected_by", "dp_epsilon", "dp_delta", "aggregate_form")
 
     @property
     def finished(self) -> bool:

@@ -15,6 +15,8 @@ from fedpriv.config import RunConfig
 def offline_env(tmp_path_factory: pytest.TempPathFactory) -> None:
     home = tmp_path_factory.mktemp("flwr_home")
     os.environ["FLWR_HOME"] = str(home)
+    # Datasets and splits the tests build are cached here, not in the user's cache.
+    os.environ.setdefault("FEDPRIV_CACHE_DIR", str(tmp_path_factory.mktemp("cache")))
     from fedpriv.env import apply_offline_env
 
     apply_offline_env()

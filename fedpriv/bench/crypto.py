@@ -11,18 +11,25 @@ import numpy as np
 from flwr.app import Array, ArrayRecord, RecordDict
 
 from fedpriv.bench.settings import MILLION
-from fedpriv.crypto.keys import make_context
+from fedpriv.config import RunConfig
+from fedpriv.crypto.encoding import UpdateEncoding
+from fedpriv.crypto.keys import CkksContext, make_context
+from fedpriv.crypto.packed import PackedCiphertext, PackedContext
 from fedpriv.crypto.packing import (
+    KEY_FORMAT,
     add_encrypted,
-    decrypt_weighted_mean,
+    decrypt_update,
     deserialize_update,
-    encrypt_weighted,
+    encrypt_update,
     expected_layout,
+    stype,
 )
-from fedpriv.crypto.presets import get_preset
+from fedpriv.crypto.presets import CkksPreset, get_preset
 from fedpriv.wire import payload_size
 
 R = TypeVar("R")
+# What each client downloads is measured for sums of this many updates.
+DOWNLOAD_CLIENTS = (10, 100, 1000)
 
 
 @dataclass(frozen=True)
@@ -37,16 +44,24 @@ class PlaintextCost:
 
 @dataclass(frozen=True)
 class CkksCost:
-    """The ckks arm under one preset."""
+    """The ckks arm under one preset.
+
+    ``bytes_down`` is what each client receives for the model when ``clients`` updates were
+    added; ``bytes_down_by_clients`` the same for other numbers of clients (the packed format
+    sends one seed per update up to its break-even, the expanded sum past it).
+    """
 
     bytes_up: int
     bytes_down: int
+    bytes_down_by_clients: dict[str, int]
     encrypt_seconds: float
     decrypt_seconds: float
     server_parse_seconds: float
     server_add_seconds: float
     server_parse_add_seconds: float
     max_abs_error: float
+    std_error: float
+    predicted_std: float
 
 
 @dataclass(frozen=True)
@@ -67,6 +82,9 @@ class SizeRow:
             **asdict(self),
             "bytes_up_ratio": ckks.bytes_up / plain.bytes_up,
             "bytes_down_ratio": ckks.bytes_down / plain.bytes_down,
+            "bytes_down_ratio_by_clients": {
+                k: v / plain.bytes_down for k, v in ckks.bytes_down_by_clients.items()
+            },
             "encrypt_seconds_per_1m": ckks.encrypt_seconds * per_million,
             "decrypt_seconds_per_1m": ckks.decrypt_seconds * per_million,
             "server_parse_add_seconds_per_1m": ckks.server_parse_add_seconds * per_million,
@@ -78,12 +96,18 @@ class SizeRow:
 
 @dataclass(frozen=True)
 class PrecisionRow:
-    """Max abs error of the decrypted weighted mean of many clients (float64 numpy)."""
+    """Error of the decrypted weighted mean of many clients against float64 numpy.
+
+    ``predicted_std`` is what :meth:`UpdateEncoding.error_std` expects of one value.
+    """
 
     preset: str
     clients: int
     parameters: int
+    bound: float
     max_abs_error: float
+    std_error: float
+    predicted_std: float
 
 
 class Stopwatch:
@@ -121,48 +145,101 @@ def measure_plaintext(size: int, clients: int) -> PlaintextCost:
     return PlaintextCost(up, up, min(adds), min(parse_adds))
 
 
+def bench_encoding(preset_name: str, clients: int, weights: list[int]) -> UpdateEncoding:
+    """The encoding of the synthetic updates.
+
+    The default ``ckks-update-bound``; a round's largest total weight is the sum drawn.
+    """
+    return UpdateEncoding(
+        get_preset(preset_name),
+        bound=RunConfig().ckks_update_bound,
+        max_total_weight=float(sum(weights)),
+        num_clients=clients,
+    )
+
+
+def download_bytes(
+    context: CkksContext, preset: CkksPreset, upload: list[Any], size: int, clients: int
+) -> int:
+    """Bytes of the sum of ``clients`` updates, by its structure (contents do not change it).
+
+    The sum is formed as the server forms it from one parsed upload added to itself, which
+    has the size of any sum of that many uploads.
+    """
+    layout = expected_layout(size, preset)
+    if not isinstance(context, PackedContext):
+        total = [
+            context.parse(context.serialize(c), "ct", n)
+            for c, n in zip(upload, layout, strict=True)
+        ]
+        for accumulator, ciphertext in zip(total, upload, strict=True):
+            context.add_(accumulator, ciphertext)  # a sum of two has a sum's size
+        return payload_size(RecordDict({"arrays": add_encrypted([total], context, preset, layout)}))
+    record = ArrayRecord()
+    for index, (ciphertext, n) in enumerate(zip(upload, layout, strict=True)):
+        summed = PackedCiphertext(ciphertext.c0, ciphertext.seeds * clients)
+        if clients > context.break_even:
+            summed = PackedCiphertext(ciphertext.c0, [], ciphertext.c0)  # c1 travels expanded
+        record[KEY_FORMAT.format(index)] = Array(
+            dtype=preset.wire_name(),
+            shape=(n,),
+            stype=stype(preset),
+            data=context.serialize(summed),
+        )
+    return payload_size(RecordDict({"arrays": record}))
+
+
 def measure_ckks(preset_name: str, size: int, clients: int) -> CkksCost:
     """Bytes and seconds of the ckks arm for one model size, under one preset."""
     preset = get_preset(preset_name)
     context = make_context(preset)
     vectors, weights = _updates(size, clients)
+    encoding = bench_encoding(preset_name, clients, weights)
     encrypt_seconds: list[float] = []
     parse_seconds: list[float] = []
     add_seconds: list[float] = []
     total: list[Any] | None = None
+    first: list[Any] | None = None
     up = 0
+    payload = encoding.size(size)
     for vector, weight in zip(vectors, weights, strict=True):
         with Stopwatch() as encrypt:
-            record = encrypt_weighted(context, preset, vector, weight, clients)
+            record = encrypt_update(context, encoding, vector, weight)
         encrypt_seconds.append(encrypt.seconds)
         up = payload_size(RecordDict({"arrays": record}))
         with Stopwatch() as parse:
-            parsed = deserialize_update(record, context, preset, size + 1)
+            parsed = deserialize_update(record, context, preset, payload)
         parse_seconds.append(parse.seconds)
         if total is None:
             total = parsed
+            first = deserialize_update(record, context, preset, payload)
             continue
         with Stopwatch() as adding:
             for accumulator, ciphertext in zip(total, parsed, strict=True):
                 context.add_(accumulator, ciphertext)
         add_seconds.append(adding.seconds)
-    assert total is not None
-    layout = expected_layout(size + 1, preset)
+    assert total is not None and first is not None
+    layout = expected_layout(payload, preset)
     aggregate = add_encrypted([total], context, preset, layout)  # serialize the sum
     down = payload_size(RecordDict({"arrays": aggregate}))
     with Stopwatch() as decrypt:
-        mean, _ = decrypt_weighted_mean(aggregate, context, preset)
+        mean, _ = decrypt_update(aggregate, context, encoding, size)
     expected = np.average(np.asarray(vectors, dtype=np.float64), axis=0, weights=weights)
     add = min(add_seconds) if add_seconds else float("nan")
     return CkksCost(
         bytes_up=up,
         bytes_down=down,
+        bytes_down_by_clients={
+            str(k): download_bytes(context, preset, first, payload, k) for k in DOWNLOAD_CLIENTS
+        },
         encrypt_seconds=statistics.median(encrypt_seconds),
         decrypt_seconds=decrypt.seconds,
         server_parse_seconds=statistics.median(parse_seconds),
         server_add_seconds=add,
         server_parse_add_seconds=statistics.median(parse_seconds) + add,
         max_abs_error=float(np.abs(mean - expected).max()),
+        std_error=float(np.std(mean - expected)),
+        predicted_std=encoding.error_std(clients, float(sum(weights))),
     )
 
 
@@ -178,7 +255,14 @@ def compare_size(preset_name: str, size: int, clients: int) -> SizeRow:
 
 
 def measure_precision(preset_name: str, clients: int, size: int) -> PrecisionRow:
-    """Max abs error of the decrypted weighted mean of ``clients`` updates."""
+    """Error of the decrypted weighted mean of ``clients`` updates."""
+    cost = measure_ckks(preset_name, size, clients)
     return PrecisionRow(
-        preset_name, clients, size, measure_ckks(preset_name, size, clients).max_abs_error
+        preset_name,
+        clients,
+        size,
+        RunConfig().ckks_update_bound,
+        cost.max_abs_error,
+        cost.std_error,
+        cost.predicted_std,
     )

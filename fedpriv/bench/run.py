@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from fedpriv.bench.crypto import PrecisionRow, SizeRow, compare_size, measure_precision
+from fedpriv.bench.deployment import DeployResult
 from fedpriv.bench.federation import EndToEndResult, ScaleResult, measure_end_to_end
 from fedpriv.bench.settings import BenchSettings
 from fedpriv.crypto.presets import get_preset
@@ -23,6 +24,7 @@ class BenchResult:
     precision: list[PrecisionRow]
     end_to_end: EndToEndResult | None = None
     scale: ScaleResult | None = None
+    deploy: DeployResult | None = None
     machine: dict[str, Any] = field(default_factory=lambda: {"cpus": os.cpu_count()})
     provenance: dict[str, str] = field(
         default_factory=lambda: {"command": command(), "commit": commit(), "generated": today()}
@@ -40,6 +42,8 @@ class BenchResult:
             data["end_to_end"] = self.end_to_end.to_json()
         if self.scale is not None:
             data["scale"] = self.scale.to_json()
+        if self.deploy is not None:
+            data["deploy"] = self.deploy.to_json()
         return data
 
 

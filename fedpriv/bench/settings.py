@@ -36,7 +36,8 @@ class BenchSettings:
     clients : int
         Clients whose updates the server adds per size.
     presets : tuple[str, ...]
-        CKKS presets to measure.
+        CKKS presets to measure: the default beside the earlier formats (``n4096-compact``:
+        SEAL's own format added by SEAL; TenSEAL's vectors; NVFlare's setting).
     tenseal_max_size : int
         Largest size measured under TenSEAL-vector presets (8-15x the bytes in memory).
     precision_clients : int
@@ -50,7 +51,12 @@ class BenchSettings:
 
     sizes: tuple[int, ...] = FULL_SIZES
     clients: int = 10
-    presets: tuple[str, ...] = (DEFAULT_PRESET, "n4096-additive", "nvflare-default")
+    presets: tuple[str, ...] = (
+        DEFAULT_PRESET,
+        "n4096-compact",
+        "n4096-additive",
+        "nvflare-default",
+    )
     tenseal_max_size: int = 1_000_000
     precision_clients: int = 100
     precision_size: int = 100_000

@@ -7,13 +7,9 @@ from pathlib import Path
 import numpy as np
 from flwr.app import ArrayRecord
 
+from fedpriv.crypto.encoding import UpdateEncoding
 from fedpriv.crypto.keys import CkksContext, check_preset, load_client_context
-from fedpriv.crypto.packing import (
-    decrypt_vector,
-    decrypt_weighted_mean,
-    encrypt_values,
-    encrypt_weighted,
-)
+from fedpriv.crypto.packing import decrypt_update, decrypt_vector, encrypt_update
 from fedpriv.crypto.presets import CkksPreset, get_preset
 
 
@@ -39,25 +35,26 @@ class KeyHolder:
         self.preset: CkksPreset = get_preset(preset)
         self.context: CkksContext = load_client_context(key_dir)
 
-    def encrypt(self, values: np.ndarray, num_clients: int) -> ArrayRecord:
-        """Encrypt a flat vector; refuse values that could wrap once ``num_clients`` add up."""
-        return encrypt_values(self.context, self.preset, values, num_clients)
-
-    def encrypt_weighted(self, vector: np.ndarray, weight: float, num_clients: int) -> ArrayRecord:
-        """Encrypt ``weight * vector`` followed by ``weight`` (the weight slot)."""
-        return encrypt_weighted(self.context, self.preset, vector, weight, num_clients)
+    def encrypt(
+        self,
+        encoding: UpdateEncoding,
+        values: np.ndarray,
+        weight: float,
+        reference: np.ndarray | None = None,
+    ) -> ArrayRecord:
+        """Encrypt values of weight ``weight`` as ``encoding`` lays them out (bounds checked)."""
+        return encrypt_update(self.context, encoding, values, weight, reference)
 
     def decrypt(self, record: ArrayRecord, num_values: int | None = None) -> np.ndarray:
-        """Decrypt every ciphertext of ``record`` into one vector."""
+        """Decrypt every ciphertext of ``record`` into one vector (``num_values`` slots)."""
         return decrypt_vector(record, self.context, self.preset, num_values)
 
     def decrypt_mean(
         self,
+        encoding: UpdateEncoding,
         record: ArrayRecord,
-        max_total_weight: float | None = None,
         num_values: int | None = None,
+        reference: np.ndarray | None = None,
     ) -> tuple[np.ndarray, float]:
-        """Decrypt ``sum n_k w_k || sum n_k`` into the weighted mean and the total weight."""
-        return decrypt_weighted_mean(
-            record, self.context, self.preset, max_total_weight, num_values
-        )
+        """Decrypt a sum of updates into their weighted mean and total weight."""
+        return decrypt_update(record, self.context, encoding, num_values, reference)

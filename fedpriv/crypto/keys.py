@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from fedpriv.crypto.backend import CkksBackend
+from fedpriv.crypto.packed import PackedContext
 from fedpriv.crypto.presets import CkksPreset, get_preset
 from fedpriv.crypto.seal import SealContext
 from fedpriv.crypto.vectors import TensealContext
@@ -20,9 +21,10 @@ SERVER_CONTEXT = "server.ctx"
 PRESET_FILE = "preset.json"
 # Any backend's context; the ciphertext type depends on the backend.
 CkksContext = CkksBackend[Any]
-_BACKENDS: dict[str, type[SealContext] | type[TensealContext]] = {
+_BACKENDS: dict[str, type[SealContext] | type[TensealContext] | type[PackedContext]] = {
     "seal": SealContext,
     "tenseal": TensealContext,
+    "packed": PackedContext,
 }
 
 

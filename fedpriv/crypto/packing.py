@@ -1,4 +1,4 @@
-"""Packing a weighted model into CKKS ciphertexts, the Flower wire format, and the server's sum."""
+"""Packing a payload into CKKS ciphertexts as Flower Arrays, the server's sum, decryption."""
 
 from __future__ import annotations
 
@@ -8,23 +8,27 @@ from typing import Any
 import numpy as np
 from flwr.app import Array, ArrayRecord
 
+from fedpriv.crypto.encoding import UpdateEncoding
 from fedpriv.crypto.keys import CkksContext
+from fedpriv.crypto.packed import PackedContext
 from fedpriv.crypto.presets import CkksPreset
 from fedpriv.errors import (
-    AggregateRejectedError,
-    BoundError,
     CiphertextFormatError,
     CryptoError,
 )
 
-# Layout: the whole model is flattened into one vector ``n_k * w_k`` with ``n_k`` appended as
-# one more slot, then cut into chunks of one ciphertext each (``preset.slots`` values: N under
-# the seal backend, N/2 under tenseal). Each chunk travels as one Flower ``Array`` (``dtype``
-# names the preset, ``stype`` the format) so that Flower chunks large payloads on the wire; a
-# ``ConfigRecord`` would not be. The functions here are the same for both backends: the
-# context object (``SealContext`` or ``TensealContext``) does the cryptography.
+# Layout: an update's payload (:mod:`fedpriv.crypto.encoding`: its weighted values and the
+# weight slots) is cut into chunks of one ciphertext each (``preset.slots`` values: N under
+# the packed and seal backends, N/2 under tenseal). Each chunk travels as one Flower
+# ``Array`` (``dtype`` names the preset, ``stype`` the format) so that Flower chunks large
+# payloads on the wire; a ``ConfigRecord`` would not be. The functions here are the same for
+# every backend: the context object does the cryptography.
 
-STYPES = {"seal": "fedpriv.seal-ckks.v1", "tenseal": "fedpriv.tenseal-ckks-vector.v1"}
+STYPES = {
+    "packed": "fedpriv.ckks-packed.v2",
+    "seal": "fedpriv.seal-ckks.v1",
+    "tenseal": "fedpriv.tenseal-ckks-vector.v1",
+}
 KEY_FORMAT = "ct-{:05d}"
 
 
@@ -38,35 +42,13 @@ def num_chunks(num_values: int, preset: CkksPreset) -> int:
     return math.ceil(num_values / preset.slots)
 
 
-def check_bound(payload: np.ndarray, preset: CkksPreset, num_clients: int) -> None:
-    """Refuse a payload CKKS would silently wrap once ``num_clients`` such payloads are summed."""
-    if not np.all(np.isfinite(payload)):
-        bad = int(np.count_nonzero(~np.isfinite(payload)))
-        raise BoundError(f"update holds {bad} NaN/inf value(s); refusing to encrypt it")
-    bound = preset.client_bound(num_clients)
-    peak = float(np.max(np.abs(payload))) if payload.size else 0.0
-    if peak > bound:
-        raise BoundError(
-            f"update value {peak:.6g} exceeds the safe bound {bound:.6g} of CKKS preset "
-            f"{preset.name} for a sum over {num_clients} clients (sum bound "
-            f"{preset.sum_bound:.6g}); CKKS would wrap around silently"
-        )
+def encrypt_values(context: CkksContext, preset: CkksPreset, payload: np.ndarray) -> ArrayRecord:
+    """Encrypt a flat payload into an ``ArrayRecord`` of one ciphertext per ``preset.slots``.
 
-
-def encrypt_values(
-    context: CkksContext, preset: CkksPreset, values: np.ndarray, num_clients: int
-) -> ArrayRecord:
-    """Encrypt a flat vector into an ``ArrayRecord`` of one ciphertext per ``preset.slots`` values.
-
-    Raises
-    ------
-    BoundError
-        If any value is NaN/inf or could wrap around once ``num_clients`` such vectors are
-        summed.
-
+    The payload comes from an :class:`~fedpriv.crypto.encoding.UpdateEncoding`, which has
+    checked that it cannot wrap around once summed.
     """
-    payload = np.asarray(values, dtype=np.float64).ravel()
-    check_bound(payload, preset, num_clients)
+    payload = np.asarray(payload, dtype=np.float64).ravel()
     record = ArrayRecord()
     for index, start in enumerate(range(0, payload.size, preset.slots)):
         chunk = payload[start : start + preset.slots]
@@ -79,16 +61,23 @@ def encrypt_values(
     return record
 
 
-def encrypt_weighted(
+def encrypt_update(
     context: CkksContext,
-    preset: CkksPreset,
-    vector: np.ndarray,
+    encoding: UpdateEncoding,
+    values: np.ndarray,
     weight: float,
-    num_clients: int,
+    reference: np.ndarray | None = None,
 ) -> ArrayRecord:
-    """Encrypt ``weight * vector`` followed by ``weight`` itself (the weight slot)."""
-    payload = np.append(np.asarray(vector, dtype=np.float64) * weight, float(weight))
-    return encrypt_values(context, preset, payload, num_clients)
+    """Encrypt an update: its values of weight ``weight``, as ``encoding`` lays them out.
+
+    Raises
+    ------
+    BoundError
+        If a value is NaN/inf or beyond what the encoding carries (the message says how to
+        raise the bound).
+
+    """
+    return encrypt_values(context, encoding.preset, encoding.payload(values, weight, reference))
 
 
 def expected_layout(num_values: int, preset: CkksPreset) -> list[int]:
@@ -174,6 +163,18 @@ def add_encrypted(
     return record
 
 
+def aggregate_form(record: ArrayRecord, preset: CkksPreset) -> str:
+    """How a sum travels to clients.
+
+    ``seeds``: c0 and every upload's seed; ``expanded``: c0 and c1 (past the break-even
+    number of uploads); ``full``: SEAL's and TenSEAL's formats.
+    """
+    if preset.backend != "packed" or not record:
+        return "full"
+    first = record[KEY_FORMAT.format(0)].data
+    return "expanded" if isinstance(first, bytes) and PackedContext.expanded(first) else "seeds"
+
+
 def decrypt_vector(
     record: ArrayRecord, context: CkksContext, preset: CkksPreset, num_values: int | None = None
 ) -> np.ndarray:
@@ -196,36 +197,22 @@ def decrypt_vector(
     )
 
 
-def decrypt_weighted_mean(
+def decrypt_update(
     record: ArrayRecord,
     context: CkksContext,
-    preset: CkksPreset,
-    max_total_weight: float | None = None,
+    encoding: UpdateEncoding,
     num_values: int | None = None,
+    reference: np.ndarray | None = None,
 ) -> tuple[np.ndarray, float]:
-    """Decrypt ``sum_k n_k w_k`` and ``sum_k n_k``; return the weighted mean and total weight.
+    """Decrypt a sum of updates: the weighted mean of their values and the total weight.
 
-    The weight slot doubles as an integrity check: a sum of sample counts is a positive
-    integer no larger than the dataset. Ciphertexts under another key, or corrupted ones,
-    decrypt to noise that fails this check (with probability about 1 - 1e-5).
+    ``num_values`` is the number of values (without the weight slots), when known.
 
     Raises
     ------
-    CryptoError
-        If the decrypted total weight is not a plausible sum of sample counts.
+    AggregateRejectedError
+        If the weight slots are no plausible sum of weights (corrupt, or another key).
 
     """
-    payload = decrypt_vector(record, context, preset, num_values)
-    total_weight = float(payload[-1])
-    plausible = (
-        np.isfinite(total_weight)
-        and total_weight > 0.5
-        and abs(total_weight - round(total_weight)) < 1e-3
-        and (max_total_weight is None or total_weight <= max_total_weight + 0.5)
-    )
-    if not plausible:
-        raise AggregateRejectedError(
-            f"decrypted total weight {total_weight:.6g} is not a sum of sample counts: the "
-            "aggregate is corrupt or was encrypted under another key"
-        )
-    return payload[:-1] / round(total_weight), float(round(total_weight))
+    size = None if num_values is None else encoding.size(num_values)
+    return encoding.mean(decrypt_vector(record, context, encoding.preset, size), reference)

@@ -10,7 +10,7 @@ from fedpriv.errors import ConfigError
 # (HomomorphicEncryption.org standard, ternary secrets), by polynomial modulus degree.
 MAX_COEFF_BITS_128 = {1024: 27, 2048: 54, 4096: 109, 8192: 218, 16384: 438, 32768: 881}
 ENCRYPTIONS = ("symmetric", "asymmetric")
-BACKENDS = ("seal", "tenseal")
+BACKENDS = ("seal", "tenseal", "packed")
 
 
 @dataclass(frozen=True)
@@ -32,9 +32,12 @@ class CkksPreset:
         ``symmetric`` (clients hold the secret key anyway; half the encryption time) or
         ``asymmetric`` (as NVFlare does).
     backend : str
-        ``seal``: SEAL through ``tenseal.sealapi`` with seeded symmetric ciphertexts and
-        complex packing (N reals per ciphertext, one prime, no special prime); ``tenseal``:
-        TenSEAL ``ckks_vector`` (N/2 reals per ciphertext, full ciphertexts).
+        ``packed``: SEAL on the clients (seeded symmetric ciphertexts, complex packing, one
+        prime of at most 40 bits), the server in numpy over the packed wire format, updates
+        encoded as their drift from the seed's model (:mod:`fedpriv.crypto.encoding`);
+        ``seal``: the same SEAL ciphertexts in SEAL's own format, parsed and added by SEAL on
+        the server, weights encoded as they are; ``tenseal``: TenSEAL ``ckks_vector`` (N/2
+        reals per ciphertext, full ciphertexts).
     description : str
         One line for help texts.
 
@@ -58,14 +61,22 @@ class CkksPreset:
         if self.backend not in BACKENDS:
             raise ConfigError(f"preset {self.name}: backend must be one of {', '.join(BACKENDS)}")
         # TenSEAL always reserves the last prime for key switching; SEAL without keys needs none.
-        fewest = 1 if self.backend == "seal" else 2
+        fewest = 2 if self.backend == "tenseal" else 1
         if len(self.coeff_mod_bit_sizes) < fewest:
             raise ConfigError(
                 f"preset {self.name}: backend {self.backend} needs at least {fewest} prime(s), "
                 f"got {list(self.coeff_mod_bit_sizes)}"
             )
-        if self.backend == "seal" and self.encryption != "symmetric":
-            raise ConfigError(f"preset {self.name}: the seal backend encrypts symmetrically only")
+        if self.backend != "tenseal" and self.encryption != "symmetric":
+            raise ConfigError(
+                f"preset {self.name}: the {self.backend} backend encrypts symmetrically only"
+            )
+        if self.backend == "packed" and (
+            len(self.coeff_mod_bit_sizes) != 1 or self.coeff_mod_bit_sizes[0] > 40
+        ):
+            raise ConfigError(
+                f"preset {self.name}: the packed backend needs one prime of <= 40 bits"
+            )
         total = sum(self.coeff_mod_bit_sizes)
         if total > limit:
             raise ConfigError(
@@ -88,9 +99,19 @@ class CkksPreset:
     @property
     def slots(self) -> int:
         """Real values one ciphertext carries (complex packing doubles them under seal)."""
-        if self.backend == "seal":
-            return self.poly_modulus_degree
-        return self.poly_modulus_degree // 2
+        if self.backend == "tenseal":
+            return self.poly_modulus_degree // 2
+        return self.poly_modulus_degree
+
+    @property
+    def drift(self) -> bool:
+        """Whether updates travel as their drift from the seed's model (else as weights)."""
+        return self.backend == "packed"
+
+    @property
+    def check_slots(self) -> int:
+        """Slots after the values that carry the (redundant) weight of an update."""
+        return 3 if self.drift else 1
 
     @property
     def sum_bound(self) -> float:
@@ -116,14 +137,24 @@ PRESETS: dict[str, CkksPreset] = {
     preset.name: preset
     for preset in (
         CkksPreset(
+            "n4096-packed",
+            4096,
+            (36,),
+            22,
+            "symmetric",
+            "packed",
+            "default: N=4096, one 36-bit prime, scale 2^22, seeded symmetric, complex packing, "
+            "drift encoding, packed wire, numpy server",
+        ),
+        CkksPreset(
             "n4096-compact",
             4096,
             (52,),
             32,
             "symmetric",
             "seal",
-            "default: SEAL, N=4096 one 52-bit prime, scale 2^32, seeded symmetric, complex "
-            "packing (~1.9x float32 up, ~3.7x down)",
+            "SEAL's own format, N=4096 one 52-bit prime, scale 2^32, seeded symmetric, "
+            "complex packing, weights encoded as they are, SEAL on the server",
         ),
         CkksPreset(
             "n4096-additive",
@@ -145,7 +176,7 @@ PRESETS: dict[str, CkksPreset] = {
         ),
     )
 }
-DEFAULT_PRESET = "n4096-compact"
+DEFAULT_PRESET = "n4096-packed"
 
 
 def get_preset(name: str) -> CkksPreset:

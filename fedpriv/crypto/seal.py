@@ -12,6 +12,7 @@ import numpy as np
 import tenseal.sealapi as sealapi
 
 from fedpriv.crypto.presets import CkksPreset
+from fedpriv.crypto.sealformat import parse_plaintext
 from fedpriv.crypto.sealheader import decompress
 from fedpriv.errors import CiphertextFormatError, CryptoError, KeyMaterialError
 
@@ -145,6 +146,7 @@ class SealContext:
         # A full ciphertext is two polynomials of N 64-bit words per prime; seeded ones less.
         words = 2 * preset.poly_modulus_degree * len(preset.coeff_mod_bit_sizes)
         self.max_ciphertext_bytes = 8 * words + 4096
+        self.primes = [m.value() for m in self._parms.coeff_modulus()]
 
     # -- keys and files ---------------------------------------------------------------------
     @classmethod
@@ -245,6 +247,36 @@ class SealContext:
         # Two reals per slot; a list of complex is the bindings' fastest conversion.
         self._encoder.encode(reals.view(np.complex128).tolist(), self._scale, plain)
         return _scratch().dump(self._encryptor.encrypt_symmetric(plain))
+
+    def encrypt_uncompressed(self, values: np.ndarray) -> bytes:
+        """As :meth:`encrypt`, in SEAL's uncompressed form (what the packed format reads)."""
+        return decompress(self.encrypt(values), self.max_ciphertext_bytes, what="ciphertext")
+
+    @property
+    def prime(self) -> int:
+        """The coefficient modulus of a one-prime preset."""
+        if len(self.primes) != 1:
+            raise CryptoError(f"preset {self.preset.name} has {len(self.primes)} primes, not one")
+        return int(self.primes[0])
+
+    def encode_ntt(self, values: np.ndarray) -> np.ndarray:
+        """Up to N reals encoded at the preset's scale: the plaintext's NTT coefficients (u64).
+
+        Encoding needs the parameters only (the server adds DP noise to a sum this way).
+        """
+        reals = np.zeros(self.preset.slots, dtype=np.float64)
+        reals[: values.size] = values
+        plain = sealapi.Plaintext()
+        self._encoder.encode(reals.view(np.complex128).tolist(), self._scale, plain)
+        data = decompress(_scratch().dump(plain), self.max_ciphertext_bytes, what="plaintext")
+        coefficients: np.ndarray = parse_plaintext(
+            data, self.primes, self.preset.poly_modulus_degree
+        )[0]
+        return coefficients
+
+    def parse_uncompressed(self, blob: bytes) -> sealapi.Ciphertext:
+        """Load a full or seeded ciphertext fedpriv wrote (uncompressed) into SEAL."""
+        return self.parse(blob, "ciphertext", self.preset.slots)
 
     def decrypt(self, ciphertext: sealapi.Ciphertext, size: int) -> np.ndarray:
         """Decrypt one ciphertext into its first ``size`` reals."""

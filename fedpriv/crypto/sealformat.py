@@ -376,3 +376,52 @@ def write_ciphertext(
             raise ValueError("the seed must be 64 bytes of a known PRNG type")
         parts += [write_header(_PRNG_INFO_SIZE, COMPR_NONE, version), bytes([prng_type]), seed]
     return b"".join(parts)
+
+
+# -- plaintexts ----------------------------------------------------------------------------
+_PT_META = struct.Struct("<32sQd")  # parms_id, coeff_count, scale
+
+
+def parse_plaintext(
+    data: bytes | memoryview, primes: Sequence[int], n: int, *, what: str = "plaintext"
+) -> np.ndarray:
+    """The coefficients of SEAL's uncompressed serialization of a CKKS plaintext.
+
+    ``Plaintext::save_members`` (``plaintext.cpp``): parms_id, coeff_count (u64), scale (f64),
+    then the data as a nested ``DynArray<u64>`` of coeff_count words; a CKKS plaintext is in
+    NTT form with ``coeff_count = N * L``.
+
+    Returns
+    -------
+    np.ndarray
+        ``(L, N)`` u64 coefficients, each below its prime.
+
+    Raises
+    ------
+    SealFormatError
+        If the layout, the parameters or a coefficient is not as expected.
+
+    """
+    primes = _check_primes(primes)
+    n = _check_degree(n)
+    words = n * len(primes)
+    size = SEAL_HEADER_SIZE + _PT_META.size + SEAL_HEADER_SIZE + 8 + 8 * words
+    view = memoryview(data)
+    if len(view) != size:
+        raise SealFormatError(f"{what}: {len(view)} bytes, expected {size}")
+    header = parse_header(view, 0, (SEAL_VERSION,), what)
+    if header.compr_mode != COMPR_NONE or header.size != size:
+        raise SealFormatError(f"{what}: compressed, or its header says {header.size} bytes")
+    parms_id, coeff_count, _scale = _PT_META.unpack_from(view, SEAL_HEADER_SIZE)
+    if parms_id != compute_parms_id(n, primes) or coeff_count != words:
+        raise SealFormatError(f"{what}: parameters differ ({coeff_count} coefficients)")
+    offset = SEAL_HEADER_SIZE + _PT_META.size
+    inner = parse_header(view, offset, (header.version,), f"{what} (data)")
+    (stored,) = _U64.unpack_from(view, offset + SEAL_HEADER_SIZE)
+    if inner.compr_mode != COMPR_NONE or stored != words:
+        raise SealFormatError(f"{what}: data of {stored} words, expected {words}")
+    start = offset + SEAL_HEADER_SIZE + 8
+    coefficients = np.frombuffer(view, dtype="<u8", count=words, offset=start)
+    polys = coefficients.reshape(len(primes), n).astype(np.uint64)
+    _check_reduced(polys, primes, what)
+    return polys

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from fedpriv.data.cache import cached_arrays
 from fedpriv.errors import ConfigError
 from fedpriv.registry import DATASETS, HUB_LOADER, HUB_PREFIX, check_dataset_name, load_target
 
@@ -67,5 +68,11 @@ def load_dataset(name: str) -> Dataset:
     if name.startswith(HUB_PREFIX):
         dataset: Dataset = load_target(HUB_LOADER)(name[len(HUB_PREFIX) :])
         return dataset
-    loaded: Dataset = DATASETS.load(name)()
-    return loaded
+
+    def build() -> dict[str, np.ndarray]:
+        loaded: Dataset = DATASETS.load(name)()
+        return {"x": loaded.x, "y": loaded.y, "num_classes": np.array(loaded.num_classes)}
+
+    # A bundled dataset is built once per machine, then read from the disk cache.
+    arrays, _ = cached_arrays(f"dataset-{name}", build, {"x", "y", "num_classes"})
+    return Dataset(name, arrays["x"], arrays["y"], int(arrays["num_classes"]))

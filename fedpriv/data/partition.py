@@ -7,9 +7,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from fedpriv.data.cache import cached_arrays
 from fedpriv.data.datasets import Dataset, load_dataset
 from fedpriv.errors import ConfigError
-from fedpriv.registry import PARTITIONERS
+from fedpriv.registry import HUB_PREFIX, PARTITIONERS
 
 # A client needs one training and one test record at least.
 MIN_RECORDS_PER_CLIENT = 2
@@ -185,7 +186,14 @@ def _cached_parts(
     alpha: float,
     shards_per_client: int,
 ) -> tuple[np.ndarray, ...]:
-    labels = load_dataset(dataset).y
-    return tuple(
-        partition_indices(labels, num_clients, partitioner, seed, alpha, shards_per_client)
-    )
+    def build() -> dict[str, np.ndarray]:
+        labels = load_dataset(dataset).y
+        parts = partition_indices(labels, num_clients, partitioner, seed, alpha, shards_per_client)
+        return {f"client-{i}": part for i, part in enumerate(parts)}
+
+    if dataset.startswith(HUB_PREFIX):  # a hub dataset can change under the same name
+        arrays = build()
+    else:
+        key = f"split-{dataset}-{num_clients}-{partitioner}-{seed}-{alpha}-{shards_per_client}"
+        arrays, _ = cached_arrays(key, build, {f"client-{i}" for i in range(num_clients)})
+    return tuple(arrays[f"client-{i}"] for i in range(num_clients))

@@ -69,6 +69,14 @@ class Defense:
         """What a client sends instead of its plain update."""
         return update
 
+    def max_total_weight(self, records: int) -> float:
+        """The largest sum of update weights in a round (``records``: training records)."""
+        return float(records)
+
+    def aggregate_headroom(self) -> float:
+        """How far the server may move a sum of updates before release (its noise)."""
+        return 0.0
+
     def after_run(self, rundir: RunDirectory) -> None:
         """Work once the run finished (privacy accounting a client cannot do alone)."""
 

@@ -35,6 +35,14 @@ class ClientLevelDP(Defense):
             vector_to_state(start + step, update.state), update.start, 1.0, update.train_loss
         )
 
+    def max_total_weight(self, records: int) -> float:
+        """Every client weighs one."""
+        return float(self.config.num_clients)
+
+    def aggregate_headroom(self) -> float:
+        """The server's Gaussian noise, to eight standard deviations."""
+        return 8.0 * self.config.dp_noise_multiplier * self.config.dp_clipping_norm
+
     def narrative(self, arm: Numbers, baseline: Numbers, baseline_name: str) -> list[str]:
         """The privacy spent and what it cost."""
         cost = arm.get("accuracy_cost")

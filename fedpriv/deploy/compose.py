@@ -156,6 +156,7 @@ def compose_file(num_clients: int = 3, node_auth: bool = False) -> dict[str, Any
         "superexec-serverapp": _service(
             ["flower-superexec", *topology.superexec_args(CERTS, superlink)],
             [certs_ro, f"{SERVER_KEYS_VOLUME}:{KEY_DIR}:ro", f"runs:{RUNS}"],
+            environment=dict(topology.SUPEREXEC_ENV),
             depends_on={"superlink": {"condition": "service_started"}, **_done("keys")},
         ),
     }
@@ -171,7 +172,7 @@ def compose_file(num_clients: int = 3, node_auth: bool = False) -> dict[str, Any
             depends.update(_done("register"))
         services[node] = _service(
             [
-                "flower-supernode",
+                topology.SUPERNODE_BINARY,
                 *topology.supernode_args(
                     CERTS,
                     superlink,
@@ -188,6 +189,7 @@ def compose_file(num_clients: int = 3, node_auth: bool = False) -> dict[str, Any
         services[f"superexec-clientapp-{partition}"] = _service(
             ["flower-superexec", *topology.superexec_args(CERTS, address)],
             [certs_ro, f"{CLIENT_KEYS_VOLUME}:{KEY_DIR}:ro"],
+            environment=dict(topology.SUPEREXEC_ENV),
             depends_on={node: {"condition": "service_started"}, **_done("keys")},
         )
     services["submit"] = _service(

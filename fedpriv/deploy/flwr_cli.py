@@ -17,6 +17,11 @@ from fedpriv.deploy.processes import ProcessGroups, binary, environment
 from fedpriv.errors import ConfigError, DeploymentError
 
 CONNECTION = "deploy"
+# Seconds between status requests (``flwr ls``), and between them where the caller watches
+# the run's output; seconds between looks at that output and the processes.
+STATUS_SECONDS = 2.0
+STATUS_FALLBACK_SECONDS = 15.0
+WATCH_SECONDS = 0.5
 ALREADY_REGISTERED = "Public key already in use"
 # Reports what a deployment is doing.
 Progress = Callable[[str], None] | None
@@ -137,8 +142,12 @@ def submit_run(
     timeout: float,
     progress: Progress = None,
     check: Callable[[], None] | None = None,
+    settled: Callable[[], bool] | None = None,
 ) -> dict[str, Any]:
     """Submit the app with ``flwr run``, wait for its final status, keep its logs.
+
+    ``check`` raises if the deployment broke; ``settled`` says when the run's output looks
+    complete (see :func:`wait_for_run`).
 
     The SuperLink is the one ``$FLWR_HOME/config.toml`` names as ``deploy``. Writes
     ``run-status.json`` and ``serverapp.log`` (the ServerApp's log lives on the SuperLink)
@@ -156,7 +165,7 @@ def submit_run(
         run_id = int(json.loads(submitted)["run-id"])
     except (ValueError, KeyError) as err:
         raise DeploymentError(f"flwr run gave no run id: {submitted[-500:]}") from err
-    status = wait_for_run(run_id, env, logs, timeout, progress, check)
+    status = wait_for_run(run_id, env, logs, timeout, progress, check, settled)
     (logs / "run-status.json").write_text(json.dumps(status, indent=2) + "\n")
     try:
         served = flwr(["log", str(run_id), CONNECTION, "--show"], env, logs / "flwr.log")
@@ -178,19 +187,34 @@ def wait_for_run(
     timeout: float,
     progress: Progress,
     check: Callable[[], None] | None,
+    settled: Callable[[], bool] | None = None,
 ) -> dict[str, Any]:
-    """Poll the run's status until it finished (``flwr run --stream`` exits 0 on failure too)."""
+    """Poll the run's status until it finished (``flwr run --stream`` exits 0 on failure too).
+
+    Each status is one ``flwr ls`` process (about a CPU second, which a 2-core deployment
+    feels). ``settled``, where the caller can see the run's output, says when the run looks
+    done; the status is then asked at once, and otherwise only every
+    :data:`STATUS_FALLBACK_SECONDS` (to notice a failed run). Without it, every
+    :data:`STATUS_SECONDS`.
+    """
     deadline = time.monotonic() + timeout
+    every = STATUS_SECONDS if settled is None else STATUS_FALLBACK_SECONDS
     last = ""
+    asked = -float("inf")
     while True:
-        status = run_status(run_id, env, logs / "status.log")
-        if status["status"] != last:
-            last = status["status"]
-            say(progress, f"run {run_id}: {last}")
-        if last.startswith("finished:"):
-            return status
+        looks_done = settled is not None and settled()
+        if looks_done or time.monotonic() - asked >= every:
+            asked = time.monotonic()
+            status = run_status(run_id, env, logs / "status.log")
+            if status["status"] != last:
+                last = status["status"]
+                say(progress, f"run {run_id}: {last}")
+            if last.startswith("finished:"):
+                return status
+            if looks_done:
+                every = STATUS_SECONDS  # output complete, status lagging: ask more often
         if check is not None:
             check()
         if time.monotonic() > deadline:
             raise DeploymentError(f"run {run_id} still {last} after {timeout:.0f}s")
-        time.sleep(2)
+        time.sleep(WATCH_SECONDS)

@@ -20,8 +20,9 @@ from fedpriv.deploy.flwr_cli import (
     wait_healthy,
 )
 from fedpriv.deploy.processes import ProcessGroups, binary, free_port, free_ports
-from fedpriv.errors import ConfigError
+from fedpriv.errors import ConfigError, FedprivError
 from fedpriv.release import release
+from fedpriv.rundir import RunDirectory
 from fedpriv.schemes.base import load_scheme
 
 # Starts a SuperLink, a ServerApp SuperExec and per client a SuperNode with its ClientApp
@@ -94,6 +95,15 @@ def deploy_local(deployment: LocalDeployment, progress: Progress = None) -> Path
             signal.signal(signal.SIGTERM, previous)
 
 
+def _rounds_done(run_dir: Path, rounds: int) -> bool:
+    """Whether the ServerApp has recorded its last round (the run is about to finish)."""
+    rundir = RunDirectory(run_dir)
+    try:
+        return rundir.has_history() and len(rundir.read_history()) >= rounds
+    except (OSError, ValueError, FedprivError):
+        return False  # being written
+
+
 def _exit_on_signal(signum: int, _frame: object) -> None:
     raise SystemExit(128 + signum)
 
@@ -119,13 +129,16 @@ def _deploy(
 
     say(progress, f"starting the SuperLink on {superlink} ({'TLS' if tls else 'insecure'})")
     argv = topology.superlink_args(
-        tls, "127.0.0.1", port, str(out / "superlink" / "state.db"), deployment.node_auth
+        tls, "127.0.0.1", port, topology.IN_MEMORY_DATABASE, deployment.node_auth
     )
     processes.start("superlink", [binary("flower-superlink"), *argv], out / "superlink", env)
     wait_healthy(f"{protocol}://{superlink}/health", ca, processes)
 
     argv = topology.superexec_args(tls, superlink)
-    processes.start("superexec-server", [binary("flower-superexec"), *argv], out / "server", env)
+    superexec_env = {**env, **topology.SUPEREXEC_ENV}
+    processes.start(
+        "superexec-server", [binary("flower-superexec"), *argv], out / "server", superexec_env
+    )
     node_ports = free_ports(config.num_clients, exclude={port})
     for partition, node_port in enumerate(node_ports):
         node_dir = out / "nodes" / f"node-{partition}"
@@ -145,7 +158,7 @@ def _deploy(
             str(auth_key) if auth_key else None,
         )
         processes.start(
-            f"supernode-{partition}", [binary("flower-supernode"), *argv], node_dir, env
+            f"supernode-{partition}", [binary(topology.SUPERNODE_BINARY), *argv], node_dir, env
         )
     for partition, node_port in enumerate(node_ports):
         address = f"127.0.0.1:{node_port}"
@@ -155,7 +168,7 @@ def _deploy(
             f"superexec-node-{partition}",
             [binary("flower-superexec"), *argv],
             out / "nodes" / f"node-{partition}",
-            env,
+            superexec_env,
         )
     say(progress, f"{config.num_clients} SuperNodes up; submitting the run")
 
@@ -169,6 +182,7 @@ def _deploy(
         deployment.timeout,
         progress,
         processes.check_alive,
+        settled=lambda: _rounds_done(run_dir, config.num_server_rounds),
     )
     if scheme.needs_release and keys is not None:
         release(run_dir, keys.client)

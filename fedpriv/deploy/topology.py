@@ -47,6 +47,12 @@ def _dialing(tls: TlsFiles | None) -> list[str]:
     return tls.dialing() if tls else ["--insecure"]
 
 
+# The loopback deployment keeps the SuperLink's state in memory (Flower's default): it lives
+# as long as the run, and an SQLite file costs about a second a round on 2 cores (measured).
+# Compose keeps a file on a volume, so that a restarted SuperLink finds its state.
+IN_MEMORY_DATABASE = ":flwr-in-memory:"
+
+
 def superlink_args(
     tls: TlsFiles | None, host: str, port: int, database: str, node_auth: bool = False
 ) -> list[str]:
@@ -77,6 +83,16 @@ def supernode_args(
     if auth_key:
         args += ["--auth-supernode-private-key", auth_key]
     return args
+
+
+# Flower's SuperNode, started through fedpriv's entry point (``fedpriv-supernode``), which
+# caps the SuperNode's idle poll of the SuperLink (3 s in Flower 1.42) at this many seconds:
+# :func:`fedpriv.flower.run_supernode`.
+SUPERNODE_BINARY = "fedpriv-supernode"
+SUPERNODE_POLL_SECONDS = 0.2
+# A SuperExec polls its Runtime API for a task every second by default; every message of a
+# deployment waits on that poll (a round: training and evaluation), so poll faster.
+SUPEREXEC_ENV = {"FLWR_SUPEREXEC_TASK_POLL_INTERVAL": "0.2"}
 
 
 def superexec_args(tls: TlsFiles | None, runtime_api: str) -> list[str]:

@@ -217,6 +217,7 @@ class RoundLoop:
             aggregate_rejected_by=traffic.refused_with(ReplyCode.AGGREGATE_REJECTED),
             dp_epsilon=facts.epsilon,
             dp_delta=facts.delta,
+            aggregate_form=facts.aggregate_form,
         )
 
     def _skip(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -9,11 +10,12 @@ from flwr.app import ArrayRecord, Message, RecordDict
 from flwr.serverapp.strategy import Strategy
 
 from fedpriv.config import RunConfig
+from fedpriv.crypto.encoding import LOSS_CAP, NUM_METRICS, UpdateEncoding
 from fedpriv.crypto.keyholder import KeyHolder
 from fedpriv.crypto.keys import CLIENT_CONTEXT, check_preset, load_server_context, provision_keys
 from fedpriv.crypto.presets import get_preset
 from fedpriv.data.datasets import load_dataset
-from fedpriv.defenses.base import Numbers
+from fedpriv.defenses.base import Defense, Numbers
 from fedpriv.errors import ConfigError, FedprivError
 from fedpriv.models import state_from_bytes, state_to_bytes
 from fedpriv.narrative import fmt
@@ -40,18 +42,46 @@ CIPHERTEXT_ONLY = (
 )
 
 
-def sum_size(config: RunConfig, num_partitions: int) -> int:
-    """How many clients' values can end up in one sum (for the bound check)."""
-    return max(config.num_clients, num_partitions)
+def encodings(config: RunConfig, defense: Defense, num_clients: int) -> Encodings:
+    """How a run's clients lay out their updates and their evaluation metrics.
+
+    Updates drift from the seed's model by at most ``ckks-update-bound``; a round's total
+    weight is at most the number of training records (or what the defense makes it).
+    Evaluation metrics are a mean loss (capped at :data:`LOSS_CAP`) and an accuracy, weighed
+    by test records.
+    """
+    preset = get_preset(config.ckks_preset)
+    records = len(load_dataset(config.dataset))
+    update = UpdateEncoding(
+        preset,
+        bound=config.ckks_update_bound,
+        max_total_weight=defense.max_total_weight(records),
+        headroom=defense.aggregate_headroom(),
+        num_clients=num_clients,
+    )
+    metrics = UpdateEncoding(
+        preset, bound=LOSS_CAP, max_total_weight=records, num_clients=num_clients
+    )
+    return Encodings(update, metrics)
+
+
+@dataclass(frozen=True)
+class Encodings:
+    """A run's encodings of updates and of evaluation metrics."""
+
+    update: UpdateEncoding
+    metrics: UpdateEncoding
 
 
 class CkksCodec(ClientCodec):
-    """Decrypt the broadcast sum, divide by the total weight; encrypt ``n_k w_k || n_k``."""
+    """Decrypt the broadcast sum into the weighted mean; encrypt an update and its weight."""
 
-    def __init__(self, config: RunConfig, node: Node) -> None:
+    def __init__(self, config: RunConfig, node: Node, encoding: Encodings) -> None:
         self.config = config
         self.node = node
+        self.encoding = encoding
         self.holder = KeyHolder(node.key_dir, config.ckks_preset)
+        self.reference = state_to_vector(initial_state(config))
 
     def read(self, msg: Message) -> tuple[State, int]:
         """The decrypted mean (round 1: the seed's model, the server holds none)."""
@@ -59,58 +89,59 @@ class CkksCodec(ClientCodec):
         if len(record) == 0:
             return initial_state(self.config), server_round(msg.content)
         mean, _ = self.holder.decrypt_mean(
-            record,
-            max_total_weight=len(load_dataset(self.config.dataset)),
-            num_values=num_parameters(self.config) + 1,
+            self.encoding.update, record, self.reference.size, self.reference
         )
         return vector_to_state(mean, initial_state(self.config)), server_round(msg.content)
 
     def train_reply(self, msg: Message, update: LocalUpdate) -> RecordDict:
         """Only ciphertexts: the server learns neither parameters nor the sample count."""
-        encrypted = self.holder.encrypt_weighted(
-            state_to_vector(update.state),
-            update.weight,
-            sum_size(self.config, self.node.num_partitions),
+        encrypted = self.holder.encrypt(
+            self.encoding.update, state_to_vector(update.state), update.weight, self.reference
         )
         return RecordDict({"arrays": encrypted})
 
     def evaluate_reply(self, msg: Message, evaluation: Evaluation) -> RecordDict:
-        """Encrypted sums: [loss x records, correct predictions, records]."""
-        n = evaluation.num_examples
-        sums = np.array([evaluation.loss * n, round(evaluation.accuracy * n), n])
-        encrypted = self.holder.encrypt(sums, sum_size(self.config, self.node.num_partitions))
+        """Encrypted mean loss (capped) and accuracy, weighed by test records."""
+        metrics = np.array([min(evaluation.loss, LOSS_CAP), evaluation.accuracy])
+        encrypted = self.holder.encrypt(self.encoding.metrics, metrics, evaluation.num_examples)
         return RecordDict({"metrics": encrypted})
 
 
 class DecryptingSight(Sight):
     """A key holder reading the server's view: a client colluding with the server."""
 
-    def __init__(self, rundir: RunDirectory, config: RunConfig, holder: KeyHolder) -> None:
+    def __init__(
+        self, rundir: RunDirectory, config: RunConfig, holder: KeyHolder, encoding: UpdateEncoding
+    ) -> None:
         super().__init__(rundir, config)
         self.holder = holder
+        self.encoding = encoding
+        self.reference = state_to_vector(initial_state(config))
 
     def global_model(self, server_round: int) -> np.ndarray:
         """The decrypted global model at the start of ``server_round``."""
         self._require(self.updates_hidden())
         if server_round == 1:
-            return state_to_vector(initial_state(self.config))  # clients start from the seed
-        sent = self.rundir.read_sent(server_round)
-        return self.holder.decrypt_mean(arrays_of(sent))[0]
+            return self.reference.copy()  # clients start from the seed
+        sent = arrays_of(self.rundir.read_sent(server_round))
+        return self.holder.decrypt_mean(self.encoding, sent, self.reference.size, self.reference)[0]
 
     def updates(self, server_round: int) -> list[ObservedUpdate]:
-        """Every client's update, decrypted: ``n_k w_k / n_k`` and ``n_k`` itself."""
+        """Every client's update, decrypted: its model and its weight ``n_k``."""
         self._require(self.updates_hidden())
         before = self.global_model(server_round)
         observed = []
         for name, path in self.rundir.view_files(server_round, "train-recv-").items():
-            payload = self.holder.decrypt(arrays_of(self.rundir.read_payload(path)))
-            weight = float(payload[-1])
+            record = arrays_of(self.rundir.read_payload(path))
+            after, weight = self.holder.decrypt_mean(
+                self.encoding, record, self.reference.size, self.reference
+            )
             observed.append(
                 ObservedUpdate(
                     server_round=server_round,
                     node=int(name.rsplit("-", 1)[1]),
                     before=before,
-                    after=payload[:-1] / weight,
+                    after=after,
                     num_examples=round(weight),
                     partition_id=None,
                 )
@@ -152,12 +183,16 @@ class CkksScheme(AggregationScheme):
         check_preset(key_dir, self.config.ckks_preset)
         load_server_context(key_dir)
 
+    def encodings(self, num_partitions: int = 0) -> Encodings:
+        """How this run's updates and metrics are laid out."""
+        return encodings(self.config, self.defense, max(self.config.num_clients, num_partitions))
+
     def strategy(self) -> tuple[Strategy, ArrayRecord]:
         """CKKS FedAvg on the parameters-only context; no model: clients start from the seed."""
         self.check_server()
         strategy = CkksFedAvg(
             load_server_context(self._key_dir()),
-            get_preset(self.config.ckks_preset),
+            self.encodings().update,
             num_parameters(self.config),
             Sampling.from_config(self.config),
         )
@@ -170,7 +205,7 @@ class CkksScheme(AggregationScheme):
 
     def codec(self, node: Node) -> ClientCodec:
         """Encrypt and decrypt with the node's secret-key context."""
-        return CkksCodec(self.config, node)
+        return CkksCodec(self.config, node, self.encodings(node.num_partitions))
 
     def _holder(self, key_dir: str | Path | None) -> KeyHolder:
         return KeyHolder(key_dir or self._key_dir(), self.config.ckks_preset)
@@ -181,6 +216,7 @@ class CkksScheme(AggregationScheme):
         Needs the clients' secret-key context: only key holders can release.
         """
         holder = self._holder(key_dir)
+        encoding = self.encodings()
         rounds = rundir.checkpoint_rounds()
         if not rounds:
             raise FedprivError(f"{rundir.path} has no checkpoint to release")
@@ -188,27 +224,27 @@ class CkksScheme(AggregationScheme):
         for record in history:
             state = rundir.read_checkpoint(record.round)
             if EVALUATION_STATE in state.array_records:
-                loss_sum, correct, count = holder.decrypt(arrays_of(state, EVALUATION_STATE))
-                if round(count) > 0:
-                    record.accuracy = float(correct / count)
-                    record.loss = float(loss_sum / count)
+                metrics = arrays_of(state, EVALUATION_STATE)
+                (loss, accuracy), _ = holder.decrypt_mean(encoding.metrics, metrics, NUM_METRICS)
+                record.accuracy, record.loss = float(accuracy), float(loss)
         rundir.write_history(history)
-        final = arrays_of(rundir.read_checkpoint(rounds[-1]))
-        if len(final) == 0:  # no round changed the model: it is still the seed's
-            rundir.write_model(state_to_bytes(initial_state(self.config)))
-            return
-        mean, _ = holder.decrypt_mean(final)
-        rundir.write_model(state_to_bytes(vector_to_state(mean, initial_state(self.config))))
+        final = self._final(rundir, rounds[-1], holder)
+        rundir.write_model(state_to_bytes(vector_to_state(final, initial_state(self.config))))
+
+    def _final(self, rundir: RunDirectory, last: int, holder: KeyHolder) -> np.ndarray:
+        reference = state_to_vector(initial_state(self.config))
+        arrays = arrays_of(rundir.read_checkpoint(last))
+        if len(arrays) == 0:  # no round changed the model: it is still the seed's
+            return reference
+        update = self.encodings().update
+        return holder.decrypt_mean(update, arrays, reference.size, reference)[0]
 
     def round_models(
         self, rundir: RunDirectory, key_dir: str | Path | None = None
     ) -> list[np.ndarray]:
         """Each round's decrypted global model."""
         holder = self._holder(key_dir)
-        return [
-            holder.decrypt_mean(arrays_of(rundir.read_checkpoint(r)))[0]
-            for r in rundir.checkpoint_rounds()
-        ]
+        return [self._final(rundir, r, holder) for r in rundir.checkpoint_rounds()]
 
     def server_sight(self, rundir: RunDirectory) -> Sight:
         """Ciphertexts only."""
@@ -220,7 +256,7 @@ class CkksScheme(AggregationScheme):
         """One colluding client holds the shared key: the coalition decrypts everything."""
         if colluders < 1:
             return self.server_sight(rundir)
-        return DecryptingSight(rundir, self.config, self._holder(key_dir))
+        return DecryptingSight(rundir, self.config, self._holder(key_dir), self.encodings().update)
 
     def narrative(self, arm: Numbers) -> list[str]:
         """The single shared key is the weak point."""

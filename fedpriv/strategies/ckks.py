@@ -11,8 +11,14 @@ from flwr.app import ArrayRecord, ConfigRecord, Message, MetricRecord
 from flwr.serverapp import Grid
 from flwr.serverapp.strategy import FedAvg
 
+from fedpriv.crypto.encoding import NUM_METRICS, UpdateEncoding
 from fedpriv.crypto.keys import CkksContext
-from fedpriv.crypto.packing import add_encrypted, deserialize_update, expected_layout
+from fedpriv.crypto.packing import (
+    add_encrypted,
+    aggregate_form,
+    deserialize_update,
+    expected_layout,
+)
 from fedpriv.crypto.presets import CkksPreset
 from fedpriv.errors import CiphertextFormatError, KeyMaterialError, ReplyCode
 from fedpriv.flower import log
@@ -22,24 +28,24 @@ from fedpriv.strategies.sampling import Sampling
 UPDATE_KEY = "arrays"
 METRICS_KEY = "metrics"
 EVALUATION_STATE = "evaluation"
-# Encrypted evaluation metrics of one client: [sum of losses, correct predictions, records].
-NUM_METRIC_SLOTS = 3
 
 
 class CkksFedAvg(FedAvg, ReportsFacts):
     """FedAvg over ciphertexts.
 
-    Clients send ``Enc(n_k * w_k || n_k)``; the server adds whatever arrived and broadcasts
-    the encrypted sum, from which clients recover the weighted mean. The server learns no
+    Clients send their weighted update and its weight, encrypted
+    (:mod:`fedpriv.crypto.encoding`); the server adds whatever arrived and broadcasts the
+    encrypted sum, from which clients recover the weighted mean. The server learns no
     parameter, no sample count and no total; evaluation metrics arrive encrypted too and are
     summed the same way (the key holders read them).
 
     Parameters
     ----------
     context : CkksContext
-        Parameters-only context of either backend. A context holding any key is refused.
-    preset : CkksPreset
-        The preset the clients encrypt with.
+        Parameters-only context of any backend. A context holding any key is refused.
+    encoding : UpdateEncoding
+        How clients lay out their updates (the server needs the payload sizes and the unit
+        in which server-side noise is added).
     num_values : int
         Number of model parameters (the server knows the architecture, not the weights).
     sampling : Sampling
@@ -48,7 +54,11 @@ class CkksFedAvg(FedAvg, ReportsFacts):
     """
 
     def __init__(
-        self, context: CkksContext, preset: CkksPreset, num_values: int, sampling: Sampling
+        self,
+        context: CkksContext,
+        encoding: UpdateEncoding,
+        num_values: int,
+        sampling: Sampling,
     ) -> None:
         held = context.held_keys()
         if held:
@@ -59,8 +69,11 @@ class CkksFedAvg(FedAvg, ReportsFacts):
         sampling.init_fedavg(self)
         ReportsFacts.__init__(self)
         self.context = context
-        self.preset = preset
+        self.encoding = encoding
+        self.preset: CkksPreset = encoding.preset
         self.num_values = num_values
+        self.update_size = encoding.size(num_values)
+        self.metric_size = encoding.size(NUM_METRICS)
         # The last aggregate the clients accepted (empty: the seed's model) and what was
         # broadcast this round.
         self.accepted = ArrayRecord()
@@ -121,21 +134,24 @@ class CkksFedAvg(FedAvg, ReportsFacts):
             for m in replies
             if m.has_error() and m.error.code == ReplyCode.AGGREGATE_REJECTED
         )
-        parsed = self._parse_replies(server_round, replies, UPDATE_KEY, self.num_values + 1)
+        parsed = self._parse_replies(server_round, replies, UPDATE_KEY, self.update_size)
         log(INFO, "aggregate_train: adding %d encrypted updates", len(parsed))
         if not parsed:
             return (self.fall_back(server_round, refused) if refused else None), None
         self.accepted = self.broadcast
-        self.round_facts(server_round).summed = len(parsed)
-        return self._sum(parsed, self.num_values + 1), None
+        facts = self.round_facts(server_round)
+        facts.summed = len(parsed)
+        summed = self._sum(parsed, self.update_size)
+        facts.aggregate_form = aggregate_form(summed, self.preset)
+        return summed, None
 
     def aggregate_evaluate(
         self, server_round: int, replies: Iterable[Message]
     ) -> MetricRecord | None:
         """Sum the encrypted evaluation metrics; kept in the round's checkpoint."""
-        parsed = self._parse_replies(server_round, replies, METRICS_KEY, NUM_METRIC_SLOTS)
+        parsed = self._parse_replies(server_round, replies, METRICS_KEY, self.metric_size)
         if parsed:
-            summed = self._sum(parsed, NUM_METRIC_SLOTS)
+            summed = self._sum(parsed, self.metric_size)
             self.round_facts(server_round).state[EVALUATION_STATE] = summed
         return None
 
@@ -158,11 +174,14 @@ class CkksFedAvg(FedAvg, ReportsFacts):
     def add_plain(self, record: ArrayRecord, values: np.ndarray) -> ArrayRecord:
         """Add plaintext ``values`` to the model slots of an encrypted sum (no key needed).
 
-        This is how server-side DP noise reaches a sum the server cannot read; the weight
-        slot is left as it is.
+        This is how server-side DP noise reaches a sum the server cannot read. The values
+        are scaled as the clients' are (the encoding's unit of weight); the weight slots are
+        left as they are.
         """
-        parsed = deserialize_update(record, self.context, self.preset, self.num_values + 1)
-        return self._sum([parsed], self.num_values + 1, plain=np.append(values, 0.0))
+        parsed = deserialize_update(record, self.context, self.preset, self.update_size)
+        slots = np.zeros(self.update_size - self.num_values)
+        plain = np.concatenate([np.asarray(values) / self.encoding.unit, slots])
+        return self._sum([parsed], self.update_size, plain=plain)
 
     def _sum(
         self, parsed: list[list[Any]], num_values: int, plain: np.ndarray | None = None

@@ -20,6 +20,8 @@ class RoundFacts:
         Node id -> why its reply was left out.
     epsilon, delta : float | None
         Privacy spent after this round, under server-side DP.
+    aggregate_form : str | None
+        How the encrypted sum travels to clients (``seeds``, ``expanded`` or ``full``).
     state : dict[str, ArrayRecord]
         Records kept in the round's checkpoint beside the global arrays (for example the
         encrypted sum of evaluation metrics, which only the key holders can read).
@@ -30,6 +32,7 @@ class RoundFacts:
     rejected: dict[int, str] = field(default_factory=dict)
     epsilon: float | None = None
     delta: float | None = None
+    aggregate_form: str | None = None
     state: dict[str, ArrayRecord] = field(default_factory=dict)
 
 

@@ -26,8 +26,9 @@ from support import EQUIVALENCE, FakeGrid, client_context
 import clients.app as client_app
 import fedpriv.apps.client as client_runtime
 from fedpriv.config import RunConfig
+from fedpriv.crypto.encoding import UpdateEncoding
 from fedpriv.crypto.keys import load_server_context, make_context
-from fedpriv.crypto.packing import encrypt_weighted
+from fedpriv.crypto.packing import encrypt_update
 from fedpriv.crypto.presets import DEFAULT_PRESET, get_preset
 from fedpriv.data.partition import ClientData
 from fedpriv.errors import ReplyCode
@@ -36,6 +37,7 @@ from fedpriv.federation.rounds import RoundLoop, RoundPolicy
 from fedpriv.history import History
 from fedpriv.models import load_state, state_from_bytes
 from fedpriv.rundir import RunDirectory
+from fedpriv.schemes.base import load_scheme
 from fedpriv.strategies.sampling import Sampling
 from fedpriv.task import new_model, num_parameters
 from strategies import CkksFedAvg, PlaintextFedAvg
@@ -145,7 +147,8 @@ def test_aggregate_under_a_foreign_key_is_refused_and_the_server_reverts(task_id
     config = RunConfig(aggregation="ckks", key_dir=str(key_dir), num_clients=3, local_epochs=1)
     size = num_parameters(config)
     server = load_server_context(key_dir)
-    strategy = CkksFedAvg(server, PRESET, size, Sampling())
+    encoding = load_scheme(config).encodings().update  # what the clients encrypt with
+    strategy = CkksFedAvg(server, encoding, size, Sampling())
 
     # Round 1: clients start from the seed (empty broadcast) and reply honestly.
     round_one = [
@@ -154,7 +157,7 @@ def test_aggregate_under_a_foreign_key_is_refused_and_the_server_reverts(task_id
         )
         for pid in range(2)
     ]
-    rogue = encrypt_weighted(make_context(PRESET), PRESET, np.zeros(size), 100.0, 3)
+    rogue = encrypt_update(make_context(PRESET), encoding, np.zeros(size), 100.0)
     strategy.broadcast = ArrayRecord()  # what configure_train records: round 1 sends nothing
     corrupt, _ = strategy.aggregate_train(1, [*round_one, _reply(3, RecordDict({"arrays": rogue}))])
     assert corrupt is not None and len(corrupt) > 0
@@ -225,7 +228,8 @@ def test_round_is_skipped_when_too_few_clients_reply(task_identity, tmp_path):
 
 def test_refused_broadcast_reverts_the_model_in_the_round_loop(task_identity, tmp_path, key_dir):
     """Every client refuses the sum: the loop goes back to the last accepted aggregate."""
-    strategy = CkksFedAvg(load_server_context(key_dir), PRESET, 10, Sampling(minimum=1))
+    encoding = UpdateEncoding(PRESET)
+    strategy = CkksFedAvg(load_server_context(key_dir), encoding, 10, Sampling(minimum=1))
     accepted = ArrayRecord({"ct-00000": Array(np.zeros(1, np.float32))})
     strategy.accepted = accepted
     corrupt = ArrayRecord({"ct-00000": Array(np.ones(1, np.float32))})

@@ -12,20 +12,35 @@ from flwr.app import Array, ArrayRecord, MessageType, MetricRecord, RecordDict
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from fedpriv.crypto.encoding import UpdateEncoding
 from fedpriv.crypto.keys import (
     load_client_context,
     load_server_context,
     server_context_bytes,
     server_context_from_bytes,
 )
-from fedpriv.crypto.packing import deserialize_update, encrypt_weighted
+from fedpriv.crypto.packing import (
+    add_encrypted,
+    decrypt_update,
+    deserialize_update,
+    encrypt_update,
+    expected_layout,
+)
 from fedpriv.crypto.presets import get_preset
 from fedpriv.errors import FedprivError
 from fedpriv.strategies.plaintext import reply_problem
 from fedpriv.wire import payload_bytes, payload_from_bytes
 
-EXAMPLES = {"seal-update": 700, "tenseal-update": 400, "context": 400, "payload": 300, "plain": 300}
-NUM_VALUES = 5001  # two ciphertexts under the compact format, three under TenSEAL's
+EXAMPLES = {
+    "packed-update": 2000,
+    "packed-sum": 500,
+    "seal-update": 700,
+    "tenseal-update": 400,
+    "context": 400,
+    "payload": 300,
+    "plain": 300,
+}
+NUM_VALUES = 5001  # two ciphertexts under the packed and compact formats, three under TenSEAL's
 COUNTS: dict[str, int] = {}
 
 
@@ -74,13 +89,14 @@ def _accept_or_refuse(name: str, function, *args) -> None:
         pass  # refused with the project's own error: fine
 
 
-@pytest.fixture(scope="module", params=["n4096-compact", "n4096-additive"])
+@pytest.fixture(scope="module", params=["n4096-packed", "n4096-compact", "n4096-additive"])
 def update_case(request, key_sets):
     preset = get_preset(request.param)
     key_dir = key_sets(preset.name)
     client, server = load_client_context(key_dir), load_server_context(key_dir)
-    vector = np.random.default_rng(0).normal(0, 0.05, NUM_VALUES - 1)
-    record = encrypt_weighted(client, preset, vector, 40.0, 5)
+    vector = np.random.default_rng(0).normal(0, 0.05, NUM_VALUES - preset.check_slots)
+    encoding = UpdateEncoding(preset, max_total_weight=200.0, num_clients=5)
+    record = encrypt_update(client, encoding, vector, 40.0)
     return preset, server, record
 
 
@@ -130,7 +146,49 @@ def test_encrypted_updates(update_case):
     assert COUNTS[name] >= EXAMPLES[name]
 
 
-@given(name=st.sampled_from(["n4096-compact", "n4096-additive"]), mutation=MUTATIONS)
+@pytest.fixture(scope="module")
+def packed_sum(key_sets):
+    """A server's sum of three packed uploads (c0 and three seeds), as clients receive it."""
+    preset = get_preset("n4096-packed")
+    key_dir = key_sets(preset.name)
+    client, server = load_client_context(key_dir), load_server_context(key_dir)
+    encoding = UpdateEncoding(preset, max_total_weight=200.0, num_clients=5)
+    rng = np.random.default_rng(1)
+    size = encoding.size(NUM_VALUES)
+    parsed = [
+        deserialize_update(
+            encrypt_update(client, encoding, rng.normal(0, 0.05, NUM_VALUES), 40.0),
+            server,
+            preset,
+            size,
+        )
+        for _ in range(3)
+    ]
+    summed = add_encrypted(parsed, server, preset, expected_layout(size, preset))
+    return encoding, client, server, summed
+
+
+@given(index=st.integers(0, 3), mutation=MUTATIONS, field=FIELD_MUTATIONS)
+@_fuzz_settings("packed-sum")
+def test_packed_sums_on_both_sides(packed_sum, index, mutation, field):
+    """A mutated sum: the server re-adds it (server-side noise does), a client decrypts it."""
+    encoding, client, server, summed = packed_sum
+    bad = _mutated_record(summed, index, mutation, field)
+    size = encoding.size(NUM_VALUES)
+    preset = encoding.preset
+
+    def both_sides() -> None:
+        parsed = deserialize_update(bad, server, preset, size)
+        add_encrypted([parsed], server, preset, expected_layout(size, preset))
+        decrypt_update(bad, client, encoding, NUM_VALUES)
+
+    _accept_or_refuse("packed-sum", both_sides)
+
+
+@given(
+    name=st.sampled_from(["n4096-packed", "n4096-compact", "n4096-additive"]),
+    mutation=MUTATIONS,
+)
 @_fuzz_settings("context")
 def test_server_context_files(key_sets, name, mutation):
     preset = get_preset(name)

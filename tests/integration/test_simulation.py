@@ -15,13 +15,15 @@ from support import descendants, pids_with_cmdline
 
 from fedpriv.cli import main
 from fedpriv.crypto.keys import load_client_context, load_server_context
-from fedpriv.crypto.packing import decrypt_vector, decrypt_weighted_mean, stype
+from fedpriv.crypto.packing import decrypt_update, stype
 from fedpriv.crypto.presets import DEFAULT_PRESET, get_preset
 from fedpriv.errors import ConfigError, CryptoError
 from fedpriv.models import load_state, state_from_bytes
+from fedpriv.parameters import state_to_vector
 from fedpriv.release import round_models
 from fedpriv.rundir import RunDirectory
-from fedpriv.task import client_data, new_model
+from fedpriv.schemes.base import load_scheme
+from fedpriv.task import client_data, initial_state, new_model
 from fedpriv.training import evaluate
 
 pytestmark = pytest.mark.slow
@@ -87,18 +89,24 @@ def test_ckks_aggregate_is_fedavg_of_what_arrived(ckks_run):
     """A colluding key holder decrypts each update: their FedAvg is the decrypted aggregate."""
     rundir = RunDirectory(ckks_run)
     context = load_client_context(rundir.key_dir)
+    scheme = load_scheme(rundir.read_config())
+    encoding = scheme.encodings().update
+    reference = state_to_vector(initial_state(rundir.read_config()))
+    size = reference.size
     for server_round in rundir.checkpoint_rounds():
         updates = [
-            decrypt_vector(rundir.read_payload(p)["arrays"], context, PRESET)
+            decrypt_update(rundir.read_payload(p)["arrays"], context, encoding, size, reference)
             for p in rundir.view_files(server_round, "train-recv-").values()
         ]
-        weights = np.array([u[-1] for u in updates])
-        expected = np.sum([u[:-1] for u in updates], axis=0) / weights.sum()
-        aggregate, total = decrypt_weighted_mean(
-            rundir.read_checkpoint(server_round)["arrays"], context, PRESET
+        weights = np.array([weight for _, weight in updates])
+        expected = np.average([values for values, _ in updates], axis=0, weights=weights)
+        aggregate, total = decrypt_update(
+            rundir.read_checkpoint(server_round)["arrays"], context, encoding, size, reference
         )
         assert np.abs(aggregate - expected).max() < 1e-6
-        assert round(total) == round(weights.sum())
+        assert total == weights.sum()
+    forms = {r.aggregate_form for r in rundir.read_history().rounds}
+    assert forms == {"seeds"}  # five uploads: c0 and five seeds, far below the break-even
 
 
 def test_ckks_released_model_is_final_aggregate(ckks_run):

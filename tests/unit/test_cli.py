@@ -53,7 +53,10 @@ def test_keys_new_writes_private_client_context_and_refuses_overwrite(tmp_path, 
 def test_keys_presets_lists_presets(capsys):
     assert main(["keys", "presets"]) == 0
     out = capsys.readouterr().out
-    assert all(name in out for name in ("n4096-compact", "n4096-additive", "nvflare-default"))
+    assert all(
+        name in out
+        for name in ("n4096-packed", "n4096-compact", "n4096-additive", "nvflare-default")
+    )
 
 
 def test_version_and_help_with_defaults(capsys, monkeypatch):

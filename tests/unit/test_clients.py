@@ -5,8 +5,9 @@ from support import client_context
 
 import clients.app as client_app
 from fedpriv.config import RunConfig
+from fedpriv.crypto.encoding import UpdateEncoding
 from fedpriv.crypto.keys import make_context
-from fedpriv.crypto.packing import encrypt_weighted, stype
+from fedpriv.crypto.packing import encrypt_update, stype
 from fedpriv.crypto.presets import DEFAULT_PRESET, get_preset
 from fedpriv.errors import BoundError, ConfigError, ReplyCode
 from fedpriv.task import num_parameters
@@ -26,19 +27,30 @@ def test_round_one_ckks_reply_is_ciphertext_only(task_identity, key_dir):
     assert not reply.content.metric_records and not reply.content.config_records
     record = reply.content["arrays"]
     assert all(record[k].stype == stype(PRESET) for k in record.keys())
-    assert sum(record[k].shape[0] for k in record.keys()) == num_parameters(config) + 1
+    slots = num_parameters(config) + PRESET.check_slots
+    assert sum(record[k].shape[0] for k in record.keys()) == slots
 
 
-def test_diverging_update_fails_the_reply_naming_bound_and_preset(task_identity, key_dir):
+def test_diverging_update_fails_the_reply_naming_bound_and_key(task_identity, key_dir):
     config = RunConfig(aggregation="ckks", key_dir=str(key_dir), learning_rate=1e12, local_epochs=1)
-    with pytest.raises(BoundError, match=r"(NaN/inf|safe bound .* preset n4096-compact)"):
+    with pytest.raises(BoundError, match=r"(NaN/inf|beyond ckks-update-bound 4 of preset)"):
+        client_app.train_handler(_request(ArrayRecord()), client_context(config))
+
+
+def test_update_bound_is_the_run_config_key(task_identity, key_dir):
+    """A tight ckks-update-bound refuses an ordinary update, naming the key to raise."""
+    config = RunConfig(
+        aggregation="ckks", key_dir=str(key_dir), local_epochs=1, ckks_update_bound=1e-6
+    )
+    with pytest.raises(BoundError, match=r"drifts .* beyond ckks-update-bound 1e-06"):
         client_app.train_handler(_request(ArrayRecord()), client_context(config))
 
 
 def test_aggregate_under_another_key_is_detected(task_identity, key_dir):
     config = RunConfig(aggregation="ckks", key_dir=str(key_dir), local_epochs=1)
     stranger = make_context(PRESET)
-    foreign = encrypt_weighted(stranger, PRESET, np.zeros(num_parameters(config)), 100.0, 5)
+    encoding = UpdateEncoding(PRESET, max_total_weight=1797)
+    foreign = encrypt_update(stranger, encoding, np.zeros(num_parameters(config)), 100.0)
     reply = client_app.train_handler(_request(foreign, server_round=2), client_context(config))
     assert reply.has_error() and reply.error.code == ReplyCode.AGGREGATE_REJECTED
     assert "encrypted under another key" in reply.error.reason

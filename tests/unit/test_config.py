@@ -31,7 +31,10 @@ def test_roundtrip_through_flower_config():
         ({"num_server_rounds": 0}, "num-server-rounds must be >= 1"),
         ({"fraction_train": 0.0}, "fraction-train must lie in (0, 1]"),
         ({"fraction_evaluate": 1.5}, "fraction-evaluate must lie in (0, 1]"),
-        ({"aggregation": "ckks", "ckks_preset": "tiny"}, "valid choices: n4096-compact"),
+        (
+            {"aggregation": "ckks", "ckks_preset": "tiny"},
+            "valid choices: n4096-packed, n4096-compact",
+        ),
         ({"num_clients": "5"}, "num-clients must be of type int"),
     ],
 )

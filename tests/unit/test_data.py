@@ -111,3 +111,63 @@ def test_hub_loader_reads_a_dataset_saved_on_disk(tmp_path):
     assert list(loaded.y[:4]) == [0, 1, 2, 0]
     parts = Partitioning(f"hf:{tmp_path / 'toy'}", 3, seed=0)
     assert len(parts.client(0).y_train) > 0
+
+
+# -- the disk cache a fresh process reads -------------------------------------------------
+def test_cache_entry_round_trips_and_rebuilds_what_is_corrupt(tmp_path, monkeypatch):
+    import numpy as np
+
+    from fedpriv.data.cache import cached_arrays, entry_path
+
+    monkeypatch.setenv("FEDPRIV_CACHE_DIR", str(tmp_path))
+    builds = []
+
+    def build():
+        builds.append(1)
+        return {"a": np.arange(5), "b": np.ones((2, 2), np.float32)}
+
+    arrays, hit = cached_arrays("thing", build, {"a", "b"})
+    assert not hit and len(builds) == 1
+    again, hit = cached_arrays("thing", build, {"a", "b"})
+    assert hit and len(builds) == 1 and np.array_equal(again["b"], arrays["b"])
+    path = entry_path("thing")
+    path.write_bytes(path.read_bytes()[:40])  # truncated by a crash or a full disk
+    _, hit = cached_arrays("thing", build, {"a", "b"})
+    assert not hit and len(builds) == 2
+    with np.load(path) as stored:
+        np.savez(path, a=stored["a"])  # an entry of another layout: rebuilt
+    _, hit = cached_arrays("thing", build, {"a", "b"})
+    assert not hit and len(builds) == 3
+    assert not [p for p in tmp_path.iterdir() if p.suffix == ".tmp"]
+
+
+def test_cache_that_cannot_be_written_costs_only_the_rebuild(tmp_path, monkeypatch):
+    import numpy as np
+
+    from fedpriv.data.cache import cached_arrays
+
+    monkeypatch.setenv("FEDPRIV_CACHE_DIR", str(tmp_path / "file"))
+    (tmp_path / "file").write_text("not a folder")
+    arrays, hit = cached_arrays("x", lambda: {"a": np.zeros(1)}, {"a"})
+    assert not hit and arrays["a"].tolist() == [0.0]
+
+
+def test_cached_dataset_and_split_equal_the_built_ones(tmp_path, monkeypatch):
+    import numpy as np
+
+    from fedpriv.data import datasets, partition
+
+    monkeypatch.setenv("FEDPRIV_CACHE_DIR", str(tmp_path))
+    built = []
+    for _ in range(2):  # the second pass reads what the first stored
+        datasets.load_dataset.cache_clear()
+        partition._cached_parts.cache_clear()
+        data = partition.Partitioning("digits", 5, "dirichlet", seed=3).client(2)
+        built.append((datasets.load_dataset("digits"), data))
+    (first, a), (second, b) = built
+    assert np.array_equal(first.x, second.x) and np.array_equal(first.y, second.y)
+    assert np.array_equal(a.train_indices, b.train_indices)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "dataset-digits.v1.npz",
+        "split-digits-5-dirichlet-3-0.5-2.v1.npz",
+    ]

@@ -12,8 +12,9 @@ from flwr.app import (
     RecordDict,
 )
 
+from fedpriv.crypto.encoding import UpdateEncoding
 from fedpriv.crypto.keys import make_context, server_context_bytes, server_context_from_bytes
-from fedpriv.crypto.packing import decrypt_weighted_mean, encrypt_weighted
+from fedpriv.crypto.packing import decrypt_update, encrypt_update
 from fedpriv.crypto.presets import get_preset
 from fedpriv.errors import KeyMaterialError
 from fedpriv.strategies.sampling import Sampling
@@ -23,11 +24,15 @@ from strategies import CkksFedAvg, PlaintextFedAvg
 SIZE = 5000
 
 
-@pytest.fixture(scope="module", params=["n4096-compact", "n4096-additive"])
+@pytest.fixture(scope="module", params=["n4096-packed", "n4096-compact", "n4096-additive"])
 def contexts(request):
     preset = get_preset(request.param)
     client = make_context(preset)
     return client, server_context_from_bytes(server_context_bytes(client), preset), preset
+
+
+def _encoding(preset):
+    return UpdateEncoding(preset, max_total_weight=240.0, num_clients=4)
 
 
 def _reply(node: int, content: RecordDict | None = None, error: str | None = None) -> Message:
@@ -44,7 +49,7 @@ def _reply(node: int, content: RecordDict | None = None, error: str | None = Non
 def test_refuses_a_context_that_can_decrypt(task_identity, contexts):
     client, _, preset = contexts
     with pytest.raises(KeyMaterialError, match="refusing to run: the server context holds"):
-        CkksFedAvg(client, preset, SIZE, Sampling())
+        CkksFedAvg(client, _encoding(preset), SIZE, Sampling())
 
 
 def test_bad_replies_are_rejected_and_the_rest_aggregated(task_identity, contexts):
@@ -52,8 +57,9 @@ def test_bad_replies_are_rejected_and_the_rest_aggregated(task_identity, context
     rng = np.random.default_rng(0)
     vectors = [rng.normal(0, 0.1, SIZE) for _ in range(4)]
     weights = [30.0, 50.0, 70.0, 90.0]
+    encoding = _encoding(preset)
     records = [
-        encrypt_weighted(client, preset, v, w, 4) for v, w in zip(vectors, weights, strict=False)
+        encrypt_update(client, encoding, v, w) for v, w in zip(vectors, weights, strict=True)
     ]
     truncated = ArrayRecord({k: records[2][k] for k in records[2].keys()})
     blob = truncated["ct-00001"]
@@ -69,12 +75,14 @@ def test_bad_replies_are_rejected_and_the_rest_aggregated(task_identity, context
         _reply(14, error="client crashed"),
         _reply(15, RecordDict({"metrics": MetricRecord({"num-examples": 5})})),
     ]
-    strategy = CkksFedAvg(server, preset, SIZE, Sampling())
+    strategy = CkksFedAvg(server, encoding, SIZE, Sampling())
     aggregate, metrics = strategy.aggregate_train(1, replies)
     assert metrics is None
-    mean, total = decrypt_weighted_mean(aggregate, client, preset)
+    mean, total = decrypt_update(aggregate, client, encoding, SIZE)
     expected = np.average(vectors[:2], axis=0, weights=weights[:2])
-    assert np.abs(mean - expected).max() < 1e-7 and round(total) == 80
+    assert np.abs(mean - expected).max() < 1e-6 and total == 80
+    form = {"packed": "seeds", "seal": "full", "tenseal": "full"}[preset.backend]
+    assert strategy.round_facts(1).aggregate_form == form
     assert strategy.round_facts(1).summed == 2
     assert set(strategy.round_facts(1).rejected) == {13, 15}
     assert "ct-00001" in strategy.round_facts(1).rejected[13]
@@ -83,7 +91,7 @@ def test_bad_replies_are_rejected_and_the_rest_aggregated(task_identity, context
 
 def test_nothing_valid_leaves_the_model_unchanged(task_identity, contexts):
     _, server, preset = contexts
-    strategy = CkksFedAvg(server, preset, SIZE, Sampling())
+    strategy = CkksFedAvg(server, _encoding(preset), SIZE, Sampling())
     assert strategy.aggregate_train(1, [_reply(1, error="x")]) == (None, None)
 
 
