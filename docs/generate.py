@@ -13,6 +13,8 @@ them is typed by hand. Sources:
   ``<!-- results:end -->``: ``docs/results/compare.json`` (``results.json`` of
   ``fedpriv compare``);
 - ``docs/reference/performance.md``: ``docs/results/bench.json`` (of ``fedpriv bench``);
+- ``docs/reference/wire-format.md``: the default preset and its packed format (code), with
+  the measured precision and bytes of ``docs/results/bench.json``;
 - ``docs/how-to/add-an-attack.md``: a copy of ``fedpriv/attacks/README.md``.
 """
 
@@ -373,8 +375,10 @@ def performance_page() -> str:
         "## Bytes per model size",
         "",
         "Synthetic update vectors of each size, under each preset. *up* is one client's "
-        "serialized upload, *down* the sum the server broadcasts, each against the same "
-        "model's plaintext payload.",
+        "serialized upload, *down × K* what each client downloads for the model when K "
+        "uploads were summed (the packed sum carries one 64-byte seed per upload and "
+        "ciphertext, up to its break-even of 288 uploads), each against the same model's "
+        "plaintext payload.",
         "",
     ]
     rows = [
@@ -383,14 +387,13 @@ def performance_page() -> str:
             f"{row['parameters']:,}",
             f"{row['plaintext']['bytes_up']:,}",
             f"{row['ckks']['bytes_up']:,}",
-            f"{row['ckks']['bytes_down']:,}",
             _ratio(row["bytes_up_ratio"]),
-            _ratio(row["bytes_down_ratio"]),
+            *(_ratio(row["bytes_down_ratio_by_clients"][k]) for k in ("10", "100", "1000")),
         ]
         for row in bench["sizes"]
     ]
-    head = ["preset", "parameters", "plaintext bytes", "ckks bytes up", "ckks bytes down"]
-    lines += table([*head, "up ×", "down ×"], rows) + [""]
+    head = ["preset", "parameters", "plaintext bytes", "ckks bytes up", "up ×"]
+    lines += table([*head, "down × 10", "down × 100", "down × 1000"], rows) + [""]
     lines += [
         "## Seconds per model size",
         "",
@@ -424,15 +427,25 @@ def performance_page() -> str:
     lines += [
         "## Precision",
         "",
-        "Largest absolute difference between the decrypted weighted mean of many clients' "
-        "updates and the same mean computed by numpy in float64.",
+        "The decrypted weighted mean of many clients' updates against the same mean computed "
+        "by numpy in float64, under the default `ckks-update-bound`: the largest absolute "
+        "difference, the standard deviation of the differences, and the standard deviation "
+        "the encoding predicts (`UpdateEncoding.error_std`).",
         "",
     ]
     rows = [
-        [f"`{p['preset']}`", str(p["clients"]), f"{p['parameters']:,}", f"{p['max_abs_error']:.1e}"]
+        [
+            f"`{p['preset']}`",
+            str(p["clients"]),
+            f"{p['parameters']:,}",
+            f"{p['max_abs_error']:.1e}",
+            f"{p['std_error']:.1e}",
+            f"{p['predicted_std']:.1e}",
+        ]
         for p in bench["precision"]
     ]
-    lines += table(["preset", "clients", "parameters", "max abs error"], rows) + [""]
+    head = ["preset", "clients", "parameters", "max abs error", "std", "predicted std"]
+    lines += table(head, rows) + [""]
     if "end_to_end" in bench:
         e2e = bench["end_to_end"]
         fed = e2e["config"]
@@ -468,6 +481,38 @@ def performance_page() -> str:
             f"upload ratio: {_ratio(e2e['bytes_up_ratio'])}.",
             "",
         ]
+    if "deploy" in bench:
+        deploy = bench["deploy"]
+        fed = deploy["config"]
+        lines += [
+            "## Deployment",
+            "",
+            f"`fedpriv deploy local --aggregation {fed['aggregation']} --clients "
+            f"{fed['num_clients']} --rounds {fed['num_server_rounds']}` (Flower's Deployment "
+            "Engine on loopback, TLS, a fresh ClientApp process per message) beside the same "
+            "federation in simulation, median seconds of the rounds after the first:",
+            "",
+            *table(
+                ["engine", "seconds per round", "every round", "final accuracy"],
+                [
+                    [
+                        name,
+                        f"{deploy[key]:.2f}",
+                        ", ".join(f"{s:.2f}" for s in deploy[arm]["round_seconds"]),
+                        ""
+                        if deploy[arm]["final_accuracy"] is None
+                        else f"{deploy[arm]['final_accuracy']:.4f}",
+                    ]
+                    for name, arm, key in (
+                        ("deployment", "deployment", "deployment_round_seconds"),
+                        ("simulation", "simulation", "simulation_round_seconds"),
+                    )
+                ],
+            ),
+            "",
+            f"Ratio (deployment / simulation): {deploy['round_seconds_ratio']:.1f}.",
+            "",
+        ]
     if "scale" in bench:
         scale = bench["scale"]
         config = scale["config"]
@@ -494,6 +539,154 @@ def performance_page() -> str:
     return "\n".join(lines).rstrip() + "\n"
 
 
+# -- the wire format and the preset's derivation -------------------------------------------
+
+
+def wire_format_page() -> str:
+    """``docs/reference/wire-format.md``: the packed format's layout and the default preset."""
+    from fedpriv.crypto.encoding import NOISE_STD, UpdateEncoding
+    from fedpriv.crypto.packed import HEADER, PackedContext
+    from fedpriv.crypto.presets import DEFAULT_PRESET, get_preset
+    from fedpriv.crypto.sealheader import SEED_BYTES
+    from fedpriv.data.datasets import load_dataset
+
+    preset = get_preset(DEFAULT_PRESET)
+    context = PackedContext(preset)
+    n, q, high = context.n, context.q, context.high
+    upload = HEADER.size + context.polynomial + SEED_BYTES
+    defaults = RunConfig()
+    records = len(load_dataset(defaults.dataset))
+    encoding = UpdateEncoding(preset, defaults.ckks_update_bound, records)
+    train_records = round(records * (1 - defaults.test_fraction))
+    lines = [
+        header("fedpriv/crypto/presets.py, fedpriv/crypto/packed.py, docs/results/bench.json"),
+        "# Wire format and preset",
+        "",
+        f"The default preset `{preset.name}` and its packed format, computed from the code "
+        "(`fedpriv/crypto/presets.py`, `fedpriv/crypto/packed.py`, "
+        "`fedpriv/crypto/encoding.py`); measured numbers come from `docs/results/bench.json`. "
+        "[CKKS aggregation](../explanation/ckks.md) explains the protocol and what each side "
+        "checks.",
+        "",
+        "## One ciphertext",
+        "",
+        *table(
+            ["part", "bytes", "what it holds"],
+            [
+                ["magic", "4", f"`{context_magic()}`"],
+                ["flags", "1", "bit 0: `c1` travels expanded (else as seeds)"],
+                ["high bits", "1", f"{high}: width of a coefficient's bits above the low 32"],
+                ["scale bits", "1", f"{preset.scale_bits}: log2 of the CKKS scale"],
+                ["reserved", "1", "0"],
+                ["parameter tag", "8", "the first 8 bytes of SEAL's `parms_id` of (N, q)"],
+                ["N", "4", f"{n:,}"],
+                ["seeds", "4", "how many 64-byte seeds follow"],
+                [
+                    "`c0`",
+                    f"{context.polynomial:,}",
+                    f"N low words (u32), then N high parts of {high} bits, packed",
+                ],
+                ["`c1`", f"{context.polynomial:,}", "only when expanded"],
+                ["seeds", f"{SEED_BYTES} each", "SEAL's seeds of `c1`, one per summed upload"],
+            ],
+        ),
+        "",
+        f"Header {HEADER.size} bytes. An upload is {upload:,} bytes for {n:,} values: "
+        f"{upload / n:.3f} bytes a value, {upload / (4 * n):.3f}× float32. A sum of K "
+        f"uploads adds {SEED_BYTES} bytes per upload ({SEED_BYTES / n:.4f} bytes a value) "
+        f"up to the break-even of {context.break_even} uploads, past which the server "
+        f"sends `c1` expanded ({HEADER.size + 2 * context.polynomial:,} bytes, "
+        f"{(HEADER.size + 2 * context.polynomial) / (4 * n):.3f}× float32).",
+        "",
+        "## The preset's derivation",
+        "",
+        *table(
+            ["quantity", "value", "why"],
+            [
+                ["N", f"{n:,}", "the ring; N reals a ciphertext with complex packing"],
+                [
+                    "q",
+                    f"{q:,} ({q.bit_length()} bits)",
+                    "one prime (an adding server needs no key switching): 32 + 4 bits travel "
+                    "as 4.5 bytes; 128-bit security allows 109 bits at this N",
+                ],
+                ["scale", f"2^{preset.scale_bits}", "values times the scale are integers mod q"],
+                [
+                    "capacity (`sum_bound`)",
+                    f"{preset.sum_bound:,.1f}",
+                    "0.7 q / (2 scale): no coefficient of a sum reaches q/2 (√2 × the largest "
+                    "value under complex packing)",
+                ],
+                [
+                    "`ckks-update-bound`",
+                    f"{defaults.ckks_update_bound:g}",
+                    "the largest drift from the seed's model a client sends",
+                ],
+                [
+                    "weight unit W",
+                    f"{encoding.unit:.4g}",
+                    f"(records {records:,} × bound) / capacity: the default federation's "
+                    "largest sum fills the capacity",
+                ],
+                [
+                    "noise of one ciphertext",
+                    f"{NOISE_STD:g}",
+                    "standard deviation per value, in units of the scale (measured)",
+                ],
+                [
+                    "error of a mean of 5 uploads",
+                    f"{encoding.error_std(5, train_records):.1e}",
+                    f"predicted standard deviation per value, {train_records:,} training "
+                    "records in the round",
+                ],
+            ],
+        ),
+        "",
+        "Precision is set by q and the bound, not by the scale: a larger scale shrinks the "
+        "capacity and W grows by as much. Doubling `ckks-update-bound` doubles the error.",
+        "",
+    ]
+    if BENCH_JSON.exists():
+        bench = json.loads(BENCH_JSON.read_text(encoding="utf-8"))
+        rows = [r for r in bench["sizes"] if r["preset"] == preset.name]
+        precision = [p for p in bench["precision"] if p["preset"] == preset.name]
+        lines += [
+            "## Measured",
+            "",
+            f"By `{bench['command']}` at commit `{bench['commit']}`, {bench['generated']} "
+            "(all of it on [Performance](performance.md)):",
+            "",
+            *table(
+                ["parameters", "up ×", "down × 10", "down × 100", "parse+add × plaintext"],
+                [
+                    [
+                        f"{r['parameters']:,}",
+                        _ratio(r["bytes_up_ratio"]),
+                        _ratio(r["bytes_down_ratio_by_clients"]["10"]),
+                        _ratio(r["bytes_down_ratio_by_clients"]["100"]),
+                        f"{r['server_parse_add_ratio']:.1f}",
+                    ]
+                    for r in rows
+                ],
+            ),
+            "",
+        ]
+        for p in precision:
+            lines.append(
+                f"A weighted mean of {p['clients']} clients' {p['parameters']:,} values: "
+                f"largest error {p['max_abs_error']:.1e}, standard deviation "
+                f"{p['std_error']:.1e} (predicted {p['predicted_std']:.1e})."
+            )
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def context_magic() -> str:
+    """The packed format's magic, as text."""
+    from fedpriv.crypto.packed import MAGIC
+
+    return MAGIC.decode("ascii")
+
+
 # -- the attack plug-in guide --------------------------------------------------------------
 
 
@@ -509,6 +702,7 @@ PAGES: dict[Path, Callable[[], str]] = {
     DOCS / "reference" / "run-config.md": run_config_page,
     DOCS / "reference" / "results.md": results_page,
     DOCS / "reference" / "performance.md": performance_page,
+    DOCS / "reference" / "wire-format.md": wire_format_page,
     DOCS / "how-to" / "add-an-attack.md": add_an_attack_page,
 }
 

@@ -33,9 +33,9 @@ class UpdateEncoding:
     * **drift** (the ``packed`` backend): ``[w/W * (values - reference), w/W, w/W, w/W]``,
       where ``reference`` is the model every party rebuilds from the run's seed, so that
       clients need no state between rounds. A drift is bounded by ``bound`` (the run-config
-      key ``ckks-update-bound``; a client refuses to send more), and ``W``, a power of two,
-      scales the weights so that the whole sum stays inside the preset's capacity:
-      ``(max_total_weight * bound + headroom) / W <= capacity``. The three weight slots must
+      key ``ckks-update-bound``; a client refuses to send more), and ``W`` scales the
+      weights so that the largest possible sum just fills the preset's capacity:
+      ``(max_total_weight * bound + headroom) / W = sum_bound``. The three weight slots must
       agree after decryption: a sum under another key, or a corrupt one, fails that check.
 
     Precision follows from the prime, not the scale: the encryption noise of a sum of K
@@ -84,14 +84,14 @@ class UpdateEncoding:
 
     @property
     def unit(self) -> float:
-        """``W``: the weight encoded as one (a power of two, possibly below one; 1 for weights)."""
+        """``W``: the weight encoded as one (1 under the weights encoding).
+
+        The largest possible sum of a round then just fills the preset's capacity, so that
+        the encryption noise is as small as the prime allows relative to the values.
+        """
         if not self.preset.drift:
             return 1.0
-        # The smallest power of two (below one too: small weights are scaled up) that fits
-        # the largest possible sum into the capacity, so that the noise is as small as the
-        # prime allows relative to the values.
-        need = (self.max_total_weight * self.bound + self.headroom) / self.preset.sum_bound
-        return float(2.0 ** math.ceil(math.log2(need)))
+        return (self.max_total_weight * self.bound + self.headroom) / self.preset.sum_bound
 
     def error_std(self, num_updates: int, total_weight: float) -> float:
         """Standard deviation of the error of one value of a decrypted weighted mean.

@@ -117,12 +117,20 @@ class CkksPreset:
     def sum_bound(self) -> float:
         """Largest magnitude any slot of a (summed) ciphertext may reach.
 
-        Decoding is exact while |value| x scale stays below half the first prime; beyond
-        that CKKS wraps around *silently* (measured: N=4096 ``[60,49]`` wraps at 2^19; with
-        complex packing the worst slot pattern wraps at 0.71 x q/(2 scale), 2^17.5 for
-        ``n4096-compact``). One bit of headroom is kept below q/(2 scale).
+        Decoding is exact while every coefficient of the encoded polynomial stays below half
+        the first prime q; beyond that CKKS wraps around *silently*. A coefficient is a
+        linear mix of the slots: with N/2 real slots (TenSEAL) it is at most the largest
+        slot, so slots may reach q/(2 scale) (measured: N=4096 ``[60,49]`` wraps at 2^19);
+        with complex packing (two reals a slot) at most sqrt(2) times the largest real, so
+        the worst slot pattern wraps at q/(2 scale)/sqrt(2) (measured: 0.71 q/(2 scale)).
+        The packed backend keeps 0.7 q/(2 scale), just inside that worst case (its noise is
+        a few hundred units of a scale of 2^22); the seal backend one bit below q/(2 scale).
         """
-        return float(2 ** (self.coeff_mod_bit_sizes[0] - 2 - self.scale_bits))
+        half = 2.0 ** (self.coeff_mod_bit_sizes[0] - 1 - self.scale_bits)  # ~ q / (2 scale)
+        if self.backend == "packed":
+            # q lies within 2^-15 of 2^bits for the primes SEAL picks; 0.7 covers it.
+            return 0.7 * half
+        return half / 2
 
     def client_bound(self, num_clients: int) -> float:
         """Largest magnitude one of ``num_clients`` summands may have."""

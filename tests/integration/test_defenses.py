@@ -11,8 +11,11 @@ from fedpriv.defenses.dp import DPSettings, draw_noise
 @pytest.mark.slow
 def test_ckks_dp_aggregate_is_clipped_sum_plus_server_noise(tmp_path):
     from fedpriv.attacks.views import CoalitionView
+    from fedpriv.parameters import state_to_vector
     from fedpriv.rundir import RunDirectory
+    from fedpriv.schemes.base import load_scheme
     from fedpriv.simulation import run_simulation
+    from fedpriv.task import initial_state
 
     config = RunConfig(
         aggregation="ckks",
@@ -28,6 +31,8 @@ def test_ckks_dp_aggregate_is_clipped_sum_plus_server_noise(tmp_path):
     rundir, view = RunDirectory(path), CoalitionView(path)
     holder = view.sight.holder  # the colluding client's key holder
     settings = DPSettings.from_config(config)
+    encoding = load_scheme(config).encodings().update
+    reference = state_to_vector(initial_state(config))
     history = rundir.read_history().rounds
     for server_round in (1, 2):
         start = view.global_model(server_round)
@@ -35,9 +40,13 @@ def test_ckks_dp_aggregate_is_clipped_sum_plus_server_noise(tmp_path):
         assert [u.num_examples for u in view.updates(server_round)] == [1, 1, 1]
         for upload in uploads:
             assert np.linalg.norm(upload - start) <= 0.5 + 1e-6
-        total = holder.decrypt(rundir.read_checkpoint(server_round)["arrays"])
+        # The sum's slots: each upload's drift from the seed's model and its weight (one),
+        # scaled by the encoding's unit; the server's noise added in the same unit.
+        total = holder.decrypt(rundir.read_checkpoint(server_round)["arrays"]) * encoding.unit
+        drift, weights = total[: len(start)], total[len(start) :]
         noise = draw_noise(settings, len(start), server_round)
-        assert np.abs(total[:-1] - (np.sum(uploads, axis=0) + noise)).max() < 1e-6
-        assert round(total[-1]) == 3
+        expected = np.sum([u - reference for u in uploads], axis=0) + noise
+        assert np.abs(drift - expected).max() / 3 < 1e-6  # the mean clients receive
+        assert np.abs(weights - 3).max() < 1e-3
         expected = privacy_spent(0.3, 1.0, server_round, 1e-5)
         assert history[server_round - 1].dp_epsilon == pytest.approx(expected)

