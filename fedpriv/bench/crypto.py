@@ -48,7 +48,8 @@ class CkksCost:
 
     ``bytes_down`` is what each client receives for the model when ``clients`` updates were
     added; ``bytes_down_by_clients`` the same for other numbers of clients (the packed format
-    sends one seed per update up to its break-even, the expanded sum past it).
+    sends one seed per update up to its break-even, the expanded sum past it), and
+    ``decrypt_seconds_by_clients`` what decrypting that costs a client (expanding the seeds).
     """
 
     bytes_up: int
@@ -56,6 +57,7 @@ class CkksCost:
     bytes_down_by_clients: dict[str, int]
     encrypt_seconds: float
     decrypt_seconds: float
+    decrypt_seconds_by_clients: dict[str, float]
     server_parse_seconds: float
     server_add_seconds: float
     server_parse_add_seconds: float
@@ -87,6 +89,9 @@ class SizeRow:
             },
             "encrypt_seconds_per_1m": ckks.encrypt_seconds * per_million,
             "decrypt_seconds_per_1m": ckks.decrypt_seconds * per_million,
+            "decrypt_seconds_per_1m_by_clients": {
+                k: v * per_million for k, v in ckks.decrypt_seconds_by_clients.items()
+            },
             "server_parse_add_seconds_per_1m": ckks.server_parse_add_seconds * per_million,
             "server_add_ratio": ckks.server_add_seconds / plain.server_add_seconds,
             "server_parse_add_ratio": ckks.server_parse_add_seconds
@@ -189,6 +194,27 @@ def download_bytes(
     return payload_size(RecordDict({"arrays": record}))
 
 
+def decrypt_seconds(
+    context: CkksContext, preset: CkksPreset, upload: list[Any], size: int, clients: int
+) -> float:
+    """Seconds a client takes to decrypt the sum of ``clients`` updates of ``size`` slots.
+
+    Under the packed format a client expands every upload's seed (through SEAL) up to the
+    break-even, so its time grows with the clients; it is measured on one full ciphertext
+    and scaled to the layout. The other formats' sums do not depend on the clients: their
+    time is measured on the full record by :func:`measure_ckks`.
+    """
+    if not isinstance(context, PackedContext):
+        return float("nan")
+    first = upload[0]
+    summed = PackedCiphertext(first.c0, first.seeds * clients)
+    if clients > context.break_even:
+        summed = PackedCiphertext(first.c0, [], first.c0)
+    with Stopwatch() as timer:
+        context.decrypt(summed, preset.slots)
+    return timer.seconds * size / preset.slots
+
+
 def measure_ckks(preset_name: str, size: int, clients: int) -> CkksCost:
     """Bytes and seconds of the ckks arm for one model size, under one preset."""
     preset = get_preset(preset_name)
@@ -234,6 +260,14 @@ def measure_ckks(preset_name: str, size: int, clients: int) -> CkksCost:
         },
         encrypt_seconds=statistics.median(encrypt_seconds),
         decrypt_seconds=decrypt.seconds,
+        decrypt_seconds_by_clients={
+            str(k): (
+                decrypt.seconds
+                if preset.backend != "packed"
+                else decrypt_seconds(context, preset, first, payload, k)
+            )
+            for k in DOWNLOAD_CLIENTS
+        },
         server_parse_seconds=statistics.median(parse_seconds),
         server_add_seconds=add,
         server_parse_add_seconds=statistics.median(parse_seconds) + add,

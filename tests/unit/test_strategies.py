@@ -109,3 +109,21 @@ def test_plaintext_aggregate_does_not_depend_on_arrival_order(task_identity):
     random.Random(3).shuffle(replies)
     second, _ = strategy.aggregate_train(1, replies)
     assert np.array_equal(first["w"].numpy(), second["w"].numpy())
+
+
+def test_past_the_break_even_the_sum_travels_expanded(task_identity):
+    """289 uploads: c0 and c1 in full instead of 289 seeds; recorded as the round's form."""
+    preset = get_preset("n4096-packed")
+    client = make_context(preset)
+    server = server_context_from_bytes(server_context_bytes(client), preset)
+    encoding = UpdateEncoding(preset, max_total_weight=289.0, num_clients=289)
+    values = np.full(10, 0.25)
+    replies = [
+        _reply(node, RecordDict({"arrays": encrypt_update(client, encoding, values, 1.0)}))
+        for node in range(289)
+    ]
+    strategy = CkksFedAvg(server, encoding, 10, Sampling())
+    aggregate, _ = strategy.aggregate_train(1, replies)
+    assert strategy.round_facts(1).aggregate_form == "expanded"
+    mean, total = decrypt_update(aggregate, client, encoding, 10)
+    assert total == 289 and np.abs(mean - values).max() < 1e-4
