@@ -44,6 +44,12 @@ def train_handler(msg: Message, context: Context) -> Message:
     return ClientRun(context).train(msg)
 
 
+@app.query("threshold")
+def threshold_handler(msg: Message, context: Context) -> Message:
+    """A step of threshold CKKS's protocol: key setup, or a decryption share of a sum."""
+    return ClientRun(context).query(msg)
+
+
 @app.evaluate()
 def evaluate_handler(msg: Message, context: Context) -> Message:
     """Evaluate the global model on the local test split and reply with its metrics."""

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field, fields
 from enum import StrEnum
 from typing import Any, ClassVar
 
-from fedpriv.crypto.presets import DEFAULT_PRESET, PRESETS, get_preset
+from fedpriv.crypto.presets import DEFAULT_PRESET, DEFAULT_THRESHOLD_PRESET, PRESETS, get_preset
 from fedpriv.errors import ConfigError
 from fedpriv.registry import (
     DATASETS,
@@ -73,12 +74,22 @@ class RunConfig:
     max_train_samples: int = setting(0, "cap on each client's training records (0: none)")
     seed: int = setting(42, "seed of the split, the initial model and the mini-batch order")
     ckks_preset: str = setting(
-        DEFAULT_PRESET, "CKKS parameter preset (`fedpriv keys presets`)", choices=tuple(PRESETS)
+        DEFAULT_PRESET,
+        "CKKS parameter preset (`fedpriv keys presets`)",
+        choices=tuple(name for name, p in PRESETS.items() if p.backend != "threshold"),
     )
     ckks_update_bound: float = setting(
         4.0,
         "CKKS (packed presets): largest drift of a parameter from its initial value that a "
         "client sends; doubling it costs one bit of precision",
+    )
+    threshold: int = setting(
+        0, "ckks-threshold: parties needed to decrypt an aggregate (0: ceil(2 x clients / 3))"
+    )
+    threshold_preset: str = setting(
+        DEFAULT_THRESHOLD_PRESET,
+        "ckks-threshold: multiparty CKKS preset (`fedpriv keys presets`)",
+        choices=tuple(name for name, p in PRESETS.items() if p.backend == "threshold"),
     )
     key_dir: str = setting("", "key directory (ckks; simulation: <out>/keys)")
     out_dir: str = setting("", "run directory (default runs/<aggregation>-<time>)", "out")
@@ -105,7 +116,13 @@ class RunConfig:
         check_dataset_name(self.dataset)
         PARTITIONERS.check(self.partitioner)
         MODELS.check(self.model)
-        get_preset(self.ckks_preset)
+        if get_preset(self.ckks_preset).backend == "threshold":
+            raise ConfigError(
+                f"ckks-preset {self.ckks_preset} is a threshold preset: use "
+                "aggregation 'ckks-threshold' with threshold-preset"
+            )
+        if get_preset(self.threshold_preset).backend != "threshold":
+            raise ConfigError(f"threshold-preset {self.threshold_preset} is no threshold preset")
         self._check_ranges()
         needed = DEFENSES.entry(self.defense).requires - SCHEMES.entry(self.aggregation).provides
         if needed:
@@ -162,11 +179,28 @@ class RunConfig:
             raise ConfigError(f"dp-noise-multiplier must be >= 0, got {self.dp_noise_multiplier}")
         if not 0 < self.dp_delta < 1:
             raise ConfigError(f"dp-delta must lie in (0, 1), got {self.dp_delta}")
+        if self.threshold and not 2 <= self.threshold <= self.num_clients:
+            raise ConfigError(
+                f"threshold must lie in 2..num-clients ({self.num_clients}), or be 0 for "
+                f"ceil(2 x clients / 3); got {self.threshold}"
+            )
+        if self.aggregation == Aggregation.CKKS_THRESHOLD:
+            parties = get_preset(self.threshold_preset).max_parties
+            if not 2 <= self.num_clients <= parties:
+                raise ConfigError(
+                    f"ckks-threshold needs 2..{parties} clients (threshold-preset "
+                    f"{self.threshold_preset}), got {self.num_clients}"
+                )
         if not 2 <= self.secagg_reconstruction_threshold <= self.secagg_num_shares:
             raise ConfigError(
                 "secagg needs 2 <= secagg-reconstruction-threshold <= secagg-num-shares, got "
                 f"{self.secagg_reconstruction_threshold} and {self.secagg_num_shares}"
             )
+
+    @property
+    def decryption_threshold(self) -> int:
+        """``t`` of ckks-threshold: ``threshold``, or ceil(2n/3) of the clients when 0."""
+        return self.threshold or max(2, math.ceil(2 * self.num_clients / 3))
 
     def to_flower(self) -> dict[str, FlowerValue]:
         """Return the configuration as Flower run-config (kebab-case keys, plain scalars)."""

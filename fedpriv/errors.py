@@ -73,3 +73,5 @@ class ReplyCode(IntEnum):
     """The broadcast aggregate failed the weight-slot check (corrupt or another key)."""
     NO_TRAINING_DATA = 4602
     """The client's partition holds no training record."""
+    PROTOCOL_REFUSED = 4603
+    """The client refused a protocol step (malformed, or not fitting its state)."""

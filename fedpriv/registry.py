@@ -119,6 +119,7 @@ class Aggregation(StrEnum):
 
     PLAINTEXT = "plaintext"
     CKKS = "ckks"
+    CKKS_THRESHOLD = "ckks-threshold"
     SECAGG = "secagg"
 
 
@@ -138,6 +139,9 @@ SCHEMES: Registry[Any] = Registry(
     {
         Aggregation.PLAINTEXT: Entry("fedpriv.schemes.plaintext:PlaintextScheme"),
         Aggregation.CKKS: Entry("fedpriv.schemes.ckks:CkksScheme", provides=NOISY_SUM),
+        Aggregation.CKKS_THRESHOLD: Entry(
+            "fedpriv.schemes.threshold:ThresholdScheme", provides=NOISY_SUM
+        ),
         Aggregation.SECAGG: Entry("fedpriv.schemes.secagg:SecAggScheme"),
     },
 )

@@ -10,6 +10,7 @@ from fedpriv.errors import (
     AggregateRejectedError,
     CiphertextFormatError,
     ConfigError,
+    CryptoError,
     ReplyCode,
 )
 from fedpriv.models import load_state, model_state
@@ -39,6 +40,7 @@ def node(context: Context, config: RunConfig) -> Node:
         int(context.node_config["partition-id"]),
         int(context.node_config["num-partitions"]),
         key_dir,
+        context.state,
     )
 
 
@@ -83,6 +85,18 @@ class ClientRun:
         update = LocalUpdate(model_state(model), start, float(len(self.data.y_train)), loss)
         update = self.scheme.defense.client_update(update)
         return Message(codec.train_reply(msg, update), reply_to=msg)
+
+    def query(self, msg: Message) -> Message:
+        """Answer a step of the scheme's protocol (threshold CKKS: key setup, decryption).
+
+        A request this node cannot answer (malformed, or not fitting its state) gets an
+        error reply naming why; the server leaves the node out of that step.
+        """
+        try:
+            content = self.scheme.codec(self.node).query(msg)
+        except (ConfigError, CiphertextFormatError, CryptoError) as err:
+            return refusal(msg, ReplyCode.PROTOCOL_REFUSED, f"refused: {err}")
+        return Message(content, reply_to=msg)
 
     def evaluate(self, msg: Message) -> Message:
         """Evaluate the global model on the local test split and reply with its metrics."""

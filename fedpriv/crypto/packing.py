@@ -28,6 +28,7 @@ STYPES = {
     "packed": "fedpriv.ckks-packed.v2",
     "seal": "fedpriv.seal-ckks.v1",
     "tenseal": "fedpriv.tenseal-ckks-vector.v1",
+    "threshold": "fedpriv.ckks-threshold.v1",
 }
 KEY_FORMAT = "ct-{:05d}"
 

@@ -10,7 +10,7 @@ from fedpriv.errors import ConfigError
 # (HomomorphicEncryption.org standard, ternary secrets), by polynomial modulus degree.
 MAX_COEFF_BITS_128 = {1024: 27, 2048: 54, 4096: 109, 8192: 218, 16384: 438, 32768: 881}
 ENCRYPTIONS = ("symmetric", "asymmetric")
-BACKENDS = ("seal", "tenseal", "packed")
+BACKENDS = ("seal", "tenseal", "packed", "threshold")
 
 
 @dataclass(frozen=True)
@@ -38,8 +38,18 @@ class CkksPreset:
         ``seal``: the same SEAL ciphertexts in SEAL's own format, parsed and added by SEAL on
         the server, weights encoded as they are; ``tenseal``: TenSEAL ``ckks_vector`` (N/2
         reals per ciphertext, full ciphertexts).
+        ``threshold``: multiparty CKKS (``fedpriv.crypto.threshold``): no party holds the
+        secret key; clients encrypt under a collective public key and decrypt sums together.
     description : str
         One line for help texts.
+    smudging_bits : int
+        Threshold presets: ``lambda``, the statistical security of decryption shares. Each
+        share carries uniform noise of at least ``2^lambda`` times the bound on an
+        aggregate's own noise (noise flooding, Asharov et al., Eurocrypt 2012), so that a
+        share reveals nothing of the party's secret beyond statistical distance
+        ``N * 2^-lambda``.
+    max_parties : int
+        Threshold presets: the most parties (and summed uploads) the noise bounds cover.
 
     """
 
@@ -50,6 +60,8 @@ class CkksPreset:
     encryption: str = "symmetric"
     backend: str = "tenseal"
     description: str = ""
+    smudging_bits: int = 0
+    max_parties: int = 0
 
     def __post_init__(self) -> None:
         limit = MAX_COEFF_BITS_128.get(self.poly_modulus_degree)
@@ -67,9 +79,16 @@ class CkksPreset:
                 f"preset {self.name}: backend {self.backend} needs at least {fewest} prime(s), "
                 f"got {list(self.coeff_mod_bit_sizes)}"
             )
-        if self.backend != "tenseal" and self.encryption != "symmetric":
+        if self.backend in ("seal", "packed") and self.encryption != "symmetric":
             raise ConfigError(
                 f"preset {self.name}: the {self.backend} backend encrypts symmetrically only"
+            )
+        if self.backend == "threshold" and (
+            self.encryption != "asymmetric" or self.smudging_bits < 20 or self.max_parties < 2
+        ):
+            raise ConfigError(
+                f"preset {self.name}: a threshold preset encrypts under the collective public "
+                "key (asymmetric), with smudging_bits >= 20 and max_parties >= 2"
             )
         if self.backend == "packed" and (
             len(self.coeff_mod_bit_sizes) != 1 or self.coeff_mod_bit_sizes[0] > 40
@@ -85,7 +104,10 @@ class CkksPreset:
             )
         if any(not 20 <= bits <= 60 for bits in self.coeff_mod_bit_sizes):
             raise ConfigError(f"preset {self.name}: SEAL primes must have 20..60 bits")
-        if not 20 <= self.scale_bits < self.coeff_mod_bit_sizes[0] - 1:
+        top = sum(self.coeff_mod_bit_sizes) if self.backend == "threshold" else None
+        if top is not None and not 20 <= self.scale_bits < top - 2:
+            raise ConfigError(f"preset {self.name}: scale_bits must lie in [20, {top - 3}]")
+        if top is None and not 20 <= self.scale_bits < self.coeff_mod_bit_sizes[0] - 1:
             raise ConfigError(
                 f"preset {self.name}: scale_bits {self.scale_bits} must lie in "
                 f"[20, {self.coeff_mod_bit_sizes[0] - 2}] for a first prime of "
@@ -105,8 +127,8 @@ class CkksPreset:
 
     @property
     def drift(self) -> bool:
-        """Whether updates travel as their drift from the seed's model (else as weights)."""
-        return self.backend == "packed"
+        """Whether updates travel as their drift from a reference model (else as weights)."""
+        return self.backend in ("packed", "threshold")
 
     @property
     def check_slots(self) -> int:
@@ -126,6 +148,14 @@ class CkksPreset:
         The packed backend keeps 0.7 q/(2 scale), just inside that worst case (its noise is
         a few hundred units of a scale of 2^22); the seal backend one bit below q/(2 scale).
         """
+        if self.backend == "threshold":
+            # q is the product of every prime; the smudging of the decryption shares comes
+            # off the room first (``fedpriv.crypto.threshold.threshold_capacity``).
+            from fedpriv.crypto.threshold import smudging_bits
+
+            q_bits = sum(self.coeff_mod_bit_sizes)
+            room = 2.0 ** (q_bits - 1) - self.max_parties * 2.0 ** smudging_bits(self)
+            return 0.7 * room * (1 - 2.0**-10) / 2.0**self.scale_bits
         half = 2.0 ** (self.coeff_mod_bit_sizes[0] - 1 - self.scale_bits)  # ~ q / (2 scale)
         if self.backend == "packed":
             # q lies within 2^-15 of 2^bits for the primes SEAL picks; 0.7 covers it.
@@ -153,6 +183,18 @@ PRESETS: dict[str, CkksPreset] = {
             "packed",
             "default: N=4096, one 36-bit prime, scale 2^22, seeded symmetric, complex packing, "
             "drift encoding, packed wire, numpy server",
+        ),
+        CkksPreset(
+            "n4096-threshold",
+            4096,
+            (51, 51),
+            70,
+            "asymmetric",
+            "threshold",
+            "ckks-threshold: N=4096, two 51-bit primes, scale 2^70, collective public key, "
+            "t-of-n decryption shares smudged to 2^40, up to 1,024 parties",
+            smudging_bits=40,
+            max_parties=1024,
         ),
         CkksPreset(
             "n4096-compact",
@@ -185,6 +227,7 @@ PRESETS: dict[str, CkksPreset] = {
     )
 }
 DEFAULT_PRESET = "n4096-packed"
+DEFAULT_THRESHOLD_PRESET = "n4096-threshold"
 
 
 def get_preset(name: str) -> CkksPreset:

@@ -425,3 +425,87 @@ def parse_plaintext(
     polys = coefficients.reshape(len(primes), n).astype(np.uint64)
     _check_reduced(polys, primes, what)
     return polys
+
+
+def write_plaintext(poly: np.ndarray, primes: Sequence[int], scale: float) -> bytes:
+    """SEAL's uncompressed serialization of a CKKS plaintext (NTT form).
+
+    The layout :func:`parse_plaintext` reads, and ``sealapi.Plaintext().load`` accepts.
+    """
+    primes = _check_primes(primes)
+    poly = np.asarray(poly, dtype=np.uint64)
+    n = poly.shape[-1] if poly.ndim == 2 else 0
+    _check_degree(n)
+    if poly.shape != (len(primes), n):
+        raise ValueError(f"plaintext of shape {poly.shape}, expected ({len(primes)}, N)")
+    _check_reduced(poly, primes, "plaintext")
+    words = poly.size
+    meta = _PT_META.pack(compute_parms_id(n, primes), words, float(scale))
+    data = write_header(SEAL_HEADER_SIZE + 8 + 8 * words, COMPR_NONE) + _U64.pack(words)
+    body = meta + data + poly.astype("<u8").tobytes()
+    return write_header(SEAL_HEADER_SIZE + len(body), COMPR_NONE) + body
+
+
+# -- raw polynomials: SEAL's ciphertext container as a vehicle for its NTT ------------------
+
+
+def write_polys(polys: Sequence[np.ndarray], primes: Sequence[int], *, ntt_form: bool) -> bytes:
+    """Polynomials ``(L, N)`` as one SEAL ciphertext of that many polynomials (2 .. 16).
+
+    SEAL's CKKS ``Evaluator`` transforms a ciphertext to and from NTT form; fedpriv writes the
+    polynomials it needs transformed (a secret share, noise) as one, which is how it gets
+    SEAL's own NTT for polynomials SEAL did not make.
+    """
+    primes = _check_primes(primes)
+    if not 2 <= len(polys) <= 16:
+        raise ValueError(f"2 .. 16 polynomials per container, got {len(polys)}")
+    arrays = [np.asarray(p, dtype=np.uint64) for p in polys]
+    n = arrays[0].shape[-1]
+    _check_degree(n)
+    for index, poly in enumerate(arrays):
+        if poly.shape != (len(primes), n):
+            raise ValueError(f"polynomial {index}: shape {poly.shape}")
+        _check_reduced(poly, primes, f"polynomial {index}")
+    words = n * len(primes) * len(arrays)
+    size = SEAL_HEADER_SIZE + _CT_META.size + SEAL_HEADER_SIZE + 8 + 8 * words
+    return b"".join(
+        [
+            write_header(size, COMPR_NONE),
+            _CT_META.pack(
+                compute_parms_id(n, primes), int(ntt_form), len(arrays), n, len(primes), 1.0, 1
+            ),
+            write_header(SEAL_HEADER_SIZE + 8 + 8 * words, COMPR_NONE),
+            _U64.pack(words),
+            *(poly.astype("<u8").tobytes() for poly in arrays),
+        ]
+    )
+
+
+def parse_polys(
+    data: bytes, primes: Sequence[int], n: int, count: int, *, ntt_form: bool
+) -> list[np.ndarray]:
+    """Read back what :func:`write_polys` wrote (or SEAL saved of it, uncompressed)."""
+    primes, n = _check_primes(primes), _check_degree(n)
+    words = n * len(primes) * count
+    size = SEAL_HEADER_SIZE + _CT_META.size + SEAL_HEADER_SIZE + 8 + 8 * words
+    view = memoryview(data).cast("B")
+    if len(view) != size:
+        raise SealFormatError(f"polynomials: {len(view)} bytes, expected {size}")
+    header = parse_header(view, 0, (SEAL_VERSION,), "polynomials")
+    if header.compr_mode != COMPR_NONE or header.size != size:
+        raise SealFormatError("polynomials: compressed, or a wrong size in the header")
+    pid, ntt, stored_count, degree, levels, _scale, _correction = _CT_META.unpack_from(view, 16)
+    if (pid, ntt, stored_count, degree, levels) != (
+        compute_parms_id(n, primes),
+        int(ntt_form),
+        count,
+        n,
+        len(primes),
+    ):
+        raise SealFormatError("polynomials: parameters, form or count differ")
+    offset = SEAL_HEADER_SIZE + _CT_META.size + SEAL_HEADER_SIZE + 8
+    flat = np.frombuffer(view, dtype="<u8", count=words, offset=offset).astype(np.uint64)
+    polys = list(flat.reshape(count, len(primes), n))
+    for index, poly in enumerate(polys):
+        _check_reduced(poly, primes, f"polynomial {index}")
+    return polys

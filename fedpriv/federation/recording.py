@@ -60,8 +60,11 @@ class RoundTraffic:
 
 
 def phase(message: Message) -> str:
-    """``train`` or ``evaluate``, from the message type."""
-    return TRAIN if message.metadata.message_type.startswith(TRAIN) else EVALUATE
+    """``evaluate`` for evaluation messages, ``train`` for the rest.
+
+    Protocol messages (threshold CKKS's key setup and decryption) serve the aggregation.
+    """
+    return EVALUATE if message.metadata.message_type.startswith(EVALUATE) else TRAIN
 
 
 class RecordingGrid(Grid):

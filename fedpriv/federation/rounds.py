@@ -164,14 +164,16 @@ class RoundLoop:
             )
             return self._skip(server_round, arrays, start, reason)
         new_arrays, train_metrics = self.strategy.aggregate_train(server_round, replies)
+        facts = _facts(self.strategy, server_round)
         if new_arrays is not None:
             arrays = new_arrays
         else:
-            log(INFO, "round %d: no update arrived intact; the model is unchanged", server_round)
+            reason = facts.unchanged or "no update arrived intact"
+            log(WARNING, "round %d: %s; the model is unchanged", server_round, reason)
         eval_metrics = self._evaluate(server_round, arrays)
-        facts = _facts(self.strategy, server_round)
         self.rundir.write_checkpoint(server_round, RecordDict({ARRAYS: arrays, **facts.state}))
         record = self._record(server_round, start, facts)
+        record.skipped = facts.unchanged
         record.accuracy = _metric(eval_metrics, "accuracy")
         record.loss = _metric(eval_metrics, "loss")
         record.train_loss = _metric(train_metrics, "train-loss")

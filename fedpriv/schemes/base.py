@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar
 
@@ -15,6 +15,7 @@ from flwr.serverapp.strategy import Strategy
 
 from fedpriv.config import RunConfig
 from fedpriv.defenses.base import Defense, Numbers, load_defense
+from fedpriv.errors import ConfigError
 from fedpriv.federation.recording import RecordingGrid
 from fedpriv.federation.rounds import RoundLoop, RoundPolicy
 from fedpriv.history import History
@@ -40,12 +41,15 @@ class Node:
     key_dir : str
         The key directory of this node (a deployment mounts the secret key on the node; in
         simulation it is the run's ``key-dir``).
+    state : RecordDict | None
+        What the node keeps between messages (Flower's ``Context.state``).
 
     """
 
     partition_id: int
     num_partitions: int
     key_dir: str
+    state: RecordDict | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True)
@@ -86,6 +90,17 @@ class ClientCodec(ABC):
     @abstractmethod
     def evaluate_reply(self, msg: Message, evaluation: Evaluation) -> RecordDict:
         """The content of the reply to an evaluate message."""
+
+    def query(self, msg: Message) -> RecordDict:
+        """The content of the reply to a protocol query (schemes with more than two phases).
+
+        Raises
+        ------
+        ConfigError
+            The scheme has no such protocol.
+
+        """
+        raise ConfigError(f"this scheme answers no query ({msg.metadata.message_type})")
 
 
 class AggregationScheme(ABC):

@@ -22,6 +22,8 @@ class RoundFacts:
         Privacy spent after this round, under server-side DP.
     aggregate_form : str | None
         How the encrypted sum travels to clients (``seeds``, ``expanded`` or ``full``).
+    unchanged : str | None
+        Why the round's updates did not change the model although some arrived.
     state : dict[str, ArrayRecord]
         Records kept in the round's checkpoint beside the global arrays (for example the
         encrypted sum of evaluation metrics, which only the key holders can read).
@@ -33,6 +35,7 @@ class RoundFacts:
     epsilon: float | None = None
     delta: float | None = None
     aggregate_form: str | None = None
+    unchanged: str | None = None
     state: dict[str, ArrayRecord] = field(default_factory=dict)
 
 
