@@ -139,9 +139,7 @@ SCHEMES: Registry[Any] = Registry(
     {
         Aggregation.PLAINTEXT: Entry("fedpriv.schemes.plaintext:PlaintextScheme"),
         Aggregation.CKKS: Entry("fedpriv.schemes.ckks:CkksScheme", provides=NOISY_SUM),
-        Aggregation.CKKS_THRESHOLD: Entry(
-            "fedpriv.schemes.threshold:ThresholdScheme", provides=NOISY_SUM
-        ),
+        Aggregation.CKKS_THRESHOLD: Entry("fedpriv.schemes.threshold:ThresholdScheme"),
         Aggregation.SECAGG: Entry("fedpriv.schemes.secagg:SecAggScheme"),
     },
 )

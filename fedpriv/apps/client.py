@@ -11,6 +11,7 @@ from fedpriv.errors import (
     CiphertextFormatError,
     ConfigError,
     CryptoError,
+    KeyMaterialError,
     ReplyCode,
 )
 from fedpriv.models import load_state, model_state
@@ -84,7 +85,10 @@ class ClientRun:
         loss = trainer(model, self.data.x_train, self.data.y_train, recipe(self.config), seed)
         update = LocalUpdate(model_state(model), start, float(len(self.data.y_train)), loss)
         update = self.scheme.defense.client_update(update)
-        return Message(codec.train_reply(msg, update), reply_to=msg)
+        try:
+            return Message(codec.train_reply(msg, update), reply_to=msg)
+        except KeyMaterialError as err:  # e.g. a party the key setup left out
+            return refusal(msg, ReplyCode.PROTOCOL_REFUSED, f"refused: {err}")
 
     def query(self, msg: Message) -> Message:
         """Answer a step of the scheme's protocol (threshold CKKS: key setup, decryption).

@@ -23,6 +23,8 @@ from fedpriv.attacks.views import Capability, NotApplicable, SightView, View
 from fedpriv.models import build_model
 from fedpriv.schemes.sight import ObservedUpdate
 
+# What was inverted: each client's update, or each round's aggregate (the mean of them).
+TARGETS = {True: "client updates", False: "round aggregates"}
 # Pairs of (truth, reconstruction) kept per client for the report's grids.
 GRID_PER_CLIENT = 4
 
@@ -39,10 +41,17 @@ class GradientInversion(Attack):
     (:mod:`fedpriv.attacks.gradient_inversion`). Each attacked update is scored against its
     client's true records after Hungarian matching; a client whose optimization diverged is
     recorded as such and left out of the mean.
+
+    A party that reads only each round's aggregate (SecAgg+'s or threshold CKKS's server)
+    inverts that instead, as one client's update of ``max_images`` records, scored against
+    every client's records (node 0 in the result stands for the aggregate).
     """
 
     family = Family.RECONSTRUCTION
-    requirements = (frozenset({Capability.CLIENT_UPDATES}),)
+    requirements = (
+        frozenset({Capability.CLIENT_UPDATES}),
+        frozenset({Capability.AGGREGATE_UPDATES}),
+    )
     uses = ("inversion", "rounds", "max_clients", "colluders")
     method: ClassVar[str]
 
@@ -53,11 +62,14 @@ class GradientInversion(Attack):
         config = context.config
         settings = dataclasses.replace(context.settings.inversion, method=self.method)
         rounds = [r for r in context.settings.rounds if r in view.rounds]
-        updates = [
-            u
-            for r in rounds
-            for u in sorted(view.updates(r), key=_client_order)[: context.settings.max_clients]
-        ]
+        if Capability.CLIENT_UPDATES in needs:
+            updates = [
+                u
+                for r in rounds
+                for u in sorted(view.updates(r), key=_client_order)[: context.settings.max_clients]
+            ]
+        else:
+            updates = view.aggregates(rounds)
         if not updates:
             raise NotApplicable(f"no update in rounds {list(context.settings.rounds)}")
         dataset = context.dataset
@@ -117,6 +129,7 @@ class GradientInversion(Attack):
             **settings.to_dict(),
             "rounds": rounds,
             "max_clients": context.settings.max_clients,
+            "target": TARGETS[Capability.CLIENT_UPDATES in needs],
         }
         converged = [c for c in clients if not c.diverged]
         if not converged:

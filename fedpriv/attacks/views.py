@@ -24,6 +24,7 @@ class Capability(StrEnum):
     """Something an attacker may hold; attacks declare which they need."""
 
     CLIENT_UPDATES = "individual client updates"
+    AGGREGATE_UPDATES = "each round's aggregate update (consecutive global models)"
     WHITE_BOX_MODEL = "the global model's weights"
     QUERY_PROBABILITIES = "confidence scores of the released model"
     QUERY_LABELS = "predicted labels of the released model"
@@ -87,7 +88,9 @@ class View:
 class SightView(View):
     """A party reading the run's server view through its scheme's :class:`Sight`."""
 
-    possible = frozenset({Capability.CLIENT_UPDATES, Capability.WHITE_BOX_MODEL})
+    possible = frozenset(
+        {Capability.CLIENT_UPDATES, Capability.AGGREGATE_UPDATES, Capability.WHITE_BOX_MODEL}
+    )
 
     def __init__(self, run_dir: str | Path, sight: Sight | None = None) -> None:
         super().__init__(run_dir)
@@ -102,6 +105,8 @@ class SightView(View):
         """Individual updates and models are as visible as the scheme lets this party see."""
         if capability == Capability.CLIENT_UPDATES:
             return self.sight.updates_hidden()
+        if capability == Capability.AGGREGATE_UPDATES:
+            return self.sight.models_hidden() or (None if self.rounds else "no checkpoint")
         if capability == Capability.WHITE_BOX_MODEL:
             return self.sight.models_hidden()
         return super().missing(capability)
@@ -117,6 +122,13 @@ class SightView(View):
         """Every client update of ``server_round`` this party reads."""
         try:
             return self.sight.updates(server_round)
+        except NotVisible as err:
+            raise NotApplicable(err.reason) from err
+
+    def aggregates(self, rounds: list[int]) -> list[ObservedUpdate]:
+        """The aggregate update of each of ``rounds`` this party reads."""
+        try:
+            return [self.sight.aggregate(r) for r in rounds]
         except NotVisible as err:
             raise NotApplicable(err.reason) from err
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import statistics
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any, TypeVar
 
@@ -64,6 +65,8 @@ class CkksCost:
     max_abs_error: float
     std_error: float
     predicted_std: float
+    # ckks-threshold: combining t decryption shares and decoding the sum.
+    server_finish_seconds: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -93,6 +96,7 @@ class SizeRow:
                 k: v * per_million for k, v in ckks.decrypt_seconds_by_clients.items()
             },
             "server_parse_add_seconds_per_1m": ckks.server_parse_add_seconds * per_million,
+            "server_finish_seconds_per_1m": ckks.server_finish_seconds * per_million,
             "server_add_ratio": ckks.server_add_seconds / plain.server_add_seconds,
             "server_parse_add_ratio": ckks.server_parse_add_seconds
             / plain.server_parse_add_seconds,
@@ -126,7 +130,8 @@ class Stopwatch:
         self.seconds = time.perf_counter() - self.start
 
 
-def _updates(size: int, clients: int, seed: int = 0) -> tuple[list[np.ndarray], list[int]]:
+def synthetic_updates(size: int, clients: int, seed: int = 0) -> tuple[list[np.ndarray], list[int]]:
+    """Update vectors (float32, deviation 0.05) standing in for training, and their weights."""
     rng = np.random.default_rng(seed)
     vectors = [rng.normal(0.0, 0.05, size).astype(np.float32) for _ in range(clients)]
     return vectors, [int(n) for n in rng.integers(20, 500, clients)]
@@ -134,7 +139,7 @@ def _updates(size: int, clients: int, seed: int = 0) -> tuple[list[np.ndarray], 
 
 def measure_plaintext(size: int, clients: int) -> PlaintextCost:
     """Bytes and seconds of the plaintext arm for one model size."""
-    vectors, _ = _updates(size, clients)
+    vectors, _ = synthetic_updates(size, clients)
     records = [ArrayRecord({"w": Array(v)}) for v in vectors]
     up = payload_size(RecordDict({"arrays": records[0]}))
     total = np.zeros(size, dtype=np.float32)
@@ -219,7 +224,7 @@ def measure_ckks(preset_name: str, size: int, clients: int) -> CkksCost:
     """Bytes and seconds of the ckks arm for one model size, under one preset."""
     preset = get_preset(preset_name)
     context = make_context(preset)
-    vectors, weights = _updates(size, clients)
+    vectors, weights = synthetic_updates(size, clients)
     encoding = bench_encoding(preset_name, clients, weights)
     encrypt_seconds: list[float] = []
     parse_seconds: list[float] = []
@@ -277,20 +282,28 @@ def measure_ckks(preset_name: str, size: int, clients: int) -> CkksCost:
     )
 
 
-def compare_size(preset_name: str, size: int, clients: int) -> SizeRow:
-    """One row: ckks under ``preset_name`` beside plaintext."""
+# Measures one preset's arm: (preset, size, clients) -> its cost.
+Measure = Callable[[str, int, int], CkksCost]
+
+
+def compare_size(
+    preset_name: str, size: int, clients: int, measure: Measure | None = None
+) -> SizeRow:
+    """One row: the encrypted arm under ``preset_name`` beside plaintext."""
     return SizeRow(
         preset_name,
         size,
         clients,
         measure_plaintext(size, clients),
-        measure_ckks(preset_name, size, clients),
+        (measure or measure_ckks)(preset_name, size, clients),
     )
 
 
-def measure_precision(preset_name: str, clients: int, size: int) -> PrecisionRow:
+def measure_precision(
+    preset_name: str, clients: int, size: int, measure: Measure | None = None
+) -> PrecisionRow:
     """Error of the decrypted weighted mean of ``clients`` updates."""
-    cost = measure_ckks(preset_name, size, clients)
+    cost = (measure or measure_ckks)(preset_name, size, clients)
     return PrecisionRow(
         preset_name,
         clients,

@@ -8,10 +8,18 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from fedpriv.bench.crypto import PrecisionRow, SizeRow, compare_size, measure_precision
+from fedpriv.bench.crypto import (
+    Measure,
+    PrecisionRow,
+    SizeRow,
+    compare_size,
+    measure_ckks,
+    measure_precision,
+)
 from fedpriv.bench.deployment import DeployResult
 from fedpriv.bench.federation import EndToEndResult, ScaleResult, measure_end_to_end
 from fedpriv.bench.settings import BenchSettings
+from fedpriv.bench.threshold import measure_threshold
 from fedpriv.crypto.presets import get_preset
 from fedpriv.provenance import command, commit, today
 
@@ -47,6 +55,11 @@ class BenchResult:
         return data
 
 
+def measure_for(preset: str) -> Measure:
+    """How a preset's arm is measured: threshold CKKS has its own round trip."""
+    return measure_threshold if get_preset(preset).backend == "threshold" else measure_ckks
+
+
 def run_bench(
     settings: BenchSettings, out: Path, progress: Callable[[str], None] | None = None
 ) -> BenchResult:
@@ -58,10 +71,17 @@ def run_bench(
             if get_preset(preset).backend == "tenseal" and size > settings.tenseal_max_size:
                 continue
             say(f"{preset}: {size:,} parameters x {settings.clients} clients")
-            rows.append(compare_size(preset, size, settings.clients))
+            rows.append(compare_size(preset, size, settings.clients, measure_for(preset)))
     say(f"precision: {settings.precision_clients} clients")
     precision = [
-        measure_precision(p, settings.precision_clients, settings.precision_size)
+        measure_precision(
+            p,
+            min(settings.precision_clients, settings.threshold_clients)
+            if get_preset(p).backend == "threshold"
+            else settings.precision_clients,
+            settings.precision_size,
+            measure_for(p),
+        )
         for p in settings.presets
     ]
     result = BenchResult(rows, precision)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from fedpriv.crypto.presets import DEFAULT_PRESET, get_preset
+from fedpriv.crypto.presets import DEFAULT_PRESET, DEFAULT_THRESHOLD_PRESET, get_preset
 from fedpriv.errors import ConfigError
 
 # Every ratio is taken between two measurements of the same run on the same machine (shared
@@ -42,6 +42,9 @@ class BenchSettings:
         Largest size measured under TenSEAL-vector presets (8-15x the bytes in memory).
     precision_clients : int
         Clients in the precision check (weighted mean against float64 numpy).
+    threshold_clients : int
+        At most this many parties in the threshold precision check (each deals Shamir shares
+        to every other: the setup grows with the square).
     precision_size : int
         Parameters in the precision check.
     end_to_end : EndToEnd | None
@@ -53,12 +56,14 @@ class BenchSettings:
     clients: int = 10
     presets: tuple[str, ...] = (
         DEFAULT_PRESET,
+        DEFAULT_THRESHOLD_PRESET,
         "n4096-compact",
         "n4096-additive",
         "nvflare-default",
     )
     tenseal_max_size: int = 1_000_000
     precision_clients: int = 100
+    threshold_clients: int = 20
     precision_size: int = 100_000
     end_to_end: EndToEnd | None = None
 

@@ -9,7 +9,7 @@ from rich.console import Console
 from rich.table import Table
 
 from fedpriv.crypto.keys import CLIENT_CONTEXT, check_preset, provision_keys
-from fedpriv.crypto.presets import DEFAULT_PRESET, PRESETS
+from fedpriv.crypto.presets import DEFAULT_PRESET, MAX_COEFF_BITS_128, PRESETS
 from fedpriv.errors import ConfigError
 
 
@@ -49,16 +49,21 @@ def handle_new(args: argparse.Namespace) -> int:
 def handle_presets(args: argparse.Namespace) -> int:
     """Print the presets."""
     table = Table(title="CKKS presets")
-    for column in ("name", "N", "primes", "scale", "encryption", "sum bound", "about"):
+    columns = ("name", "N", "primes", "q bits", "scale", "encryption", "sum bound", "smudging")
+    for column in (*columns, "about"):
         table.add_column(column)
     for p in PRESETS.values():
+        bits = sum(p.coeff_mod_bit_sizes)
+        limit = MAX_COEFF_BITS_128[p.poly_modulus_degree]
         table.add_row(
             p.name,
             str(p.poly_modulus_degree),
             str(list(p.coeff_mod_bit_sizes)),
+            f"{bits} (<= {limit}: 128-bit)",
             f"2^{p.scale_bits}",
             p.encryption,
             f"{p.sum_bound:.3g}",
+            f"2^{p.smudging_bits} x noise, {p.max_parties} parties" if p.smudging_bits else "-",
             p.description,
         )
     Console(width=160).print(table)

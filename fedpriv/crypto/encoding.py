@@ -97,7 +97,11 @@ class UpdateEncoding:
         """Standard deviation of the error of one value of a decrypted weighted mean.
 
         ``num_updates`` ciphertexts were summed; their weights add up to ``total_weight``.
+        The noise was measured for symmetric encryption at N=4096; for other presets (public
+        keys, threshold decryption's smudging) this is NaN: measure instead.
         """
+        if self.preset.encryption != "symmetric" or self.preset.poly_modulus_degree != 4096:
+            return math.nan
         noise = NOISE_STD * math.sqrt(max(num_updates, 1)) / 2.0**self.preset.scale_bits
         return noise * self.unit / total_weight
 

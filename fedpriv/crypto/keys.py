@@ -29,7 +29,19 @@ _BACKENDS: dict[str, type[SealContext] | type[TensealContext] | type[PackedConte
 
 
 def make_context(preset: CkksPreset) -> CkksContext:
-    """Create a fresh CKKS context holding a new secret key for ``preset``."""
+    """Create a fresh CKKS context holding a new secret key for ``preset``.
+
+    Raises
+    ------
+    ConfigError
+        For a threshold preset: nobody makes its keys ahead; the clients do, in the run.
+
+    """
+    if preset.backend not in _BACKENDS:
+        raise ConfigError(
+            f"preset {preset.name} is for ckks-threshold: its keys are made by the clients "
+            "at the start of each run (no key set to provision)"
+        )
     return _BACKENDS[preset.backend].generate(preset)
 
 

@@ -185,18 +185,6 @@ PRESETS: dict[str, CkksPreset] = {
             "drift encoding, packed wire, numpy server",
         ),
         CkksPreset(
-            "n4096-threshold",
-            4096,
-            (51, 51),
-            70,
-            "asymmetric",
-            "threshold",
-            "ckks-threshold: N=4096, two 51-bit primes, scale 2^70, collective public key, "
-            "t-of-n decryption shares smudged to 2^40, up to 1,024 parties",
-            smudging_bits=40,
-            max_parties=1024,
-        ),
-        CkksPreset(
             "n4096-compact",
             4096,
             (52,),
@@ -223,6 +211,18 @@ PRESETS: dict[str, CkksPreset] = {
             "asymmetric",
             "tenseal",
             "NVFlare's default: N=8192 [60,40,40] scale 2^40, public-key encryption",
+        ),
+        CkksPreset(
+            "n4096-threshold",
+            4096,
+            (51, 51),
+            70,
+            "asymmetric",
+            "threshold",
+            "ckks-threshold: N=4096, two 51-bit primes, scale 2^70, collective public key, "
+            "t-of-n decryption shares smudged to 2^40, up to 1,024 parties",
+            smudging_bits=40,
+            max_parties=1024,
         ),
     )
 }

@@ -150,7 +150,7 @@ class ThresholdSession:
 
     def _exchange(self, contents: dict[int, RecordDict], group: str) -> dict[int, Message]:
         messages = [
-            self.grid.create_message(content, MESSAGE_TYPE, node, group)
+            Message(content=content, dst_node_id=node, message_type=MESSAGE_TYPE, group_id=group)
             for node, content in contents.items()
         ]
         replies = self.grid.send_and_receive(messages, timeout=self.timeout)
@@ -338,9 +338,9 @@ class ThresholdSession:
             good: dict[int, list[np.ndarray]] = {}
             for node, reply in self._exchange(contents, str(server_round)).items():
                 try:
-                    config = self._reply_config(reply, DECRYPT, parties.get(node))
                     if node not in contents:
                         raise ConfigError("a share from a node that was not asked")
+                    config = self._reply_config(reply, DECRYPT, parties.get(node))
                     if config.get("round") != server_round:
                         raise ConfigError(f"a share for round {config.get('round')!r}")
                     good[node] = read_polys(self.wire, reply.content, len(summed), "share")

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from fedpriv.attacks.inversion import TARGETS
 from fedpriv.attacks.results import Status
 from fedpriv.narrative import fmt
 from fedpriv.report.results import ArmResult
 from fedpriv.schemes.base import load_scheme
+
+AGGREGATES = TARGETS[False]
 
 
 def protection_text(arm: ArmResult, baseline: ArmResult) -> list[str]:
@@ -13,7 +16,13 @@ def protection_text(arm: ArmResult, baseline: ArmResult) -> list[str]:
     h = arm.headline
     numbers = h.numbers()
     lines = []
-    if h.server_inversion_psnr is not None:
+    if h.server_inversion_psnr is not None and h.server_inversion_target == AGGREGATES:
+        lines.append(
+            "The server reads each round's aggregate but no individual update: gradient "
+            f"inversion (ig) on the aggregates reaches {fmt(h.server_inversion_psnr, '.1f')} dB "
+            "PSNR."
+        )
+    elif h.server_inversion_psnr is not None:
         lines.append(
             f"The server sees every client update in plaintext: gradient inversion (ig) on its "
             f"view reaches {fmt(h.server_inversion_psnr, '.1f')} dB PSNR."

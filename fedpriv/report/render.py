@@ -6,6 +6,7 @@ import base64
 import html
 from pathlib import Path
 
+from fedpriv.attacks.inversion import TARGETS
 from fedpriv.attacks.results import Status
 from fedpriv.narrative import fmt
 from fedpriv.report.figures import FIGURES, comparison_figures
@@ -31,6 +32,8 @@ def summary_rows(results: ComparisonResult) -> list[list[str]]:
         h = arm.headline
         if h.server_inversion_psnr is not None:
             inversion = f"{fmt(h.server_inversion_psnr, '.1f')} dB"
+            if h.server_inversion_target == TARGETS[False]:
+                inversion += " (aggregate)"
         elif h.server_inversion_status == Status.DIVERGED:
             inversion = "diverged (no score)"
         else:

@@ -29,6 +29,7 @@ class Headline:
     server_inversion_psnr: float | None = None
     server_inversion_status: str | None = None
     server_inversion_reason: str | None = None
+    server_inversion_target: str | None = None
     colluder_inversion_psnr: float | None = None
     colluder_inversion_reason: str | None = None
     membership_attack: str | None = None
@@ -194,6 +195,9 @@ def headline(arm: ArmResult) -> Headline:
         server_inversion_psnr=server_ig.headline() if server_ig else None,
         server_inversion_status=str(server_ig.status) if server_ig else None,
         server_inversion_reason=server_ig.reason if server_ig else None,
+        server_inversion_target=(
+            str(server_ig.settings.get("target")) if server_ig and server_ig.settings else None
+        ),
         colluder_inversion_psnr=colluder_ig.headline() if colluder_ig else None,
         colluder_inversion_reason=colluder_ig.reason if colluder_ig else None,
         membership_attack=strongest.attack if strongest else None,

@@ -101,6 +101,29 @@ class Sight:
             )
         return observed
 
+    def aggregate(self, server_round: int) -> ObservedUpdate:
+        """The round's aggregate update: the global model before and after the round.
+
+        What a party that reads global models (but no individual update) can invert: the
+        average of the round's updates, as if one client had made it (``node`` 0).
+        """
+        self._require(self.models_hidden())
+        if server_round not in self.rounds:
+            raise NotVisible(f"no checkpoint of round {server_round}")
+        index = self.rounds.index(server_round)
+        before = (
+            self._checkpoint(self.rounds[index - 1])
+            if index
+            else state_to_vector(initial_state(self.config))
+        )
+        return ObservedUpdate(server_round, 0, before, self._checkpoint(server_round), None, None)
+
+    def _checkpoint(self, server_round: int) -> np.ndarray:
+        arrays = arrays_of(self.rundir.read_checkpoint(server_round))
+        if not len(arrays):
+            return state_to_vector(initial_state(self.config))
+        return state_to_vector(record_to_state(arrays))
+
     def final_state(self) -> State:
         """The last global model this party holds in plaintext."""
         self._require(self.models_hidden())

@@ -23,7 +23,7 @@ from fedpriv.crypto.threshold import Ciphertext, PublicKey, ThresholdCkks
 from fedpriv.crypto.thresholdwire import ThresholdWire
 from fedpriv.data.datasets import load_dataset
 from fedpriv.defenses.base import Numbers
-from fedpriv.errors import ConfigError, CryptoError
+from fedpriv.errors import ConfigError, CryptoError, KeyMaterialError
 from fedpriv.federation import threshold as protocol
 from fedpriv.federation.recording import RecordingGrid
 from fedpriv.federation.rounds import RoundLoop, RoundPolicy, wait_for_nodes
@@ -122,7 +122,7 @@ class ThresholdCodec(ClientCodec):
             return ThresholdWire(self.ckks)
         state = self._state()
         if "public-key" not in state:
-            raise CryptoError("no collective key on this node: the key setup did not reach it")
+            raise KeyMaterialError("no collective key on this node: the key setup did not reach it")
         crs = _bytes(state.get("crs"), "the node's CRS")
         key = PublicKey(
             _poly(state["public-key"], self.shape), self.ckks.common_random_polynomial(crs)

@@ -61,9 +61,17 @@ class ThresholdFedAvg(PlaintextFedAvg):
     def configure_train(
         self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid
     ) -> Iterable[Message]:
-        """Remember the broadcast model (the drifts' reference), then configure as FedAvg."""
+        """Remember the broadcast model (the drifts' reference), then configure as FedAvg.
+
+        Only parties of the key setup are trained: a node that left before it received the
+        collective key cannot encrypt under it.
+        """
         self.reference = state_to_vector(record_to_state(arrays))
-        return super().configure_train(server_round, arrays, config, grid)
+        messages = super().configure_train(server_round, arrays, config, grid)
+        if self.session is None or self.session.setup_state is None:
+            return messages
+        parties = self.session.setup_state.parties
+        return [m for m in messages if m.metadata.dst_node_id in parties]
 
     def aggregate_train(
         self, server_round: int, replies: Iterable[Message]

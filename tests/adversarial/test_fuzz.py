@@ -34,6 +34,8 @@ from fedpriv.wire import payload_bytes, payload_from_bytes
 EXAMPLES = {
     "packed-update": 2000,
     "packed-sum": 500,
+    "threshold-update": 500,
+    "threshold-share": 300,
     "seal-update": 700,
     "tenseal-update": 400,
     "context": 400,
@@ -144,6 +146,41 @@ def test_encrypted_updates(update_case):
     name = f"{preset.backend}-update"
     _update_fuzzer(name)(update_case)
     assert COUNTS[name] >= EXAMPLES[name]
+
+
+@pytest.fixture(scope="module")
+def threshold_case():
+    """An upload under a collective key of three parties, and one polynomial (a share)."""
+    import os
+
+    from fedpriv.crypto.threshold import ThresholdCkks
+    from fedpriv.crypto.thresholdwire import ThresholdWire
+
+    preset = get_preset("n4096-threshold")
+    ckks = ThresholdCkks(preset)
+    a = ckks.common_random_polynomial(os.urandom(64))
+    key = ckks.public_key([ckks.key_share(a).p0 for _ in range(3)], a)
+    encoding = UpdateEncoding(preset, max_total_weight=200.0, num_clients=3)
+    client, server = ThresholdWire(ckks, key), ThresholdWire(ckks)
+    vector = np.random.default_rng(2).normal(0, 0.05, 5000)
+    record = encrypt_update(client, encoding, vector, 40.0)
+    share = server.write_polynomial(ckks.key_share(a).p0)
+    return preset, server, record, encoding.size(5000), share
+
+
+@given(index=st.integers(0, 3), mutation=MUTATIONS, field=FIELD_MUTATIONS)
+@_fuzz_settings("threshold-update")
+def test_threshold_uploads(threshold_case, index, mutation, field):
+    preset, server, record, size, _ = threshold_case
+    bad = _mutated_record(record, index, mutation, field)
+    _accept_or_refuse("threshold-update", deserialize_update, bad, server, preset, size)
+
+
+@given(mutation=MUTATIONS)
+@_fuzz_settings("threshold-share")
+def test_threshold_shares(threshold_case, mutation):
+    _, server, _, _, share = threshold_case
+    _accept_or_refuse("threshold-share", server.read_polynomial, mutate(share, mutation), "share")
 
 
 @pytest.fixture(scope="module")

@@ -71,7 +71,7 @@ def test_version_and_help_with_defaults(capsys, monkeypatch):
         main(["run", "--help"])
     text = " ".join(capsys.readouterr().out.split())
     assert "run-config key num-clients; default: 5" in text
-    assert "one of plaintext, ckks, secagg" in text
+    assert "one of plaintext, ckks, ckks-threshold, secagg" in text
 
 
 def test_a_mistyped_flag_shows_the_subcommand_usage(capsys):

@@ -1,0 +1,235 @@
+"""The threshold protocol between a real server session and real client codecs, over a fake grid:
+dropouts between upload and decryption, and bad decryption shares."""
+
+import logging
+import stat
+from pathlib import Path
+
+import numpy as np
+import pytest
+from flwr.app import ConfigRecord, Error, Message, RecordDict
+from support import FakeGrid
+
+from fedpriv.config import RunConfig
+from fedpriv.federation import threshold as protocol
+from fedpriv.federation.recording import RecordingGrid
+from fedpriv.parameters import state_to_vector, vector_to_state
+from fedpriv.rundir import RunDirectory
+from fedpriv.schemes.base import Node
+from fedpriv.schemes.threshold import ThresholdCodec, ThresholdScheme
+from fedpriv.task import initial_state
+from fedpriv.training import LocalUpdate
+from fedpriv.wire import record_to_state
+
+NODES = [11, 12, 13, 14, 15]
+
+
+class Federation:
+    """Five clients of ``ckks-threshold`` (t = 3) behind a fake grid; ``misbehave`` edits or
+    drops (``None``) the reply of a node at a stage."""
+
+    def __init__(self, tmp_path, threshold=3):
+        self.config = RunConfig(
+            aggregation="ckks-threshold",
+            num_clients=len(NODES),
+            threshold=threshold,
+            key_dir=str(tmp_path / "keys"),
+            out_dir=str(tmp_path / "run"),
+        )
+        self.codecs = {
+            node: ThresholdCodec(
+                self.config, Node(index, len(NODES), self.config.key_dir, RecordDict())
+            )
+            for index, node in enumerate(NODES)
+        }
+        self.misbehave = {}
+        self.asked = []
+        self.template = initial_state(self.config)
+        rng = np.random.default_rng(0)
+        base = state_to_vector(self.template)
+        self.models = {node: base + rng.normal(0, 0.05, base.size) for node in NODES}
+        self.weights = {node: float(20 + 10 * i) for i, node in enumerate(NODES)}
+        rundir = RunDirectory(tmp_path / "run")
+        rundir.create()
+        self.grid = RecordingGrid(FakeGrid(NODES, self.answer), rundir, False, protocol.stage_of)
+        self.strategy, self.arrays = ThresholdScheme(self.config).strategy()
+        self.session = protocol.ThresholdSession(
+            self.grid, self.strategy.wire, self.config.decryption_threshold, timeout=0.3
+        )
+        self.strategy.session = self.session
+
+    def answer(self, message):
+        node = message.metadata.dst_node_id
+        codec = self.codecs[node]
+        stage = protocol.stage_of(message) or "train"
+        self.asked.append((node, stage))
+        if message.metadata.message_type.startswith("train"):
+            state = vector_to_state(self.models[node], self.template)
+            update = LocalUpdate(state, record_to_state(self.arrays), self.weights[node], 0.1)
+            reply = Message(codec.train_reply(message, update), reply_to=message)
+        else:
+            reply = Message(codec.query(message), reply_to=message)
+        edit = self.misbehave.get((node, stage))
+        return edit(reply, message) if edit else reply
+
+    def round(self, server_round=1):
+        messages = self.strategy.configure_train(
+            server_round, self.arrays, ConfigRecord(), self.grid
+        )
+        replies = list(self.grid.send_and_receive(list(messages), timeout=1.0))
+        return self.strategy.aggregate_train(server_round, replies)
+
+    def fedavg(self, nodes=NODES):
+        return np.average(
+            [self.models[n] for n in nodes], axis=0, weights=[self.weights[n] for n in nodes]
+        )
+
+
+@pytest.fixture
+def federation(tmp_path, task_identity):
+    fed = Federation(tmp_path)
+    fed.session.setup(NODES, 0.0)
+    return fed
+
+
+def test_setup_gives_every_party_a_share_and_the_same_key(federation):
+    setup = federation.session.setup_state
+    assert setup.parties == {node: i + 1 for i, node in enumerate(NODES)}
+    assert setup.threshold == 3
+    for codec in federation.codecs.values():
+        state = codec.node.state.config_records["fedpriv-threshold"]
+        assert {"share", "public-key", "secret", "channel"} <= set(state)
+    # In simulation each party's Shamir share is kept in the run's key folder, 0600.
+    for party in range(1, 6):
+        path = Path(federation.config.key_dir) / "threshold" / f"party-{party}.bin"
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600
+
+
+def test_a_round_decrypts_the_fedavg_of_every_upload(federation):
+    arrays, _ = federation.round()
+    mean = state_to_vector(record_to_state(arrays))
+    assert np.abs(mean - federation.fedavg()).max() < 1e-6
+    assert federation.strategy.round_facts(1).summed == 5
+
+
+def _drop(reply, message):
+    return None
+
+
+def test_n_minus_t_parties_may_drop_between_upload_and_decryption(federation):
+    for node in (12, 15):  # n - t = 2
+        federation.misbehave[(node, protocol.DECRYPT)] = _drop
+    arrays, _ = federation.round()
+    # All five uploads are in the sum; three parties decrypt it (asked again as a set of 3).
+    mean = state_to_vector(record_to_state(arrays))
+    assert np.abs(mean - federation.fedavg()).max() < 1e-6
+
+
+def test_more_dropouts_keep_the_model_with_one_log_line(federation, caplog):
+    for node in (12, 13, 15):
+        federation.misbehave[(node, protocol.DECRYPT)] = _drop
+    with caplog.at_level(logging.WARNING, logger="flwr"):
+        arrays, _ = federation.round()
+    assert arrays is None
+    assert federation.strategy.round_facts(1).unchanged == (
+        "fewer than 3 parties gave decryption shares"
+    )
+    assert [r for r in caplog.records if "decryption share" in r.getMessage()] == []
+
+
+def _truncate(reply, message):
+    record = reply.content.array_records[protocol.POLYS]
+    first = record[protocol.POLY_KEY.format(0)]
+    from flwr.app import Array
+
+    record[protocol.POLY_KEY.format(0)] = Array(
+        dtype=first.dtype, shape=tuple(first.shape), stype=first.stype, data=first.data[:-8]
+    )
+    return reply
+
+
+def _other_round(reply, message):
+    reply.content.config_records[protocol.CONFIG]["round"] = 7
+    return reply
+
+
+def _error(reply, message):
+    return Message(Error(code=4603, reason="refused"), reply_to=message)
+
+
+@pytest.mark.parametrize(
+    ("edit", "reason"),
+    [
+        (_truncate, "bytes, expected"),
+        (_other_round, "a share for round 7"),
+        (_error, "error reply: refused"),
+    ],
+)
+def test_bad_shares_are_rejected_and_the_round_goes_on(federation, caplog, edit, reason):
+    federation.misbehave[(13, protocol.DECRYPT)] = edit
+    with caplog.at_level(logging.WARNING, logger="flwr"):
+        arrays, _ = federation.round()
+    facts = federation.strategy.round_facts(1)
+    assert reason in facts.rejected[13]
+    assert "node 13's decryption share rejected" in caplog.text
+    mean = state_to_vector(record_to_state(arrays))
+    assert np.abs(mean - federation.fedavg()).max() < 1e-6
+
+
+def test_a_share_from_a_node_that_did_not_upload_is_rejected(federation, caplog):
+    """Node 14's upload is lost: it is not asked to decrypt, and a share claiming to come
+    from it (node 13's reply, relabelled) is rejected; the other four decrypt."""
+    federation.misbehave[(14, "train")] = _drop
+
+    def relabel(reply, message):
+        reply.metadata.__dict__["_src_node_id"] = 14
+        return reply
+
+    federation.misbehave[(13, protocol.DECRYPT)] = relabel
+    with caplog.at_level(logging.WARNING, logger="flwr"):
+        arrays, _ = federation.round()
+    assert (14, protocol.DECRYPT) not in federation.asked
+    assert "not asked" in federation.strategy.round_facts(1).rejected[14]
+    # 13's real share never came: the set {11, 12, 15} is asked again and decrypts.
+    mean = state_to_vector(record_to_state(arrays))
+    assert np.abs(mean - federation.fedavg([11, 12, 13, 15])).max() < 1e-6
+
+
+def test_setup_fails_naming_the_stage_when_too_few_parties_remain(tmp_path, task_identity):
+    fed = Federation(tmp_path)
+    for node in (11, 12, 13):
+        fed.misbehave[(node, protocol.SHARE)] = _drop
+    with pytest.raises(protocol.SetupFailed, match="2 parties dealt their shares"):
+        fed.session.setup(NODES, 0.0)
+
+
+def test_a_dealer_that_drops_is_left_out_of_the_key(tmp_path, task_identity):
+    fed = Federation(tmp_path)
+    fed.misbehave[(15, protocol.SHARE)] = _drop
+    setup = fed.session.setup(NODES, 0.0)
+    assert sorted(setup.parties) == [11, 12, 13, 14]
+    arrays, _ = fed.round()
+    # Node 15 holds no collective key: it is not trained, and the four parties decrypt.
+    assert (15, "train") not in fed.asked
+    mean = state_to_vector(record_to_state(arrays))
+    assert np.abs(mean - fed.fedavg([11, 12, 13, 14])).max() < 1e-6
+
+
+def test_codec_refuses_a_malformed_request(federation):
+    codec = federation.codecs[11]
+    request = Message(
+        content=RecordDict({protocol.CONFIG: ConfigRecord({"stage": "decrypt", "round": 1})}),
+        dst_node_id=11,
+        message_type=protocol.MESSAGE_TYPE,
+    )
+    from fedpriv.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="no decrypting set"):
+        codec.query(request)
+    bad_stage = Message(
+        content=RecordDict({protocol.CONFIG: ConfigRecord({"stage": "steal"})}),
+        dst_node_id=11,
+        message_type=protocol.MESSAGE_TYPE,
+    )
+    with pytest.raises(ConfigError, match="unknown threshold stage"):
+        codec.query(bad_stage)
