@@ -428,6 +428,21 @@ def performance_page() -> str:
     head += ["decrypt s/1M × 10", "× 100", "× 1000", "server parse s/1M", "server add s/1M"]
     head += ["add × numpy", "parse+add × plaintext"]
     lines += table(head, rows) + [""]
+    threshold = [r for r in bench["sizes"] if r.get("server_finish_seconds_per_1m")]
+    if threshold:
+        lines += [
+            "Under `n4096-threshold` (`ckks-threshold`) each client also computes a "
+            "decryption share of the sum (its *decrypt* column; t = ceil(2/3 of the clients) "
+            "of them do), *up* counts the upload and the share, *down* the plaintext model "
+            "and the sum's `c1`; the server then combines the shares and decodes the sum: "
+            + ", ".join(
+                f"{r['server_finish_seconds_per_1m']:.3f} s/1M at {r['parameters']:,} "
+                "parameters"
+                for r in threshold
+            )
+            + ".",
+            "",
+        ]
     lines += [
         "## Precision",
         "",
