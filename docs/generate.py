@@ -436,8 +436,7 @@ def performance_page() -> str:
             "of them do), *up* counts the upload and the share, *down* the plaintext model "
             "and the sum's `c1`; the server then combines the shares and decodes the sum: "
             + ", ".join(
-                f"{r['server_finish_seconds_per_1m']:.3f} s/1M at {r['parameters']:,} "
-                "parameters"
+                f"{r['server_finish_seconds_per_1m']:.3f} s/1M at {r['parameters']:,} parameters"
                 for r in threshold
             )
             + ".",

@@ -270,15 +270,22 @@ class ThresholdCodec(ClientCodec):
         return RecordDict({protocol.CONFIG: ConfigRecord({"public-key-sha256": digest})})
 
     def _keep_share(self, party: int, combined: np.ndarray) -> None:
-        """Write the Shamir share to the node's key directory (0600), if it has one."""
+        """Write the Shamir share to the node's key directory (0600), where it can.
+
+        A read-only key directory (a deployment mounts the node's keys read-only) keeps the
+        share in the node's state only.
+        """
         if not self.node.key_dir:
             return
         folder = Path(self.node.key_dir) / SHARES_DIR
-        folder.mkdir(mode=0o700, parents=True, exist_ok=True)
-        path = folder / f"party-{party}.bin"
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(_poly_bytes(combined))
+        try:
+            folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+            path = folder / f"party-{party}.bin"
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(_poly_bytes(combined))
+        except OSError:
+            return
 
     def _decrypt(self, msg: Message, config: ConfigRecord) -> RecordDict:
         state = self._state()

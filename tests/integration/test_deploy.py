@@ -87,6 +87,22 @@ def test_loopback_deployment_ckks_over_tls_matches_simulation(tmp_path, compose_
 
 
 @pytest.mark.slow
+def test_loopback_deployment_of_ckks_threshold(tmp_path):
+    """The key setup and each round's decryption run through real SuperNodes: the parties'
+    secrets live in Flower's node state between messages (a fresh process per message)."""
+    config = RunConfig(aggregation="ckks-threshold", num_clients=3, num_server_rounds=2)
+    out = tmp_path / "deployment"
+    run_dir = deploy_local(LocalDeployment(config, out, tls=False))
+    history = json.loads((run_dir / "history.json").read_text())
+    assert [len(r["clients"]) for r in history["rounds"]] == [3, 3]
+    assert all(r["accuracy"] > 0.5 and "skipped" not in r for r in history["rounds"])
+    setup = json.loads((run_dir / "threshold.json").read_text())
+    assert setup["threshold"] == 2 and len(setup["parties"]) == 3
+    processes = json.loads((out / "logs" / "processes.json").read_text())
+    assert not [name for name, p in processes.items() if group_alive(p["pid"])]
+
+
+@pytest.mark.slow
 def test_failed_deployment_stops_every_process(tmp_path):
     config = RunConfig(aggregation="plaintext", num_clients=2, num_server_rounds=50)
     out = tmp_path / "deployment"
