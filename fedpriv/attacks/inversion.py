@@ -63,11 +63,8 @@ class GradientInversion(Attack):
         settings = dataclasses.replace(context.settings.inversion, method=self.method)
         rounds = [r for r in context.settings.rounds if r in view.rounds]
         if Capability.CLIENT_UPDATES in needs:
-            updates = [
-                u
-                for r in rounds
-                for u in sorted(view.updates(r), key=_client_order)[: context.settings.max_clients]
-            ]
+            cap = context.settings.max_clients or None  # 0: every client of the round
+            updates = [u for r in rounds for u in sorted(view.updates(r), key=_client_order)[:cap]]
         else:
             updates = view.aggregates(rounds)
         if not updates:

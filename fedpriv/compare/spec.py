@@ -21,8 +21,9 @@ DEFAULT_EXPERIMENT = Path(__file__).resolve().parents[2] / "experiments" / "comp
 # [attacks] keys -> (default, budget of a --quick smoke run).
 ATTACK_KEYS: dict[str, tuple[int, int]] = {
     "shadows": (16, 2),
-    "inversion-iterations": (300, 20),
-    "max-clients": (2, 1),
+    "inversion-iterations": (1000, 20),
+    "inversion-restarts": (2, 1),
+    "max-clients": (0, 1),
     "max-targets": (500, 100),
     "mi-face-iterations": (1000, 100),
     "mi-face-queries": (100_000, 3_000),
@@ -60,7 +61,9 @@ def suite_settings(attacks: dict[str, Any], quick: bool) -> SuiteSettings:
     if quick:
         value = {key: smoke for key, (_, smoke) in ATTACK_KEYS.items()}
     return SuiteSettings(
-        inversion=InversionSettings(iterations=value["inversion-iterations"], restarts=1),
+        inversion=InversionSettings(
+            iterations=value["inversion-iterations"], restarts=value["inversion-restarts"]
+        ),
         membership=MembershipSettings(
             num_shadows=value["shadows"], max_targets=value["max-targets"]
         ),

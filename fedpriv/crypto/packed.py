@@ -10,10 +10,10 @@ import numpy as np
 from fedpriv.crypto.modq import add_mod
 from fedpriv.crypto.presets import CkksPreset
 from fedpriv.crypto.prng import sum_seeds
-from fedpriv.crypto.seal import SealContext
+from fedpriv.crypto.seal import TRIVIAL, SealContext
 from fedpriv.crypto.sealformat import compute_parms_id, parse_ciphertext, write_ciphertext
 from fedpriv.crypto.sealheader import SEED_BYTES
-from fedpriv.errors import CiphertextFormatError, CryptoError
+from fedpriv.errors import AggregateRejectedError, CiphertextFormatError, CryptoError
 
 # One ciphertext on the wire (all integers little endian):
 #
@@ -174,14 +174,23 @@ class PackedContext:
         return self.serialize(PackedCiphertext(Polynomial.pack_from(seeded.c0[0]), [seeded.seed]))
 
     def decrypt(self, ciphertext: PackedCiphertext, size: int) -> np.ndarray:
-        """Decrypt with SEAL: c0 with c1 (expanded), or c0 with each seed's expansion added."""
+        """Decrypt with SEAL: c0 with c1 (expanded), or c0 with each seed's expansion added.
+
+        Raises
+        ------
+        AggregateRejectedError
+            For a trivial ciphertext (expanded ``c1 = 0``: a plaintext of the sender's
+            choosing under every key).
+
+        """
         c0 = ciphertext.c0.reduced(self.q)[None, :]
         scale = 2.0**self.preset.scale_bits
         if ciphertext.c1 is not None:
-            blob = write_ciphertext(
-                c0, ciphertext.c1.reduced(self.q)[None, :], primes=[self.q], scale=scale
-            )
-            return self.seal.decrypt(self.seal.parse_uncompressed(blob), size)
+            c1 = ciphertext.c1.reduced(self.q)[None, :]
+            if not c1.any():
+                raise AggregateRejectedError(TRIVIAL)
+            blob = write_ciphertext(c0, c1, primes=[self.q], scale=scale)
+            return self.seal.decrypt_unchecked(self.seal.parse_uncompressed(blob), size)
         zero = np.zeros_like(c0)
         parts = [
             self.seal.parse_uncompressed(
@@ -192,7 +201,7 @@ class PackedContext:
         total = parts[0]
         for part in parts[1:]:
             self.seal.add_(total, part)
-        return self.seal.decrypt(total, size)
+        return self.seal.decrypt_unchecked(total, size)
 
     # -- the server: parse, add, write ----------------------------------------------------------
     def parse(self, blob: bytes, what: str, size: int) -> PackedCiphertext:

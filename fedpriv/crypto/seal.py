@@ -12,9 +12,21 @@ import numpy as np
 import tenseal.sealapi as sealapi
 
 from fedpriv.crypto.presets import CkksPreset
-from fedpriv.crypto.sealformat import parse_plaintext
+from fedpriv.crypto.sealformat import parse_ciphertext, parse_plaintext
 from fedpriv.crypto.sealheader import decompress
-from fedpriv.errors import CiphertextFormatError, CryptoError, KeyMaterialError
+from fedpriv.errors import (
+    AggregateRejectedError,
+    CiphertextFormatError,
+    CryptoError,
+    KeyMaterialError,
+)
+
+# A "trivial" ciphertext (c0 = m, c1 = 0) decrypts to m under every key: a malicious server
+# could make clients decrypt, and train on, a model of its choosing. Clients refuse it.
+TRIVIAL = (
+    "trivial ciphertext (c1 = 0): it decrypts to the same chosen plaintext under every key, "
+    "so it cannot be a sum of client uploads; refused"
+)
 
 # One ciphertext carries N real values: the real and imaginary parts of its N/2 complex slots.
 # Clients encrypt symmetrically and serialize the *seeded* form (the uniform polynomial is
@@ -279,7 +291,23 @@ class SealContext:
         return self.parse(blob, "ciphertext", self.preset.slots)
 
     def decrypt(self, ciphertext: sealapi.Ciphertext, size: int) -> np.ndarray:
-        """Decrypt one ciphertext into its first ``size`` reals."""
+        """Decrypt one ciphertext into its first ``size`` reals; refuse a trivial one.
+
+        Raises
+        ------
+        AggregateRejectedError
+            If ``c1`` is zero (see :data:`TRIVIAL`).
+
+        """
+        parsed = parse_ciphertext(
+            save_uncompressed(ciphertext), self.primes, self.preset.poly_modulus_degree
+        )
+        if parsed.c1 is not None and not parsed.c1.any():
+            raise AggregateRejectedError(TRIVIAL)
+        return self.decrypt_unchecked(ciphertext, size)
+
+    def decrypt_unchecked(self, ciphertext: sealapi.Ciphertext, size: int) -> np.ndarray:
+        """Decrypt one ciphertext fedpriv itself assembled (no check for triviality)."""
         if self._secret_key is None:
             raise CryptoError("this context holds no secret key and cannot decrypt")
         plain = sealapi.Plaintext()

@@ -19,17 +19,18 @@ def protection_text(arm: ArmResult, baseline: ArmResult) -> list[str]:
     if h.server_inversion_psnr is not None and h.server_inversion_target == AGGREGATES:
         lines.append(
             "The server reads each round's aggregate but no individual update: gradient "
-            f"inversion (ig) on the aggregates reaches {fmt(h.server_inversion_psnr, '.1f')} dB "
-            "PSNR."
+            f"inversion on the aggregates reaches {fmt(h.server_inversion_psnr, '.1f')} dB "
+            f"PSNR (the strongest of ig, dlg and idlg: {h.server_inversion_attack})."
         )
     elif h.server_inversion_psnr is not None:
         lines.append(
-            f"The server sees every client update in plaintext: gradient inversion (ig) on its "
-            f"view reaches {fmt(h.server_inversion_psnr, '.1f')} dB PSNR."
+            "The server sees every client update in plaintext: gradient inversion on its "
+            f"view reaches {fmt(h.server_inversion_psnr, '.1f')} dB PSNR (the strongest of "
+            f"ig, dlg and idlg: {h.server_inversion_attack})."
         )
     elif h.server_inversion_status == Status.DIVERGED:
         lines.append(
-            "Gradient inversion (ig) on the server's view failed: "
+            "Gradient inversion on the server's view failed: "
             f"{h.server_inversion_reason}. This is a failed attack, not a protection."
         )
     else:

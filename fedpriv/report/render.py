@@ -31,9 +31,8 @@ def summary_rows(results: ComparisonResult) -> list[list[str]]:
     for arm in results.arms:
         h = arm.headline
         if h.server_inversion_psnr is not None:
-            inversion = f"{fmt(h.server_inversion_psnr, '.1f')} dB"
-            if h.server_inversion_target == TARGETS[False]:
-                inversion += " (aggregate)"
+            inversion = f"{fmt(h.server_inversion_psnr, '.1f')} dB ({h.server_inversion_attack}"
+            inversion += ", aggregate)" if h.server_inversion_target == TARGETS[False] else ")"
         elif h.server_inversion_status == Status.DIVERGED:
             inversion = "diverged (no score)"
         else:

@@ -267,6 +267,6 @@ class CkksScheme(AggregationScheme):
         """The single shared key is the weak point."""
         return [
             "Every client holds the same secret key: a client colluding with the server "
-            f"decrypts every update (ig {fmt(arm.get('colluder_inversion_psnr'), '.1f')} dB "
+            f"decrypts every update (inversion {fmt(arm.get('colluder_inversion_psnr'), '.1f')} dB "
             "PSNR, as on a plaintext server)."
         ]

@@ -80,3 +80,33 @@ def test_malformed_broadcast_is_refused_not_allocated(task_identity, key_dir):
         _request(ArrayRecord({"ct-00000": huge}), server_round=2), client_context(config)
     )
     assert reply.has_error() and reply.error.code == ReplyCode.AGGREGATE_REJECTED
+
+
+def test_a_trivial_ciphertext_broadcast_is_refused(task_identity, key_dir):
+    """A malicious server's trivial ciphertext (c0 = a model it chose, c1 = 0) would decrypt
+    to that model under every key; clients refuse it instead of training on it."""
+    from flwr.app import Array
+
+    from fedpriv.crypto.keys import load_server_context
+    from fedpriv.crypto.packed import PackedCiphertext, Polynomial
+    from fedpriv.crypto.packing import KEY_FORMAT, expected_layout
+    from fedpriv.schemes.base import load_scheme
+
+    config = RunConfig(aggregation="ckks", key_dir=str(key_dir), local_epochs=1)
+    server = load_server_context(key_dir)
+    encoding = load_scheme(config).encodings().update
+    chosen = encoding.payload(np.full(num_parameters(config), 0.5), 100.0)
+    record = ArrayRecord()
+    offset = 0
+    for index, size in enumerate(expected_layout(chosen.size, PRESET)):
+        c0 = server.seal.encode_ntt(chosen[offset : offset + size])
+        offset += size
+        zero = Polynomial.pack_from(np.zeros_like(c0))
+        trivial = PackedCiphertext(Polynomial.pack_from(c0), [], zero)
+        record[KEY_FORMAT.format(index)] = Array(
+            dtype=PRESET.wire_name(), shape=(size,), stype=stype(PRESET),
+            data=server.serialize(trivial),
+        )  # fmt: skip
+    reply = client_app.train_handler(_request(record, server_round=2), client_context(config))
+    assert reply.has_error() and reply.error.code == ReplyCode.AGGREGATE_REJECTED
+    assert "trivial ciphertext (c1 = 0)" in reply.error.reason
