@@ -31,8 +31,10 @@ def summary_rows(results: ComparisonResult) -> list[list[str]]:
     for arm in results.arms:
         h = arm.headline
         if h.server_inversion_psnr is not None:
-            inversion = f"{fmt(h.server_inversion_psnr, '.1f')} dB ({h.server_inversion_attack}"
-            inversion += ", aggregate)" if h.server_inversion_target == TARGETS[False] else ")"
+            notes = [h.server_inversion_attack or "ig"]
+            if h.server_inversion_target == TARGETS[False]:
+                notes.append("aggregate")
+            inversion = f"{fmt(h.server_inversion_psnr, '.1f')} dB ({', '.join(notes)})"
         elif h.server_inversion_status == Status.DIVERGED:
             inversion = "diverged (no score)"
         else:
