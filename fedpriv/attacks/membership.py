@@ -17,7 +17,7 @@ from fedpriv.models import build_model
 from fedpriv.training import train
 
 THRESHOLD_ATTACKS = ("loss", "confidence", "entropy", "label-only")
-SHADOW_ATTACKS = ("shokri", "lira-offline", "lira-online")
+SHADOW_ATTACKS = ("shokri", "lira-offline", "lira-online", "rmia-offline", "rmia-online")
 ATTACKS = THRESHOLD_ATTACKS + SHADOW_ATTACKS
 _TINY = 1e-45
 
@@ -149,6 +149,101 @@ def _gaussian(
         sd = np.sqrt(sq / np.maximum(counts - 1, 1))
         sd = np.maximum(sd, 1e-3)
     return mean, sd
+
+
+def tempered(probabilities: np.ndarray, temperature: float) -> np.ndarray:
+    """Softmax at ``temperature`` of the logits behind probability vectors (``log p``)."""
+    q = np.maximum(probabilities.astype(np.float64), _TINY) ** (1.0 / temperature)
+    return np.asarray(q / q.sum(axis=-1, keepdims=True))
+
+
+def rmia_scores(
+    target_probabilities: np.ndarray,
+    labels: np.ndarray,
+    shadows: ShadowSet,
+    population: np.ndarray,
+    references: list[int],
+    online: bool,
+    offline_a: float = 0.3,
+    gamma: float = 1.0,
+    temperature: float = 1.0,
+) -> np.ndarray:
+    """RMIA membership scores for each pool record (higher = member).
+
+    Zarifzadeh et al., "Low-Cost High-Power Membership Inference Attacks", ICML 2024.
+    With ``p(x|m)`` a model's probability of ``x``'s true label (softmax at
+    ``temperature``: confident models saturate at 1, where ratios lose their resolution),
+    the likelihood ratio of a record is ``p(x|target) / p(x)``, where ``p(x)`` averages the
+    ``references`` (shadow models): all of them (online), or those that did not train on
+    ``x`` (offline), scaled as the paper's offline approximation
+    ``((1 + a) p_OUT(x) + (1 - a)) / 2``. The score is the fraction of population records
+    ``z`` (``population``: pool indices no model of the target trained on) that ``x``
+    beats by more than ``gamma`` in ``LR(x) / LR(z)``. A record that no reference left out
+    falls back to the mean of all of them.
+    """
+    index = np.arange(len(labels))
+    target = tempered(target_probabilities, temperature)[index, labels]
+    p_refs = tempered(shadows.probabilities[references], temperature)[:, index, labels]
+    if online:
+        p_x = p_refs.mean(axis=0)
+    else:
+        out = ~shadows.included[references]
+        count = out.sum(axis=0)
+        p_out = np.where(
+            count > 0, (p_refs * out).sum(axis=0) / np.maximum(count, 1), p_refs.mean(axis=0)
+        )
+        p_x = 0.5 * ((1 + offline_a) * p_out + (1 - offline_a))
+    ratio = np.maximum(target, _TINY) / np.maximum(p_x, _TINY)
+    against = np.sort(ratio[population])
+    # Fraction of z with LR(x) / LR(z) > gamma, i.e. LR(z) < LR(x) / gamma (x itself, where
+    # it is in the population, never counts: its ratio to itself is 1 <= gamma).
+    beaten = np.searchsorted(against, ratio / gamma, side="left")
+    return np.asarray(beaten / max(len(against), 1), dtype=np.float64)
+
+
+# The grid RMIA's temperature and offline ``a`` are chosen from, on the reference models.
+RMIA_TEMPERATURES = (1.0, 2.0, 4.0, 8.0)
+RMIA_OFFLINE_A = (0.0, 0.3, 0.6)
+
+
+def tune_rmia(
+    labels: np.ndarray, shadows: ShadowSet, references: int, online: bool, gamma: float
+) -> tuple[float, float]:
+    """``(temperature, a)`` that best tell each reference model's members from the others.
+
+    As the paper tunes ``a``: each of the first ``references`` shadows plays the target in
+    turn (its training records are known), the other references are its references, and the
+    grid point with the best mean ROC AUC wins. Only attacker-side models are used.
+    """
+    from sklearn.metrics import roc_auc_score
+
+    if references < 2:
+        return 2.0, 0.3  # nothing to tune on: a middle of the grid
+    best, chosen = -1.0, (1.0, 0.3)
+    for temperature in RMIA_TEMPERATURES:
+        for a in RMIA_OFFLINE_A if not online else (0.0,):
+            aucs = []
+            for pseudo in range(references):
+                others = [r for r in range(references) if r != pseudo]
+                members = shadows.included[pseudo]
+                population = np.flatnonzero(~members)
+                if members.all() or not members.any():
+                    continue
+                scores = rmia_scores(
+                    shadows.probabilities[pseudo],
+                    labels,
+                    shadows,
+                    population,
+                    others,
+                    online,
+                    a,
+                    gamma,
+                    temperature,
+                )
+                aucs.append(roc_auc_score(members, scores))
+            if aucs and float(np.mean(aucs)) > best:
+                best, chosen = float(np.mean(aucs)), (temperature, a)
+    return chosen
 
 
 def shokri_scores(

@@ -1,4 +1,4 @@
-"""Membership inference as attack plug-ins: thresholds, label-only, Shokri and LiRA."""
+"""Membership inference as attack plug-ins: thresholds, label-only, Shokri, LiRA and RMIA."""
 
 from __future__ import annotations
 
@@ -8,7 +8,13 @@ import numpy as np
 
 from fedpriv.attacks.base import Attack
 from fedpriv.attacks.context import AttackContext
-from fedpriv.attacks.membership import lira_scores, shokri_scores, threshold_scores
+from fedpriv.attacks.membership import (
+    lira_scores,
+    rmia_scores,
+    shokri_scores,
+    threshold_scores,
+    tune_rmia,
+)
 from fedpriv.attacks.metrics import membership_metrics, roc_points
 from fedpriv.attacks.results import (
     AttackResult,
@@ -39,6 +45,10 @@ class MembershipAttack(Attack):
     )
     uses_shadows: ClassVar[bool] = False
 
+    def __init__(self) -> None:
+        # Settings an attack chose on the attacker's own models (recorded in the result).
+        self.chosen: dict[str, Json] = {}
+
     def scores(self, context: AttackContext, answers: np.ndarray, labels: np.ndarray) -> np.ndarray:
         """Membership scores of the pool's records."""
         return threshold_scores(self.name, answers, labels)
@@ -54,6 +64,7 @@ class MembershipAttack(Attack):
         settings: dict[str, Json] = {"output": view.output}
         if self.uses_shadows:
             settings.update(context.settings.membership.to_dict())
+        settings.update(self.chosen)
         defense = view.released.describe()
         if defense is not None:
             distortion = view.distortion
@@ -146,3 +157,49 @@ class LiRAOnline(MembershipAttack):
             online=True,
             fixed_variance=context.settings.membership.fixed_variance,
         )
+
+
+class RMIAOffline(MembershipAttack):
+    """Zarifzadeh et al. 2024, offline: a likelihood ratio tested against the population.
+
+    Its reference models (``rmia_references``) did not train on the record.
+    """
+
+    name = "rmia-offline"
+    uses_shadows = True
+    uses = ("membership", "outsider_output")
+    online: ClassVar[bool] = False
+
+    def scores(self, context: AttackContext, answers: np.ndarray, labels: np.ndarray) -> np.ndarray:
+        """The pairwise likelihood-ratio test against the population.
+
+        The temperature and the offline ``a`` are chosen on the reference models themselves
+        (:func:`tune_rmia`) unless the settings fix them.
+        """
+        settings = context.settings.membership
+        shadows = context.shadows()
+        references = settings.rmia_references
+        temperature, a = settings.rmia_temperature, settings.rmia_offline_a
+        if not temperature:
+            temperature, a = tune_rmia(
+                labels, shadows, references, self.online, settings.rmia_gamma
+            )
+        self.chosen = {"rmia_temperature_used": temperature, "rmia_offline_a_used": a}
+        return rmia_scores(
+            answers,
+            labels,
+            shadows,
+            np.flatnonzero(~context.pool().is_member),
+            list(range(references)),
+            online=self.online,
+            offline_a=a,
+            gamma=settings.rmia_gamma,
+            temperature=temperature,
+        )
+
+
+class RMIAOnline(RMIAOffline):
+    """Zarifzadeh et al. 2024, online: reference models that did and did not train on it."""
+
+    name = "rmia-online"
+    online = True

@@ -23,7 +23,7 @@ def tpr_at_fpr(fpr: np.ndarray, tpr: np.ndarray, max_fpr: float) -> float:
 
 
 def membership_metrics(scores: np.ndarray, is_member: np.ndarray) -> MembershipMetrics:
-    """ROC AUC, advantage (max TPR - FPR) and TPR at 1% / 0.1% FPR; higher score = member."""
+    """ROC AUC, advantage (max TPR - FPR), TPR at 1% / 0.1% / 0.01% FPR; higher = member."""
     scores = np.asarray(scores, dtype=np.float64)
     labels = np.asarray(is_member, dtype=bool)
     fpr, tpr, _ = roc_curve(labels, scores)
@@ -34,6 +34,7 @@ def membership_metrics(scores: np.ndarray, is_member: np.ndarray) -> MembershipM
         tpr_at_0_1pct_fpr=tpr_at_fpr(fpr, tpr, 0.001),
         members=int(labels.sum()),
         non_members=int((~labels).sum()),
+        tpr_at_0_01pct_fpr=tpr_at_fpr(fpr, tpr, 0.0001),
     )
 
 

@@ -21,6 +21,8 @@ ATTACKS: Registry[Any] = Registry(
         "shokri": "fedpriv.attacks.membership_attacks:ShokriAttack",
         "lira-offline": "fedpriv.attacks.membership_attacks:LiRAOffline",
         "lira-online": "fedpriv.attacks.membership_attacks:LiRAOnline",
+        "rmia-offline": "fedpriv.attacks.membership_attacks:RMIAOffline",
+        "rmia-online": "fedpriv.attacks.membership_attacks:RMIAOnline",
         "mi-face": "fedpriv.attacks.mi_face:MIFace",
     },
 )

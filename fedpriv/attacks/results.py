@@ -60,7 +60,7 @@ class MembershipMetrics:
     """Membership inference as the literature reports it (Carlini et al. 2022).
 
     ``members`` and ``non_members`` are the counts every rate rests on: a TPR at an FPR
-    below ``1 / non_members`` rests on zero false positives.
+    below ``1 / non_members`` rests on zero false positives (:meth:`resolved` says which).
     """
 
     auc: float
@@ -69,9 +69,14 @@ class MembershipMetrics:
     tpr_at_0_1pct_fpr: float
     members: int
     non_members: int
+    tpr_at_0_01pct_fpr: float = 0.0
 
     family: ClassVar[Family] = Family.MEMBERSHIP
     headline: ClassVar[str] = "auc"
+
+    def resolved(self, fpr: float) -> bool:
+        """Whether the non-members are enough for one false positive at ``fpr`` to exist."""
+        return self.non_members * fpr >= 1.0
 
 
 @dataclass(frozen=True)

@@ -83,6 +83,17 @@ class MembershipSettings:
         Most members evaluated (as many non-members are drawn, where available).
     seed : int
         Seed of target selection and shadow training.
+    rmia_references : int
+        RMIA: reference models used (the first of the shadow models; 1 to 4, the regime
+        where RMIA stays strong and LiRA degrades).
+    rmia_offline_a : float
+        RMIA offline: ``a`` of ``p(x) = ((1 + a) p_OUT(x) + (1 - a)) / 2`` (0.3 as in the
+        paper's and ML Privacy Meter's defaults), where ``rmia_temperature`` is fixed.
+    rmia_gamma : float
+        RMIA: how much a record's likelihood ratio must exceed a population record's.
+    rmia_temperature : float
+        RMIA: softmax temperature of the probabilities compared; 0 (default) chooses it and
+        ``a`` on the reference models (each plays the target in turn), as the paper tunes.
 
     """
 
@@ -91,10 +102,22 @@ class MembershipSettings:
     fixed_variance: bool = True
     max_targets: int = 500
     seed: int = 0
+    rmia_references: int = 2
+    rmia_offline_a: float = 0.3
+    rmia_gamma: float = 1.0
+    rmia_temperature: float = 0.0
 
     def __post_init__(self) -> None:
         if self.num_shadows < 2:
             raise ConfigError(f"num_shadows must be >= 2, got {self.num_shadows}")
+        if not 1 <= self.rmia_references <= min(4, self.num_shadows):
+            raise ConfigError(
+                f"rmia_references must lie in 1..min(4, num_shadows), got {self.rmia_references}"
+            )
+        if not 0 <= self.rmia_offline_a <= 1 or self.rmia_gamma <= 0:
+            raise ConfigError("rmia_offline_a must lie in [0, 1] and rmia_gamma be > 0")
+        if self.rmia_temperature < 0:
+            raise ConfigError("rmia_temperature must be > 0, or 0 to choose it")
         if self.shadow_epochs < 0 or self.max_targets < 2:
             raise ConfigError("shadow_epochs must be >= 0 and max_targets >= 2")
 

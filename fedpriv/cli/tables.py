@@ -35,7 +35,16 @@ def attack_summary(result: AttackResult) -> str:
     if m is None:
         return f"{result.status}: {result.reason}"
     if isinstance(m, MembershipMetrics):
-        return f"AUC {m.auc:.3f}, TPR@0.1%FPR {m.tpr_at_0_1pct_fpr:.3f}"
+        rates = ", ".join(
+            f"TPR@{label}FPR {value:.3f}"
+            + ("" if m.resolved(fpr) else " (rests on 0 false positives)")
+            for label, fpr, value in (
+                ("1%", 0.01, m.tpr_at_1pct_fpr),
+                ("0.1%", 0.001, m.tpr_at_0_1pct_fpr),
+                ("0.01%", 0.0001, m.tpr_at_0_01pct_fpr),
+            )
+        )
+        return f"AUC {m.auc:.3f}, {rates}; {m.members} members, {m.non_members} non-members"
     if isinstance(m, ReconstructionMetrics):
         return f"PSNR {m.psnr:.1f} dB, SSIM {m.ssim:.3f}, labels {m.label_accuracy:.2f}"
     return f"eval accuracy {m.eval_accuracy:.2f}, SSIM to class mean {m.ssim_to_class_mean:.3f}"

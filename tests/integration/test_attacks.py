@@ -132,6 +132,25 @@ def test_membership_on_an_overfit_target(overfit_run, overfit_membership):
     assert (overfit_run / "attacks/outsider/roc.png").stat().st_size > 0
 
 
+def test_rmia_with_two_references_beats_lira_with_the_same_two(overfit_run):
+    """RMIA's regime: two reference models. Its temperature and offline ``a`` are chosen on
+    the references themselves; the TPR at 0.1% FPR is reported beside LiRA's, on counts
+    that resolve it (at least 1,000 non-members)."""
+    from fedpriv.attacks.membership import RMIA_TEMPERATURES
+
+    settings = SuiteSettings(membership=MembershipSettings(num_shadows=2, rmia_references=2))
+    results = {
+        r.attack: r
+        for r in run_attacks(overfit_run, "outsider", ["lira-offline", "rmia-offline"], settings)
+    }
+    rmia, lira = results["rmia-offline"], results["lira-offline"]
+    assert rmia.metrics.auc >= lira.metrics.auc, (rmia.metrics, lira.metrics)
+    assert rmia.settings["rmia_temperature_used"] in RMIA_TEMPERATURES
+    for result in (rmia, lira):
+        assert result.metrics.resolved(0.001) and not result.metrics.resolved(0.00001)
+        assert 0.0 <= result.metrics.tpr_at_0_01pct_fpr <= result.metrics.tpr_at_0_1pct_fpr
+
+
 def test_memguard_on_the_overfit_target(overfit_run, overfit_membership, tmp_path):
     defended = tmp_path / "memguard"
     shutil.copytree(overfit_run, defended, ignore=shutil.ignore_patterns("attacks"))

@@ -57,3 +57,33 @@ def test_matching_pairs_each_reconstruction_with_its_record():
     truths = np.stack([np.full((1, 4, 4), v) for v in (0.1, 0.5, 0.9)])
     recs = truths[[2, 0, 1]] + 0.01
     assert sorted(match_reconstructions(recs, truths)) == [(0, 2), (1, 0), (2, 1)]
+
+
+def test_rmia_ranks_a_planted_member_first():
+    """A record the target fits far better than its references did is ranked a member."""
+    import numpy as np
+
+    from fedpriv.attacks.membership import ShadowSet, rmia_scores
+
+    labels = np.zeros(6, dtype=np.int64)
+    # Two classes; every model gives record i probability p of its (true) label 0.
+    target = np.array([[0.99, 0.01], [0.6, 0.4], [0.6, 0.4], [0.6, 0.4], [0.6, 0.4], [0.6, 0.4]])
+    references = np.stack([np.tile([0.6, 0.4], (6, 1))] * 2)
+    shadows = ShadowSet(references, np.zeros((2, 6), dtype=bool))
+    population = np.arange(1, 6)
+    for online in (False, True):
+        scores = rmia_scores(target, labels, shadows, population, [0, 1], online)
+        assert scores[0] == 1.0 and (scores[1:] == 0.0).all()
+
+
+def test_low_fpr_rates_say_when_they_rest_on_no_false_positive():
+    import numpy as np
+
+    from fedpriv.attacks.metrics import membership_metrics
+
+    scores = np.linspace(0, 1, 300)
+    members = np.arange(300) >= 150
+    metrics = membership_metrics(scores, members)
+    assert metrics.non_members == 150 and metrics.resolved(0.01)
+    assert not metrics.resolved(0.001) and not metrics.resolved(0.0001)
+    assert metrics.tpr_at_0_01pct_fpr == metrics.tpr_at_0_1pct_fpr == 1.0

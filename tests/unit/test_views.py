@@ -21,6 +21,8 @@ MEMBERSHIP = (
     "shokri",
     "lira-offline",
     "lira-online",
+    "rmia-offline",
+    "rmia-online",
 )
 
 
