@@ -63,6 +63,16 @@ class RunConfig:
     num_server_rounds: int = setting(3, "server rounds", "rounds")
     fraction_train: float = setting(1.0, "fraction of clients trained per round, in (0, 1]")
     fraction_evaluate: float = setting(1.0, "fraction of clients evaluated per round, in (0, 1]")
+    held_out_clients: int = setting(
+        0,
+        "clients whose data is split off but who never take part (client-level membership "
+        "inference compares the participants with them)",
+    )
+    dp_canaries: int = setting(
+        0,
+        "canary clients whose update is a secret random direction, for the one-run DP audit "
+        "(Andrew et al., ICLR 2024); they hold no data",
+    )
     min_available_clients: int = setting(
         2, "a round needs this many nodes and intact replies, else it is skipped"
     )
@@ -153,6 +163,8 @@ class RunConfig:
         for name in ("num_clients", "num_server_rounds", "local_epochs", "batch_size"):
             _at_least(name, getattr(self, name), 1)
         _at_least("min_available_clients", self.min_available_clients, 1)
+        _at_least("held_out_clients", self.held_out_clients, 0)
+        _at_least("dp_canaries", self.dp_canaries, 0)
         _at_least("shards_per_client", self.shards_per_client, 1)
         for name in ("fraction_train", "fraction_evaluate"):
             value = getattr(self, name)
@@ -196,6 +208,16 @@ class RunConfig:
                 "secagg needs 2 <= secagg-reconstruction-threshold <= secagg-num-shares, got "
                 f"{self.secagg_reconstruction_threshold} and {self.secagg_num_shares}"
             )
+
+    @property
+    def data_partitions(self) -> int:
+        """Partitions the dataset is split into: the clients' and the held-out clients'."""
+        return self.num_clients + self.held_out_clients
+
+    @property
+    def num_nodes(self) -> int:
+        """SuperNodes a simulation starts: the clients and the DP audit's canaries."""
+        return self.num_clients + self.dp_canaries
 
     @property
     def decryption_threshold(self) -> int:

@@ -75,3 +75,5 @@ class ReplyCode(IntEnum):
     """The client's partition holds no training record."""
     PROTOCOL_REFUSED = 4603
     """The client refused a protocol step (malformed, or not fitting its state)."""
+    CANARY = 4604
+    """A DP-audit canary was asked to evaluate: it holds no data."""

@@ -23,6 +23,7 @@ CHECKPOINTS = "checkpoints"
 KEYS = "keys"
 ATTACKS = "attacks"
 REUSE = "reuse.json"
+AUDIT = "dp-audit.json"
 RUN_MARKERS = (CONFIG, HISTORY, MODEL, SERVER_VIEW, CHECKPOINTS)
 
 
@@ -159,6 +160,11 @@ class RunDirectory:
         write_bytes(self.model_path, data)
 
     # -- attacks ----------------------------------------------------------------------------
+    @property
+    def audit_path(self) -> Path:
+        """The one-run DP audit's result (``fedpriv audit``)."""
+        return self.path / AUDIT
+
     def attack_dir(self, threat: str) -> Path:
         """Folder of one threat's attack results and figures."""
         return self.path / ATTACKS / threat

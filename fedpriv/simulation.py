@@ -61,7 +61,7 @@ def check_runnable(config: RunConfig) -> None:
         holds another run.
 
     """
-    client_data(config, 0, config.num_clients)
+    client_data(config, 0)
     if config.out_dir and RunDirectory(config.out_dir).holds_run() and not config.resume:
         raise ConfigError(
             f"output directory {config.out_dir} already holds a run; choose another --out "
@@ -106,7 +106,7 @@ def run_simulation(config: RunConfig, verbose: bool = False) -> Path:
             _start_ray(init_args)
             with stop:
                 run_simulation_app(
-                    config.num_clients,
+                    config.num_nodes,
                     SERVER_APP,
                     CLIENT_APP,
                     str(app_dir),

@@ -14,11 +14,15 @@ from fedpriv.parameters import State
 from fedpriv.training import Recipe
 
 
-def client_data(config: RunConfig, partition_id: int, num_partitions: int) -> ClientData:
-    """Return the local train/test data of client ``partition_id``."""
+def client_data(config: RunConfig, partition_id: int) -> ClientData:
+    """Return the local train/test data of client ``partition_id``.
+
+    The dataset is split into ``config.data_partitions`` partitions: one per client, and
+    one per held-out client (``held-out-clients``: split off, never taking part).
+    """
     partitioning = Partitioning(
         config.dataset,
-        num_partitions,
+        config.data_partitions,
         config.partitioner,
         config.seed,
         config.dirichlet_alpha,

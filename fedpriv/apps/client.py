@@ -6,6 +6,8 @@ from flwr.app import Context, Error, Message
 
 from fedpriv.config import RunConfig
 from fedpriv.data import ClientData
+from fedpriv.data.datasets import load_dataset
+from fedpriv.defenses.canary import canary_update, canary_weight, is_canary
 from fedpriv.errors import (
     AggregateRejectedError,
     CiphertextFormatError,
@@ -57,8 +59,10 @@ class ClientRun:
         self.config = run_config(context)
         self.node = node(context, self.config)
         self.scheme: AggregationScheme = load_scheme(self.config)
+        self.canary = is_canary(self.config, self.node.partition_id)
+        # A canary (the DP audit's) holds no data: it sends a secret direction instead.
         self.data: ClientData = client_data(
-            self.config, self.node.partition_id, self.node.num_partitions
+            self.config, 0 if self.canary else self.node.partition_id
         )
 
     def train(self, msg: Message) -> Message:
@@ -67,7 +71,7 @@ class ClientRun:
         A client with no training record, or one that finds the broadcast aggregate
         corrupt, replies with an error code instead (and trains on nothing it cannot trust).
         """
-        if len(self.data.y_train) == 0:
+        if not self.canary and len(self.data.y_train) == 0:
             return refusal(
                 msg,
                 ReplyCode.NO_TRAINING_DATA,
@@ -78,12 +82,17 @@ class ClientRun:
             start, server_round = codec.read(msg)
         except UNTRUSTED_AGGREGATE as err:
             return refusal(msg, ReplyCode.AGGREGATE_REJECTED, f"aggregate rejected: {err}")
-        model = new_model(self.config)
-        load_state(model, start)
-        trainer = self.scheme.defense.trainer()
-        seed = local_seed(self.config, server_round, self.node.partition_id)
-        loss = trainer(model, self.data.x_train, self.data.y_train, recipe(self.config), seed)
-        update = LocalUpdate(model_state(model), start, float(len(self.data.y_train)), loss)
+        if self.canary:
+            records = len(load_dataset(self.config.dataset))
+            weight = float(canary_weight(self.config, records))
+            update = canary_update(self.config, self.node.partition_id, start, weight)
+        else:
+            model = new_model(self.config)
+            load_state(model, start)
+            trainer = self.scheme.defense.trainer()
+            seed = local_seed(self.config, server_round, self.node.partition_id)
+            loss = trainer(model, self.data.x_train, self.data.y_train, recipe(self.config), seed)
+            update = LocalUpdate(model_state(model), start, float(len(self.data.y_train)), loss)
         update = self.scheme.defense.client_update(update)
         try:
             return Message(codec.train_reply(msg, update), reply_to=msg)
@@ -103,7 +112,13 @@ class ClientRun:
         return Message(content, reply_to=msg)
 
     def evaluate(self, msg: Message) -> Message:
-        """Evaluate the global model on the local test split and reply with its metrics."""
+        """Evaluate the global model on the local test split and reply with its metrics.
+
+        A canary has no test data: it says so with a code, and the round's evaluation
+        leaves it out.
+        """
+        if self.canary:
+            return refusal(msg, ReplyCode.CANARY, "a DP-audit canary holds no test data")
         codec = self.scheme.codec(self.node)
         try:
             state, _ = codec.read(msg)

@@ -37,7 +37,7 @@ def ground_truth(config: RunConfig) -> Truth:
     member = np.zeros(len(dataset), dtype=bool)
     train_indices = {}
     for pid in range(config.num_clients):
-        indices = client_data(config, pid, config.num_clients).train_indices
+        indices = client_data(config, pid).train_indices
         member[indices] = True
         train_indices[pid] = indices
     return Truth(dataset.x, dataset.y, member, train_indices)

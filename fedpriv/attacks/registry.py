@@ -23,6 +23,7 @@ ATTACKS: Registry[Any] = Registry(
         "lira-online": "fedpriv.attacks.membership_attacks:LiRAOnline",
         "rmia-offline": "fedpriv.attacks.membership_attacks:RMIAOffline",
         "rmia-online": "fedpriv.attacks.membership_attacks:RMIAOnline",
+        "client-membership": "fedpriv.attacks.client_membership:ClientMembership",
         "mi-face": "fedpriv.attacks.mi_face:MIFace",
     },
 )

@@ -31,6 +31,7 @@ class Family(StrEnum):
 
     RECONSTRUCTION = "reconstruction"
     MEMBERSHIP = "membership"
+    CLIENT_MEMBERSHIP = "client-membership"
     MODEL_INVERSION = "model-inversion"
 
 
@@ -93,7 +94,9 @@ class ModelInversionMetrics:
 
 Metrics = ReconstructionMetrics | MembershipMetrics | ModelInversionMetrics
 _METRICS: dict[Family, type[Metrics]] = {
-    m.family: m for m in (ReconstructionMetrics, MembershipMetrics, ModelInversionMetrics)
+    **{m.family: m for m in (ReconstructionMetrics, MembershipMetrics, ModelInversionMetrics)},
+    # Membership of whole clients: the same rates, over clients instead of records.
+    Family.CLIENT_MEMBERSHIP: MembershipMetrics,
 }
 
 

@@ -11,11 +11,11 @@ import sys
 from collections.abc import Sequence
 
 from fedpriv import __version__
-from fedpriv.cli import attack, bench, compare, deploy, keys, release, run
+from fedpriv.cli import attack, audit, bench, compare, deploy, keys, release, run
 from fedpriv.errors import FedprivError, InterruptedRunError
 from fedpriv.provenance import set_command
 
-COMMANDS = (run, compare, attack, bench, keys, release, deploy)
+COMMANDS = (run, compare, attack, audit, bench, keys, release, deploy)
 
 
 def build_parser() -> argparse.ArgumentParser:

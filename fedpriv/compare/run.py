@@ -11,6 +11,7 @@ from typing import Any
 
 from fedpriv import __version__
 from fedpriv.attacks.context import Progress as AttackProgress
+from fedpriv.attacks.dp_audit import dp_audit
 from fedpriv.attacks.registry import ATTACKS, VIEWS, attacks_for
 from fedpriv.attacks.runner import read_results, run_attacks
 from fedpriv.compare.spec import Arm, Comparison
@@ -114,6 +115,9 @@ def run_comparison(
             rundir.write_reuse_key("run", key)
         for threat in VIEWS:
             refresh_attacks(comparison, rundir, threat, key, force, say, attack_progress)
+        if arm.config.dp_canaries >= 2 and (force or not rundir.audit_path.exists()):
+            say(arm.name, "DP audit (canaries)")
+            dp_audit(rundir.path)
         timings[arm.name] = time.perf_counter() - start
     results = collect(comparison, out, timings)
     write_json(out / "results.json", results.to_json())

@@ -36,8 +36,8 @@ class ClientLevelDP(Defense):
         )
 
     def max_total_weight(self, records: int) -> float:
-        """Every client weighs one."""
-        return float(self.config.num_clients)
+        """Every client (and every DP-audit canary) weighs one."""
+        return float(self.config.num_nodes)
 
     def aggregate_headroom(self) -> float:
         """The server's Gaussian noise, to eight standard deviations."""
@@ -46,9 +46,20 @@ class ClientLevelDP(Defense):
     def narrative(self, arm: Numbers, baseline: Numbers, baseline_name: str) -> list[str]:
         """The privacy spent and what it cost."""
         cost = arm.get("accuracy_cost")
-        return [
+        lines = [
             f"Client-level DP spends epsilon {fmt(arm.get('dp_epsilon'), '.2f')} (delta "
             f"{self.config.dp_delta}) and costs "
             f"{fmt(None if cost is None else 100 * float(cost), '.1f')} accuracy points "
             f"against {baseline_name}."
         ]
+        audited = arm.get("audit_epsilon")
+        if audited is not None:
+            claimed = arm.get("dp_epsilon")
+            within = claimed is not None and float(audited) <= float(claimed)
+            lines.append(
+                f"The one-run audit with {self.config.dp_canaries} canary clients measures "
+                f"epsilon >= {fmt(audited, '.2f')}, "
+                + ("within the accountant's claim." if within else "ABOVE the accountant's "
+                   "claim: the noise does not reach the model as accounted.")
+            )  # fmt: skip
+        return lines

@@ -102,10 +102,7 @@ class DPSGD(Defense):
         """
         config = self.config
         settings = DPSettings.from_config(config)
-        sizes = [
-            len(client_data(config, pid, config.num_clients).y_train)
-            for pid in range(config.num_clients)
-        ]
+        sizes = [len(client_data(config, pid).y_train) for pid in range(config.num_clients)]
         history = rundir.read_history()
         for record in history:
             record.dp_epsilon = max(

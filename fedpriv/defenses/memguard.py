@@ -211,7 +211,7 @@ class MemGuardDefense(Defense):
         config = self.config
         members, held_out = [], []
         for pid in range(config.num_clients):
-            data = client_data(config, pid, config.num_clients)
+            data = client_data(config, pid)
             members.append(data.x_train)
             held_out.append(data.x_test)
         with torch.no_grad():

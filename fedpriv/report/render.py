@@ -10,7 +10,7 @@ from fedpriv.attacks.inversion import TARGETS
 from fedpriv.attacks.results import Status
 from fedpriv.narrative import fmt
 from fedpriv.report.figures import FIGURES, comparison_figures
-from fedpriv.report.results import ComparisonResult
+from fedpriv.report.results import ComparisonResult, Headline
 
 SUMMARY_HEADER = [
     "arm",
@@ -20,9 +20,19 @@ SUMMARY_HEADER = [
     "gradient inversion PSNR (server view)",
     "membership AUC (outsider)",
     "TPR at 0.1% FPR",
+    "RMIA AUC (outsider)",
+    "client-level AUC (server / outsider)",
     "MI-Face eval accuracy",
-    "DP epsilon",
+    "DP epsilon (claimed / audited lower bound)",
 ]
+
+
+def _client_level(h: Headline) -> str:
+    """The server's client-level AUC, or why it does not apply."""
+    if h.client_membership_server_auc is not None:
+        return fmt(h.client_membership_server_auc)
+    reason = h.client_membership_server_reason
+    return "n/a" if not reason else "n/a (" + str(reason).split(":")[0] + ")"
 
 
 def summary_rows(results: ComparisonResult) -> list[list[str]]:
@@ -48,8 +58,10 @@ def summary_rows(results: ComparisonResult) -> list[list[str]]:
                 inversion,
                 f"{fmt(h.membership_auc)} ({h.membership_attack})",
                 fmt(h.membership_tpr_0_1),
+                fmt(h.rmia_auc),
+                f"{_client_level(h)} / {fmt(h.client_membership_outsider_auc)}",
                 fmt(h.model_inversion_accuracy, ".2f"),
-                fmt(h.dp_epsilon, ".2f"),
+                f"{fmt(h.dp_epsilon, '.2f')} / {fmt(h.audit_epsilon, '.2f')}",
             ]
         )
     return rows

@@ -11,7 +11,7 @@ from fedpriv.attacks.results import AttackResult, Family, Json, Threat
 from fedpriv.attacks.runner import read_results
 from fedpriv.config import RunConfig
 from fedpriv.history import History
-from fedpriv.rundir import RunDirectory
+from fedpriv.rundir import RunDirectory, read_json
 
 
 @dataclass
@@ -40,6 +40,12 @@ class Headline:
     shokri_auc: float | None = None
     model_inversion_accuracy: float | None = None
     memguard_l1: float | None = None
+    rmia_auc: float | None = None
+    client_membership_server_auc: float | None = None
+    client_membership_server_reason: str | None = None
+    client_membership_outsider_auc: float | None = None
+    audit_epsilon: float | None = None
+    audit_estimate: float | None = None
     bytes_vs_plaintext: float | None = None
     seconds_vs_plaintext: float | None = None
     accuracy_cost: float | None = None
@@ -61,6 +67,7 @@ class ArmResult:
     headline: Headline = field(default_factory=Headline)
     protection: list[str] = field(default_factory=list)
     wall_seconds: float | None = None
+    audit: dict[str, Json] | None = None
 
     def attack(self, threat: Threat, name: str) -> AttackResult | None:
         """One attack's result, if it ran."""
@@ -83,7 +90,15 @@ class ArmResult:
         attacks = {
             Threat(threat): read_results(run_dir, threat) for threat in rundir.attack_threats()
         }
-        return cls(name, rundir.read_config(), str(run_dir), rundir.read_history(), attacks)
+        audit = read_json(rundir.audit_path) if rundir.audit_path.exists() else None
+        return cls(
+            name,
+            rundir.read_config(),
+            str(run_dir),
+            rundir.read_history(),
+            attacks,
+            audit=audit,
+        )
 
     def to_json(self) -> dict[str, Json]:
         """The arm as ``results.json`` holds it."""
@@ -101,6 +116,7 @@ class ArmResult:
             "headline": self.headline.numbers(),
             "protection": self.protection,
             "wall_seconds": self.wall_seconds,
+            "audit": self.audit,
         }
 
     @classmethod
@@ -121,6 +137,7 @@ class ArmResult:
             headline=Headline(**data["headline"]),
             protection=list(data["protection"]),
             wall_seconds=data.get("wall_seconds"),
+            audit=data.get("audit"),
         )
 
 
@@ -191,6 +208,8 @@ def headline(arm: ArmResult) -> Headline:
     defended = next(
         (r.defense for r in arm.attacks.get(Threat.OUTSIDER, {}).values() if r.defense), None
     )
+    client_server = arm.attack(Threat.CURIOUS_SERVER, "client-membership")
+    client_outsider = arm.attack(Threat.OUTSIDER, "client-membership")
     last = rounds[-1] if rounds else None
     return Headline(
         final_accuracy=last.accuracy if last else None,
@@ -217,6 +236,19 @@ def headline(arm: ArmResult) -> Headline:
         shokri_auc=shokri.headline() if shokri else None,
         model_inversion_accuracy=mi_face.headline() if mi_face else None,
         memguard_l1=_float(defended.get("mean_l1_distortion")) if defended else None,
+        rmia_auc=max(
+            (
+                r.headline() or 0.0
+                for n in ("rmia-offline", "rmia-online")
+                if (r := arm.attack(Threat.OUTSIDER, n)) is not None and r.scored
+            ),
+            default=None,
+        ),  # fmt: skip
+        client_membership_server_auc=client_server.headline() if client_server else None,
+        client_membership_server_reason=client_server.reason if client_server else None,
+        client_membership_outsider_auc=client_outsider.headline() if client_outsider else None,
+        audit_epsilon=_float(arm.audit.get("empirical_epsilon")) if arm.audit else None,
+        audit_estimate=_float(arm.audit.get("estimated_epsilon")) if arm.audit else None,
     )
 
 
@@ -237,4 +269,6 @@ def _ratio(value: float, base: float) -> float | None:
 
 
 def _float(value: Json) -> float | None:
+    if value == "inf":
+        return float("inf")
     return float(value) if isinstance(value, int | float) else None

@@ -16,6 +16,7 @@ from fedpriv.crypto.keys import CLIENT_CONTEXT, check_preset, load_server_contex
 from fedpriv.crypto.presets import get_preset
 from fedpriv.data.datasets import load_dataset
 from fedpriv.defenses.base import Defense, Numbers
+from fedpriv.defenses.canary import total_weight
 from fedpriv.errors import ConfigError, FedprivError
 from fedpriv.models import state_from_bytes, state_to_bytes
 from fedpriv.narrative import fmt
@@ -55,7 +56,7 @@ def encodings(config: RunConfig, defense: Defense, num_clients: int) -> Encoding
     update = UpdateEncoding(
         preset,
         bound=config.ckks_update_bound,
-        max_total_weight=defense.max_total_weight(records),
+        max_total_weight=defense.max_total_weight(int(total_weight(config, records))),
         headroom=defense.aggregate_headroom(),
         num_clients=num_clients,
     )

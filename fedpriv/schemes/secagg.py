@@ -12,6 +12,7 @@ from flwr.serverapp.strategy import Strategy
 
 from fedpriv.data.datasets import load_dataset
 from fedpriv.defenses.base import Numbers
+from fedpriv.defenses.canary import total_weight
 from fedpriv.errors import ConfigError
 from fedpriv.federation.secagg import run_secagg
 from fedpriv.flower import (
@@ -90,7 +91,7 @@ class SecAggScheme(AggregationScheme):
             rundir,
             initial_state(self.config),
             # SecAgg+ weights each update by its sample count, up to this bound.
-            max_weight=float(len(load_dataset(self.config.dataset))),
+            max_weight=total_weight(self.config, len(load_dataset(self.config.dataset))),
         )
         rundir.write_model(state_to_bytes(model))
 

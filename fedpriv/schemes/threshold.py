@@ -23,6 +23,7 @@ from fedpriv.crypto.threshold import Ciphertext, PublicKey, ThresholdCkks
 from fedpriv.crypto.thresholdwire import ThresholdWire
 from fedpriv.data.datasets import load_dataset
 from fedpriv.defenses.base import Numbers
+from fedpriv.defenses.canary import total_weight
 from fedpriv.errors import ConfigError, CryptoError, KeyMaterialError
 from fedpriv.federation import threshold as protocol
 from fedpriv.federation.recording import RecordingGrid
@@ -58,7 +59,7 @@ def encoding(config: RunConfig) -> UpdateEncoding:
     return UpdateEncoding(
         get_preset(config.threshold_preset),
         bound=config.ckks_update_bound,
-        max_total_weight=float(len(load_dataset(config.dataset))),
+        max_total_weight=total_weight(config, len(load_dataset(config.dataset))),
         num_clients=config.num_clients,
     )
 

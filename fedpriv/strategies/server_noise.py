@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable
-from logging import INFO
+from logging import INFO, WARNING
 from typing import Protocol, runtime_checkable
 
 import numpy as np
@@ -32,6 +33,11 @@ class NoisySum(Protocol):
     def round_facts(self, server_round: int) -> RoundFacts:
         """The facts of ``server_round`` (how many updates the sum holds, among others)."""
         ...
+
+
+# Test-only fault injection: the server skips its noise while the accountant still reports
+# the epsilon the noise would give (tests/integration/test_audit.py).
+DISABLE_NOISE = "FEDPRIV_TEST_DISABLE_DP_NOISE"
 
 
 class ServerSideNoise(Strategy):
@@ -93,6 +99,11 @@ class ServerSideNoise(Strategy):
         if arrays is None or facts.summed == 0:
             return arrays, metrics  # no new sum (nothing arrived, or a fallback): no release
         noise = draw_noise(self.settings, self.summing.num_values, server_round)
+        if os.environ.get(DISABLE_NOISE) == "1":
+            # A fault injected by tests: the accountant still claims its epsilon below, and
+            # the DP audit must catch the difference.
+            log(WARNING, "%s=1: the DP noise is NOT added (a test fault)", DISABLE_NOISE)
+            noise = np.zeros_like(noise)
         facts.epsilon = privacy_spent(
             self.settings.noise_multiplier,
             self.summing.fraction_train,

@@ -64,7 +64,7 @@ def test_run_directory_contents(plaintext_run):
     load_state(model, state_from_bytes(rundir.model_path.read_bytes()))
     correct = total = 0
     for pid in range(5):
-        data = client_data(config, pid, 5)
+        data = client_data(config, pid)
         _, acc = evaluate(model, data.x_test, data.y_test)
         correct += acc * len(data.y_test)
         total += len(data.y_test)
@@ -178,8 +178,8 @@ def test_server_view_and_checkpoints_are_ciphertext_only(ckks_run):
 def test_no_sample_count_reaches_the_server(ckks_run):
     rundir = RunDirectory(ckks_run)
     config = rundir.read_config()
-    counts = [len(client_data(config, pid, 5).y_train) for pid in range(5)]
-    counts += [len(client_data(config, pid, 5).y_test) for pid in range(5)]
+    counts = [len(client_data(config, pid).y_train) for pid in range(5)]
+    counts += [len(client_data(config, pid).y_test) for pid in range(5)]
     needles = {np.float64(c).tobytes() for c in counts} | {np.float32(c).tobytes() for c in counts}
     for path in (rundir.path / "server_view").rglob("*-recv-*.pb"):
         content = rundir.read_payload(path)

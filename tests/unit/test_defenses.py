@@ -125,3 +125,42 @@ def test_dp_sgd_epsilon_matches_step_by_step_accounting():
     assert dp_sgd_epsilon(settings, n, batch, epochs, rounds) == pytest.approx(
         accountant.get_epsilon(1e-5)
     )
+
+
+def test_gdp_epsilon_solves_the_gdp_privacy_profile():
+    import math
+
+    from scipy.stats import norm
+
+    from fedpriv.attacks.dp_audit import gdp_epsilon
+
+    def delta(epsilon, mu):
+        return norm.cdf(-epsilon / mu + mu / 2) - math.exp(epsilon) * norm.cdf(
+            -epsilon / mu - mu / 2
+        )
+
+    for mu in (0.5, 1.0, 2.0, 5.0):
+        epsilon = gdp_epsilon(mu, 1e-5)
+        assert abs(delta(epsilon, mu) - 1e-5) < 1e-9
+    assert gdp_epsilon(0.0, 1e-5) == 0.0 and gdp_epsilon(-1.0, 1e-5) == 0.0
+    assert gdp_epsilon(1.0, 1e-5) < gdp_epsilon(2.0, 1e-5) < gdp_epsilon(4.0, 1e-5)
+
+
+def test_canaries_move_the_model_by_the_clipping_norm_along_secret_directions():
+    import numpy as np
+
+    from fedpriv.config import RunConfig
+    from fedpriv.defenses.canary import canary_direction, canary_update, is_canary
+    from fedpriv.parameters import state_to_vector
+    from fedpriv.task import initial_state
+
+    config = RunConfig(num_clients=5, dp_canaries=3, dp_clipping_norm=0.7)
+    start = initial_state(config)
+    base = state_to_vector(start)
+    assert [is_canary(config, p) for p in (4, 5, 7)] == [False, True, True]
+    first = canary_update(config, 5, start, 1.0)
+    step = state_to_vector(first.state) - base
+    assert abs(np.linalg.norm(step) - 0.7) < 1e-5
+    assert np.allclose(step / 0.7, canary_direction(config, 0, base.size), atol=1e-6)
+    second = canary_direction(config, 1, base.size)
+    assert abs(float(second @ canary_direction(config, 0, base.size))) < 0.1

@@ -38,7 +38,7 @@ from fedpriv.config import RunConfig
 from fedpriv.task import client_data, new_model
 from fedpriv.training import train
 config = RunConfig()
-data = client_data(config, 0, 5)
+data = client_data(config, 0)
 train(new_model(config), data.x_train, data.y_train, 1, 32, 0.1, 0.9)
 print(sorted(m for m in ("torch._dynamo", "sklearn") if m in sys.modules))
 """

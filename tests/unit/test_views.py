@@ -34,9 +34,9 @@ def _run(tmp_path, **changes):
 
 
 def test_which_attacks_apply_to_which_threat_is_derived():
-    assert attacks_for("curious-server") == (*INVERSION, "mi-face")
-    assert attacks_for("colluding-client") == (*INVERSION, "mi-face")
-    assert attacks_for("outsider") == (*MEMBERSHIP, "mi-face")
+    assert attacks_for("curious-server") == (*INVERSION, "client-membership", "mi-face")
+    assert attacks_for("colluding-client") == (*INVERSION, "client-membership", "mi-face")
+    assert attacks_for("outsider") == (*MEMBERSHIP, "client-membership", "mi-face")
 
 
 def test_attack_names_are_checked_before_anything_runs():
