@@ -13,6 +13,8 @@ them is typed by hand. Sources:
   ``<!-- results:end -->``: ``docs/results/compare.json`` (``results.json`` of
   ``fedpriv compare``);
 - ``docs/reference/performance.md``: ``docs/results/bench.json`` (of ``fedpriv bench``);
+- ``docs/reference/auditing.md``: ``docs/results/auditing.json`` (of
+  ``python -m fedpriv.bench.auditing``);
 - ``docs/reference/wire-format.md``: the default preset and its packed format (code), with
   the measured precision and bytes of ``docs/results/bench.json``;
 - ``docs/how-to/add-an-attack.md``: a copy of ``fedpriv/attacks/README.md``.
@@ -44,6 +46,7 @@ DOCS = ROOT / "docs"
 README = ROOT / "README.md"
 COMPARE_JSON = DOCS / "results" / "compare.json"
 BENCH_JSON = DOCS / "results" / "bench.json"
+AUDITING_JSON = DOCS / "results" / "auditing.json"
 ATTACKS_README = ROOT / "fedpriv" / "attacks" / "README.md"
 BEGIN, END = "<!-- results:begin -->", "<!-- results:end -->"
 # Help texts are wrapped at a fixed width so that the pages do not depend on the terminal.
@@ -705,6 +708,92 @@ def context_magic() -> str:
     return MAGIC.decode("ascii")
 
 
+# -- auditing -----------------------------------------------------------------------------
+
+
+def _rates(entry: dict[str, Any]) -> list[str]:
+    if "auc" not in entry:
+        return ["n/a", "n/a", "n/a", f"not applicable: {entry.get('reason', '')}"]
+    low = entry["tpr_at_0_1pct_fpr"]
+    resolved = entry["non_members"] * 0.001 >= 1
+    return [
+        f"{entry['auc']:.3f}",
+        f"{entry['tpr_at_1pct_fpr']:.3f}",
+        f"{low:.3f}" + ("" if resolved else " (rests on 0 false positives)"),
+        f"{entry['members']} / {entry['non_members']}",
+    ]
+
+
+def auditing_page() -> str:
+    """``docs/reference/auditing.md``."""
+    lines = [header("docs/results/auditing.json"), "# Auditing", ""]
+    if not AUDITING_JSON.exists():
+        lines += ["No `docs/results/auditing.json` yet: run `python -m fedpriv.bench.auditing`."]
+        return "\n".join(lines) + "\n"
+    data = json.loads(AUDITING_JSON.read_text(encoding="utf-8"))
+    lines += [
+        f"Generated {data['generated']} by `{data['command']}` at commit `{data['commit']}`. "
+        "How the attacks work and how to run them: [Attack a run](../how-to/attacks.md).",
+        "",
+        "## RMIA with two reference models",
+        "",
+        f"The overfit target of `experiments/{data['rmia_vs_lira']['experiment']}`, attacked "
+        "by the outsider with the same two shadow models as LiRA's and RMIA's references "
+        "(RMIA's temperature and `a` chosen on those references):",
+        "",
+        *table(
+            ["attack", "AUC", "TPR at 1% FPR", "TPR at 0.1% FPR", "members / non-members"],
+            [
+                [code(name), *_rates(entry)]
+                for name, entry in data["rmia_vs_lira"]["results"].items()
+            ],
+        ),
+        "",
+        "## Client-level membership",
+        "",
+        "Whether a whole client took part: "
+        + ", ".join(f"`{k}` = {v}" for k, v in data["client_level"]["config"].items())
+        + ". Participants against held-out clients that never took part:",
+        "",
+        *table(
+            ["arm / threat", "AUC", "TPR at 1% FPR", "TPR at 0.1% FPR", "clients (in / out)"],
+            [
+                [code(name), *_rates(entry)]
+                for name, entry in data["client_level"].items()
+                if name != "config"
+            ],
+        ),
+        "",
+        "## The one-run DP audit",
+        "",
+        "Client-level DP under ckks, "
+        + ", ".join(f"`{k}` = {v}" for k, v in data["dp_audit"]["config"].items())
+        + "; the same run with the server's noise switched off by a test fault "
+        "(`FEDPRIV_TEST_DISABLE_DP_NOISE=1`), which the accountant does not see:",
+        "",
+        *table(
+            ["run", "accountant's epsilon", "audited epsilon (lower bound)", "estimate", "mu"],
+            [
+                [
+                    name,
+                    f"{entry['claimed_epsilon']:.2f}",
+                    str(entry["empirical_epsilon"])
+                    if isinstance(entry["empirical_epsilon"], str)
+                    else f"{entry['empirical_epsilon']:.2f}",
+                    str(entry["estimated_epsilon"])
+                    if isinstance(entry["estimated_epsilon"], str)
+                    else f"{entry['estimated_epsilon']:.2f}",
+                    f"{entry['mu']:.2f}",
+                ]
+                for name, entry in data["dp_audit"].items()
+                if name != "config"
+            ],
+        ),
+        "",
+    ]
+    return "\n".join(lines).rstrip() + "\n"
+
+
 # -- the attack plug-in guide --------------------------------------------------------------
 
 
@@ -721,6 +810,7 @@ PAGES: dict[Path, Callable[[], str]] = {
     DOCS / "reference" / "results.md": results_page,
     DOCS / "reference" / "performance.md": performance_page,
     DOCS / "reference" / "wire-format.md": wire_format_page,
+    DOCS / "reference" / "auditing.md": auditing_page,
     DOCS / "how-to" / "add-an-attack.md": add_an_attack_page,
 }
 
