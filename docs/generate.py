@@ -714,12 +714,14 @@ def context_magic() -> str:
 def _rates(entry: dict[str, Any]) -> list[str]:
     if "auc" not in entry:
         return ["n/a", "n/a", "n/a", f"not applicable: {entry.get('reason', '')}"]
-    low = entry["tpr_at_0_1pct_fpr"]
-    resolved = entry["non_members"] * 0.001 >= 1
+    def rate(key: str, fpr: float) -> str:
+        resolved = entry["non_members"] * fpr >= 1
+        return f"{entry[key]:.3f}" + ("" if resolved else " (rests on 0 false positives)")
+
     return [
         f"{entry['auc']:.3f}",
-        f"{entry['tpr_at_1pct_fpr']:.3f}",
-        f"{low:.3f}" + ("" if resolved else " (rests on 0 false positives)"),
+        rate("tpr_at_1pct_fpr", 0.01),
+        rate("tpr_at_0_1pct_fpr", 0.001),
         f"{entry['members']} / {entry['non_members']}",
     ]
 
