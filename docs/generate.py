@@ -714,6 +714,7 @@ def context_magic() -> str:
 def _rates(entry: dict[str, Any]) -> list[str]:
     if "auc" not in entry:
         return ["n/a", "n/a", "n/a", f"not applicable: {entry.get('reason', '')}"]
+
     def rate(key: str, fpr: float) -> str:
         resolved = entry["non_members"] * fpr >= 1
         return f"{entry[key]:.3f}" + ("" if resolved else " (rests on 0 false positives)")
