@@ -8,6 +8,7 @@ from dataclasses import dataclass, field, fields
 from enum import StrEnum
 from typing import Any, ClassVar
 
+from fedpriv.adversary import Adversary
 from fedpriv.crypto.presets import DEFAULT_PRESET, DEFAULT_THRESHOLD_PRESET, PRESETS, get_preset
 from fedpriv.errors import ConfigError
 from fedpriv.registry import (
@@ -18,6 +19,7 @@ from fedpriv.registry import (
     SCHEMES,
     Aggregation,
     Defense,
+    Trait,
     check_dataset_name,
     unknown_name,
 )
@@ -108,6 +110,12 @@ class RunConfig:
     defense: Defense = setting(
         Defense.NONE, "a protection beside the aggregation", choices=DEFENSES.names()
     )
+    adversary: str = setting(
+        "",
+        "a malicious server: malicious-server:<isolation|imprint>[,target=<partition>]"
+        "[,round=<r>] ('': honest)",
+        "adversary",
+    )
     dp_noise_multiplier: float = setting(1.0, "DP: noise sigma in units of the clipping norm")
     dp_clipping_norm: float = setting(1.0, "DP: clipping norm C of an update (or a gradient)")
     dp_delta: float = setting(1e-5, "DP: delta of the reported epsilon")
@@ -134,12 +142,39 @@ class RunConfig:
         if get_preset(self.threshold_preset).backend != "threshold":
             raise ConfigError(f"threshold-preset {self.threshold_preset} is no threshold preset")
         self._check_ranges()
+        self._check_adversary()
         needed = DEFENSES.entry(self.defense).requires - SCHEMES.entry(self.aggregation).provides
         if needed:
             able = " or ".join(repr(name) for name in SCHEMES.providing(next(iter(needed))))
             raise ConfigError(
                 f"defense {str(self.defense)!r} needs aggregation {able} "
                 f"({', '.join(sorted(needed))}); got aggregation {str(self.aggregation)!r}"
+            )
+
+    @property
+    def adversary_plan(self) -> Adversary:
+        """The parsed ``adversary`` key."""
+        return Adversary.parse(self.adversary)
+
+    def _check_adversary(self) -> None:
+        plan = self.adversary_plan
+        if plan.honest:
+            return
+        if Trait.PLAINTEXT_BROADCAST not in SCHEMES.entry(self.aggregation).provides:
+            able = ", ".join(SCHEMES.providing(Trait.PLAINTEXT_BROADCAST))
+            raise ConfigError(
+                f"adversary {plan.attack} needs a server that sends plaintext models ({able}); "
+                f"under aggregation {str(self.aggregation)!r} it can only send ciphertexts, and "
+                "clients refuse a trivial one (c1 = 0) that would carry a crafted model"
+            )
+        if self.model != "mlp":
+            raise ConfigError(
+                f"adversary {plan.attack} crafts the first layers of model 'mlp'; got model "
+                f"{self.model!r}"
+            )
+        if plan.target >= self.num_clients:
+            raise ConfigError(
+                f"adversary target {plan.target} is no client partition (0..{self.num_clients - 1})"
             )
 
     def _check_types(self) -> None:
@@ -197,6 +232,17 @@ class RunConfig:
                 f"ceil(2 x clients / 3); got {self.threshold}"
             )
         if self.aggregation == Aggregation.CKKS_THRESHOLD:
+            # Flower's sampling: int(nodes x fraction), at least the minimum.
+            trained = max(
+                int(self.num_nodes * self.fraction_train),
+                min(self.min_available_clients, self.num_clients),
+            )
+            if self.decryption_threshold > trained:
+                raise ConfigError(
+                    f"threshold {self.decryption_threshold} exceeds the {trained} clients trained "
+                    "per round, who are the ones asked to decrypt their sum: set threshold <= "
+                    f"{trained} or raise fraction-train"
+                )
             parties = get_preset(self.threshold_preset).max_parties
             if not 2 <= self.num_clients <= parties:
                 raise ConfigError(

@@ -151,6 +151,13 @@ def legacy_fit_parameters(content: RecordDict) -> tuple[NDArrays, dict[str, Any]
     return parameters_to_ndarrays(fit_ins.parameters), dict(fit_ins.config)
 
 
+def legacy_replace_fit_parameters(content: RecordDict, arrays: NDArrays) -> RecordDict:
+    """``content`` with the parameters of its legacy ``FitIns`` replaced (other records kept)."""
+    parameters = ndarrays_to_parameters(arrays)
+    content["fitins.parameters"] = legacy.parameters_to_arrayrecord(parameters, keep_input=True)
+    return content
+
+
 def legacy_evaluate_parameters(content: RecordDict) -> NDArrays:
     """The parameters of a legacy ``EvaluateIns`` message."""
     evaluate_ins = legacy.recorddict_to_evaluateins(content, keep_input=True)
@@ -176,7 +183,13 @@ def legacy_fit_reply(arrays: list[np.ndarray], num_examples: int, train_loss: fl
     return legacy.fitres_to_recorddict(fit_res, keep_input=False)
 
 
-def legacy_evaluate_reply(loss: float, num_examples: int, accuracy: float) -> RecordDict:
-    """A legacy ``EvaluateRes``."""
-    res = EvaluateRes(Status(Code.OK, ""), loss, num_examples, {"accuracy": accuracy})
+def legacy_evaluate_reply(
+    loss: float, num_examples: int, accuracy: float, partition_id: int
+) -> RecordDict:
+    """A legacy ``EvaluateRes`` (the partition id, as every scheme's clients report it)."""
+    metrics: dict[str, bool | bytes | float | int | str] = {
+        "accuracy": accuracy,
+        "partition-id": partition_id,
+    }
+    res = EvaluateRes(Status(Code.OK, ""), loss, num_examples, metrics)
     return legacy.evaluateres_to_recorddict(res)

@@ -22,12 +22,13 @@ T = TypeVar("T")
 
 
 class Trait(StrEnum):
-    """What a scheme offers a defense composed with it.
+    """What a scheme offers a defense (or an adversary) composed with it.
 
     Declared in the registry so that a configuration is checked without importing either.
     """
 
     NOISY_SUM = "the server adds noise to the aggregate before anyone reads it"
+    PLAINTEXT_BROADCAST = "the server sends each client a plaintext model it may craft"
 
 
 @dataclass(frozen=True)
@@ -133,14 +134,19 @@ class Defense(StrEnum):
 
 
 NOISY_SUM = frozenset({Trait.NOISY_SUM})
+PLAIN_BROADCAST = frozenset({Trait.PLAINTEXT_BROADCAST})
 # Each value is an :class:`fedpriv.schemes.base.AggregationScheme` subclass.
 SCHEMES: Registry[Any] = Registry(
     "aggregation",
     {
-        Aggregation.PLAINTEXT: Entry("fedpriv.schemes.plaintext:PlaintextScheme"),
+        Aggregation.PLAINTEXT: Entry(
+            "fedpriv.schemes.plaintext:PlaintextScheme", provides=PLAIN_BROADCAST
+        ),
         Aggregation.CKKS: Entry("fedpriv.schemes.ckks:CkksScheme", provides=NOISY_SUM),
-        Aggregation.CKKS_THRESHOLD: Entry("fedpriv.schemes.threshold:ThresholdScheme"),
-        Aggregation.SECAGG: Entry("fedpriv.schemes.secagg:SecAggScheme"),
+        Aggregation.CKKS_THRESHOLD: Entry(
+            "fedpriv.schemes.threshold:ThresholdScheme", provides=PLAIN_BROADCAST
+        ),
+        Aggregation.SECAGG: Entry("fedpriv.schemes.secagg:SecAggScheme", provides=PLAIN_BROADCAST),
     },
 )
 # Each value is a :class:`fedpriv.defenses.base.Defense` subclass.

@@ -83,6 +83,21 @@ def _last_bias(params: dict[str, torch.Tensor], num_classes: int) -> str:
     return names[-1]
 
 
+def _output_signal(update: dict[str, torch.Tensor], num_classes: int) -> np.ndarray:
+    """Per class, minus the output layer's update: positive at the labels present.
+
+    The output bias where the update holds it; else the output weight's row sums (its
+    inputs are post-ReLU, so each row's sum has the sign of the bias gradient).
+    """
+    try:
+        return np.asarray(-update[_last_bias(update, num_classes)].numpy())
+    except ConfigError:
+        weights = [k for k, v in update.items() if v.ndim == 2 and v.shape[0] == num_classes]
+        if not weights:
+            raise
+        return np.asarray(-update[weights[-1]].sum(dim=1).numpy())
+
+
 def recover_labels(update: dict[str, torch.Tensor], num_classes: int, count: int) -> np.ndarray:
     """iDLG: labels from the sign of the output-bias update.
 
@@ -91,12 +106,14 @@ def recover_labels(update: dict[str, torch.Tensor], num_classes: int, count: int
     gradients, so present labels have negative entries. For several records the labels are
     spread over those entries by magnitude.
     """
-    bias = -update[_last_bias(update, num_classes)].numpy()
+    bias = _output_signal(update, num_classes)
     order = np.argsort(-bias)
     present = [c for c in order if bias[c] > 0] or [int(order[0])]
     if count <= len(present):
         return np.array(present[:count], dtype=np.int64)
     weights = np.array([bias[c] for c in present])
+    if not weights.sum() > 0:  # no label signal at all (an unchanged model): spread evenly
+        weights = np.ones(len(present))
     shares = np.maximum(1, np.round(weights / weights.sum() * count)).astype(int)
     labels = np.repeat(present, shares)[:count]
     if len(labels) < count:
@@ -137,13 +154,14 @@ def _total(terms: list[torch.Tensor]) -> torch.Tensor:
     return torch.stack(terms).sum()
 
 
+# Both compare a simulated update with the observed one over the observed one's names.
 def _l2(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> torch.Tensor:
-    return _total([((a[k] - b[k]) ** 2).sum() for k in a])
+    return _total([((a[k] - b[k]) ** 2).sum() for k in b])
 
 
 def _cosine(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> torch.Tensor:
-    dot = _total([(a[k] * b[k]).sum() for k in a])
-    norm_a = torch.sqrt(_total([(a[k] ** 2).sum() for k in a]))
+    dot = _total([(a[k] * b[k]).sum() for k in b])
+    norm_a = torch.sqrt(_total([(a[k] ** 2).sum() for k in b]))
     norm_b = torch.sqrt(_total([(b[k] ** 2).sum() for k in b]))
     return 1 - dot / (norm_a * norm_b + 1e-12)
 
@@ -162,15 +180,20 @@ def invert(
     input_shape: tuple[int, ...],
     num_classes: int,
     settings: InversionSettings,
+    ignored: tuple[str, ...] = (),
 ) -> Reconstruction:
     """Reconstruct the records behind one observed update.
+
+    ``ignored`` names parameters whose observed update is not the client's alone (a
+    malicious server's isolated update mixes in others' output bias): they are left out of
+    the matching.
 
     ``settings.restarts`` starts must converge; a start whose matching loss diverges (NaN or
     inf) does not count and is replaced by a fresh one, up to as many again. The best start
     is kept; if none converged the result says so (:attr:`Reconstruction.diverged`).
     """
     start = _param_dict(model, before)
-    target = {k: start[k] - v for k, v in _param_dict(model, after).items()}
+    target = {k: start[k] - v for k, v in _param_dict(model, after).items() if k not in ignored}
     count = min(recipe.num_examples, settings.max_images)
     labels = torch.from_numpy(recover_labels(target, num_classes, count))
     recipe = recipe.simulated(count, settings.max_steps)

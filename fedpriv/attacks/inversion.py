@@ -11,7 +11,12 @@ import numpy as np
 from fedpriv.attacks.base import Attack
 from fedpriv.attacks.context import AttackContext
 from fedpriv.attacks.gradient_inversion import LocalRecipe, invert
-from fedpriv.attacks.metrics import image_metrics, match_reconstructions
+from fedpriv.attacks.metrics import (
+    RECOVERED_PSNR,
+    ImageScore,
+    image_metrics,
+    match_reconstructions,
+)
 from fedpriv.attacks.results import (
     AttackResult,
     ClientReconstruction,
@@ -19,12 +24,34 @@ from fedpriv.attacks.results import (
     ReconstructionMetrics,
     Status,
 )
-from fedpriv.attacks.views import Capability, NotApplicable, SightView, View
+from fedpriv.attacks.views import (
+    Capability,
+    MaliciousServerView,
+    NotApplicable,
+    SightView,
+    View,
+)
 from fedpriv.models import build_model
+from fedpriv.parameters import state_to_vector
 from fedpriv.schemes.sight import ObservedUpdate
 
-# What was inverted: each client's update, or each round's aggregate (the mean of them).
-TARGETS = {True: "client updates", False: "round aggregates"}
+# What was inverted, as results record it, by the capability the attack ran with.
+TARGETS = {
+    Capability.CLIENT_UPDATES: "client updates",
+    Capability.AGGREGATE_UPDATES: "round aggregates",
+    Capability.ISOLATED_UPDATE: "the target's update, isolated from the aggregate",
+}
+
+
+def _target(needs: frozenset[Capability]) -> str:
+    return next(TARGETS[c] for c in TARGETS if c in needs)
+
+
+def recovered_share(scores: list[ImageScore], records: int) -> float:
+    """Share of a client's ``records`` reconstructed at >= :data:`RECOVERED_PSNR` dB."""
+    return sum(s.psnr >= RECOVERED_PSNR for s in scores) / max(records, 1)
+
+
 # Pairs of (truth, reconstruction) kept per client for the report's grids.
 GRID_PER_CLIENT = 4
 
@@ -51,6 +78,7 @@ class GradientInversion(Attack):
     requirements = (
         frozenset({Capability.CLIENT_UPDATES}),
         frozenset({Capability.AGGREGATE_UPDATES}),
+        frozenset({Capability.ISOLATED_UPDATE}),
     )
     uses = ("inversion", "rounds", "max_clients", "colluders")
     method: ClassVar[str]
@@ -62,7 +90,24 @@ class GradientInversion(Attack):
         config = context.config
         settings = dataclasses.replace(context.settings.inversion, method=self.method)
         rounds = [r for r in context.settings.rounds if r in view.rounds]
-        if Capability.CLIENT_UPDATES in needs:
+        ignored: tuple[str, ...] = ()
+        if Capability.ISOLATED_UPDATE in needs:
+            assert isinstance(view, MaliciousServerView)
+            record, isolated = view.isolated()
+            rounds = [record.server_round]
+            ignored = isolated.ignored
+            updates = [
+                ObservedUpdate(
+                    record.server_round,
+                    record.target_node,
+                    state_to_vector(isolated.before),
+                    state_to_vector(isolated.after),
+                    # The server configured the recipe, and with it any cap on records.
+                    config.max_train_samples or None,
+                    record.plan.target,
+                )
+            ]
+        elif Capability.CLIENT_UPDATES in needs:
             cap = context.settings.max_clients or None  # 0: every client of the round
             updates = [u for r in rounds for u in sorted(view.updates(r), key=_client_order)[:cap]]
         else:
@@ -89,6 +134,7 @@ class GradientInversion(Attack):
                 dataset.input_shape,
                 dataset.num_classes,
                 settings,
+                ignored,
             )
             candidates = context.candidate_records(update.partition_id)
             pairs = match_reconstructions(rec.images, context.truth.x[candidates])
@@ -109,6 +155,7 @@ class GradientInversion(Attack):
                     psnr=unscored or float(np.mean([s.psnr for s in scores])),
                     ssim=unscored or float(np.mean([s.ssim for s in scores])),
                     label_accuracy=unscored or float(np.mean(labels_ok)),
+                    recovered=unscored or recovered_share(scores, len(candidates)),
                     attempts=rec.attempts,
                     diverged=rec.diverged,
                 )
@@ -126,7 +173,7 @@ class GradientInversion(Attack):
             **settings.to_dict(),
             "rounds": rounds,
             "max_clients": context.settings.max_clients,
-            "target": TARGETS[Capability.CLIENT_UPDATES in needs],
+            "target": _target(needs),
         }
         converged = [c for c in clients if not c.diverged]
         if not converged:
@@ -146,6 +193,7 @@ class GradientInversion(Attack):
             psnr=float(np.mean([c.psnr for c in converged])),
             ssim=float(np.mean([c.ssim for c in converged])),
             label_accuracy=float(np.mean([c.label_accuracy for c in converged])),
+            recovered_fraction=float(np.mean([c.recovered for c in converged])),
         )
         return AttackResult(
             self.name,

@@ -44,6 +44,10 @@ def roc_points(scores: np.ndarray, is_member: np.ndarray) -> RocCurve:
     return RocCurve(fpr.tolist(), tpr.tolist())
 
 
+# A record counts as recovered at this PSNR or above (Fowl et al. and the issue's bar).
+RECOVERED_PSNR = 30.0
+
+
 @dataclass(frozen=True)
 class ImageScore:
     """How close one reconstruction is to its true record."""

@@ -25,6 +25,7 @@ ATTACKS: Registry[Any] = Registry(
         "rmia-online": "fedpriv.attacks.membership_attacks:RMIAOnline",
         "client-membership": "fedpriv.attacks.client_membership:ClientMembership",
         "mi-face": "fedpriv.attacks.mi_face:MIFace",
+        "imprint": "fedpriv.attacks.imprint:Imprint",
     },
 )
 # Each value is a :class:`fedpriv.attacks.views.View` subclass.
@@ -34,6 +35,7 @@ VIEWS: Registry[Any] = Registry(
         Threat.CURIOUS_SERVER: "fedpriv.attacks.views:ServerView",
         Threat.OUTSIDER: "fedpriv.attacks.views:OutsiderView",
         Threat.COLLUDING_CLIENT: "fedpriv.attacks.views:CoalitionView",
+        Threat.MALICIOUS_SERVER: "fedpriv.attacks.views:MaliciousServerView",
     },
 )
 

@@ -24,6 +24,7 @@ class Threat(StrEnum):
     CURIOUS_SERVER = "curious-server"
     OUTSIDER = "outsider"
     COLLUDING_CLIENT = "colluding-client"
+    MALICIOUS_SERVER = "malicious-server"
 
 
 class Family(StrEnum):
@@ -51,6 +52,8 @@ class ReconstructionMetrics:
     psnr: float
     ssim: float
     label_accuracy: float
+    # Share of the attacked clients' records reconstructed at >= 30 dB PSNR.
+    recovered_fraction: float | None = None
 
     family: ClassVar[Family] = Family.RECONSTRUCTION
     headline: ClassVar[str] = "psnr"
@@ -119,6 +122,8 @@ class ClientReconstruction:
     label_accuracy: float
     attempts: int = 1
     diverged: bool = False
+    # Share of the client's records reconstructed at >= 30 dB (NaN where diverged).
+    recovered: float = math.nan
 
 
 @dataclass(frozen=True)

@@ -13,11 +13,14 @@ from fedpriv.attacks.results import OUTPUTS, Threat
 from fedpriv.config import RunConfig
 from fedpriv.defenses.base import ReleasedModel
 from fedpriv.errors import ConfigError
+from fedpriv.federation.adversary import AttackRecord, Isolated, isolate, read_attack
 from fedpriv.models import load_state, state_from_bytes
+from fedpriv.registry import SCHEMES, Trait
 from fedpriv.rundir import RunDirectory
 from fedpriv.schemes.base import load_scheme
 from fedpriv.schemes.sight import NotVisible, ObservedUpdate, Sight
 from fedpriv.task import new_model
+from fedpriv.wire import arrays_of, record_to_state
 
 
 class Capability(StrEnum):
@@ -29,6 +32,7 @@ class Capability(StrEnum):
     QUERY_PROBABILITIES = "confidence scores of the released model"
     QUERY_LABELS = "predicted labels of the released model"
     POPULATION_DATA = "records of the population to test and to train shadow models on"
+    ISOLATED_UPDATE = "one chosen client's update, isolated from an aggregate by crafted models"
 
 
 class NotApplicable(Exception):
@@ -186,6 +190,61 @@ class CoalitionView(SightView):
     ) -> View:
         """The coalition of ``colluders`` clients holding ``key_dir``."""
         return cls(run_dir, colluders, key_dir)
+
+
+# Why a server that may only send ciphertexts cannot play the model-crafting attacks.
+CIPHERTEXT_ONLY = (
+    "under single-key CKKS the server sends and reads ciphertexts only: a crafted model would "
+    "travel as a trivial ciphertext (c1 = 0), which every client refuses, and the aggregate it "
+    "would read stays encrypted"
+)
+
+
+class MaliciousServerView(SightView):
+    """A server that crafted the models of one round (the run's ``adversary`` key).
+
+    It holds the aggregate its scheme lets it read and the models it sent; from them it
+    reads back the target's update (:func:`fedpriv.federation.adversary.isolate`).
+    """
+
+    threat = Threat.MALICIOUS_SERVER
+    possible = frozenset({Capability.ISOLATED_UPDATE})
+
+    def missing(self, capability: Capability) -> str | None:
+        """The isolated update exists where the server attacked and reads the aggregate."""
+        if capability != Capability.ISOLATED_UPDATE:
+            # Not the curious server's reading of the same run: that is its own threat.
+            return View.missing(self, capability)
+        plan = self.config.adversary_plan
+        if Trait.PLAINTEXT_BROADCAST not in SCHEMES.entry(self.config.aggregation).provides:
+            return CIPHERTEXT_ONLY
+        if plan.honest:
+            return (
+                "the run's server was honest: rerun it with "
+                "--adversary malicious-server:<isolation|imprint>"
+            )
+        attack = read_attack(self.rundir)
+        if attack is None:
+            return (
+                f"the malicious server never acted: partition {plan.target} was not sampled "
+                f"(or not yet seen) from round {plan.round} on"
+            )
+        hidden = self.sight.models_hidden()
+        if hidden is not None:
+            return hidden
+        if attack[0].server_round not in self.rounds:
+            return f"round {attack[0].server_round}, the attacked one, left no aggregate"
+        return None
+
+    def isolated(self) -> tuple[AttackRecord, Isolated]:
+        """What the server did, and the target's update it reads back."""
+        self.require(frozenset({Capability.ISOLATED_UPDATE}))
+        attack = read_attack(self.rundir)
+        assert attack is not None
+        record, sent = attack
+        checkpoint = self.rundir.read_checkpoint(record.server_round)
+        aggregate = record_to_state(arrays_of(checkpoint))
+        return record, isolate(record, sent, aggregate)
 
 
 class OutsiderView(View):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from flwr.app import Message, RecordDict
 from flwr.serverapp import Grid
@@ -67,6 +68,16 @@ def phase(message: Message) -> str:
     return EVALUATE if message.metadata.message_type.startswith(EVALUATE) else TRAIN
 
 
+class Tamperer(Protocol):
+    """A server that alters what it sends (``fedpriv.federation.adversary.MaliciousServer``)."""
+
+    def tamper(self, messages: list[Message], server_round: int) -> None:
+        """Alter ``messages`` in place before they are recorded and sent."""
+
+    def observe(self, replies: Iterable[Message]) -> None:
+        """Learn from the replies."""
+
+
 class RecordingGrid(Grid):
     """A ``Grid`` that accounts for, and stores, every message the server sends and receives.
 
@@ -87,6 +98,8 @@ class RecordingGrid(Grid):
         The protocol stage a message belongs to (SecAgg+), or ``None``.
     update_stage : str
         The stage whose training replies carry the updates ("" when there are no stages).
+    adversary : Tamperer | None
+        A malicious server's hands on the messages (``None``: the server is honest).
 
     """
 
@@ -97,7 +110,9 @@ class RecordingGrid(Grid):
         record_view: bool,
         stage_of: StageOf | None = None,
         update_stage: str = "",
+        adversary: Tamperer | None = None,
     ) -> None:
+        self.adversary = adversary
         self._grid = grid
         self._rundir = rundir
         self._record_view = record_view
@@ -158,8 +173,12 @@ class RecordingGrid(Grid):
         Ctrl-C must not wait for clients that will never answer.
         """
         messages = list(messages)
+        if self.adversary is not None and messages:
+            self.adversary.tamper(messages, self._round(messages[0]))
         self._record_sent(messages)
         replies = self._exchange(messages, timeout)
+        if self.adversary is not None:
+            self.adversary.observe(replies)
         stages = {m.metadata.dst_node_id: self._stage_of(m) for m in messages}
         received = time.perf_counter()
         for reply in replies:

@@ -13,7 +13,8 @@ from flwr.server.workflow import DefaultWorkflow, SecAggPlusWorkflow
 from flwr.serverapp import Grid
 
 from fedpriv.config import RunConfig
-from fedpriv.federation.recording import EVALUATE, TRAIN, RecordingGrid, phase
+from fedpriv.federation.adversary import malicious_server
+from fedpriv.federation.recording import EVALUATE, TRAIN, RecordingGrid, Tamperer, phase
 from fedpriv.flower import legacy_evaluate_parameters, legacy_state_parameters
 from fedpriv.history import History, RoundRecord
 from fedpriv.parameters import State
@@ -37,8 +38,14 @@ class SecAggGrid(RecordingGrid):
     that round's SecAgg+ aggregate, which is what the server holds in plaintext.
     """
 
-    def __init__(self, grid: Grid, rundir: RunDirectory, record_view: bool) -> None:
-        super().__init__(grid, rundir, record_view, secagg_stage, UPDATE_STAGE)
+    def __init__(
+        self,
+        grid: Grid,
+        rundir: RunDirectory,
+        record_view: bool,
+        adversary: Tamperer | None = None,
+    ) -> None:
+        super().__init__(grid, rundir, record_view, secagg_stage, UPDATE_STAGE, adversary)
         self.models: dict[int, NDArrays] = {}
 
     def send_and_receive(
@@ -94,7 +101,8 @@ def run_secagg(
             max_weight=max_weight,
         )
     )
-    recording = SecAggGrid(grid, rundir, config.record_server_view)
+    adversary = malicious_server(config, rundir, list(template))
+    recording = SecAggGrid(grid, rundir, config.record_server_view, adversary)
     workflow(recording, legacy_context)
 
     flower_history = legacy_context.history

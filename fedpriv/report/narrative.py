@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from fedpriv.attacks.inversion import TARGETS
 from fedpriv.attacks.results import Status
+from fedpriv.attacks.views import Capability
 from fedpriv.narrative import fmt
 from fedpriv.report.results import ArmResult
 from fedpriv.schemes.base import load_scheme
 
-AGGREGATES = TARGETS[False]
+AGGREGATES = TARGETS[Capability.AGGREGATE_UPDATES]
 
 
 def protection_text(arm: ArmResult, baseline: ArmResult) -> list[str]:

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from fedpriv.attacks.inversion import TARGETS
 from fedpriv.attacks.results import Status
+from fedpriv.attacks.views import Capability
 from fedpriv.narrative import fmt
 from fedpriv.report.figures import FIGURES, comparison_figures
 from fedpriv.report.results import ComparisonResult, Headline
@@ -42,7 +43,7 @@ def summary_rows(results: ComparisonResult) -> list[list[str]]:
         h = arm.headline
         if h.server_inversion_psnr is not None:
             notes = [h.server_inversion_attack or "ig"]
-            if h.server_inversion_target == TARGETS[False]:
+            if h.server_inversion_target == TARGETS[Capability.AGGREGATE_UPDATES]:
                 notes.append("aggregate")
             inversion = f"{fmt(h.server_inversion_psnr, '.1f')} dB ({', '.join(notes)})"
         elif h.server_inversion_status == Status.DIVERGED:

@@ -16,6 +16,7 @@ from flwr.serverapp.strategy import Strategy
 from fedpriv.config import RunConfig
 from fedpriv.defenses.base import Defense, Numbers, load_defense
 from fedpriv.errors import ConfigError
+from fedpriv.federation.adversary import malicious_server
 from fedpriv.federation.recording import RecordingGrid
 from fedpriv.federation.rounds import RoundLoop, RoundPolicy
 from fedpriv.history import History
@@ -161,7 +162,8 @@ class AggregationScheme(ABC):
             self.resumed(strategy, arrays)
         strategy = self.defense.wrap_strategy(strategy)
         strategy.summary()
-        recording = RecordingGrid(grid, rundir, self.config.record_server_view)
+        adversary = malicious_server(self.config, rundir, list(record_to_state(arrays)))
+        recording = RecordingGrid(grid, rundir, self.config.record_server_view, adversary=adversary)
         policy = RoundPolicy(
             min_clients=min(self.config.min_available_clients, self.config.num_clients),
             sampling_seed=self.config.seed,

@@ -12,7 +12,7 @@ from flwr.serverapp.strategy import Strategy
 
 from fedpriv.data.datasets import load_dataset
 from fedpriv.defenses.base import Numbers
-from fedpriv.defenses.canary import total_weight
+from fedpriv.defenses.canary import largest_weight
 from fedpriv.errors import ConfigError
 from fedpriv.federation.secagg import run_secagg
 from fedpriv.flower import (
@@ -40,8 +40,9 @@ MASKED_ONLY = (
 class LegacyCodec(ClientCodec):
     """The legacy fit/evaluate layout, which Flower's ``secaggplus_mod`` reads and masks."""
 
-    def __init__(self, template: State) -> None:
+    def __init__(self, template: State, partition_id: int) -> None:
         self.template = template
+        self.partition_id = partition_id
 
     def _state(self, arrays: list[np.ndarray]) -> State:
         # Legacy parameters are a list: name them in the model's state-dict order.
@@ -61,7 +62,9 @@ class LegacyCodec(ClientCodec):
 
     def evaluate_reply(self, msg: Message, evaluation: Evaluation) -> RecordDict:
         """An ``EvaluateRes`` in the clear, as Flower's legacy workflow expects."""
-        return legacy_evaluate_reply(evaluation.loss, evaluation.num_examples, evaluation.accuracy)
+        return legacy_evaluate_reply(
+            evaluation.loss, evaluation.num_examples, evaluation.accuracy, self.partition_id
+        )
 
 
 class SecAggScheme(AggregationScheme):
@@ -91,7 +94,7 @@ class SecAggScheme(AggregationScheme):
             rundir,
             initial_state(self.config),
             # SecAgg+ weights each update by its sample count, up to this bound.
-            max_weight=total_weight(self.config, len(load_dataset(self.config.dataset))),
+            max_weight=largest_weight(self.config, len(load_dataset(self.config.dataset))),
         )
         rundir.write_model(state_to_bytes(model))
 
@@ -101,7 +104,7 @@ class SecAggScheme(AggregationScheme):
 
     def codec(self, node: Node) -> ClientCodec:
         """The legacy layout."""
-        return LegacyCodec(initial_state(self.config))
+        return LegacyCodec(initial_state(self.config), node.partition_id)
 
     def server_sight(self, rundir: RunDirectory) -> Sight:
         """Masked vectors, and each round's aggregate in plaintext."""

@@ -26,6 +26,7 @@ from fedpriv.defenses.base import Numbers
 from fedpriv.defenses.canary import total_weight
 from fedpriv.errors import ConfigError, CryptoError, KeyMaterialError
 from fedpriv.federation import threshold as protocol
+from fedpriv.federation.adversary import malicious_server
 from fedpriv.federation.recording import RecordingGrid
 from fedpriv.federation.rounds import RoundLoop, RoundPolicy, wait_for_nodes
 from fedpriv.history import History
@@ -424,7 +425,13 @@ class ThresholdScheme(AggregationScheme):
         strategy, arrays = self.strategy()
         assert isinstance(strategy, ThresholdFedAvg)
         strategy.summary()
-        recording = RecordingGrid(grid, rundir, self.config.record_server_view, protocol.stage_of)
+        # Clients encrypt their drift from the model they received: the sum holds drifts.
+        adversary = malicious_server(
+            self.config, rundir, list(record_to_state(arrays)), aggregate="drifts"
+        )
+        recording = RecordingGrid(
+            grid, rundir, self.config.record_server_view, protocol.stage_of, adversary=adversary
+        )
         policy = RoundPolicy(
             min_clients=min(self.config.min_available_clients, self.config.num_clients),
             sampling_seed=self.config.seed,

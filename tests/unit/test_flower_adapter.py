@@ -37,7 +37,7 @@ def test_recorddict_codecs_and_legacy_layouts_round_trip():
     data = flower.recorddict_to_bytes(content)
     assert flower.recorddict_size(content) == len(data)
     assert isinstance(flower.recorddict_from_bytes(data), RecordDict)
-    evaluate = flower.legacy_evaluate_reply(0.5, 9, 0.75)
+    evaluate = flower.legacy_evaluate_reply(0.5, 9, 0.75, 3)
     assert isinstance(evaluate, RecordDict)
 
 

@@ -1,0 +1,115 @@
+"""A malicious server on real federations: isolation through SecAgg+, imprints, and its limits."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from fedpriv.attacks.gradient_inversion import LocalRecipe, invert
+from fedpriv.attacks.metrics import image_metrics, match_reconstructions
+from fedpriv.attacks.runner import run_attacks
+from fedpriv.attacks.settings import InversionSettings, SuiteSettings
+from fedpriv.attacks.views import CIPHERTEXT_ONLY, MaliciousServerView
+from fedpriv.config import RunConfig
+from fedpriv.data.datasets import load_dataset
+from fedpriv.models import build_model, load_state
+from fedpriv.parameters import State, state_to_vector
+from fedpriv.simulation import run_simulation
+from fedpriv.task import client_data, local_seed, new_model, recipe
+from fedpriv.training import sgd_trainer
+
+pytestmark = pytest.mark.slow
+
+TARGET = 2
+SINGLE = {"max_train_samples": 1, "batch_size": 1, "local_epochs": 4}
+BATCH_OF_32 = {"max_train_samples": 32, "batch_size": 32, "local_epochs": 1}
+INVERSION = InversionSettings(iterations=400, restarts=1)
+
+
+def _run(tmp: Path, aggregation: str, attack: str, **recipe_keys: int) -> Path:
+    config = RunConfig(
+        out_dir=str(tmp / f"{aggregation}-{attack}"),
+        aggregation=aggregation,
+        num_clients=5,
+        num_server_rounds=2,
+        learning_rate=0.1,
+        adversary=f"malicious-server:{attack},target={TARGET}",
+        **recipe_keys,  # type: ignore[arg-type]
+    )
+    return run_simulation(config)
+
+
+def _replayed(run: Path, before: State, server_round: int) -> State:
+    """What the target really sent: its training replayed from the model it was sent."""
+    view = MaliciousServerView(run)
+    config = view.config
+    data = client_data(config, TARGET)
+    model = new_model(config)
+    load_state(model, before)
+    sgd_trainer(
+        model, data.x_train, data.y_train, recipe(config), local_seed(config, server_round, TARGET)
+    )
+    return {k: v.detach().numpy() for k, v in model.state_dict().items()}
+
+
+def _psnr(config: RunConfig, before: State, after: State, ignored: tuple[str, ...]) -> float:
+    dataset = load_dataset(config.dataset)
+    rec = invert(
+        build_model(config.model, dataset.input_shape, dataset.num_classes),
+        state_to_vector(before),
+        state_to_vector(after),
+        LocalRecipe(config.learning_rate, config.momentum, config.local_epochs, 1, 1),
+        dataset.input_shape,
+        dataset.num_classes,
+        InversionSettings(),  # the default budget: 1,000 iterations, 2 restarts
+        ignored,
+    )
+    truth = dataset.x[client_data(config, TARGET).train_indices]
+    (i, j), *_ = match_reconstructions(rec.images, truth)
+    return image_metrics(rec.images[i], truth[j]).psnr
+
+
+def test_isolation_reads_the_targets_update_through_secagg(tmp_path: Path) -> None:
+    run = _run(tmp_path, "secagg", "isolation", **SINGLE)
+    record, isolated = MaliciousServerView(run).isolated()
+    truth = _replayed(run, isolated.before, record.server_round)
+    assert isolated.share_measured and isolated.share == pytest.approx(1 / 5, abs=1e-4)
+    for name, sent in truth.items():
+        if name in isolated.ignored:
+            continue
+        # SecAgg+ quantizes each weighted update to 2 x 8 / 2^22; the server divides by 1/5.
+        np.testing.assert_allclose(isolated.after[name], sent, atol=1e-4, err_msg=name)
+    config = MaliciousServerView(run).config
+    through_secagg = _psnr(config, isolated.before, isolated.after, isolated.ignored)
+    in_the_clear = _psnr(config, isolated.before, truth, ())
+    # Both are exact to the eye. Above 40 dB the optimizer's end point varies by several dB
+    # from run to run on one and the same update (44 to 71 dB measured), so "within 1 dB"
+    # is asked of reconstructions below that level only.
+    assert in_the_clear >= 40
+    assert through_secagg >= min(in_the_clear - 1.0, 40.0), (through_secagg, in_the_clear)
+    results = {
+        r.attack: r for r in run_attacks(run, "malicious-server", ("ig",), SuiteSettings(INVERSION))
+    }
+    assert results["ig"].metrics is not None and results["ig"].metrics.psnr >= 30
+
+
+@pytest.mark.parametrize("aggregation", ["plaintext", "secagg"])
+def test_imprint_recovers_half_a_batch_of_32(tmp_path: Path, aggregation: str) -> None:
+    run = _run(tmp_path, aggregation, "imprint", **BATCH_OF_32)
+    (result,) = run_attacks(run, "malicious-server", ("imprint",), SuiteSettings())
+    assert result.metrics is not None and result.clients[0].num_examples == 32
+    assert result.metrics.recovered_fraction is not None
+    assert result.metrics.recovered_fraction >= 0.5, result.metrics
+    assert result.settings["share_measured"] is True
+
+
+def test_single_key_ckks_gives_the_malicious_server_nothing(tmp_path: Path) -> None:
+    config = RunConfig(
+        out_dir=str(tmp_path / "ckks"), aggregation="ckks", num_clients=3, num_server_rounds=1
+    )
+    run = run_simulation(config)
+    results = run_attacks(run, "malicious-server", ("ig", "imprint"), SuiteSettings(INVERSION))
+    for result in results:
+        assert result.status == "not-applicable" and result.reason == CIPHERTEXT_ONLY
