@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +15,9 @@ from fedpriv.attacks.results import Threat
 from fedpriv.attacks.settings import SuiteSettings
 from fedpriv.attacks.views import NotApplicable
 from fedpriv.config import RunConfig
+from fedpriv.data.cache import cached_arrays
 from fedpriv.data.datasets import Dataset, load_dataset
+from fedpriv.provenance import code_digest
 from fedpriv.rundir import RunDirectory
 from fedpriv.task import client_data
 
@@ -110,17 +114,45 @@ class AttackContext:
         return self._pool
 
     def shadows(self) -> ShadowSet:
-        """Shadow models trained once for every shadow-based attack of the invocation."""
+        """Shadow models trained once for every shadow-based attack of the invocation.
+
+        They depend on the pool, the recipe and the settings only, not on the scheme or the
+        defense: runs that share those (the arms of a comparison) share one disk-cache entry.
+        """
         if self._shadows is None:
             pool = self.pool()
             total = self.settings.membership.num_shadows
-            self._shadows = train_shadows(
-                self.config,
-                self.truth.x[pool.indices],
-                self.truth.y[pool.indices],
-                min(pool.train_size, len(pool.indices) // 2),
-                self.dataset.num_classes,
-                self.settings.membership,
-                progress=lambda done: self.progress("shadow models", done / total),
-            )
+            train_size = min(pool.train_size, len(pool.indices) // 2)
+            config = self.config
+
+            def build() -> dict[str, np.ndarray]:
+                shadows = train_shadows(
+                    config,
+                    self.truth.x[pool.indices],
+                    self.truth.y[pool.indices],
+                    train_size,
+                    self.dataset.num_classes,
+                    self.settings.membership,
+                    progress=lambda done: self.progress("shadow models", done / total),
+                )
+                return {"probabilities": shadows.probabilities, "included": shadows.included}
+
+            recipe = [
+                config.dataset,
+                config.model,
+                config.num_clients,
+                config.fraction_train,
+                config.num_server_rounds,
+                config.local_epochs,
+                config.batch_size,
+                config.learning_rate,
+                config.momentum,
+            ]
+            digest = hashlib.sha256(
+                json.dumps([recipe, asdict(self.settings.membership), train_size]).encode()
+                + pool.indices.tobytes()
+                + code_digest("fedpriv").encode()
+            ).hexdigest()[:24]
+            arrays, _ = cached_arrays(f"shadows-{digest}", build, {"probabilities", "included"})
+            self._shadows = ShadowSet(arrays["probabilities"], arrays["included"])
         return self._shadows

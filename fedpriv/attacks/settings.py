@@ -74,8 +74,9 @@ class MembershipSettings:
         Shadow models, each trained with the target's recipe on a random half-sized draw of the
         attacker's candidate pool.
     shadow_epochs : int
-        Epochs of centralized training that stand in for the federated recipe; 0 means
-        ``num-server-rounds x local-epochs``.
+        0 (the default): shadows are trained as the target was, by FedAvg over
+        ``num-clients`` shards of their records with the run's sampling and local recipe.
+        Otherwise, epochs of centralized training that stand in for it.
     fixed_variance : bool
         LiRA with one variance shared by all records (Carlini et al. recommend it for few
         shadows).

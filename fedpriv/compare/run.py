@@ -13,6 +13,7 @@ from fedpriv import __version__
 from fedpriv.attacks.context import Progress as AttackProgress
 from fedpriv.attacks.dp_audit import dp_audit
 from fedpriv.attacks.registry import ATTACKS, VIEWS, attacks_for
+from fedpriv.attacks.results import Threat
 from fedpriv.attacks.runner import read_results, run_attacks
 from fedpriv.compare.spec import Arm, Comparison
 from fedpriv.provenance import code_digest, command, commit, today, versions
@@ -114,7 +115,16 @@ def run_comparison(
             run_simulation(arm.config.replace(out_dir=str(run_dir), key_dir=""))
             rundir.write_reuse_key("run", key)
         for threat in VIEWS:
-            refresh_attacks(comparison, rundir, threat, key, force, say, attack_progress)
+            if threat != Threat.MALICIOUS_SERVER:
+                refresh_attacks(comparison, rundir, threat, key, force, say, attack_progress)
+        twin = comparison.malicious_twin(arm)
+        if twin is None:
+            # Why the malicious server gets nothing here, from the honest run itself.
+            refresh_attacks(
+                comparison, rundir, Threat.MALICIOUS_SERVER, key, force, say, attack_progress
+            )
+        else:
+            _run_malicious_twin(comparison, twin, rundir, force, say, attack_progress)
         if arm.config.dp_canaries >= 2 and (force or not rundir.audit_path.exists()):
             say(arm.name, "DP audit (canaries)")
             dp_audit(rundir.path)
@@ -123,6 +133,31 @@ def run_comparison(
     write_json(out / "results.json", results.to_json())
     write_report(out, results)
     return results
+
+
+def _run_malicious_twin(
+    comparison: Comparison,
+    twin: Arm,
+    rundir: RunDirectory,
+    force: bool,
+    say: Progress,
+    attack_progress: AttackProgress | None,
+) -> None:
+    """Run the arm's malicious-server federation; its attack results join the arm's."""
+    twin_dir = RunDirectory(rundir.path.parent / twin.name)
+    key = run_key(twin)
+    if force or not _complete(twin_dir, twin, key):
+        say(twin.name, "federation")
+        if twin_dir.path.exists():
+            shutil.rmtree(twin_dir.path)
+        run_simulation(twin.config.replace(out_dir=str(twin_dir.path), key_dir=""))
+        twin_dir.write_reuse_key("run", key)
+    threat = Threat.MALICIOUS_SERVER
+    refresh_attacks(comparison, twin_dir, threat, key, force, say, attack_progress)
+    # The arm's results hold what the malicious server learned in its twin federation.
+    target = rundir.attack_dir(threat)
+    shutil.rmtree(target, ignore_errors=True)
+    shutil.copytree(twin_dir.attack_dir(threat), target)
 
 
 def collect(comparison: Comparison, out: Path, timings: dict[str, float]) -> ComparisonResult:

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from fedpriv.adversary import MALICIOUS_SERVER, Adversary
 from fedpriv.attacks.settings import (
     InversionSettings,
     MembershipSettings,
@@ -15,6 +16,10 @@ from fedpriv.attacks.settings import (
 from fedpriv.config import RunConfig
 from fedpriv.errors import ConfigError
 from fedpriv.experiment import check_keys, read_experiment, run_table
+from fedpriv.registry import SCHEMES, Trait
+
+# [malicious-server] keys: the attack, the target partition, the round it acts in.
+MALICIOUS_KEYS = ("attack", "target", "round")
 
 DEFAULT_EXPERIMENT = Path(__file__).resolve().parents[2] / "experiments" / "compare.toml"
 
@@ -46,6 +51,28 @@ class Comparison:
     suite: SuiteSettings
     source: str
     quick: bool = False
+    # The malicious server played beside each arm whose server sends plaintext models.
+    malicious: Adversary = field(default_factory=Adversary)
+
+    def malicious_twin(self, arm: Arm) -> Arm | None:
+        """The arm's federation with the malicious server, where it can act (else ``None``).
+
+        Every client trains and is evaluated each round, so that the server has seen the
+        target by round ``malicious.round`` and samples it then; the run ends there.
+        """
+        if self.malicious.honest:
+            return None
+        config = arm.config
+        if Trait.PLAINTEXT_BROADCAST not in SCHEMES.entry(config.aggregation).provides:
+            return None
+        twin = config.replace(
+            adversary=str(self.malicious),
+            num_server_rounds=self.malicious.round,
+            fraction_train=1.0,
+            fraction_evaluate=1.0,
+            dp_canaries=0,
+        )
+        return Arm(f"{arm.name}.malicious-server", twin)
 
     def __post_init__(self) -> None:
         if not self.arms:
@@ -97,7 +124,17 @@ def load_comparison(path: str | Path, quick: bool = False) -> Comparison:
             raise ConfigError(f"[arms.{name}] must be a table of run-config keys")
         check_keys(f"[arms.{name}] of {path}", overrides, RunConfig.keys())
         arms.append(Arm(name, RunConfig.from_flower({**shared, **overrides})))
-    return Comparison(tuple(arms), suite_settings(attacks, quick), _display(Path(path)), quick)
+    malicious = data.get(MALICIOUS_SERVER, {})
+    check_keys(f"[{MALICIOUS_SERVER}] of {path}", malicious, MALICIOUS_KEYS)
+    plan = Adversary()
+    if malicious:
+        if "attack" not in malicious:
+            raise ConfigError(f"[{MALICIOUS_SERVER}] of {path} needs attack = <isolation|imprint>")
+        options = "".join(f",{k}={malicious[k]}" for k in ("target", "round") if k in malicious)
+        plan = Adversary.parse(f"{MALICIOUS_SERVER}:{malicious['attack']}{options}")
+    return Comparison(
+        tuple(arms), suite_settings(attacks, quick), _display(Path(path)), quick, plan
+    )
 
 
 def _display(path: Path) -> str:

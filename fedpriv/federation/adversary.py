@@ -34,6 +34,7 @@ from fedpriv.federation.recording import TRAIN, phase
 from fedpriv.flower import legacy_fit_parameters, legacy_replace_fit_parameters, log
 from fedpriv.parameters import State
 from fedpriv.rundir import RunDirectory, read_json, write_json
+from fedpriv.task import initial_state
 from fedpriv.wire import record_to_state, state_to_record
 
 # Offset of the meter weight in the non-targets' models.
@@ -387,10 +388,10 @@ class MaliciousServer:
 
 
 def malicious_server(
-    config: RunConfig, rundir: RunDirectory, names: list[str], aggregate: str = "models"
+    config: RunConfig, rundir: RunDirectory, aggregate: str = "models"
 ) -> MaliciousServer | None:
     """The run's malicious server, or ``None`` when the server is honest."""
     plan = config.adversary_plan
     if plan.honest:
         return None
-    return MaliciousServer(plan, config, rundir, aggregate, names)
+    return MaliciousServer(plan, config, rundir, aggregate, list(initial_state(config)))

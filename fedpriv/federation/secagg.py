@@ -101,7 +101,7 @@ def run_secagg(
             max_weight=max_weight,
         )
     )
-    adversary = malicious_server(config, rundir, list(template))
+    adversary = malicious_server(config, rundir)
     recording = SecAggGrid(grid, rundir, config.record_server_view, adversary)
     workflow(recording, legacy_context)
 

@@ -36,6 +36,15 @@ def protection_text(arm: ArmResult, baseline: ArmResult) -> list[str]:
         )
     else:
         lines.append(f"The curious server cannot invert updates: {h.server_inversion_reason}.")
+    if h.malicious_inversion_psnr is not None:
+        lines.append(
+            "A malicious server that crafts the models it sends isolates one client's update "
+            f"from what it reads and inverts it to {fmt(h.malicious_inversion_psnr, '.1f')} dB "
+            f"PSNR ({h.malicious_inversion_attack}): this arm does not stop a server that "
+            "cheats."
+        )
+    elif h.malicious_reason:
+        lines.append(f"A malicious server learns nothing more here: {h.malicious_reason}.")
     scheme = load_scheme(arm.config)
     lines += scheme.narrative(numbers)
     lines.append(

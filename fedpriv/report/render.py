@@ -13,6 +13,12 @@ from fedpriv.narrative import fmt
 from fedpriv.report.figures import FIGURES, comparison_figures
 from fedpriv.report.results import ComparisonResult, Headline
 
+WHO_NOTE = (
+    "Each cell is the strongest attack of its family for that attacker (a maximum over "
+    "ig, dlg and idlg, or over the membership attacks: biased upward), or why none applies. "
+    "The malicious server crafts the models of one round in a second federation beside the "
+    "arm (the [malicious-server] table of the experiment)."
+)
 SUMMARY_HEADER = [
     "arm",
     "final accuracy",
@@ -68,6 +74,65 @@ def summary_rows(results: ComparisonResult) -> list[list[str]]:
     return rows
 
 
+WHO_HEADER = [
+    "arm",
+    "curious server (inversion)",
+    "malicious server (isolated update)",
+    "server + 1 colluding client (inversion)",
+    "outsider (membership AUC)",
+]
+
+
+def _cell(
+    value: float | None, attack: str | None, reason: str | None, target: str | None = None
+) -> str:
+    """A measured PSNR with the attack that reached it (and on what), or why none applies."""
+    if value is not None:
+        on = ", aggregate" if target == TARGETS[Capability.AGGREGATE_UPDATES] else ""
+        return f"{fmt(value, '.1f')} dB ({attack}{on})"
+    return "n/a" if not reason else "n/a (" + str(reason).split(":")[0] + ")"
+
+
+def who_learns_rows(results: ComparisonResult) -> list[list[str]]:
+    """Who learns what, per arm: the strongest attack of each threat, or why none applies."""
+    rows = []
+    for arm in results.arms:
+        h = arm.headline
+        rows.append(
+            [
+                arm.name,
+                _cell(
+                    h.server_inversion_psnr, h.server_inversion_attack, h.server_inversion_reason
+                ),
+                _cell(h.malicious_inversion_psnr, h.malicious_inversion_attack, h.malicious_reason),
+                _cell(
+                    h.colluder_inversion_psnr,
+                    h.colluder_inversion_attack,
+                    h.colluder_inversion_reason,
+                ),
+                f"{fmt(h.membership_auc)} ({h.membership_attack})",
+            ]
+        )
+    return rows
+
+
+def _markdown(header: list[str], rows: list[list[str]]) -> list[str]:
+    return [
+        "| " + " | ".join(header) + " |",
+        "|" + "---|" * len(header),
+        *("| " + " | ".join(row) + " |" for row in rows),
+    ]
+
+
+def _html_table(header: list[str], rows: list[list[str]]) -> str:
+    esc = html.escape
+    head = "".join(f"<th>{esc(h)}</th>" for h in header)
+    body = "".join(
+        "<tr>" + "".join(f"<td>{esc(cell)}</td>" for cell in row) + "</tr>" for row in rows
+    )
+    return f"<table><tr>{head}</tr>{body}</table>"
+
+
 def stamp(results: ComparisonResult) -> str:
     """Where the numbers come from: experiment, command, commit and date."""
     p = results.provenance
@@ -79,16 +144,14 @@ def stamp(results: ComparisonResult) -> str:
 
 def markdown_table(results: ComparisonResult) -> list[str]:
     """The summary table as Markdown lines."""
-    return [
-        "| " + " | ".join(SUMMARY_HEADER) + " |",
-        "|" + "---|" * len(SUMMARY_HEADER),
-        *("| " + " | ".join(row) + " |" for row in summary_rows(results)),
-    ]
+    return _markdown(SUMMARY_HEADER, summary_rows(results))
 
 
 def render_markdown(results: ComparisonResult) -> str:
     """report.md, from the results alone."""
     lines = ["# fedpriv comparison", "", stamp(results), "", *markdown_table(results)]
+    lines += ["", "## Who learns what", "", WHO_NOTE, ""]
+    lines += _markdown(WHO_HEADER, who_learns_rows(results))
     lines += ["", "## What each arm protects against", ""]
     for arm in results.arms:
         lines.append(f"### {arm.name}")
@@ -104,11 +167,6 @@ def render_markdown(results: ComparisonResult) -> str:
 def render_html(results: ComparisonResult, figures: dict[str, bytes]) -> str:
     """report.html (figures embedded), from the results and the figure files alone."""
     esc = html.escape
-    head = "".join(f"<th>{esc(h)}</th>" for h in SUMMARY_HEADER)
-    body = "".join(
-        "<tr>" + "".join(f"<td>{esc(cell)}</td>" for cell in row) + "</tr>"
-        for row in summary_rows(results)
-    )
     arms = "".join(
         f"<h3>{esc(arm.name)}</h3><ul>"
         + "".join(f"<li>{esc(s)}</li>" for s in arm.protection)
@@ -132,7 +190,10 @@ def render_html(results: ComparisonResult, figures: dict[str, bytes]) -> str:
         "<!DOCTYPE html><html><head><meta charset='utf-8'><title>fedpriv comparison</title>"
         f"<style>{style}</style></head><body><h1>fedpriv comparison</h1>"
         f"<p>{esc(stamp(results))}</p>"
-        f"<table><tr>{head}</tr>{body}</table><h2>What each arm protects against</h2>{arms}"
+        f"{_html_table(SUMMARY_HEADER, summary_rows(results))}"
+        f"<h2>Who learns what</h2><p>{esc(WHO_NOTE)}</p>"
+        f"{_html_table(WHO_HEADER, who_learns_rows(results))}"
+        f"<h2>What each arm protects against</h2>{arms}"
         f"<h2>Figures</h2>{images}</body></html>"
     )
 

@@ -33,6 +33,12 @@ class Headline:
     server_inversion_attack: str | None = None
     colluder_inversion_psnr: float | None = None
     colluder_inversion_reason: str | None = None
+    colluder_inversion_attack: str | None = None
+    colluder_inversion_target: str | None = None
+    malicious_inversion_psnr: float | None = None
+    malicious_inversion_attack: str | None = None
+    malicious_recovered: float | None = None
+    malicious_reason: str | None = None
     membership_attack: str | None = None
     membership_auc: float | None = None
     membership_tpr_0_1: float | None = None
@@ -201,6 +207,9 @@ def headline(arm: ArmResult) -> Headline:
     colluder_ig = arm.strongest(Threat.COLLUDING_CLIENT, Family.RECONSTRUCTION) or arm.attack(
         Threat.COLLUDING_CLIENT, "ig"
     )
+    malicious = arm.strongest(Threat.MALICIOUS_SERVER, Family.RECONSTRUCTION) or arm.attack(
+        Threat.MALICIOUS_SERVER, "ig"
+    )
     strongest = arm.strongest(Threat.OUTSIDER, Family.MEMBERSHIP)
     label_only = arm.attack(Threat.OUTSIDER, "label-only")
     shokri = arm.attack(Threat.OUTSIDER, "shokri")
@@ -227,6 +236,18 @@ def headline(arm: ArmResult) -> Headline:
         ),
         colluder_inversion_psnr=colluder_ig.headline() if colluder_ig else None,
         colluder_inversion_reason=colluder_ig.reason if colluder_ig else None,
+        colluder_inversion_attack=colluder_ig.attack if colluder_ig else None,
+        colluder_inversion_target=(
+            str(colluder_ig.settings.get("target"))
+            if colluder_ig and colluder_ig.settings
+            else None
+        ),
+        malicious_inversion_psnr=malicious.headline() if malicious else None,
+        malicious_inversion_attack=malicious.attack if malicious else None,
+        malicious_recovered=(
+            getattr(malicious.metrics, "recovered_fraction", None) if malicious else None
+        ),
+        malicious_reason=malicious.reason if malicious else None,
         membership_attack=strongest.attack if strongest else None,
         membership_auc=strongest.headline() if strongest else None,
         membership_tpr_0_1=(

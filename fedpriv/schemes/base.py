@@ -162,7 +162,7 @@ class AggregationScheme(ABC):
             self.resumed(strategy, arrays)
         strategy = self.defense.wrap_strategy(strategy)
         strategy.summary()
-        adversary = malicious_server(self.config, rundir, list(record_to_state(arrays)))
+        adversary = malicious_server(self.config, rundir)
         recording = RecordingGrid(grid, rundir, self.config.record_server_view, adversary=adversary)
         policy = RoundPolicy(
             min_clients=min(self.config.min_available_clients, self.config.num_clients),

@@ -426,9 +426,7 @@ class ThresholdScheme(AggregationScheme):
         assert isinstance(strategy, ThresholdFedAvg)
         strategy.summary()
         # Clients encrypt their drift from the model they received: the sum holds drifts.
-        adversary = malicious_server(
-            self.config, rundir, list(record_to_state(arrays)), aggregate="drifts"
-        )
+        adversary = malicious_server(self.config, rundir, aggregate="drifts")
         recording = RecordingGrid(
             grid, rundir, self.config.record_server_view, protocol.stage_of, adversary=adversary
         )
