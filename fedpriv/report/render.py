@@ -102,13 +102,17 @@ def who_learns_rows(results: ComparisonResult) -> list[list[str]]:
             [
                 arm.name,
                 _cell(
-                    h.server_inversion_psnr, h.server_inversion_attack, h.server_inversion_reason
+                    h.server_inversion_psnr,
+                    h.server_inversion_attack,
+                    h.server_inversion_reason,
+                    h.server_inversion_target,
                 ),
                 _cell(h.malicious_inversion_psnr, h.malicious_inversion_attack, h.malicious_reason),
                 _cell(
                     h.colluder_inversion_psnr,
                     h.colluder_inversion_attack,
                     h.colluder_inversion_reason,
+                    h.colluder_inversion_target,
                 ),
                 f"{fmt(h.membership_auc)} ({h.membership_attack})",
             ]
