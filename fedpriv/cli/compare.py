@@ -35,12 +35,20 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     compare.add_argument(
         "--force", action="store_true", help="rerun arms and attacks found in --out"
     )
+    compare.add_argument(
+        "--seeds",
+        type=int,
+        default=None,
+        metavar="K",
+        help="run each arm with K seeds and report means with 95%% intervals "
+        "(default: [comparison] seeds, else 1)",
+    )
     compare.set_defaults(handler=handle, parser=compare)
 
 
 def handle(args: argparse.Namespace) -> int:
     """Run the comparison; print the summary table and where the report went."""
-    comparison = load_comparison(args.experiment, quick=args.quick)
+    comparison = load_comparison(args.experiment, quick=args.quick, seeds=args.seeds)
     from fedpriv.compare.run import run_comparison
     from fedpriv.report.render import SUMMARY_HEADER, summary_rows
 
@@ -50,8 +58,9 @@ def handle(args: argparse.Namespace) -> int:
         done: list[str] = []
 
         def step(arm: str, what: str) -> None:
-            if arm not in done:
-                done.append(arm)
+            # Seeds and malicious twins (``<arm>.<what>``) count with their arm.
+            if arm.split(".")[0] not in done:
+                done.append(arm.split(".")[0])
             reporter.update("comparison", f"{arm}: {what}", len(done) - 1, total)
 
         def attack_step(name: str, fraction: float) -> None:

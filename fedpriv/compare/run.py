@@ -20,7 +20,14 @@ from fedpriv.provenance import code_digest, command, commit, today, versions
 from fedpriv.report.figures import attack_figures
 from fedpriv.report.narrative import protection_text
 from fedpriv.report.render import write_report
-from fedpriv.report.results import ArmResult, ComparisonResult, Provenance, headline, relate
+from fedpriv.report.results import (
+    ArmResult,
+    ComparisonResult,
+    Provenance,
+    headline,
+    relate,
+    summarize,
+)
 from fedpriv.rundir import RunDirectory, write_json
 from fedpriv.schemes.base import load_scheme
 from fedpriv.simulation import run_simulation
@@ -104,35 +111,48 @@ def run_comparison(
     say = progress or (lambda _arm, _what: None)
     timings: dict[str, float] = {}
     for arm in comparison.arms:
-        run_dir = out / "runs" / arm.name
-        rundir = RunDirectory(run_dir)
         start = time.perf_counter()
-        key = run_key(arm)
-        if force or not _complete(rundir, arm, key):
-            say(arm.name, "federation")
-            if run_dir.exists():
-                shutil.rmtree(run_dir)  # an interrupted or different run: start it again
-            run_simulation(arm.config.replace(out_dir=str(run_dir), key_dir=""))
-            rundir.write_reuse_key("run", key)
-        for threat in VIEWS:
-            if threat != Threat.MALICIOUS_SERVER:
-                refresh_attacks(comparison, rundir, threat, key, force, say, attack_progress)
-        twin = comparison.malicious_twin(arm)
-        if twin is None:
-            # Why the malicious server gets nothing here, from the honest run itself.
-            refresh_attacks(
-                comparison, rundir, Threat.MALICIOUS_SERVER, key, force, say, attack_progress
-            )
-        else:
-            _run_malicious_twin(comparison, twin, rundir, force, say, attack_progress)
-        if arm.config.dp_canaries >= 2 and (force or not rundir.audit_path.exists()):
-            say(arm.name, "DP audit (canaries)")
-            dp_audit(rundir.path)
+        for run_arm in [arm, *comparison.repeats(arm)]:
+            _run_arm(comparison, run_arm, out, force, say, attack_progress)
         timings[arm.name] = time.perf_counter() - start
     results = collect(comparison, out, timings)
     write_json(out / "results.json", results.to_json())
     write_report(out, results)
     return results
+
+
+def _run_arm(
+    comparison: Comparison,
+    arm: Arm,
+    out: Path,
+    force: bool,
+    say: Progress,
+    attack_progress: AttackProgress | None,
+) -> None:
+    """One federation of an arm (one seed), every threat's attacks, the twin and the audit."""
+    run_dir = out / "runs" / arm.name
+    rundir = RunDirectory(run_dir)
+    key = run_key(arm)
+    if force or not _complete(rundir, arm, key):
+        say(arm.name, "federation")
+        if run_dir.exists():
+            shutil.rmtree(run_dir)  # an interrupted or different run: start it again
+        run_simulation(arm.config.replace(out_dir=str(run_dir), key_dir=""))
+        rundir.write_reuse_key("run", key)
+    for threat in VIEWS:
+        if threat != Threat.MALICIOUS_SERVER:
+            refresh_attacks(comparison, rundir, threat, key, force, say, attack_progress)
+    twin = comparison.malicious_twin(arm)
+    if twin is None:
+        # Why the malicious server gets nothing here, from the honest run itself.
+        refresh_attacks(
+            comparison, rundir, Threat.MALICIOUS_SERVER, key, force, say, attack_progress
+        )
+    else:
+        _run_malicious_twin(comparison, twin, rundir, force, say, attack_progress)
+    if arm.config.dp_canaries >= 2 and (force or not rundir.audit_path.exists()):
+        say(arm.name, "DP audit (canaries)")
+        dp_audit(rundir.path)
 
 
 def _run_malicious_twin(
@@ -167,6 +187,13 @@ def collect(comparison: Comparison, out: Path, timings: dict[str, float]) -> Com
         result = ArmResult.read(spec.name, out / "runs" / spec.name)
         result.headline = headline(result)
         result.wall_seconds = timings.get(spec.name)
+        repeats = [ArmResult.read(r.name, out / "runs" / r.name) for r in comparison.repeats(spec)]
+        if repeats:
+            # Means over the seeds, with the half-widths of their 95% intervals beside them.
+            result.headline, result.spread = summarize(
+                [result.headline, *(headline(r) for r in repeats)]
+            )
+        result.seeds = [spec.config.seed, *(r.config.seed for r in repeats)]
         arms.append(result)
     baseline = next((a for a in arms if load_scheme(a.config).unprotected()), arms[0])
     for arm in arms:
@@ -179,6 +206,7 @@ def collect(comparison: Comparison, out: Path, timings: dict[str, float]) -> Com
         settings=_jsonable(comparison.suite),
         arms=arms,
         provenance=Provenance(command(), commit(), today()),
+        quick=comparison.quick,
     )
 
 

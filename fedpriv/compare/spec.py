@@ -20,6 +20,8 @@ from fedpriv.registry import SCHEMES, Trait
 
 # [malicious-server] keys: the attack, the target partition, the round it acts in.
 MALICIOUS_KEYS = ("attack", "target", "round")
+# [comparison] keys: how many seeds each arm runs with.
+COMPARISON_KEYS = ("seeds",)
 
 DEFAULT_EXPERIMENT = Path(__file__).resolve().parents[2] / "experiments" / "compare.toml"
 
@@ -53,6 +55,16 @@ class Comparison:
     quick: bool = False
     # The malicious server played beside each arm whose server sends plaintext models.
     malicious: Adversary = field(default_factory=Adversary)
+    # Federations per arm, with seeds ``seed, seed + 1, ...``.
+    seeds: int = 1
+
+    def repeats(self, arm: Arm) -> list[Arm]:
+        """The arm's federations beyond its first seed (``seeds - 1`` of them)."""
+        first = arm.config.seed
+        return [
+            Arm(f"{arm.name}.seed-{first + i}", arm.config.replace(seed=first + i))
+            for i in range(1, self.seeds)
+        ]
 
     def malicious_twin(self, arm: Arm) -> Arm | None:
         """The arm's federation with the malicious server, where it can act (else ``None``).
@@ -80,6 +92,8 @@ class Comparison:
         names = [arm.name for arm in self.arms]
         if len(set(names)) != len(names):
             raise ConfigError(f"arm names must be unique, got {names}")
+        if self.seeds < 1:
+            raise ConfigError(f"seeds must be >= 1, got {self.seeds}")
 
 
 def suite_settings(attacks: dict[str, Any], quick: bool) -> SuiteSettings:
@@ -101,8 +115,10 @@ def suite_settings(attacks: dict[str, Any], quick: bool) -> SuiteSettings:
     )
 
 
-def load_comparison(path: str | Path, quick: bool = False) -> Comparison:
+def load_comparison(path: str | Path, quick: bool = False, seeds: int | None = None) -> Comparison:
     """Read a comparison TOML; ``quick`` shrinks rounds and attack budgets for a smoke run.
+
+    ``seeds`` (else ``[comparison] seeds``, else 1) federations run per arm.
 
     Raises
     ------
@@ -132,8 +148,11 @@ def load_comparison(path: str | Path, quick: bool = False) -> Comparison:
             raise ConfigError(f"[{MALICIOUS_SERVER}] of {path} needs attack = <isolation|imprint>")
         options = "".join(f",{k}={malicious[k]}" for k in ("target", "round") if k in malicious)
         plan = Adversary.parse(f"{MALICIOUS_SERVER}:{malicious['attack']}{options}")
+    table = data.get("comparison", {})
+    check_keys(f"[comparison] of {path}", table, COMPARISON_KEYS)
+    repeats = seeds if seeds is not None else int(table.get("seeds", 1))
     return Comparison(
-        tuple(arms), suite_settings(attacks, quick), _display(Path(path)), quick, plan
+        tuple(arms), suite_settings(attacks, quick), _display(Path(path)), quick, plan, repeats
     )
 
 

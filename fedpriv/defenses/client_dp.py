@@ -12,6 +12,9 @@ from fedpriv.registry import Defense as DefenseName
 from fedpriv.strategies.server_noise import ServerSideNoise
 from fedpriv.training import LocalUpdate
 
+# Above this epsilon a guarantee bounds nothing an attack could measure (issue 19).
+MEANINGFUL_EPSILON = 10.0
+
 
 class ClientLevelDP(Defense):
     """DP-FedAvg (McMahan et al. 2018) with the server's noise added under encryption.
@@ -44,14 +47,20 @@ class ClientLevelDP(Defense):
         return 8.0 * self.config.dp_noise_multiplier * self.config.dp_clipping_norm
 
     def narrative(self, arm: Numbers, baseline: Numbers, baseline_name: str) -> list[str]:
-        """The privacy spent and what it cost."""
+        """The privacy spent, what it cost, and whether the epsilon promises anything."""
         cost = arm.get("accuracy_cost")
+        epsilon = arm.get("dp_epsilon")
         lines = [
-            f"Client-level DP spends epsilon {fmt(arm.get('dp_epsilon'), '.2f')} (delta "
+            f"Client-level DP spends epsilon {fmt(epsilon, '.2f')} (delta "
             f"{self.config.dp_delta}) and costs "
             f"{fmt(None if cost is None else 100 * float(cost), '.1f')} accuracy points "
             f"against {baseline_name}."
         ]
+        if isinstance(epsilon, int | float) and epsilon > MEANINGFUL_EPSILON:
+            lines.append(
+                f"An epsilon above {MEANINGFUL_EPSILON:g} promises nothing a reader can rely "
+                "on: whatever this arm's attacks show is not the guarantee's doing."
+            )
         audited = arm.get("audit_epsilon")
         if audited is not None:
             claimed = arm.get("dp_epsilon")

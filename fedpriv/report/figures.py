@@ -6,14 +6,26 @@ from pathlib import Path
 
 import numpy as np
 
+from fedpriv.attacks.metrics import image_metrics
 from fedpriv.attacks.results import AttackResult, Family, Threat
-from fedpriv.report.plots import image_grid, labelled_rows, line_plot, roc_plot
+from fedpriv.report.plots import (
+    ImageRow,
+    Series,
+    arm_colors,
+    image_grid,
+    labelled_rows,
+    line_plot,
+    roc_plot,
+    spread_plot,
+)
 from fedpriv.report.results import ComparisonResult
 from fedpriv.rundir import RunDirectory
 
 FIGURES = {
+    "spread": "per arm: final accuracy, the curious server's best inversion and the outsider's "
+    "best membership AUC",
     "accuracy": "accuracy per round",
-    "seconds": "wall seconds per round",
+    "seconds": "wall seconds per round (round 1 also starts Ray and imports: left out)",
     "bytes": "bytes up and down per round (all clients)",
     "roc": "membership inference, strongest outsider attack per arm (log-log ROC)",
     "reconstructions": "gradient inversion (ig) per arm: curious server and colluding client, "
@@ -54,28 +66,62 @@ def comparison_figures(out: Path, results: ComparisonResult) -> dict[str, Path]:
     folder = out / "figures"
     paths = {name: folder / f"{name}.png" for name in FIGURES}
     arms = results.arms
+    colors = arm_colors([a.name for a in arms])
 
-    def series(key: str) -> dict[str, tuple[list[int], list[float], str]]:
+    def series(key: str, first: int = 1) -> Series:
         return {
-            a.name: ([r.round for r in a.history], [getattr(r, key) for r in a.history], "-")
+            a.name: (
+                [r.round for r in a.history if r.round >= first],
+                [float(getattr(r, key) or 0.0) for r in a.history if r.round >= first],
+            )
             for a in arms
         }
 
-    line_plot(series("accuracy"), "accuracy", paths["accuracy"])
-    line_plot(series("seconds"), "seconds", paths["seconds"])
-    traffic = {}
-    for arm in arms:
-        rounds = [r.round for r in arm.history]
-        traffic[f"{arm.name} (up)"] = (rounds, [float(r.bytes_up) for r in arm.history], "-")
-        traffic[f"{arm.name} (down)"] = (rounds, [float(r.bytes_down) for r in arm.history], "--")
-    line_plot(traffic, "bytes", paths["bytes"], log_scale=True)
-    curves = {}
+    seeds = max((len(a.seeds) for a in arms), default=1)
+    spread_plot(
+        {
+            "final accuracy": {
+                a.name: (a.headline.final_accuracy, a.spread.get("final_accuracy", 0.0))
+                for a in arms
+            },
+            "curious server: inversion PSNR (dB)": {
+                a.name: (
+                    a.headline.server_inversion_psnr,
+                    a.spread.get("server_inversion_psnr", 0.0),
+                )
+                for a in arms
+            },
+            "outsider: membership AUC": {
+                a.name: (a.headline.membership_auc, a.spread.get("membership_auc", 0.0))
+                for a in arms
+            },
+        },
+        paths["spread"],
+        colors,
+        seeds,
+    )
+    line_plot({"accuracy": series("accuracy")}, paths["accuracy"], colors)
+    line_plot(
+        {"seconds": series("seconds", first=2)},
+        paths["seconds"],
+        colors,
+        note="round 1 left out: it also starts Ray and imports torch",
+    )
+    line_plot(
+        {"bytes up per round": series("bytes_up"), "bytes down per round": series("bytes_down")},
+        paths["bytes"],
+        colors,
+        log_scale=True,
+    )
+    curves, roc_colors = {}, {}
     for arm in arms:
         strongest = arm.strongest(Threat.OUTSIDER, Family.MEMBERSHIP)
         if strongest is not None and strongest.roc is not None:
-            curves[f"{arm.name} ({strongest.attack})"] = (strongest.roc.fpr, strongest.roc.tpr)
-    roc_plot(curves, paths["roc"], FIGURES["roc"])
-    rows: list[tuple[str, np.ndarray | None]] = []
+            label = f"{arm.name}: {strongest.attack}, AUC {strongest.headline() or 0:.3f}"
+            curves[label] = (strongest.roc.fpr, strongest.roc.tpr)
+            roc_colors[label] = colors[arm.name]
+    roc_plot(curves, paths["roc"], FIGURES["roc"], roc_colors)
+    rows: list[ImageRow] = []
     for arm in arms:
         rundir = RunDirectory(arm.run_dir)
         for threat, label in INVERSION_VIEWS:
@@ -83,10 +129,15 @@ def comparison_figures(out: Path, results: ComparisonResult) -> dict[str, Path]:
             result = arm.attack(threat, "ig")
             if npz.exists() and result is not None and result.scored:
                 data = np.load(npz)
-                rows.append((f"{arm.name}, {label}: truth", data["truth"][:4]))
-                rows.append((f"{arm.name}, {label}: ig", data["reconstruction"][:4]))
+                truth, reconstruction = data["truth"][:4], data["reconstruction"][:4]
+                psnr = [
+                    f"{image_metrics(r, t).psnr:.1f} dB"
+                    for r, t in zip(reconstruction, truth, strict=True)
+                ]
+                rows.append((f"{arm.name}, {label}: truth", truth, None))
+                rows.append((f"{arm.name}, {label}: ig", reconstruction, psnr))
             else:
                 reason = str(result.reason if result else "not run").split(":")[0]
-                rows.append((f"{arm.name}, {label}: not applicable ({reason})", None))
+                rows.append((f"{arm.name}, {label}: not applicable ({reason})", None, None))
     labelled_rows(rows, paths["reconstructions"])
     return paths

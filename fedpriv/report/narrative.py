@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import functools
+
+import numpy as np
+
 from fedpriv.attacks.inversion import TARGETS
 from fedpriv.attacks.results import Status
 from fedpriv.attacks.views import Capability
+from fedpriv.data.datasets import load_dataset
 from fedpriv.narrative import fmt
 from fedpriv.report.results import ArmResult
 from fedpriv.schemes.base import load_scheme
@@ -12,12 +17,31 @@ from fedpriv.schemes.base import load_scheme
 AGGREGATES = TARGETS[Capability.AGGREGATE_UPDATES]
 
 
+@functools.cache
+def noise_floor(dataset: str) -> float:
+    """The PSNR a constant image reaches on ``dataset`` (the best constant: the mean pixel).
+
+    A reconstruction at or below it shows nothing of the record: the attack failed.
+    """
+    x = load_dataset(dataset).x
+    return float(10 * np.log10(1.0 / np.mean((x - x.mean()) ** 2)))
+
+
 def protection_text(arm: ArmResult, baseline: ArmResult) -> list[str]:
     """The sentences of one arm: the server's view, its scheme's and defense's, the costs."""
     h = arm.headline
     numbers = h.numbers()
     lines = []
-    if h.server_inversion_psnr is not None and h.server_inversion_target == AGGREGATES:
+    floor = noise_floor(arm.config.dataset)
+    if h.server_inversion_psnr is not None and h.server_inversion_psnr <= floor + 1.0:
+        seen = "each round's aggregate" if h.server_inversion_target == AGGREGATES else "updates"
+        lines.append(
+            f"The server reads {seen}, but gradient inversion on them fails: its best "
+            f"reconstruction ({fmt(h.server_inversion_psnr, '.1f')} dB PSNR, "
+            f"{h.server_inversion_attack}) is no better than a constant image "
+            f"({fmt(floor, '.1f')} dB). A failed attack, not a protection."
+        )
+    elif h.server_inversion_psnr is not None and h.server_inversion_target == AGGREGATES:
         lines.append(
             "The server reads each round's aggregate but no individual update: gradient "
             f"inversion on the aggregates reaches {fmt(h.server_inversion_psnr, '.1f')} dB "

@@ -42,16 +42,64 @@ def _client_level(h: Headline) -> str:
     return "n/a" if not reason else "n/a (" + str(reason).split(":")[0] + ")"
 
 
+def _value(h: Headline, spread: dict[str, float], key: str, spec: str = ".3f") -> str:
+    """A headline number, with its 95% interval's half-width where several seeds ran."""
+    value = getattr(h, key)
+    if key in spread and value is not None:
+        return f"{fmt(value, spec)} ± {fmt(spread[key], spec)}"
+    return fmt(value, spec)
+
+
+def setup_lines(results: ComparisonResult) -> list[str]:
+    """What ran, stated before any number: the federation, recipe, seeds, budgets, defenses."""
+    base = results.arm(results.baseline)
+    c = base.config
+    seeds = base.seeds or [c.seed]
+    inversion = results.settings.get("inversion", {})
+    membership = results.settings.get("membership", {})
+    assert isinstance(inversion, dict) and isinstance(membership, dict)
+    lines = [
+        f"Setup: dataset `{c.dataset}`, model `{c.model}`, {c.num_clients} clients "
+        f"({c.held_out_clients} held out), {fmt(c.fraction_train, '.2f')} of them trained per "
+        f"round, {c.num_server_rounds} rounds; local recipe: "
+        f"{c.max_train_samples or 'all'} training records per client, {c.local_epochs} epochs "
+        f"of batch {c.batch_size}, learning rate {c.learning_rate}, momentum {c.momentum}; "
+        f"seeds {', '.join(str(s) for s in seeds)}"
+        + (" (means with 95% intervals over them)" if len(seeds) > 1 else "")
+        + ".",
+        f"Attack budgets: gradient inversion {inversion.get('iterations')} iterations x "
+        f"{inversion.get('restarts')} restarts on up to "
+        f"{results.settings.get('max_clients') or 'every'} client(s) per round; "
+        f"{membership.get('num_shadows')} shadow models.",
+    ]
+    for arm in results.arms:
+        a = arm.config
+        if str(a.defense) == "dp":
+            lines.append(
+                f"`{arm.name}`: client-level DP, sigma {a.dp_noise_multiplier}, clipping norm "
+                f"{a.dp_clipping_norm}, delta {a.dp_delta:g}."
+            )
+        elif str(a.defense) == "memguard":
+            lines.append(f"`{arm.name}`: MemGuard, epsilon {a.memguard_epsilon}.")
+    if results.quick:
+        lines.append(
+            "**A `--quick` smoke run**: one round and the smallest attack budgets; its numbers "
+            "show that everything runs, not what protects."
+        )
+    return lines
+
+
 def summary_rows(results: ComparisonResult) -> list[list[str]]:
     """The summary table: one row per arm (also what the console prints)."""
     rows = []
     for arm in results.arms:
-        h = arm.headline
+        h, s = arm.headline, arm.spread
         if h.server_inversion_psnr is not None:
             notes = [h.server_inversion_attack or "ig"]
             if h.server_inversion_target == TARGETS[Capability.AGGREGATE_UPDATES]:
                 notes.append("aggregate")
-            inversion = f"{fmt(h.server_inversion_psnr, '.1f')} dB ({', '.join(notes)})"
+            psnr = _value(h, s, "server_inversion_psnr", ".1f")
+            inversion = f"{psnr} dB ({', '.join(notes)})"
         elif h.server_inversion_status == Status.DIVERGED:
             inversion = "diverged (no score)"
         else:
@@ -59,13 +107,13 @@ def summary_rows(results: ComparisonResult) -> list[list[str]]:
         rows.append(
             [
                 arm.name,
-                fmt(h.final_accuracy, ".4f"),
+                _value(h, s, "final_accuracy", ".4f"),
                 fmt(h.seconds_per_round, ".2f"),
                 fmt(h.bytes_vs_plaintext, ".2f") + "x",
                 inversion,
-                f"{fmt(h.membership_auc)} ({h.membership_attack})",
+                f"{_value(h, s, 'membership_auc')} ({h.membership_attack})",
                 fmt(h.membership_tpr_0_1),
-                fmt(h.rmia_auc),
+                _value(h, s, "rmia_auc"),
                 f"{_client_level(h)} / {fmt(h.client_membership_outsider_auc)}",
                 fmt(h.model_inversion_accuracy, ".2f"),
                 f"{fmt(h.dp_epsilon, '.2f')} / {fmt(h.audit_epsilon, '.2f')}",
@@ -151,11 +199,16 @@ def markdown_table(results: ComparisonResult) -> list[str]:
     return _markdown(SUMMARY_HEADER, summary_rows(results))
 
 
+def who_learns_table(results: ComparisonResult) -> list[str]:
+    """The who-learns-what table as Markdown lines, after its note."""
+    return [WHO_NOTE, "", *_markdown(WHO_HEADER, who_learns_rows(results))]
+
+
 def render_markdown(results: ComparisonResult) -> str:
     """report.md, from the results alone."""
-    lines = ["# fedpriv comparison", "", stamp(results), "", *markdown_table(results)]
-    lines += ["", "## Who learns what", "", WHO_NOTE, ""]
-    lines += _markdown(WHO_HEADER, who_learns_rows(results))
+    lines = ["# fedpriv comparison", "", stamp(results), ""]
+    lines += [*(f"- {line}" for line in setup_lines(results)), "", *markdown_table(results)]
+    lines += ["", "## Who learns what", "", *who_learns_table(results)]
     lines += ["", "## What each arm protects against", ""]
     for arm in results.arms:
         lines.append(f"### {arm.name}")
@@ -194,6 +247,9 @@ def render_html(results: ComparisonResult, figures: dict[str, bytes]) -> str:
         "<!DOCTYPE html><html><head><meta charset='utf-8'><title>fedpriv comparison</title>"
         f"<style>{style}</style></head><body><h1>fedpriv comparison</h1>"
         f"<p>{esc(stamp(results))}</p>"
+        + "<ul>"
+        + "".join(f"<li>{esc(line)}</li>" for line in setup_lines(results))
+        + "</ul>"
         f"{_html_table(SUMMARY_HEADER, summary_rows(results))}"
         f"<h2>Who learns what</h2><p>{esc(WHO_NOTE)}</p>"
         f"{_html_table(WHO_HEADER, who_learns_rows(results))}"

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 import statistics
 from dataclasses import dataclass, field
 from pathlib import Path
+
+import numpy as np
+from scipy import stats
 
 from fedpriv.attacks.results import AttackResult, Family, Json, Threat
 from fedpriv.attacks.runner import read_results
@@ -74,6 +78,10 @@ class ArmResult:
     protection: list[str] = field(default_factory=list)
     wall_seconds: float | None = None
     audit: dict[str, Json] | None = None
+    # The seeds the arm ran with; with more than one, ``headline`` holds means over them and
+    # ``spread`` the half-widths of their 95% intervals (Student's t), by headline field.
+    seeds: list[int] = field(default_factory=list)
+    spread: dict[str, float] = field(default_factory=dict)
 
     def attack(self, threat: Threat, name: str) -> AttackResult | None:
         """One attack's result, if it ran."""
@@ -123,6 +131,8 @@ class ArmResult:
             "protection": self.protection,
             "wall_seconds": self.wall_seconds,
             "audit": self.audit,
+            "seeds": self.seeds,
+            "spread": self.spread,
         }
 
     @classmethod
@@ -143,6 +153,8 @@ class ArmResult:
             headline=Headline(**data["headline"]),
             protection=list(data["protection"]),
             wall_seconds=data.get("wall_seconds"),
+            seeds=list(data.get("seeds", [])),
+            spread={str(k): float(v) for k, v in data.get("spread", {}).items()},
             audit=data.get("audit"),
         )
 
@@ -165,6 +177,8 @@ class ComparisonResult:
     settings: dict[str, Json]
     arms: list[ArmResult]
     provenance: Provenance
+    # A smoke run (``--quick``): one round and the smallest budgets; its numbers mean little.
+    quick: bool = False
 
     def arm(self, name: str) -> ArmResult:
         """The arm called ``name``."""
@@ -179,6 +193,7 @@ class ComparisonResult:
             "commit": self.provenance.commit,
             "baseline": self.baseline,
             "settings": self.settings,
+            "quick": self.quick,
             "arms": [arm.to_json() for arm in self.arms],
         }
 
@@ -190,6 +205,7 @@ class ComparisonResult:
             baseline=data["baseline"],
             settings=data["settings"],
             arms=[ArmResult.from_json(a) for a in data["arms"]],
+            quick=bool(data.get("quick", False)),
             provenance=Provenance(
                 data.get("command", ""), data.get("commit", ""), data["generated"]
             ),
@@ -271,6 +287,36 @@ def headline(arm: ArmResult) -> Headline:
         audit_epsilon=_float(arm.audit.get("empirical_epsilon")) if arm.audit else None,
         audit_estimate=_float(arm.audit.get("estimated_epsilon")) if arm.audit else None,
     )
+
+
+def summarize(headlines: list[Headline]) -> tuple[Headline, dict[str, float]]:
+    """Means of the seeds' numeric headline fields, and the half-widths of 95% intervals.
+
+    A field missing (``None``) on some seed is averaged over the others; text fields (which
+    attack was strongest, why one did not apply) are the first seed's.
+    """
+    first = headlines[0].numbers()
+    means: dict[str, float] = {}
+    spread: dict[str, float] = {}
+    for key, value in first.items():
+        if isinstance(value, str):
+            continue
+        values = [
+            float(v)
+            for h in headlines
+            if isinstance(v := h.numbers()[key], int | float) and math.isfinite(v)
+        ]
+        if not values:
+            continue
+        means[key] = float(np.mean(values))
+        if len(values) > 1:
+            spread[key] = float(
+                stats.t.ppf(0.975, len(values) - 1) * np.std(values, ddof=1) / np.sqrt(len(values))
+            )
+    summary = dataclasses.replace(headlines[0])
+    for key, mean in means.items():
+        setattr(summary, key, mean)
+    return summary, spread
 
 
 def relate(arm: Headline, baseline: Headline) -> None:

@@ -1,6 +1,7 @@
 """The main job end to end: `fedpriv compare --quick` on the default experiment (slow)."""
 
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -16,6 +17,7 @@ from fedpriv.cli import main
 from fedpriv.compare.run import run_comparison
 from fedpriv.compare.spec import ATTACK_KEYS, DEFAULT_EXPERIMENT, load_comparison
 from fedpriv.errors import ConfigError
+from fedpriv.report.browser import find_browser, screenshot
 from fedpriv.report.figures import FIGURES
 from fedpriv.report.render import render_html, render_markdown
 from fedpriv.report.results import ComparisonResult
@@ -149,3 +151,54 @@ def test_bad_comparison_files(tmp_path):
     bad.write_text('[run]\ndataset = "digits"\n[arms.a]\naggregation = "rot13"\n')
     with pytest.raises(ConfigError, match="unknown aggregation 'rot13'"):
         load_comparison(bad)
+
+
+def _chromium() -> str | None:
+    """Chromium, installed as the docs tell a user (Debian's package) where it is missing."""
+    if find_browser() is None and shutil.which("apt-get") and os.geteuid() == 0:
+        subprocess.run(
+            ["apt-get", "install", "-y", "-q", "chromium"],
+            capture_output=True,
+            timeout=600,
+            env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"},
+        )
+    return find_browser()
+
+
+def test_report_renders_in_a_browser_with_every_figure(quick, tmp_path):
+    if _chromium() is None:
+        pytest.skip("no Chromium, and `apt-get install chromium` was not possible here")
+    shot = tmp_path / "report.png"
+    rendering = screenshot(quick / "report.html", shot)
+    assert rendering.images == len(FIGURES)
+    assert rendering.loaded == rendering.images
+    assert shot.stat().st_size > 50_000 and rendering.height > 2000
+
+
+def test_quick_report_states_its_setup(quick):
+    report = (quick / "report.md").read_text()
+    assert "A `--quick` smoke run" in report and "Setup: dataset `digits`" in report
+    assert "## Who learns what" in report
+
+
+def test_seeds_give_means_and_intervals(tmp_path):
+    experiment = tmp_path / "seeds.toml"
+    experiment.write_text(
+        tomli_w.dumps(
+            {
+                "run": {"dataset": "digits", "num-clients": 3, "num-server-rounds": 1},
+                "comparison": {"seeds": 2},
+                "arms": {"plaintext": {"aggregation": "plaintext"}},
+            }
+        )
+    )
+    out = tmp_path / "out"
+    assert main(["compare", str(experiment), "--out", str(out), "--quick", "--seeds", "3"]) == 0
+    (arm,) = json.loads((out / "results.json").read_text())["arms"]
+    assert arm["seeds"] == [42, 43, 44]  # --seeds overrides [comparison] seeds
+    assert {"final_accuracy", "membership_auc"} <= set(arm["spread"])
+    runs = sorted(p.name for p in (out / "runs").iterdir())
+    assert runs == ["plaintext", "plaintext.seed-43", "plaintext.seed-44"]
+    report = (out / "report.md").read_text()
+    assert "seeds 42, 43, 44 (means with 95% intervals over them)" in report
+    assert re.search(r"\| plaintext \| [0-9.]+ ± [0-9.]+ \|", report)

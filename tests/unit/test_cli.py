@@ -104,5 +104,6 @@ def test_attacks_without_a_threat_select_the_threats_they_apply_to():
         "curious-server": ["ig"],
         "outsider": ["loss"],
         "colluding-client": ["ig"],
+        "malicious-server": ["ig"],
     }
     assert plan_attacks("outsider", None)["outsider"][0] == "loss"
