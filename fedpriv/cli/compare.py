@@ -30,7 +30,9 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "--out", type=Path, default=Path("results/compare"), help="output folder (%(default)s)"
     )
     compare.add_argument(
-        "--quick", action="store_true", help="a smoke run: 1 round, the smallest attack budgets"
+        "--quick",
+        action="store_true",
+        help="a smoke run: 1 round, the smallest attack budgets, no malicious-server federations",
     )
     compare.add_argument(
         "--force", action="store_true", help="rerun arms and attacks found in --out"

@@ -70,9 +70,10 @@ class Comparison:
         """The arm's federation with the malicious server, where it can act (else ``None``).
 
         Every client trains and is evaluated each round, so that the server has seen the
-        target by round ``malicious.round`` and samples it then; the run ends there.
+        target by round ``malicious.round`` and samples it then; the run ends there. A
+        ``--quick`` smoke run has none (two federations more per arm would double its time).
         """
-        if self.malicious.honest:
+        if self.malicious.honest or self.quick:
             return None
         config = arm.config
         if Trait.PLAINTEXT_BROADCAST not in SCHEMES.entry(config.aggregation).provides:
