@@ -11,6 +11,7 @@ from flwr.app import ArrayRecord, ConfigRecord, Message, MetricRecord, RecordDic
 from flwr.serverapp import Grid
 from flwr.serverapp.strategy import Strategy
 
+from fedpriv.config import RunConfig
 from fedpriv.errors import ReplyCode
 from fedpriv.federation import cancel
 from fedpriv.federation.recording import EVALUATE, TRAIN, RecordingGrid
@@ -46,6 +47,14 @@ class RoundPolicy:
     node_wait: float = 30.0
     timeout: float = 3600.0
     sampling_seed: int = 0
+
+    @classmethod
+    def from_config(cls, config: RunConfig) -> RoundPolicy:
+        """A run's policy: its minimum (capped at its clients) and its seed."""
+        return cls(
+            min_clients=min(config.min_available_clients, config.num_clients),
+            sampling_seed=config.seed,
+        )
 
 
 def wait_for_nodes(grid: Grid, expected: int, timeout: float, quiet: bool = False) -> int:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import math
 
 import numpy as np
 
@@ -25,6 +26,38 @@ def noise_floor(dataset: str) -> float:
     """
     x = load_dataset(dataset).x
     return float(10 * np.log10(1.0 / np.mean((x - x.mean()) ** 2)))
+
+
+def membership_effect(arm: ArmResult, baseline: ArmResult) -> str:
+    """Whether the arm's lower (or higher) outsider AUC is an effect or run-to-run noise.
+
+    A protection is claimed only when the difference exceeds the seeds' spread: the 95%
+    half-widths of both arms, combined. With one seed the spread is unmeasured, and the
+    sentence says so instead of claiming anything.
+    """
+    a, b = arm.headline.membership_auc, baseline.headline.membership_auc
+    if a is None or b is None:
+        return "The outsider's membership AUC is missing on one side: no effect is claimed."
+    difference = b - a
+    key = "membership_auc"
+    if len(arm.seeds) < 2 or len(baseline.seeds) < 2 or key not in arm.spread:
+        return (
+            f"Against {baseline.name} the strongest outsider AUC differs by "
+            f"{fmt(difference, '+.3f')} on one seed; identical runs of a federation can differ "
+            "by as much (training is chaotic), so this is no measured effect: run "
+            "`fedpriv compare --seeds 3` before reading one."
+        )
+    spread = math.hypot(arm.spread[key], baseline.spread.get(key, 0.0))
+    verdict = (
+        "beyond the seeds' spread: an effect"
+        if abs(difference) > spread
+        else "within the seeds' spread: no effect is claimed"
+    )
+    return (
+        f"Against {baseline.name} the strongest outsider AUC is lower by "
+        f"{fmt(difference, '.3f')} (95% spread {fmt(spread, '.3f')} over "
+        f"{len(arm.seeds)} seeds), {verdict}."
+    )
 
 
 def protection_text(arm: ArmResult, baseline: ArmResult) -> list[str]:
@@ -79,6 +112,8 @@ def protection_text(arm: ArmResult, baseline: ArmResult) -> list[str]:
         f"{fmt(h.model_inversion_accuracy, '.0%')} of the classes."
     )
     lines += scheme.defense.narrative(numbers, baseline.headline.numbers(), baseline.name)
+    if arm.name != baseline.name:
+        lines.append(membership_effect(arm, baseline))
     lines.append(
         f"Cost: {fmt(h.bytes_vs_plaintext, '.2f')}x the plaintext bytes per round, "
         f"{fmt(h.seconds_vs_plaintext, '.2f')}x its seconds per round."

@@ -164,10 +164,7 @@ class AggregationScheme(ABC):
         strategy.summary()
         adversary = malicious_server(self.config, rundir)
         recording = RecordingGrid(grid, rundir, self.config.record_server_view, adversary=adversary)
-        policy = RoundPolicy(
-            min_clients=min(self.config.min_available_clients, self.config.num_clients),
-            sampling_seed=self.config.seed,
-        )
+        policy = RoundPolicy.from_config(self.config)
         loop = RoundLoop(recording, strategy, rundir, history, policy)
         final = loop.run(arrays, len(history) + 1, self.config.num_server_rounds)
         self.finish(rundir, final)

@@ -430,10 +430,7 @@ class ThresholdScheme(AggregationScheme):
         recording = RecordingGrid(
             grid, rundir, self.config.record_server_view, protocol.stage_of, adversary=adversary
         )
-        policy = RoundPolicy(
-            min_clients=min(self.config.min_available_clients, self.config.num_clients),
-            sampling_seed=self.config.seed,
-        )
+        policy = RoundPolicy.from_config(self.config)
         started = time.perf_counter()
         wait_for_nodes(recording, self.config.num_clients, policy.node_wait)
         session = protocol.ThresholdSession(
