@@ -372,9 +372,8 @@ def readme_block() -> str:
         "",
         *markdown_table(results),
         "",
-        "Who learns what, per attacker:",
-        "",
-        *who_learns_table(results),
+        "Who learns what, per attacker (curious or malicious server, colluding client, "
+        "outsider): [Comparison results](docs/reference/results.md#who-learns-what).",
         "",
         END,
     ]
