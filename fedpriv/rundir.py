@@ -44,6 +44,11 @@ def write_bytes(path: Path, data: bytes) -> None:
     os.replace(tmp, path)
 
 
+def coalition_dir(run_dir: Path, colluders: int) -> Path:
+    """Where a comparison keeps a coalition of ``colluders`` clients' attacks on a run."""
+    return run_dir.parent / f"{run_dir.name}.coalition-{colluders}"
+
+
 class RunDirectory:
     """Reads and writes one run directory (``docs/reference/run-directory.md``)."""
 

@@ -155,7 +155,12 @@ class GradientInversion(Attack):
                     psnr=unscored or float(np.mean([s.psnr for s in scores])),
                     ssim=unscored or float(np.mean([s.ssim for s in scores])),
                     label_accuracy=unscored or float(np.mean(labels_ok)),
-                    recovered=unscored or recovered_share(scores, len(candidates)),
+                    # A client's own records where the view knows whose update it is;
+                    # else the records its reconstructions were matched to.
+                    recovered=unscored
+                    or recovered_share(
+                        scores, len(candidates) if update.partition_id is not None else len(pairs)
+                    ),
                     attempts=rec.attempts,
                     diverged=rec.diverged,
                 )

@@ -28,7 +28,8 @@ from fedpriv.report.results import (
     relate,
     summarize,
 )
-from fedpriv.rundir import RunDirectory, write_json
+from fedpriv.rundir import ATTACKS as ATTACKS_DIR
+from fedpriv.rundir import REUSE, RunDirectory, coalition_dir, write_json
 from fedpriv.schemes.base import load_scheme
 from fedpriv.simulation import run_simulation
 
@@ -153,6 +154,39 @@ def _run_arm(
     if arm.config.dp_canaries >= 2 and (force or not rundir.audit_path.exists()):
         say(arm.name, "DP audit (canaries)")
         dp_audit(rundir.path)
+    _measure_coalitions(comparison, arm, rundir, key, force, say, attack_progress)
+
+
+def _measure_coalitions(
+    comparison: Comparison,
+    arm: Arm,
+    rundir: RunDirectory,
+    key: dict[str, Any],
+    force: bool,
+    say: Progress,
+    attack_progress: AttackProgress | None,
+) -> None:
+    """Invert one update as coalitions of ``t - 1`` and ``t`` clients, where ``t >= 2``.
+
+    Each coalition reads the same run through its own folder (links to the run's files, its
+    own ``attacks/``), so its results sit beside the run's one-colluder results.
+    """
+    threshold = load_scheme(arm.config).decrypting_coalition()
+    if threshold < 2:
+        return
+    for colluders in (threshold - 1, threshold):
+        folder = RunDirectory(coalition_dir(rundir.path, colluders))
+        if not force and folder.reuse_key("coalition") == key:
+            continue
+        say(arm.name, f"attacks: a coalition of {colluders} clients (ig)")
+        shutil.rmtree(folder.path, ignore_errors=True)
+        folder.path.mkdir(parents=True)
+        for entry in rundir.path.iterdir():
+            if entry.name not in (ATTACKS_DIR, REUSE):
+                (folder.path / entry.name).symlink_to(entry.resolve())
+        suite = dataclasses.replace(comparison.suite, colluders=colluders, max_clients=1)
+        run_attacks(folder.path, Threat.COLLUDING_CLIENT, ["ig"], suite, progress=attack_progress)
+        folder.write_reuse_key("coalition", key)
 
 
 def _run_malicious_twin(

@@ -67,9 +67,13 @@ def protection_text(arm: ArmResult, baseline: ArmResult) -> list[str]:
     lines = []
     floor = noise_floor(arm.config.dataset)
     if h.server_inversion_psnr is not None and h.server_inversion_psnr <= floor + 1.0:
-        seen = "each round's aggregate" if h.server_inversion_target == AGGREGATES else "updates"
+        seen = (
+            "each round's aggregate but no individual update"
+            if h.server_inversion_target == AGGREGATES
+            else "individual updates"
+        )
         lines.append(
-            f"The server reads {seen}, but gradient inversion on them fails: its best "
+            f"The server reads {seen}, and gradient inversion on what it reads fails: its best "
             f"reconstruction ({fmt(h.server_inversion_psnr, '.1f')} dB PSNR, "
             f"{h.server_inversion_attack}) is no better than a constant image "
             f"({fmt(floor, '.1f')} dB). A failed attack, not a protection."

@@ -127,6 +127,7 @@ WHO_HEADER = [
     "curious server (inversion)",
     "malicious server (isolated update)",
     "server + 1 colluding client (inversion)",
+    "coalition of t - 1 / t clients (inversion)",
     "outsider (membership AUC)",
 ]
 
@@ -162,10 +163,23 @@ def who_learns_rows(results: ComparisonResult) -> list[list[str]]:
                     h.colluder_inversion_reason,
                     h.colluder_inversion_target,
                 ),
+                _coalitions(h),
                 f"{fmt(h.membership_auc)} ({h.membership_attack})",
             ]
         )
     return rows
+
+
+def _coalitions(h: Headline) -> str:
+    """The coalitions just below and at the scheme's threshold, or why there is none."""
+    t = h.coalition_threshold
+    if t is None:
+        return "not measured"
+    if t < 2:
+        return "the server alone reads updates" if t == 0 else "t = 1: the previous column"
+    below = _cell(h.coalition_below_psnr, "ig", h.coalition_below_reason, h.coalition_below_target)
+    at = _cell(h.coalition_at_psnr, "ig", h.coalition_at_reason, h.coalition_at_target)
+    return f"t = {t}: {below} / {at}"
 
 
 def _markdown(header: list[str], rows: list[list[str]]) -> list[str]:

@@ -15,7 +15,8 @@ from fedpriv.attacks.results import AttackResult, Family, Json, Threat
 from fedpriv.attacks.runner import read_results
 from fedpriv.config import RunConfig
 from fedpriv.history import History
-from fedpriv.rundir import RunDirectory, read_json
+from fedpriv.rundir import RunDirectory, coalition_dir, read_json
+from fedpriv.schemes.base import load_scheme
 
 
 @dataclass
@@ -43,6 +44,14 @@ class Headline:
     malicious_inversion_attack: str | None = None
     malicious_recovered: float | None = None
     malicious_reason: str | None = None
+    # Coalitions of t - 1 and t clients with the server, where the scheme's t is >= 2.
+    coalition_threshold: int | None = None
+    coalition_below_psnr: float | None = None
+    coalition_below_reason: str | None = None
+    coalition_below_target: str | None = None
+    coalition_at_psnr: float | None = None
+    coalition_at_reason: str | None = None
+    coalition_at_target: str | None = None
     membership_attack: str | None = None
     membership_auc: float | None = None
     membership_tpr_0_1: float | None = None
@@ -236,7 +245,17 @@ def headline(arm: ArmResult) -> Headline:
     client_server = arm.attack(Threat.CURIOUS_SERVER, "client-membership")
     client_outsider = arm.attack(Threat.OUTSIDER, "client-membership")
     last = rounds[-1] if rounds else None
+    threshold = load_scheme(arm.config).decrypting_coalition()
+    below = _coalition(arm, threshold - 1) if threshold >= 2 else None
+    at = _coalition(arm, threshold) if threshold >= 2 else None
     return Headline(
+        coalition_threshold=threshold,
+        coalition_below_psnr=below.headline() if below else None,
+        coalition_below_reason=below.reason if below else None,
+        coalition_below_target=_target(below),
+        coalition_at_psnr=at.headline() if at else None,
+        coalition_at_reason=at.reason if at else None,
+        coalition_at_target=_target(at),
         final_accuracy=last.accuracy if last else None,
         # The median: round 1 also pays for Ray's start and the first imports.
         seconds_per_round=statistics.median([r.seconds for r in rounds]) if rounds else 0.0,
@@ -247,17 +266,11 @@ def headline(arm: ArmResult) -> Headline:
         server_inversion_status=str(server_ig.status) if server_ig else None,
         server_inversion_reason=server_ig.reason if server_ig else None,
         server_inversion_attack=server_ig.attack if server_ig else None,
-        server_inversion_target=(
-            str(server_ig.settings.get("target")) if server_ig and server_ig.settings else None
-        ),
+        server_inversion_target=_target(server_ig),
         colluder_inversion_psnr=colluder_ig.headline() if colluder_ig else None,
         colluder_inversion_reason=colluder_ig.reason if colluder_ig else None,
         colluder_inversion_attack=colluder_ig.attack if colluder_ig else None,
-        colluder_inversion_target=(
-            str(colluder_ig.settings.get("target"))
-            if colluder_ig and colluder_ig.settings
-            else None
-        ),
+        colluder_inversion_target=_target(colluder_ig),
         malicious_inversion_psnr=malicious.headline() if malicious else None,
         malicious_inversion_attack=malicious.attack if malicious else None,
         malicious_recovered=(
@@ -317,6 +330,17 @@ def summarize(headlines: list[Headline]) -> tuple[Headline, dict[str, float]]:
     for key, mean in means.items():
         setattr(summary, key, mean)
     return summary, spread
+
+
+def _target(result: AttackResult | None) -> str | None:
+    """What an inversion ran on (client updates, aggregates), as its settings record."""
+    return str(result.settings.get("target")) if result and result.settings else None
+
+
+def _coalition(arm: ArmResult, colluders: int) -> AttackResult | None:
+    """The ig result of a coalition of ``colluders`` clients, stored beside the arm's run."""
+    folder = coalition_dir(Path(arm.run_dir), colluders)
+    return read_results(folder, Threat.COLLUDING_CLIENT).get("ig") if folder.is_dir() else None
 
 
 def relate(arm: Headline, baseline: Headline) -> None:

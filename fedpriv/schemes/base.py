@@ -211,6 +211,13 @@ class AggregationScheme(ABC):
         """What the server reads together with ``colluders`` clients."""
         return self.server_sight(rundir)
 
+    def decrypting_coalition(self) -> int:
+        """Clients that must join the server to read an individual update (0: it reads them).
+
+        Comparisons measure coalitions just below and at this size where it is 2 or more.
+        """
+        return 0
+
     def unprotected(self) -> bool:
         """Whether this run has no protection at all: the reference arm of a comparison."""
         return self.hides_nothing and not self.defense.protects

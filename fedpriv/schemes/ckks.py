@@ -256,6 +256,10 @@ class CkksScheme(AggregationScheme):
         """Ciphertexts only."""
         return Blind(rundir, self.config, CIPHERTEXT_ONLY)
 
+    def decrypting_coalition(self) -> int:
+        """One client: every client holds the secret key."""
+        return 1
+
     def coalition_sight(
         self, rundir: RunDirectory, colluders: int, key_dir: str | Path | None = None
     ) -> Sight:

@@ -110,18 +110,26 @@ class SecAggScheme(AggregationScheme):
         """Masked vectors, and each round's aggregate in plaintext."""
         return Blind(rundir, self.config, MASKED_ONLY, models=True)
 
+    def decrypting_coalition(self) -> int:
+        """The reconstruction threshold of SecAgg+'s shared secrets."""
+        return self.config.secagg_reconstruction_threshold
+
     def coalition_sight(
         self, rundir: RunDirectory, colluders: int, key_dir: str | Path | None = None
     ) -> Sight:
         """Below the reconstruction threshold, colluders unmask nothing."""
         threshold = self.config.secagg_reconstruction_threshold
-        return Blind(
-            rundir,
-            self.config,
+        reason = (
             "SecAgg+ has no shared key: unmasking another client's update needs "
-            f"{threshold} colluding share holders",
-            models=True,
+            f"{threshold} colluding share holders"
         )
+        if colluders >= threshold:
+            reason = (
+                f"not measured: {colluders} colluders could hold {threshold} shares of one "
+                "client's mask seeds and unmask its update, but fedpriv does not reconstruct "
+                "SecAgg+ masks; the coalition reads the aggregate"
+            )
+        return Blind(rundir, self.config, reason, models=True)
 
     def narrative(self, arm: Numbers) -> list[str]:
         """The aggregate is the server's."""

@@ -452,6 +452,10 @@ class ThresholdScheme(AggregationScheme):
         """Ciphertexts, and each round's aggregate in plaintext (after decryption)."""
         return ThresholdSight(rundir, self.config, 0, None)
 
+    def decrypting_coalition(self) -> int:
+        """``t``: that many key shares decrypt anything."""
+        return self.config.decryption_threshold
+
     def coalition_sight(
         self, rundir: RunDirectory, colluders: int, key_dir: str | Path | None = None
     ) -> Sight:

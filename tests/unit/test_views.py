@@ -69,6 +69,8 @@ def test_secagg_colluders_below_the_threshold_unmask_nothing(tmp_path):
     run = _run(tmp_path, aggregation="secagg", secagg_reconstruction_threshold=2)
     view = CoalitionView(run, colluders=1)
     assert "needs 2 colluding share holders" in view.missing(Capability.CLIENT_UPDATES)
+    at_threshold = CoalitionView(run, colluders=2).missing(Capability.CLIENT_UPDATES)
+    assert at_threshold is not None and "does not reconstruct SecAgg+ masks" in at_threshold
     with pytest.raises(ConfigError, match="at least one client"):
         CoalitionView(run, colluders=0)
 
