@@ -296,5 +296,8 @@ def test_killed_run_resumes_to_the_uninterrupted_model(tmp_path):
     straight = run_simulation(config.replace(out_dir=str(tmp_path / "straight")))
     a = state_from_bytes(RunDirectory(killed).model_path.read_bytes())
     b = state_from_bytes(RunDirectory(straight).model_path.read_bytes())
-    assert max(float(np.abs(a[k] - b[k]).max()) for k in a) < 1e-6
+    # Two ckks runs differ by their own fresh encryption noise (about 1e-6 a round), which four
+    # rounds of training carry on: 1.3e-5 seen once in CI, below 1e-6 in most runs. A resume
+    # that lost or repeated a round would differ by a whole round's update (about 1e-1).
+    assert max(float(np.abs(a[k] - b[k]).max()) for k in a) < 1e-4
     load_state(new_model(config), a)  # a loadable model
