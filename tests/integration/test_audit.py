@@ -4,30 +4,16 @@ import pytest
 
 from fedpriv.attacks.dp_audit import dp_audit
 from fedpriv.attacks.runner import run_attacks
+from fedpriv.bench.auditing import CLIENT_LEVEL, DP_AUDIT
 from fedpriv.config import RunConfig
 from fedpriv.simulation import run_simulation
 from fedpriv.strategies.server_noise import DISABLE_NOISE
 
 pytestmark = pytest.mark.slow
 
-# Few records per client and many local epochs: each client's data leaves a mark.
-OVERFIT_CLIENTS = {
-    "num_clients": 10,
-    "held_out_clients": 10,
-    "max_train_samples": 20,
-    "local_epochs": 20,
-    "num_server_rounds": 2,
-}
-# Client-level DP at sigma = 1 with canary clients (Andrew et al.).
-AUDITED = {
-    "aggregation": "ckks",
-    "defense": "dp",
-    "dp_noise_multiplier": 1.0,
-    "dp_clipping_norm": 1.0,
-    "dp_canaries": 10,
-    "num_clients": 5,
-    "num_server_rounds": 3,
-}
+# The federations the documented numbers come from (`python -m fedpriv.bench.auditing`).
+OVERFIT_CLIENTS = CLIENT_LEVEL
+AUDITED = DP_AUDIT
 
 
 def _run(tmp_path, name, **config):
