@@ -15,7 +15,7 @@ from flwr.app import Context, Message  # noqa: E402
 from flwr.clientapp import ClientApp  # noqa: E402
 from flwr.clientapp.typing import ClientAppCallable  # noqa: E402
 
-from fedpriv.apps.client import ClientRun, run_config  # noqa: E402
+from fedpriv.apps.client import ClientRun, roster_reply, run_config  # noqa: E402
 from fedpriv.schemes.base import Mod, load_scheme  # noqa: E402
 
 app = ClientApp()
@@ -48,6 +48,12 @@ def train_handler(msg: Message, context: Context) -> Message:
 def threshold_handler(msg: Message, context: Context) -> Message:
     """A step of threshold CKKS's protocol: key setup, or a decryption share of a sum."""
     return ClientRun(context).query(msg)
+
+
+@app.query("roster")
+def roster_handler(msg: Message, context: Context) -> Message:
+    """Name the partition this node holds (the server orders its sampling by it)."""
+    return roster_reply(msg, context)
 
 
 @app.evaluate()

@@ -19,10 +19,25 @@ class ServerAttack(StrEnum):
     ``imprint`` (Fowl et al., "Robbing the Fed", ICLR 2022): the same isolation, and the
     target's first linear layer replaced by a binning imprint from which many of its records
     are read back exactly.
+    ``decrypt-one`` (threshold decryption used as an oracle): the server sends every client
+    the honest model, then asks the decrypting parties for shares of the target's own
+    ciphertext instead of (besides) the round's sum. Parties cannot tell a sum from one
+    upload, so ``t`` honest parties decrypt the target's update for it.
+    ``broadcast-one`` (single-key CKKS): the server cannot craft a model it cannot encrypt
+    (a trivial ciphertext is refused), but it can recombine what it holds: it broadcasts the
+    target's own upload as the round's aggregate (a linear combination of the uploads with
+    one coefficient 1). The clients accept it; the server, holding no key, reads nothing.
     """
 
     ISOLATION = "isolation"
     IMPRINT = "imprint"
+    DECRYPT_ONE = "decrypt-one"
+    BROADCAST_ONE = "broadcast-one"
+
+    @property
+    def crafts_models(self) -> bool:
+        """Whether the attack sends crafted plaintext models (else it reuses ciphertexts)."""
+        return self in (ServerAttack.ISOLATION, ServerAttack.IMPRINT)
 
 
 @dataclass(frozen=True)

@@ -12,14 +12,15 @@ from fedpriv.adversary import Adversary
 from fedpriv.crypto.presets import DEFAULT_PRESET, DEFAULT_THRESHOLD_PRESET, PRESETS, get_preset
 from fedpriv.errors import ConfigError
 from fedpriv.registry import (
+    ATTACK_TRAITS,
     DATASETS,
     DEFENSES,
+    MISSING_TRAIT,
     MODELS,
     PARTITIONERS,
     SCHEMES,
     Aggregation,
     Defense,
-    Trait,
     check_dataset_name,
     unknown_name,
 )
@@ -112,8 +113,8 @@ class RunConfig:
     )
     adversary: str = setting(
         "",
-        "a malicious server: malicious-server:<isolation|imprint>[,target=<partition>]"
-        "[,round=<r>] ('': honest)",
+        "a malicious server: malicious-server:<isolation|imprint|decrypt-one|broadcast-one>"
+        "[,target=<partition>][,round=<r>] ('': honest)",
         "adversary",
     )
     dp_noise_multiplier: float = setting(1.0, "DP: noise sigma in units of the clipping norm")
@@ -160,14 +161,16 @@ class RunConfig:
         plan = self.adversary_plan
         if plan.honest:
             return
-        if Trait.PLAINTEXT_BROADCAST not in SCHEMES.entry(self.aggregation).provides:
-            able = ", ".join(SCHEMES.providing(Trait.PLAINTEXT_BROADCAST))
+        assert plan.attack is not None
+        needed = ATTACK_TRAITS[plan.attack]
+        if needed not in SCHEMES.entry(self.aggregation).provides:
+            able = ", ".join(SCHEMES.providing(needed))
+            why = MISSING_TRAIT[needed]
             raise ConfigError(
-                f"adversary {plan.attack} needs a server that sends plaintext models ({able}); "
-                f"under aggregation {str(self.aggregation)!r} it can only send ciphertexts, and "
-                "clients refuse a trivial one (c1 = 0) that would carry a crafted model"
+                f"adversary {plan.attack} needs a scheme in which {needed.value} ({able}); "
+                f"under aggregation {str(self.aggregation)!r} {why}"
             )
-        if self.model != "mlp":
+        if plan.attack.crafts_models and self.model != "mlp":
             raise ConfigError(
                 f"adversary {plan.attack} crafts the first layers of model 'mlp'; got model "
                 f"{self.model!r}"

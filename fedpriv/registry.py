@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, Generic, TypeVar
 
+from fedpriv.adversary import ServerAttack
 from fedpriv.errors import ConfigError
 
 T = TypeVar("T")
@@ -29,6 +30,8 @@ class Trait(StrEnum):
 
     NOISY_SUM = "the server adds noise to the aggregate before anyone reads it"
     PLAINTEXT_BROADCAST = "the server sends each client a plaintext model it may craft"
+    DECRYPTION_ORACLE = "the server asks clients to decrypt ciphertexts it chooses"
+    ENCRYPTED_BROADCAST = "the server broadcasts an encrypted sum it may recombine"
 
 
 @dataclass(frozen=True)
@@ -135,6 +138,24 @@ class Defense(StrEnum):
 
 NOISY_SUM = frozenset({Trait.NOISY_SUM})
 PLAIN_BROADCAST = frozenset({Trait.PLAINTEXT_BROADCAST})
+# What a malicious server's attack needs of the scheme.
+ATTACK_TRAITS = {
+    ServerAttack.ISOLATION: Trait.PLAINTEXT_BROADCAST,
+    ServerAttack.IMPRINT: Trait.PLAINTEXT_BROADCAST,
+    ServerAttack.DECRYPT_ONE: Trait.DECRYPTION_ORACLE,
+    ServerAttack.BROADCAST_ONE: Trait.ENCRYPTED_BROADCAST,
+}
+# Why a scheme without the trait leaves the server no way to play the attack.
+MISSING_TRAIT = {
+    Trait.PLAINTEXT_BROADCAST: (
+        "it can only send ciphertexts, and clients refuse a trivial one (c1 = 0) that would "
+        "carry a crafted model"
+    ),
+    Trait.DECRYPTION_ORACLE: (
+        "no client holds a key share to decrypt a ciphertext the server chooses"
+    ),
+    Trait.ENCRYPTED_BROADCAST: "the server broadcasts no ciphertext it could recombine",
+}
 # Each value is an :class:`fedpriv.schemes.base.AggregationScheme` subclass.
 SCHEMES: Registry[Any] = Registry(
     "aggregation",
@@ -142,9 +163,12 @@ SCHEMES: Registry[Any] = Registry(
         Aggregation.PLAINTEXT: Entry(
             "fedpriv.schemes.plaintext:PlaintextScheme", provides=PLAIN_BROADCAST
         ),
-        Aggregation.CKKS: Entry("fedpriv.schemes.ckks:CkksScheme", provides=NOISY_SUM),
+        Aggregation.CKKS: Entry(
+            "fedpriv.schemes.ckks:CkksScheme", provides=NOISY_SUM | {Trait.ENCRYPTED_BROADCAST}
+        ),
         Aggregation.CKKS_THRESHOLD: Entry(
-            "fedpriv.schemes.threshold:ThresholdScheme", provides=PLAIN_BROADCAST
+            "fedpriv.schemes.threshold:ThresholdScheme",
+            provides=PLAIN_BROADCAST | {Trait.DECRYPTION_ORACLE},
         ),
         Aggregation.SECAGG: Entry("fedpriv.schemes.secagg:SecAggScheme", provides=PLAIN_BROADCAST),
     },

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from flwr.app import ConfigRecord, Message, RecordDict
+
 from fedpriv.config import RunConfig
+from fedpriv.federation.recording import ROSTER, ROSTER_MESSAGE
 
 # One full-batch SGD step per round (FedSGD): float32 training cannot amplify the rounding
 # differences between the plaintext and ckks arms into a different trajectory, which many
@@ -76,7 +79,8 @@ class FakeGrid:
     """A Flower ``Grid`` stand-in: ``nodes`` connected, each reply made by ``answer(message)``.
 
     Message ids are assigned on push as Flower's in-memory grid does, so replies find their
-    requests; a reply of ``None`` never arrives.
+    requests; a reply of ``None`` never arrives. The server's roster query is answered as
+    fedpriv's ClientApp does: node ``nodes[i]`` holds partition ``i``.
     """
 
     def __init__(self, nodes, answer) -> None:
@@ -92,7 +96,12 @@ class FakeGrid:
         for message in messages:
             self._count += 1
             message.metadata.__dict__["_message_id"] = f"message-{self._count}"
-            reply = self.answer(message)
+            if message.metadata.message_type == ROSTER_MESSAGE:
+                partition = self.nodes.index(message.metadata.dst_node_id)
+                content = RecordDict({ROSTER: ConfigRecord({"partition-id": partition})})
+                reply = Message(content, reply_to=message)
+            else:
+                reply = self.answer(message)
             if reply is not None:
                 self._replies[message.metadata.message_id] = reply
             ids.append(message.metadata.message_id)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flwr.app import Context, Error, Message
+from flwr.app import ConfigRecord, Context, Error, Message, RecordDict
 
 from fedpriv.config import RunConfig
 from fedpriv.data import ClientData
@@ -16,6 +16,7 @@ from fedpriv.errors import (
     KeyMaterialError,
     ReplyCode,
 )
+from fedpriv.federation.recording import ROSTER
 from fedpriv.models import load_state, model_state
 from fedpriv.schemes.base import AggregationScheme, Evaluation, Node, load_scheme
 from fedpriv.task import client_data, local_seed, new_model, recipe
@@ -45,6 +46,16 @@ def node(context: Context, config: RunConfig) -> Node:
         key_dir,
         context.state,
     )
+
+
+def roster_reply(msg: Message, context: Context) -> Message:
+    """The partition id this node holds, for the server's roster.
+
+    The server learns which node holds which partition, as a deployment's operator does;
+    it orders the nodes it samples from by it, so that a seeded sampling repeats.
+    """
+    partition = int(context.node_config["partition-id"])
+    return Message(RecordDict({ROSTER: ConfigRecord({"partition-id": partition})}), reply_to=msg)
 
 
 def refusal(msg: Message, code: ReplyCode, reason: str) -> Message:

@@ -91,11 +91,13 @@ class GradientInversion(Attack):
         settings = dataclasses.replace(context.settings.inversion, method=self.method)
         rounds = [r for r in context.settings.rounds if r in view.rounds]
         ignored: tuple[str, ...] = ()
+        adversary: dict[str, str] = {}
         if Capability.ISOLATED_UPDATE in needs:
             assert isinstance(view, MaliciousServerView)
             record, isolated = view.isolated()
             rounds = [record.server_round]
             ignored = isolated.ignored
+            adversary = {"adversary": str(record.plan)}
             updates = [
                 ObservedUpdate(
                     record.server_round,
@@ -179,6 +181,7 @@ class GradientInversion(Attack):
             "rounds": rounds,
             "max_clients": context.settings.max_clients,
             "target": _target(needs),
+            **adversary,
         }
         converged = [c for c in clients if not c.diverged]
         if not converged:

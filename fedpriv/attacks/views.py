@@ -9,13 +9,20 @@ from typing import ClassVar
 import numpy as np
 import torch
 
+from fedpriv.adversary import ServerAttack
 from fedpriv.attacks.results import OUTPUTS, Threat
 from fedpriv.config import RunConfig
 from fedpriv.defenses.base import ReleasedModel
 from fedpriv.errors import ConfigError
-from fedpriv.federation.adversary import AttackRecord, Isolated, isolate, read_attack
+from fedpriv.federation.adversary import (
+    RECOMBINED,
+    AttackRecord,
+    Isolated,
+    isolate,
+    read_attack,
+)
 from fedpriv.models import load_state, state_from_bytes
-from fedpriv.registry import SCHEMES, Trait
+from fedpriv.registry import ATTACK_TRAITS, MISSING_TRAIT, SCHEMES, Trait
 from fedpriv.rundir import RunDirectory
 from fedpriv.schemes.base import load_scheme
 from fedpriv.schemes.sight import NotVisible, ObservedUpdate, Sight
@@ -200,6 +207,15 @@ CIPHERTEXT_ONLY = (
 )
 
 
+# What a single-key CKKS server gains by recombining the uploads it cannot read.
+RECOMBINED_ONLY = (
+    "under single-key CKKS the server broadcast node {node}'s own upload as round {round}'s "
+    "aggregate (a linear combination of the uploads; clients cannot tell it from a sum), but "
+    "it holds no key: what it sent and what came back stay ciphertexts. Only a key holder "
+    "reads them, and a client colluding with the server decrypts every upload anyway"
+)
+
+
 class MaliciousServerView(SightView):
     """A server that crafted the models of one round (the run's ``adversary`` key).
 
@@ -216,12 +232,15 @@ class MaliciousServerView(SightView):
             # Not the curious server's reading of the same run: that is its own threat.
             return View.missing(self, capability)
         plan = self.config.adversary_plan
-        if Trait.PLAINTEXT_BROADCAST not in SCHEMES.entry(self.config.aggregation).provides:
-            return CIPHERTEXT_ONLY
+        scheme = SCHEMES.entry(self.config.aggregation)
+        if plan.attack is not None and ATTACK_TRAITS[plan.attack] not in scheme.provides:
+            return MISSING_TRAIT[ATTACK_TRAITS[plan.attack]]
         if plan.honest:
+            if Trait.PLAINTEXT_BROADCAST not in scheme.provides:
+                return CIPHERTEXT_ONLY
             return (
                 "the run's server was honest: rerun it with "
-                "--adversary malicious-server:<isolation|imprint>"
+                f"--adversary malicious-server:<{'|'.join(a for a in ServerAttack)}>"
             )
         attack = read_attack(self.rundir)
         if attack is None:
@@ -229,11 +248,16 @@ class MaliciousServerView(SightView):
                 f"the malicious server never acted: partition {plan.target} was not sampled "
                 f"(or not yet seen) from round {plan.round} on"
             )
+        record = attack[0]
+        if record.aggregate == RECOMBINED:
+            return RECOMBINED_ONLY.format(node=record.target_node, round=record.server_round)
+        if record.decrypted:
+            return None
         hidden = self.sight.models_hidden()
         if hidden is not None:
             return hidden
-        if attack[0].server_round not in self.rounds:
-            return f"round {attack[0].server_round}, the attacked one, left no aggregate"
+        if record.server_round not in self.rounds:
+            return f"round {record.server_round}, the attacked one, left no aggregate"
         return None
 
     def isolated(self) -> tuple[AttackRecord, Isolated]:
@@ -242,6 +266,9 @@ class MaliciousServerView(SightView):
         attack = read_attack(self.rundir)
         assert attack is not None
         record, sent = attack
+        assert sent is not None
+        if record.decrypted:
+            return record, isolate(record, sent, None)
         checkpoint = self.rundir.read_checkpoint(record.server_round)
         aggregate = record_to_state(arrays_of(checkpoint))
         return record, isolate(record, sent, aggregate)

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from fedpriv.adversary import MALICIOUS_SERVER, Adversary
+from fedpriv.adversary import MALICIOUS_SERVER, Adversary, ServerAttack
 from fedpriv.attacks.settings import (
     InversionSettings,
     MembershipSettings,
@@ -16,9 +16,10 @@ from fedpriv.attacks.settings import (
 from fedpriv.config import RunConfig
 from fedpriv.errors import ConfigError
 from fedpriv.experiment import check_keys, read_experiment, run_table
-from fedpriv.registry import SCHEMES, Trait
+from fedpriv.registry import ATTACK_TRAITS, SCHEMES
 
-# [malicious-server] keys: the attack, the target partition, the round it acts in.
+# [malicious-server] keys: the attack (or attacks, in order of preference), the target
+# partition, the round it acts in.
 MALICIOUS_KEYS = ("attack", "target", "round")
 # [comparison] keys: how many seeds each arm runs with.
 COMPARISON_KEYS = ("seeds",)
@@ -53,8 +54,9 @@ class Comparison:
     suite: SuiteSettings
     source: str
     quick: bool = False
-    # The malicious server played beside each arm whose server sends plaintext models.
-    malicious: Adversary = field(default_factory=Adversary)
+    # The malicious server's plans, in order of preference: each arm gets the first one its
+    # scheme lets the server play.
+    malicious: tuple[Adversary, ...] = ()
     # Federations per arm, with seeds ``seed, seed + 1, ...``.
     seeds: int = 1
 
@@ -73,14 +75,23 @@ class Comparison:
         target by round ``malicious.round`` and samples it then; the run ends there. A
         ``--quick`` smoke run has none (two federations more per arm would double its time).
         """
-        if self.malicious.honest or self.quick:
+        if self.quick:
             return None
         config = arm.config
-        if Trait.PLAINTEXT_BROADCAST not in SCHEMES.entry(config.aggregation).provides:
+        provides = SCHEMES.entry(config.aggregation).provides
+        playable = [
+            plan
+            for plan in self.malicious
+            if plan.attack is not None
+            and ATTACK_TRAITS[plan.attack] in provides
+            and (config.model == "mlp" or not plan.attack.crafts_models)
+        ]
+        if not playable:
             return None
+        plan = playable[0]
         twin = config.replace(
-            adversary=str(self.malicious),
-            num_server_rounds=self.malicious.round,
+            adversary=str(plan),
+            num_server_rounds=plan.round,
             fraction_train=1.0,
             fraction_evaluate=1.0,
             dp_canaries=0,
@@ -143,18 +154,22 @@ def load_comparison(path: str | Path, quick: bool = False, seeds: int | None = N
         arms.append(Arm(name, RunConfig.from_flower({**shared, **overrides})))
     malicious = data.get(MALICIOUS_SERVER, {})
     check_keys(f"[{MALICIOUS_SERVER}] of {path}", malicious, MALICIOUS_KEYS)
-    plan = Adversary()
+    plans: list[Adversary] = []
     if malicious:
         if "attack" not in malicious:
-            raise ConfigError(f"[{MALICIOUS_SERVER}] of {path} needs attack = <isolation|imprint>")
+            choices = "|".join(ServerAttack)
+            raise ConfigError(
+                f"[{MALICIOUS_SERVER}] of {path} needs attack = <{choices}> (or a list of them)"
+            )
         options = "".join(f",{k}={malicious[k]}" for k in ("target", "round") if k in malicious)
-        plan = Adversary.parse(f"{MALICIOUS_SERVER}:{malicious['attack']}{options}")
+        chosen = malicious["attack"]
+        for attack in chosen if isinstance(chosen, list) else [chosen]:
+            plans.append(Adversary.parse(f"{MALICIOUS_SERVER}:{attack}{options}"))
     table = data.get("comparison", {})
     check_keys(f"[comparison] of {path}", table, COMPARISON_KEYS)
     repeats = seeds if seeds is not None else int(table.get("seeds", 1))
-    return Comparison(
-        tuple(arms), suite_settings(attacks, quick), _display(Path(path)), quick, plan, repeats
-    )
+    suite = suite_settings(attacks, quick)
+    return Comparison(tuple(arms), suite, _display(Path(path)), quick, tuple(plans), repeats)
 
 
 def _display(path: Path) -> str:

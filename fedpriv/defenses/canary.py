@@ -16,8 +16,13 @@ _STREAM = 0xCA7A
 
 
 def is_canary(config: RunConfig, partition_id: int) -> bool:
-    """Whether the node of ``partition_id`` is one of the run's ``dp-canaries``."""
-    return partition_id >= config.num_clients
+    """Whether the node of ``partition_id`` is one of the run's ``dp-canaries``.
+
+    Those hold the partitions right after the clients'. A node beyond them (a deployment
+    that started more SuperNodes than ``num-clients``) is no canary: it has no data either,
+    and its ClientApp refuses every message, naming its partition.
+    """
+    return config.num_clients <= partition_id < config.num_nodes
 
 
 def canary_direction(config: RunConfig, index: int, size: int) -> np.ndarray:

@@ -15,12 +15,20 @@ A meter makes the target's share of the aggregate readable: hidden unit 0 is dea
 client (so nobody's training moves its weights), and the other clients' copy of one of its
 weights is offset by :data:`METER`. A weighted average of models then holds that weight at
 ``w + (1 - rho) METER`` where ``rho`` is the target's share of the total weight.
+
+Threshold decryption as an oracle (``decrypt-one``): under threshold CKKS the parties give
+decryption shares for whatever ``c1`` the server sends them, and nothing in the protocol
+lets a party tell the round's sum from one client's upload. The server crafts no model: it
+asks the round's decrypting set for shares of the target's ciphertext as well, and reads the
+target's update exactly. (Mouchet et al., "Multiparty Homomorphic Encryption from
+Ring-Learning-with-Errors", PETS 2021, assume the decrypted ciphertext is agreed on; this is
+what happens when a malicious server alone decides it.)
 """
 
 from __future__ import annotations
 
 import io
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from logging import WARNING
 
@@ -47,6 +55,8 @@ IMPRINT_GAIN = 40.0
 METER_UNIT = 0
 PLAN_FILE = "adversary.json"
 PARTS = ("honest", "target", "others")
+DECRYPTED = "decrypted"
+RECOMBINED = "recombined"
 MODELS_FILE = "adversary-models.npz"
 ARRAYS = "arrays"
 LEGACY_FIT = "fitins.parameters"
@@ -143,8 +153,10 @@ class AttackRecord:
     others : list[int]
         The nodes sent the dead model.
     aggregate : str
-        ``models`` (the server averages the models clients return) or ``drifts`` (it adds
-        each client's change to the model it sent; threshold CKKS).
+        ``models`` (the server averages the models clients return), ``drifts`` (it adds
+        each client's change to the model it sent; threshold CKKS), ``decrypted`` (the
+        parties decrypted the target's own upload for it) or ``recombined`` (single-key
+        CKKS: the server broadcast the target's upload as the aggregate, and read nothing).
 
     """
 
@@ -153,6 +165,11 @@ class AttackRecord:
     target_node: int
     others: list[int]
     aggregate: str
+
+    @property
+    def decrypted(self) -> bool:
+        """Whether the parties decrypted the target's upload (no aggregate is involved)."""
+        return self.aggregate == DECRYPTED
 
     def to_json(self) -> dict[str, object]:
         """The JSON form."""
@@ -180,23 +197,34 @@ class AttackRecord:
 
 @dataclass(frozen=True)
 class SentModels:
-    """The models the malicious server held and sent in the attack round."""
+    """The models the malicious server held and sent in the attack round.
+
+    ``decrypted`` is the target's trained model as the parties decrypted it (``decrypt-one``),
+    else ``None``.
+    """
 
     honest: State
     target: State
     others: State
+    decrypted: State | None = None
 
 
-def read_attack(rundir: RunDirectory) -> tuple[AttackRecord, SentModels] | None:
-    """The record and the models of the attack round, if the run's server attacked."""
+def read_attack(rundir: RunDirectory) -> tuple[AttackRecord, SentModels | None] | None:
+    """The record and the models of the attack round, if the run's server attacked.
+
+    The models are ``None`` where the server held none in plaintext (``recombined``).
+    """
     path = rundir.path / PLAN_FILE
     if not path.is_file():
         return None
     record = AttackRecord.from_json(read_json(path))
+    if record.aggregate == RECOMBINED:
+        return record, None
     with np.load(rundir.path / MODELS_FILE) as data:
         names = [str(n) for n in data["names"]]
-        sent = SentModels(*({n: data[f"{part}/{n}"] for n in names} for part in PARTS))
-    return record, sent
+        honest, target, others = ({n: data[f"{part}/{n}"] for n in names} for part in PARTS)
+        decrypted = {n: data[f"{DECRYPTED}/{n}"] for n in names} if record.decrypted else None
+    return record, SentModels(honest, target, others, decrypted)
 
 
 @dataclass(frozen=True)
@@ -223,14 +251,20 @@ class Isolated:
     ignored: tuple[str, ...]
 
 
-def isolate(record: AttackRecord, sent: SentModels, aggregate: State) -> Isolated:
+def isolate(record: AttackRecord, sent: SentModels, aggregate: State | None) -> Isolated:
     """The target's trained model from the round's aggregate (the new global model).
+
+    ``decrypted``: the parties decrypted it, exactly; no aggregate is needed.
 
     ``models`` aggregation: ``A = rho after_t + (1 - rho) others`` on every coordinate the
     other clients' training leaves alone, with ``rho`` read off the meter. ``drifts``
     (threshold CKKS): ``A = honest + rho (after_t - target)``; the meter reads nothing
     there, and ``rho`` is taken as an equal share of the sampled clients.
     """
+    if record.decrypted:
+        assert sent.decrypted is not None
+        return Isolated(sent.target, sent.decrypted, 1.0, True, ())
+    assert aggregate is not None
     (w1, _), *_, (_, output_bias) = linear_layers(sent.target)
     if record.aggregate == "models":
         # The meter's neighbour is the same in every model and moved by nobody: whatever the
@@ -308,7 +342,10 @@ class MaliciousServer:
         aggregate: str,
         names: list[str],
     ) -> None:
+        if plan.attack is None:
+            raise ValueError("an honest plan has no malicious server")
         self.plan = plan
+        self.attack = plan.attack
         self.config = config
         self.rundir = rundir
         self.aggregate = aggregate
@@ -326,7 +363,7 @@ class MaliciousServer:
 
     def tamper(self, messages: list[Message], server_round: int) -> None:
         """Replace the models of a training round's messages, once, when the target is in it."""
-        if self.done or server_round < self.plan.round:
+        if self.done or server_round < self.plan.round or not self.attack.crafts_models:
             return
         carrying = [
             (m, found)
@@ -361,6 +398,91 @@ class MaliciousServer:
             len(record.others),
         )
 
+    def decrypt_one(
+        self,
+        server_round: int,
+        reference: State,
+        uploads: dict[int, object],
+        decrypt: Callable[[object], tuple[State, int] | None],
+    ) -> None:
+        """Have the parties decrypt the target's upload, once, in a round it uploaded in.
+
+        Parameters
+        ----------
+        server_round : int
+            The round.
+        reference : State
+            The model the round broadcast (honestly, to everyone).
+        uploads : dict[int, object]
+            Node -> its parsed ciphertexts.
+        decrypt : Callable
+            Asks the round's decrypting set for shares of the given ciphertexts and returns
+            what they decrypt to (the trained model and its weight), or ``None``.
+
+        """
+        if self.done or server_round < self.plan.round or self.attack.crafts_models:
+            return
+        target_node = self.nodes.get(self.plan.target)
+        if target_node not in uploads:
+            return
+        opened = decrypt(uploads[target_node])
+        if opened is None:
+            log(WARNING, "malicious server: round %d: too few shares for node %d's upload",
+                server_round, target_node)  # fmt: skip
+            return
+        others = sorted(n for n in uploads if n != target_node)
+        record = AttackRecord(self.plan, server_round, target_node, others, DECRYPTED)
+        self._write(record, SentModels(reference, reference, reference, opened[0]))
+        self.done = True
+        log(
+            WARNING,
+            "malicious server: round %d: the parties decrypted node %d's (partition %d) own "
+            "upload for it",
+            server_round,
+            target_node,
+            self.plan.target,
+        )
+
+    def recombine(
+        self,
+        server_round: int,
+        uploads: dict[int, object],
+        combine: Callable[[list[object]], object],
+    ) -> object | None:
+        """The aggregate to broadcast instead of the sum: the target's own upload, once.
+
+        Parameters
+        ----------
+        server_round : int
+            The round.
+        uploads : dict[int, object]
+            Node -> its parsed ciphertexts.
+        combine : Callable
+            Adds the given uploads into an aggregate record (the strategy's own sum).
+
+        Returns
+        -------
+        object | None
+            The record to broadcast, or ``None`` to broadcast the honest sum.
+
+        """
+        if self.done or server_round < self.plan.round or self.attack != ServerAttack.BROADCAST_ONE:
+            return None
+        # Under single-key CKKS no reply names its partition: the server picks a node.
+        target_node = self.nodes.get(self.plan.target, min(uploads, default=None))
+        if target_node not in uploads:
+            return None
+        others = sorted(n for n in uploads if n != target_node)
+        self._write(AttackRecord(self.plan, server_round, target_node, others, RECOMBINED), None)
+        self.done = True
+        log(
+            WARNING,
+            "malicious server: round %d: broadcasting node %d's own upload as the aggregate",
+            server_round,
+            target_node,
+        )
+        return combine([uploads[target_node]])
+
     def _craft(self, state: State) -> tuple[State, State]:
         target, others = isolation_models(state)
         if self.plan.attack == ServerAttack.IMPRINT:
@@ -379,9 +501,14 @@ class MaliciousServer:
             return copy
         return legacy_replace_fit_parameters(copy, list(state.values()))
 
-    def _write(self, record: AttackRecord, sent: SentModels) -> None:
+    def _write(self, record: AttackRecord, sent: SentModels | None) -> None:
+        if sent is None:
+            write_json(self.rundir.path / PLAN_FILE, record.to_json())
+            return
         buffer = io.BytesIO()
         parts = {f"{part}/{k}": v for part in PARTS for k, v in getattr(sent, part).items()}
+        if sent.decrypted is not None:
+            parts.update({f"{DECRYPTED}/{k}": v for k, v in sent.decrypted.items()})
         np.savez(buffer, names=np.array(list(sent.target)), **parts)
         (self.rundir.path / MODELS_FILE).write_bytes(buffer.getvalue())
         write_json(self.rundir.path / PLAN_FILE, record.to_json())

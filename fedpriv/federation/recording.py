@@ -5,19 +5,25 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from logging import WARNING
 from typing import Protocol
 
-from flwr.app import Message, RecordDict
+from flwr.app import ConfigRecord, Message, RecordDict
 from flwr.serverapp import Grid
 
 from fedpriv.federation import cancel
-from fedpriv.flower import NodeInfo, Run
+from fedpriv.flower import NodeInfo, Run, log
 from fedpriv.rundir import RunDirectory
 from fedpriv.wire import payload_bytes, payload_size
 
 TRAIN, EVALUATE = "train", "evaluate"
 # Seconds between two pulls of replies (Flower's grids poll the same way).
 PULL_INTERVAL = 0.1
+# The query that asks a node for its partition id (answered by the ClientApp's
+# ``query.roster`` handler), and how long the server waits for the answers.
+ROSTER = "fedpriv-roster"
+ROSTER_MESSAGE = "query.roster"
+ROSTER_TIMEOUT = 60.0
 # The protocol stage a message belongs to ("" outside multi-stage protocols such as SecAgg+).
 StageOf = Callable[[Message], str]
 
@@ -120,6 +126,8 @@ class RecordingGrid(Grid):
         self._update_stage = update_stage
         self.current_round = 0
         self.rounds: dict[int, RoundTraffic] = {}
+        # Node -> the partition it named (None: it did not answer the roster query).
+        self.partitions: dict[int, int | None] = {}
 
     # -- what Flower's Grid does, unchanged ----------------------------------------------------
     def set_run(self, run: Run) -> None:
@@ -143,8 +151,44 @@ class RecordingGrid(Grid):
         return self._grid.create_message(content, message_type, dst_node_id, group_id, ttl)
 
     def get_node_ids(self) -> Iterable[int]:
-        """As the wrapped grid."""
-        return self._grid.get_node_ids()
+        """The connected nodes, ordered by the partition each holds (then by node id).
+
+        Flower's strategies sample nodes by their position in this list, and a fresh
+        simulation draws new random node ids: in the wrapped grid's order, two runs of one
+        configuration with ``fraction-train < 1`` would train different clients. Each new
+        node is asked its partition once (a node that does not answer goes last).
+        """
+        nodes = list(self._grid.get_node_ids())
+        new = [node for node in nodes if node not in self.partitions]
+        if new:
+            self._ask_partitions(new)
+
+        def position(node: int) -> tuple[int, int]:
+            partition = self.partitions.get(node)
+            return (partition if partition is not None else 1 << 62, node)
+
+        return sorted(nodes, key=position)
+
+    def _ask_partitions(self, nodes: list[int]) -> None:
+        messages = [
+            Message(
+                content=RecordDict({ROSTER: ConfigRecord()}),
+                dst_node_id=node,
+                message_type=ROSTER_MESSAGE,
+                group_id="0",
+            )
+            for node in nodes
+        ]
+        self.partitions.update(dict.fromkeys(nodes))
+        replies = self._exchange(messages, ROSTER_TIMEOUT)
+        for reply in replies:
+            if reply.has_error() or ROSTER not in reply.content.config_records:
+                continue
+            value = reply.content.config_records[ROSTER].get("partition-id")
+            if isinstance(value, int) and not isinstance(value, bool):
+                self.partitions[reply.metadata.src_node_id] = value
+        if self.adversary is not None:
+            self.adversary.observe(replies)
 
     def get_nodes(self) -> Iterable[NodeInfo]:
         """As the wrapped grid."""
@@ -191,6 +235,10 @@ class RecordingGrid(Grid):
                 if kind == TRAIN:
                     traffic.failed[node] = reply.error.reason or ""
                     traffic.codes[node] = reply.error.code
+                    # One line per failed client: a dead or cut-off node shows here (Flower
+                    # answers for it once it misses its heartbeats).
+                    log(WARNING, "round %d: node %d failed: %s",
+                        server_round, node, reply.error.reason)  # fmt: skip
                 continue
             stage = stages.get(node, "")
             if kind == EVALUATE or stage == self._update_stage:

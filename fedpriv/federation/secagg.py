@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import random
 from collections.abc import Iterable
 
 from flwr.app import Context, Message, RecordDict
 from flwr.common import Metrics, NDArrays, ndarrays_to_parameters
 from flwr.common.secure_aggregation.secaggplus_constants import RECORD_KEY_CONFIGS, Key
 from flwr.server import LegacyContext, ServerConfig
+from flwr.server.client_manager import SimpleClientManager
+from flwr.server.client_proxy import ClientProxy
+from flwr.server.criterion import Criterion
 from flwr.server.strategy import FedAvg
 from flwr.server.workflow import DefaultWorkflow, SecAggPlusWorkflow
 from flwr.serverapp import Grid
@@ -60,6 +64,38 @@ class SecAggGrid(RecordingGrid):
         return super().send_and_receive(messages, timeout=timeout)
 
 
+class OrderedClientManager(SimpleClientManager):
+    """Flower's client manager, sampling by partition order with a seeded ``random``.
+
+    The legacy workflow registers nodes in a set's order (random node ids) and samples
+    with an unseeded ``random``; here the n-th sample of a run draws from the nodes ordered
+    as :meth:`RecordingGrid.get_node_ids` orders them (by partition), with ``random``
+    seeded by the run's seed and n, so that a run repeats its clients as the other schemes'
+    round loop does.
+    """
+
+    def __init__(self, grid: RecordingGrid, seed: int) -> None:
+        super().__init__()
+        self.grid = grid
+        self.seed = seed
+        self.draws = 0
+
+    def sample(
+        self,
+        num_clients: int,
+        min_num_clients: int | None = None,
+        criterion: Criterion | None = None,
+    ) -> list[ClientProxy]:
+        """Sample as Flower does, from the nodes in partition order."""
+        order = {node: index for index, node in enumerate(self.grid.get_node_ids())}
+        self.clients = dict(
+            sorted(self.clients.items(), key=lambda item: order.get(int(item[0]), len(order)))
+        )
+        self.draws += 1
+        random.seed(self.seed * 1_000_003 + self.draws)
+        return super().sample(num_clients, min_num_clients, criterion)
+
+
 def _weighted(metrics: list[tuple[int, Metrics]], key: str) -> Metrics:
     total = sum(n for n, _ in metrics)
     return {key: sum(n * float(m[key]) for n, m in metrics if key in m) / max(total, 1)}
@@ -89,10 +125,13 @@ def run_secagg(
         fit_metrics_aggregation_fn=lambda m: _weighted(m, "train-loss"),
         evaluate_metrics_aggregation_fn=lambda m: _weighted(m, "accuracy"),
     )
+    adversary = malicious_server(config, rundir)
+    recording = SecAggGrid(grid, rundir, config.record_server_view, adversary)
     legacy_context = LegacyContext(
         context=context,
         config=ServerConfig(num_rounds=config.num_server_rounds),
         strategy=strategy,
+        client_manager=OrderedClientManager(recording, config.seed),
     )
     workflow = DefaultWorkflow(
         fit_workflow=SecAggPlusWorkflow(
@@ -101,8 +140,6 @@ def run_secagg(
             max_weight=max_weight,
         )
     )
-    adversary = malicious_server(config, rundir)
-    recording = SecAggGrid(grid, rundir, config.record_server_view, adversary)
     workflow(recording, legacy_context)
 
     flower_history = legacy_context.history

@@ -7,6 +7,7 @@ import math
 
 import numpy as np
 
+from fedpriv.adversary import Adversary, ServerAttack
 from fedpriv.attacks.inversion import TARGETS
 from fedpriv.attacks.results import Status
 from fedpriv.attacks.views import Capability
@@ -97,7 +98,18 @@ def protection_text(arm: ArmResult, baseline: ArmResult) -> list[str]:
         )
     else:
         lines.append(f"The curious server cannot invert updates: {h.server_inversion_reason}.")
-    if h.malicious_inversion_psnr is not None:
+    if (
+        h.malicious_inversion_psnr is not None
+        and Adversary.parse(h.malicious_plan or "").attack == ServerAttack.DECRYPT_ONE
+    ):
+        lines.append(
+            "A malicious server asks the threshold parties for decryption shares of one "
+            "client's own upload instead of the round's sum (the parties cannot tell the two "
+            f"apart) and inverts what they decrypt to {fmt(h.malicious_inversion_psnr, '.1f')} "
+            f"dB PSNR ({h.malicious_inversion_attack}): this arm does not stop a server that "
+            "cheats."
+        )
+    elif h.malicious_inversion_psnr is not None:
         lines.append(
             "A malicious server that crafts the models it sends isolates one client's update "
             f"from what it reads and inverts it to {fmt(h.malicious_inversion_psnr, '.1f')} dB "

@@ -16,8 +16,10 @@ from fedpriv.report.results import ComparisonResult, Headline
 WHO_NOTE = (
     "Each cell is the strongest attack of its family for that attacker (a maximum over "
     "ig, dlg and idlg, or over the membership attacks: biased upward), or why none applies. "
-    "The malicious server crafts the models of one round in a second federation beside the "
-    "arm (the [malicious-server] table of the experiment)."
+    "The malicious server acts in one round of a second federation beside the arm (the "
+    "[malicious-server] table of the experiment): it crafts the models it sends (isolation, "
+    "imprint) or, under threshold CKKS, has the parties decrypt one client's upload "
+    "(decrypt-one)."
 )
 SUMMARY_HEADER = [
     "arm",

@@ -42,6 +42,8 @@ class Headline:
     colluder_inversion_target: str | None = None
     malicious_inversion_psnr: float | None = None
     malicious_inversion_attack: str | None = None
+    # The malicious server's plan (the ``adversary`` run-config value of its federation).
+    malicious_plan: str | None = None
     malicious_recovered: float | None = None
     malicious_reason: str | None = None
     # Coalitions of t - 1 and t clients with the server, where the scheme's t is >= 2.
@@ -273,6 +275,9 @@ def headline(arm: ArmResult) -> Headline:
         colluder_inversion_target=_target(colluder_ig),
         malicious_inversion_psnr=malicious.headline() if malicious else None,
         malicious_inversion_attack=malicious.attack if malicious else None,
+        malicious_plan=(
+            str((malicious.settings or {}).get("adversary") or "") or None if malicious else None
+        ),
         malicious_recovered=(
             getattr(malicious.metrics, "recovered_fraction", None) if malicious else None
         ),

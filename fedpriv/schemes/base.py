@@ -16,7 +16,7 @@ from flwr.serverapp.strategy import Strategy
 from fedpriv.config import RunConfig
 from fedpriv.defenses.base import Defense, Numbers, load_defense
 from fedpriv.errors import ConfigError
-from fedpriv.federation.adversary import malicious_server
+from fedpriv.federation.adversary import MaliciousServer, malicious_server
 from fedpriv.federation.recording import RecordingGrid
 from fedpriv.federation.rounds import RoundLoop, RoundPolicy
 from fedpriv.history import History
@@ -160,14 +160,24 @@ class AggregationScheme(ABC):
         if resume_from is not None:
             arrays = resume_from
             self.resumed(strategy, arrays)
+        adversary = malicious_server(self.config, rundir)
+        if adversary is not None:
+            self.give_adversary(strategy, adversary)
         strategy = self.defense.wrap_strategy(strategy)
         strategy.summary()
-        adversary = malicious_server(self.config, rundir)
         recording = RecordingGrid(grid, rundir, self.config.record_server_view, adversary=adversary)
         policy = RoundPolicy.from_config(self.config)
         loop = RoundLoop(recording, strategy, rundir, history, policy)
         final = loop.run(arrays, len(history) + 1, self.config.num_server_rounds)
         self.finish(rundir, final)
+
+    def give_adversary(self, strategy: Strategy, adversary: MaliciousServer) -> None:
+        """Hand a malicious server the hooks this scheme's strategy offers beyond the grid.
+
+        Every scheme's messages pass through the adversary (it may alter what is sent);
+        a scheme whose server also combines or decrypts ciphertexts lets it choose those.
+        """
+        return None
 
     def resumed(self, strategy: Strategy, arrays: ArrayRecord) -> None:
         """Tell a fresh strategy that the run continues from ``arrays``."""

@@ -18,6 +18,7 @@ from fedpriv.data.datasets import load_dataset
 from fedpriv.defenses.base import Defense, Numbers
 from fedpriv.defenses.canary import total_weight
 from fedpriv.errors import ConfigError, FedprivError
+from fedpriv.federation.adversary import MaliciousServer
 from fedpriv.models import state_from_bytes, state_to_bytes
 from fedpriv.narrative import fmt
 from fedpriv.parameters import State, state_to_vector, vector_to_state
@@ -198,6 +199,11 @@ class CkksScheme(AggregationScheme):
             Sampling.from_config(self.config),
         )
         return strategy, ArrayRecord()
+
+    def give_adversary(self, strategy: Strategy, adversary: MaliciousServer) -> None:
+        """The server may broadcast any combination of the uploads instead of their sum."""
+        if isinstance(strategy, CkksFedAvg):
+            strategy.recombiner = adversary.recombine
 
     def resumed(self, strategy: Strategy, arrays: ArrayRecord) -> None:
         """The resumed global sum is what the clients last accepted."""

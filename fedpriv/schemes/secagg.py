@@ -124,11 +124,13 @@ class SecAggScheme(AggregationScheme):
             f"{threshold} colluding share holders"
         )
         if colluders >= threshold:
+            # Not the aggregate's inversion instead: that would read as "t learn nothing".
             reason = (
                 f"not measured: {colluders} colluders could hold {threshold} shares of one "
                 "client's mask seeds and unmask its update, but fedpriv does not reconstruct "
-                "SecAgg+ masks; the coalition reads the aggregate"
+                "SecAgg+ masks (the aggregate they read is the t - 1 column's)"
             )
+            return Blind(rundir, self.config, reason, models=False)
         return Blind(rundir, self.config, reason, models=True)
 
     def narrative(self, arm: Numbers) -> list[str]:

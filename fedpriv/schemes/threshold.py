@@ -26,7 +26,7 @@ from fedpriv.defenses.base import Numbers
 from fedpriv.defenses.canary import total_weight
 from fedpriv.errors import ConfigError, CryptoError, KeyMaterialError
 from fedpriv.federation import threshold as protocol
-from fedpriv.federation.adversary import malicious_server
+from fedpriv.federation.adversary import MaliciousServer, malicious_server
 from fedpriv.federation.recording import RecordingGrid
 from fedpriv.federation.rounds import RoundLoop, RoundPolicy, wait_for_nodes
 from fedpriv.history import History
@@ -440,9 +440,16 @@ class ThresholdScheme(AggregationScheme):
         setup = session.setup(list(recording.get_node_ids()), started)
         write_json(rundir.path / SETUP_FILE, setup.to_json())
         strategy.session = session
+        if adversary is not None:
+            self.give_adversary(strategy, adversary)
         loop = RoundLoop(recording, strategy, rundir, history, policy)
         final = loop.run(arrays, len(history) + 1, self.config.num_server_rounds)
         rundir.write_model(state_to_bytes(record_to_state(final)))
+
+    def give_adversary(self, strategy: Strategy, adversary: MaliciousServer) -> None:
+        """The server may ask the parties to decrypt any ciphertext, not only the sum."""
+        if isinstance(strategy, ThresholdFedAvg):
+            strategy.oracle = adversary.decrypt_one
 
     def codec(self, node: Node) -> ClientCodec:
         """A party of the protocol."""

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from logging import INFO, WARNING
 from typing import Any
 
@@ -28,6 +28,9 @@ from fedpriv.strategies.sampling import Sampling
 UPDATE_KEY = "arrays"
 METRICS_KEY = "metrics"
 EVALUATION_STATE = "evaluation"
+# A malicious server's recombination of the uploads (``broadcast-one``): called with the
+# round, each node's parsed upload and the strategy's sum; returns what to broadcast instead.
+Recombiner = Callable[[int, dict[int, Any], Callable[[list[Any]], Any]], Any]
 
 
 class CkksFedAvg(FedAvg, ReportsFacts):
@@ -78,6 +81,7 @@ class CkksFedAvg(FedAvg, ReportsFacts):
         # broadcast this round.
         self.accepted = ArrayRecord()
         self.broadcast = ArrayRecord()
+        self.recombiner: Recombiner | None = None
 
     def configure_train(
         self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid
@@ -93,9 +97,9 @@ class CkksFedAvg(FedAvg, ReportsFacts):
 
     def _parse_replies(
         self, server_round: int, replies: Iterable[Message], key: str, num_values: int
-    ) -> list[list[Any]]:
-        """Parse each reply's ciphertexts; reject (and log) any that are malformed."""
-        parsed = []
+    ) -> dict[int, list[Any]]:
+        """Parse each reply's ciphertexts (by node); reject (and log) any that are malformed."""
+        parsed: dict[int, list[Any]] = {}
         rejected = self.round_facts(server_round).rejected
         for message in replies:
             node = message.metadata.src_node_id
@@ -112,7 +116,7 @@ class CkksFedAvg(FedAvg, ReportsFacts):
                 if key not in message.content.array_records:
                     raise CiphertextFormatError(f"reply has no '{key}' ciphertext record")
                 record = message.content.array_records[key]
-                parsed.append(deserialize_update(record, self.context, self.preset, num_values))
+                parsed[node] = deserialize_update(record, self.context, self.preset, num_values)
             except CiphertextFormatError as err:
                 rejected[node] = f"{key}: {err}"
                 log(WARNING, "round %d: rejected the reply of node %d: %s", server_round, node, err)
@@ -141,7 +145,12 @@ class CkksFedAvg(FedAvg, ReportsFacts):
         self.accepted = self.broadcast
         facts = self.round_facts(server_round)
         facts.summed = len(parsed)
-        summed = self._sum(parsed, self.update_size)
+        summed = self._sum(list(parsed.values()), self.update_size)
+        if self.recombiner is not None:
+            chosen = self.recombiner(
+                server_round, parsed, lambda uploads: self._sum(uploads, self.update_size)
+            )
+            summed = chosen if isinstance(chosen, ArrayRecord) else summed
         facts.aggregate_form = aggregate_form(summed, self.preset)
         return summed, None
 
@@ -151,7 +160,7 @@ class CkksFedAvg(FedAvg, ReportsFacts):
         """Sum the encrypted evaluation metrics; kept in the round's checkpoint."""
         parsed = self._parse_replies(server_round, replies, METRICS_KEY, self.metric_size)
         if parsed:
-            summed = self._sum(parsed, self.metric_size)
+            summed = self._sum(list(parsed.values()), self.metric_size)
             self.round_facts(server_round).state[EVALUATION_STATE] = summed
         return None
 

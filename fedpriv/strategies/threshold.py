@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from logging import INFO, WARNING
 from typing import Any
 
@@ -12,7 +12,7 @@ from flwr.serverapp import Grid
 
 from fedpriv.crypto.encoding import UpdateEncoding
 from fedpriv.crypto.packing import deserialize_update, expected_layout
-from fedpriv.crypto.thresholdwire import ThresholdWire
+from fedpriv.crypto.thresholdwire import Summed, ThresholdWire
 from fedpriv.errors import CiphertextFormatError
 from fedpriv.federation.threshold import ThresholdSession
 from fedpriv.flower import log
@@ -22,6 +22,8 @@ from fedpriv.strategies.sampling import Sampling
 from fedpriv.wire import record_to_state, state_to_record
 
 UPDATE_KEY = "arrays"
+Decryptor = Callable[[Any], tuple[State, int] | None]
+Oracle = Callable[[int, State, dict[int, Any], Decryptor], None]
 
 
 class ThresholdFedAvg(PlaintextFedAvg):
@@ -57,6 +59,9 @@ class ThresholdFedAvg(PlaintextFedAvg):
         self.update_size = encoding.size(self.num_values)
         self.session: ThresholdSession | None = None
         self.reference = state_to_vector(template)
+        # A malicious server's use of the parties as a decryption oracle (``decrypt-one``):
+        # called with the round, the broadcast model, each node's upload and a decryptor.
+        self.oracle: Oracle | None = None
 
     def configure_train(
         self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid
@@ -103,22 +108,42 @@ class ThresholdFedAvg(PlaintextFedAvg):
         if not parsed:
             return None, None
         nodes = sorted(parsed)
-        total = parsed[nodes[0]]
+        # A fresh accumulator: the first upload stays itself (a malicious server may reuse it).
+        total = [Summed(c.c0, c.c1) for c in parsed[nodes[0]]]
         for node in nodes[1:]:
             for accumulator, ciphertext in zip(total, parsed[node], strict=True):
                 self.wire.add_(accumulator, ciphertext)
-        plaintexts, rejected = self.session.decrypt(server_round, total, nodes)
+        opened, rejected = self._decrypt(server_round, total, nodes)
         facts.rejected.update(rejected)
         facts.aggregate_form = "full"
-        if plaintexts is None:
+        if opened is None:
             facts.unchanged = f"fewer than {self.session.threshold} parties gave decryption shares"
             return None, None
         facts.summed = len(nodes)
+        mean, total_weight = opened
+        log(INFO, "round %d: decrypted the sum of %d updates (weight %d)",
+            server_round, len(nodes), total_weight)  # fmt: skip
+        if self.oracle is not None:
+            broadcast = vector_to_state(self.reference, self.template)
+            self.oracle(
+                server_round,
+                broadcast,
+                parsed,
+                lambda upload: self._decrypt(server_round, upload, nodes)[0],
+            )
+        return state_to_record(mean), None
+
+    def _decrypt(
+        self, server_round: int, ciphertexts: list[Any], nodes: list[int]
+    ) -> tuple[tuple[State, int] | None, dict[int, str]]:
+        """What ``ciphertexts`` (a sum of updates) decrypt to: the mean model and its weight."""
+        assert self.session is not None
+        plaintexts, rejected = self.session.decrypt(server_round, ciphertexts, nodes)
+        if plaintexts is None:
+            return None, rejected
         sizes = expected_layout(self.update_size, self.wire.preset)
         payload = np.concatenate(
             [self.wire.ckks.decode(p, size) for p, size in zip(plaintexts, sizes, strict=True)]
         )
         mean, total_weight = self.encoding.mean(payload, self.reference)
-        log(INFO, "round %d: decrypted the sum of %d updates (weight %d)",
-            server_round, len(nodes), total_weight)  # fmt: skip
-        return state_to_record(vector_to_state(mean, self.template)), None
+        return (vector_to_state(mean, self.template), round(total_weight)), rejected

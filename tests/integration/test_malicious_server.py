@@ -14,11 +14,15 @@ from fedpriv.attacks.settings import InversionSettings, SuiteSettings
 from fedpriv.attacks.views import CIPHERTEXT_ONLY, MaliciousServerView
 from fedpriv.config import RunConfig
 from fedpriv.data.datasets import load_dataset
+from fedpriv.federation.adversary import read_attack
 from fedpriv.models import build_model, load_state
 from fedpriv.parameters import State, state_to_vector
+from fedpriv.rundir import RunDirectory
+from fedpriv.schemes.base import load_scheme
 from fedpriv.simulation import run_simulation
 from fedpriv.task import client_data, local_seed, new_model, recipe
 from fedpriv.training import sgd_trainer
+from fedpriv.wire import arrays_of, record_to_state
 
 pytestmark = pytest.mark.slow
 
@@ -28,12 +32,14 @@ BATCH_OF_32 = {"max_train_samples": 32, "batch_size": 32, "local_epochs": 1}
 INVERSION = InversionSettings(iterations=400, restarts=1)
 
 
-def _run(tmp: Path, aggregation: str, attack: str, **recipe_keys: int) -> Path:
+def _run(
+    tmp: Path, aggregation: str, attack: str, rounds: int = 2, **recipe_keys: int | str
+) -> Path:
     config = RunConfig(
         out_dir=str(tmp / f"{aggregation}-{attack}"),
         aggregation=aggregation,
         num_clients=5,
-        num_server_rounds=2,
+        num_server_rounds=rounds,
         learning_rate=0.1,
         adversary=f"malicious-server:{attack},target={TARGET}",
         **recipe_keys,  # type: ignore[arg-type]
@@ -54,7 +60,12 @@ def _replayed(run: Path, before: State, server_round: int) -> State:
     return {k: v.detach().numpy() for k, v in model.state_dict().items()}
 
 
-def _psnr(config: RunConfig, before: State, after: State, ignored: tuple[str, ...]) -> float:
+def _psnr(
+    config: RunConfig,
+    before: State,
+    after: State,
+    ignored: tuple[str, ...],
+) -> float:
     dataset = load_dataset(config.dataset)
     rec = invert(
         build_model(config.model, dataset.input_shape, dataset.num_classes),
@@ -82,13 +93,34 @@ def test_isolation_reads_the_targets_update_through_secagg(tmp_path: Path) -> No
         # SecAgg+ quantizes each weighted update to 2 x 8 / 2^22; the server divides by 1/5.
         np.testing.assert_allclose(isolated.after[name], sent, atol=1e-4, err_msg=name)
     config = MaliciousServerView(run).config
+    # The same inversion (seed, default budget, coordinates) on what the server read back and
+    # on what the target sent: SecAgg+'s rounding costs 0.03 to 0.07 dB (measured at 44.5 dB).
     through_secagg = _psnr(config, isolated.before, isolated.after, isolated.ignored)
-    in_the_clear = _psnr(config, isolated.before, truth, ())
-    # Both are exact to the eye. Above 40 dB the optimizer's end point varies by several dB
-    # from run to run on one and the same update (44 to 71 dB measured), so "within 1 dB"
-    # is asked of reconstructions below that level only.
-    assert in_the_clear >= 40
-    assert through_secagg >= min(in_the_clear - 1.0, 40.0), (through_secagg, in_the_clear)
+    in_the_clear = _psnr(config, isolated.before, truth, isolated.ignored)
+    assert min(through_secagg, in_the_clear) >= 40, (through_secagg, in_the_clear)
+    assert abs(through_secagg - in_the_clear) <= 1.0, (through_secagg, in_the_clear)
+    # A curious server reading the plaintext update uses the output bias too.
+    curious = _psnr(config, isolated.before, truth, ())
+    print(f"malicious {through_secagg:.2f}, clear {in_the_clear:.2f}, curious {curious:.2f} dB")
+    assert curious >= 40
+    results = {
+        r.attack: r for r in run_attacks(run, "malicious-server", ("ig",), SuiteSettings(INVERSION))
+    }
+    assert results["ig"].metrics is not None and results["ig"].metrics.psnr >= 30
+
+
+def test_threshold_parties_decrypt_the_targets_own_upload_for_the_server(tmp_path: Path) -> None:
+    """Parties cannot tell the round's sum from one upload: t of them decrypt the target's."""
+    run = _run(tmp_path, "ckks-threshold", "decrypt-one", threshold=3, **SINGLE)
+    view = MaliciousServerView(run)
+    record, isolated = view.isolated()
+    assert record.decrypted and isolated.ignored == () and len(record.others) == 4
+    truth = _replayed(run, isolated.before, record.server_round)
+    for name, sent in truth.items():
+        np.testing.assert_allclose(isolated.after[name], sent, atol=1e-4, err_msg=name)
+    # The round itself went on: its aggregate is the five clients' mean, not the target's.
+    aggregate = record_to_state(arrays_of(view.rundir.read_checkpoint(record.server_round)))
+    assert max(np.abs(aggregate[k] - truth[k]).max() for k in truth) > 1e-3
     results = {
         r.attack: r for r in run_attacks(run, "malicious-server", ("ig",), SuiteSettings(INVERSION))
     }
@@ -103,6 +135,31 @@ def test_imprint_recovers_half_a_batch_of_32(tmp_path: Path, aggregation: str) -
     assert result.metrics.recovered_fraction is not None
     assert result.metrics.recovered_fraction >= 0.5, result.metrics
     assert result.settings["share_measured"] is True
+
+
+def test_single_key_ckks_server_recombines_uploads_and_reads_nothing(tmp_path: Path) -> None:
+    """Broadcasting one upload as the aggregate: clients accept it, the server learns nothing."""
+    run = _run(tmp_path, "ckks", "broadcast-one", rounds=3, **SINGLE)
+    rundir = RunDirectory(run)
+    history = rundir.read_history()
+    # Round 3's clients decrypted the recombined broadcast and trained on it, refusing nothing.
+    assert [r.skipped for r in history] == [None] * 3
+    rounds = list(history)
+    assert all(not r.aggregate_rejected_by for r in rounds) and len(rounds[2].clients) == 5
+    (result,) = run_attacks(run, "malicious-server", ("ig",), SuiteSettings(INVERSION))
+    assert result.status == "not-applicable" and "it holds no key" in (result.reason or "")
+    # What the server did, read by a key holder (a colluding client): the round's broadcast
+    # is the target's own upload, where an honest round's is the mean of five.
+    found = read_attack(rundir)
+    assert found is not None
+    record = found[0]
+    config = rundir.read_config()
+    scheme = load_scheme(config)
+    models = scheme.round_models(rundir)
+    coalition = scheme.coalition_sight(rundir, 1)
+    (upload,) = [u for u in coalition.updates(record.server_round) if u.node == record.target_node]
+    np.testing.assert_allclose(models[record.server_round - 1], upload.after, atol=1e-5)
+    assert np.abs(models[0] - upload.after).max() > 1e-3
 
 
 def test_single_key_ckks_gives_the_malicious_server_nothing(tmp_path: Path) -> None:

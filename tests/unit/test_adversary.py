@@ -56,6 +56,11 @@ def test_adversary_key_parses_and_refuses_with_the_valid_form() -> None:
         RunConfig(aggregation="ckks", adversary="malicious-server:isolation")
     with pytest.raises(ConfigError, match="model 'mlp'"):
         RunConfig(model="cnn", adversary="malicious-server:isolation")
+    # Decryption as an oracle needs parties that decrypt on request, and no crafted model.
+    for scheme in ("plaintext", "secagg", "ckks"):
+        with pytest.raises(ConfigError, match="decrypt a ciphertext the server chooses"):
+            RunConfig(aggregation=scheme, adversary="malicious-server:decrypt-one")
+    RunConfig(aggregation="ckks-threshold", model="cnn", adversary="malicious-server:decrypt-one")
 
 
 def test_dead_model_trains_nothing_but_the_output_bias() -> None:

@@ -158,6 +158,9 @@ def test_canaries_move_the_model_by_the_clipping_norm_along_secret_directions():
     start = initial_state(config)
     base = state_to_vector(start)
     assert [is_canary(config, p) for p in (4, 5, 7)] == [False, True, True]
+    # A node beyond them (more SuperNodes than clients) is none: it found a canary's update
+    # mixed into a run without canaries, which every client then refused (seen in compose).
+    assert not is_canary(config, 8) and not is_canary(config.replace(dp_canaries=0), 5)
     first = canary_update(config, 5, start, 1.0)
     step = state_to_vector(first.state) - base
     assert abs(np.linalg.norm(step) - 0.7) < 1e-5

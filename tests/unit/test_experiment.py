@@ -48,3 +48,29 @@ def test_run_files_refuse_unknown_keys(tmp_path):
 def test_arms_must_be_tables(tmp_path):
     with pytest.raises(ConfigError, match=r"\[arms.a\] must be a table"):
         load_comparison(_file(tmp_path, "[arms]\na = 1\n"))
+
+
+def test_each_arm_gets_the_first_malicious_attack_its_scheme_allows(tmp_path):
+    path = tmp_path / "c.toml"
+    path.write_text(
+        "[malicious-server]\n"
+        'attack = ["decrypt-one", "isolation"]\n'
+        "target = 1\n"
+        '[arms.plain]\naggregation = "plaintext"\n'
+        '[arms.threshold]\naggregation = "ckks-threshold"\n'
+        '[arms.threshold-cnn]\naggregation = "ckks-threshold"\nmodel = "cnn"\n'
+        '[arms.secagg-cnn]\naggregation = "secagg"\nmodel = "cnn"\n'
+        '[arms.ckks]\naggregation = "ckks"\n'
+    )
+    comparison = load_comparison(path)
+    twins = {arm.name: comparison.malicious_twin(arm) for arm in comparison.arms}
+    played = {name: twin and twin.config.adversary for name, twin in twins.items()}
+    assert played == {
+        "plain": "malicious-server:isolation,target=1,round=2",
+        "threshold": "malicious-server:decrypt-one,target=1,round=2",
+        "threshold-cnn": "malicious-server:decrypt-one,target=1,round=2",
+        "secagg-cnn": None,  # the crafted models are the MLP's
+        "ckks": None,
+    }
+    assert all(t is None or t.config.num_server_rounds == 2 for t in twins.values())
+    assert load_comparison(path, quick=True).malicious_twin(comparison.arms[0]) is None

@@ -71,6 +71,10 @@ def test_secagg_colluders_below_the_threshold_unmask_nothing(tmp_path):
     assert "needs 2 colluding share holders" in view.missing(Capability.CLIENT_UPDATES)
     at_threshold = CoalitionView(run, colluders=2).missing(Capability.CLIENT_UPDATES)
     assert at_threshold is not None and "does not reconstruct SecAgg+ masks" in at_threshold
+    # Not the aggregate instead, which would read as "a coalition of t learns nothing".
+    below = CoalitionView(run, colluders=1).missing(Capability.AGGREGATE_UPDATES) or ""
+    at = CoalitionView(run, colluders=2).missing(Capability.AGGREGATE_UPDATES) or ""
+    assert "masks" not in below and "does not reconstruct SecAgg+ masks" in at
     with pytest.raises(ConfigError, match="at least one client"):
         CoalitionView(run, colluders=0)
 
