@@ -67,7 +67,7 @@ class RunDirectory:
         if self.holds_run():
             raise ConfigError(
                 f"output directory {self.path} already holds a run; choose another --out "
-                "or delete it"
+                "(out-dir; FEDPRIV_RUN_NAME under docker compose) or delete it"
             )
         self.path.mkdir(parents=True, exist_ok=True)
 

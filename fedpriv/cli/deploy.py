@@ -13,15 +13,26 @@ from fedpriv.cli.progress import console
 from fedpriv.cli.tables import print_history
 from fedpriv.deploy.compose import render
 from fedpriv.deploy.credentials import (
+    CA_CERT,
+    CA_FOLDER,
     DEFAULT_HOSTS,
     NODE_KEY,
     NODE_PUBLIC_KEY,
     SERVER_CERT,
+    SERVER_KEY,
+    SUPERLINK_FOLDER,
     certificate_hosts,
     make_certificates,
     make_node_key,
+    make_service_certificates,
 )
-from fedpriv.deploy.flwr_cli import connect, register_node, submit_run, wait_healthy
+from fedpriv.deploy.flwr_cli import (
+    RUN_STATUS,
+    connect,
+    register_node,
+    submit_run,
+    wait_healthy,
+)
 from fedpriv.errors import ConfigError
 
 
@@ -45,6 +56,12 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     certs = sub.add_parser("certs", help="write a CA and a SuperLink certificate")
     certs.add_argument("--out", type=Path, required=True, help="folder for the TLS files")
     certs.add_argument("--hosts", nargs="+", help="names the SuperLink/SuperNodes are reached by")
+    certs.add_argument(
+        "--supernodes",
+        nargs="+",
+        help="per-service layout: ca/, superlink/ (for --hosts) and one folder per SuperNode "
+        "named, each certificate valid for that name only",
+    )
     certs.add_argument("--exist-ok", action="store_true", help="keep existing files, exit 0")
     certs.set_defaults(handler=handle_certs, parser=certs)
 
@@ -105,6 +122,12 @@ def handle_submit(args: argparse.Namespace) -> int:
 
     if (args.ca is None) == (not args.insecure):
         raise ConfigError("give --ca CA_CERT for TLS, or --insecure")
+    if (args.logs / RUN_STATUS).exists():
+        # Checked before anything is submitted: the earlier run's logs stay as they are.
+        raise ConfigError(
+            f"{args.logs} already holds the logs of an earlier run ({RUN_STATUS}); choose "
+            "another --logs (under docker compose: another FEDPRIV_RUN_NAME)"
+        )
     args.logs.mkdir(parents=True, exist_ok=True)
     ca = str(args.ca.resolve()) if args.ca else None
     status = submit_run(
@@ -153,20 +176,35 @@ def handle_register(args: argparse.Namespace) -> int:
 def handle_certs(args: argparse.Namespace) -> int:
     """Write TLS material (or keep what is there, with --exist-ok)."""
     hosts = tuple(args.hosts or DEFAULT_HOSTS)
-    if (args.out / SERVER_CERT).exists():
+    supernodes = tuple(args.supernodes or ())
+    expected: dict[Path, tuple[str, ...]] = {Path(SERVER_CERT): hosts}
+    if supernodes:
+        expected = {Path(SUPERLINK_FOLDER) / SERVER_CERT: hosts}
+        expected.update({Path(n) / SERVER_CERT: (n,) for n in supernodes})
+    if any((args.out / path).exists() for path in expected):
         if not args.exist_ok:
             raise ConfigError(f"{args.out} already holds TLS material; refusing to overwrite it")
-        missing = set(hosts) - certificate_hosts(args.out / SERVER_CERT)
-        if missing:
-            raise ConfigError(
-                f"{args.out / SERVER_CERT} is not valid for {', '.join(sorted(missing))}; "
-                "delete the folder to make new certificates"
-            )
+        for path, names in expected.items():
+            # The CA's key is gone: a certificate for a new name needs a new CA.
+            found = certificate_hosts(args.out / path) if (args.out / path).exists() else set()
+            missing = set(names) - found
+            if missing:
+                raise ConfigError(
+                    f"{args.out / path} is not valid for {', '.join(sorted(missing))}; "
+                    "delete the TLS material to make new certificates"
+                )
         print(f"results: {args.out.resolve()} (kept)")
         return 0
-    paths = make_certificates(args.out, hosts)
-    print(f"CA certificate (give to every client side): {paths['ca']}")
-    print(f"SuperLink certificate and key (0600): {paths['cert']}, {paths['key']}")
+    if supernodes:
+        folders = make_service_certificates(args.out, hosts, supernodes)
+        print(f"CA certificate (give to every service): {folders[CA_FOLDER] / CA_CERT}")
+        for name, folder in folders.items():
+            if name != CA_FOLDER:
+                print(f"{name}: {folder / SERVER_CERT}, key (0600) {folder / SERVER_KEY}")
+    else:
+        paths = make_certificates(args.out, hosts)
+        print(f"CA certificate (give to every client side): {paths['ca']}")
+        print(f"SuperLink certificate and key (0600): {paths['cert']}, {paths['key']}")
     print(f"results: {args.out.resolve()}")
     return 0
 

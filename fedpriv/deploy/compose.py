@@ -7,28 +7,39 @@ from typing import Any
 import yaml
 
 from fedpriv.deploy import topology
+from fedpriv.deploy.credentials import CA_FOLDER, DEFAULT_HOSTS, SUPERLINK_FOLDER
 from fedpriv.errors import ConfigError
 
 # `fedpriv deploy compose --clients N` prints the file; the repository's ``docker-compose.yml``
 # is its output for three clients (a test keeps the two identical).
 
 IMAGE = "fedpriv:latest"
-CERTS = topology.TlsFiles("/certs/ca.crt", "/certs/server.pem", "/certs/server.key")
+# What a running service sees: the CA certificate (every service) and its own TLS folder
+# (the SuperLink's, or a SuperNode's own), each from its own volume.
+CA_DIR, TLS_DIR = "/certs/ca", "/certs/tls"
+CERTS = topology.TlsFiles(f"{CA_DIR}/ca.crt", f"{TLS_DIR}/server.pem", f"{TLS_DIR}/server.key")
+CA_VOLUME, SUPERLINK_TLS_VOLUME = "ca", "superlink-tls"
 KEY_DIR = "/keys"  # where each side's own key volume is mounted
 CLIENT_KEYS_VOLUME, SERVER_KEYS_VOLUME = "client-keys", "server-keys"
 RUNS = "/runs"
-NODE_KEYS = "/node-keys"  # all nodes' keys, in the one-shot services only
+# Where the one-shot provisioning services write into the volumes they fill. Distinct from
+# the running services' mount points, so that no volume receives the image's other folders.
+PROVISION = "/provision"
+NODE_KEYS = f"{PROVISION}/node-keys"  # all nodes' keys, in the one-shot services only
 NODE_KEY_DIR = "/node-key"  # one node's own key, in that SuperNode
-MAX_NODE_KEYS = 64  # mount points the image creates owned by its user (docker/Dockerfile)
+MAX_SUPERNODES = 64  # per-node mount points the image creates owned by its user (Dockerfile)
 # Read by compose from the environment (or an .env file) when the run is submitted.
 ENVIRONMENT = {
-    "FEDPRIV_NUM_CLIENTS": "clients the server waits for (the SuperNodes started, at most N)",
+    "FEDPRIV_NUM_CLIENTS": "clients of the run (the SuperNodes holding partitions 0..N-1)",
+    "FEDPRIV_MIN_CLIENTS": "clients a round needs (default: all); fewer let a round go on "
+    "without a node that died",
     "FEDPRIV_AGGREGATION": "plaintext, ckks or secagg",
     "FEDPRIV_ROUNDS": "num-server-rounds",
     "FEDPRIV_DATASET": "dataset of the run",
     "FEDPRIV_MODEL": "model of the run",
     "FEDPRIV_CKKS_PRESET": "CKKS preset the keys are provisioned for",
     "FEDPRIV_RUN_NAME": "run directory name in the runs volume",
+    "FEDPRIV_BASE_IMAGE": "base image of the build (python3 with venv; see docs for offline)",
 }
 DEFAULTS = {
     "FEDPRIV_AGGREGATION": "ckks",
@@ -37,6 +48,7 @@ DEFAULTS = {
     "FEDPRIV_MODEL": "mlp",
     "FEDPRIV_CKKS_PRESET": "n4096-compact",
     "FEDPRIV_RUN_NAME": "run",
+    "FEDPRIV_BASE_IMAGE": "python:3.11-slim",
 }
 
 
@@ -45,11 +57,18 @@ def _var(name: str, default: str | int) -> str:
 
 
 def _service(command: list[str], volumes: list[str], **extra: Any) -> dict[str, Any]:
-    service: dict[str, Any] = {"image": IMAGE, "command": command}
+    # Only `certs` builds the image; the others never look for it on a registry (an `up`
+    # before `build` builds it through `certs` instead of pulling fedpriv:latest).
+    service: dict[str, Any] = {"image": IMAGE, "pull_policy": "never", "command": command}
     if volumes:
         service["volumes"] = volumes
     service.update(extra)
     return service
+
+
+def ca_ro_volume() -> str:
+    """The CA certificate's volume, read-only at :data:`CA_DIR`: every service gets it."""
+    return f"{CA_VOLUME}:{CA_DIR}:ro"
 
 
 def _done(*services: str) -> dict[str, Any]:
@@ -64,6 +83,11 @@ def supernode_name(partition: int) -> str:
 def node_key_volume(partition: int) -> str:
     """The volume holding one SuperNode's authentication key (that node mounts only its own)."""
     return f"node-key-{partition}"
+
+
+def node_tls_volume(partition: int) -> str:
+    """The volume holding one SuperNode's TLS certificate and key (that node's only)."""
+    return f"{supernode_name(partition)}-tls"
 
 
 def _node_auth_services(num_clients: int, superlink: str) -> dict[str, Any]:
@@ -96,7 +120,7 @@ def _node_auth_services(num_clients: int, superlink: str) -> dict[str, Any]:
                 "--keys",
                 NODE_KEYS,
             ],
-            ["certs:/certs:ro", *(f"{v}:ro" for v in keys)],
+            [ca_ro_volume(), *(f"{v}:ro" for v in keys)],
             depends_on={"superlink": {"condition": "service_started"}, **_done("node-keys")},
         ),  # fmt: skip
     }
@@ -108,22 +132,40 @@ def compose_file(num_clients: int = 3, node_auth: bool = False) -> dict[str, Any
     With ``node_auth`` the SuperLink admits registered SuperNodes only: a one-shot service
     makes each node's key, another registers them, and each node mounts only its own key.
     """
-    if node_auth and num_clients > MAX_NODE_KEYS:
+    if num_clients > MAX_SUPERNODES:
         raise ConfigError(
-            f"--node-auth supports up to {MAX_NODE_KEYS} SuperNodes (the image's key mount "
-            "points, docker/Dockerfile)"
+            f"the compose file supports up to {MAX_SUPERNODES} SuperNodes (the image's "
+            "per-node mount points, docker/Dockerfile); start more SuperNodes elsewhere"
         )
     clients = _var("FEDPRIV_NUM_CLIENTS", num_clients)
     superlink = f"superlink:{topology.SUPERLINK_PORT}"
-    certs_ro = "certs:/certs:ro"
-    hosts = ["superlink", "localhost", "127.0.0.1"]
-    hosts += [supernode_name(i) for i in range(num_clients)]
+    ca_ro = ca_ro_volume()
+    nodes = [supernode_name(i) for i in range(num_clients)]
+    tls_folders = [f"{CA_VOLUME}:{PROVISION}/certs/{CA_FOLDER}"]
+    tls_folders.append(f"{SUPERLINK_TLS_VOLUME}:{PROVISION}/certs/{SUPERLINK_FOLDER}")
+    tls_folders += [f"{node_tls_volume(i)}:{PROVISION}/certs/{n}" for i, n in enumerate(nodes)]
     services: dict[str, Any] = {
         # One-shot provisioning: TLS material, then the CKKS key set (the key holder's job).
         "certs": _service(
-            ["fedpriv", "deploy", "certs", "--exist-ok", "--out", "/certs", "--hosts", *hosts],
-            ["certs:/certs"],
-            build={"context": ".", "dockerfile": "docker/Dockerfile"},
+            [
+                "fedpriv",
+                "deploy",
+                "certs",
+                "--exist-ok",
+                "--out",
+                f"{PROVISION}/certs",
+                "--hosts",
+                *DEFAULT_HOSTS,
+                "--supernodes",
+                *nodes,
+            ],  # fmt: skip
+            tls_folders,
+            build={
+                "context": ".",
+                "dockerfile": "docker/Dockerfile",
+                "args": {"BASE_IMAGE": _var("FEDPRIV_BASE_IMAGE", DEFAULTS["FEDPRIV_BASE_IMAGE"])},
+            },
+            pull_policy="build",
         ),
         "keys": _service(
             [
@@ -132,13 +174,16 @@ def compose_file(num_clients: int = 3, node_auth: bool = False) -> dict[str, Any
                 "new",
                 "--exist-ok",
                 "--out",
-                f"{KEY_DIR}/client",
+                f"{PROVISION}/keys/client",
                 "--server-out",
-                f"{KEY_DIR}/server",
+                f"{PROVISION}/keys/server",
                 "--preset",
                 _var("FEDPRIV_CKKS_PRESET", DEFAULTS["FEDPRIV_CKKS_PRESET"]),
             ],  # fmt: skip
-            [f"{CLIENT_KEYS_VOLUME}:{KEY_DIR}/client", f"{SERVER_KEYS_VOLUME}:{KEY_DIR}/server"],
+            [
+                f"{CLIENT_KEYS_VOLUME}:{PROVISION}/keys/client",
+                f"{SERVER_KEYS_VOLUME}:{PROVISION}/keys/server",
+            ],
             depends_on=_done("certs"),
         ),
         "superlink": _service(
@@ -148,14 +193,14 @@ def compose_file(num_clients: int = 3, node_auth: bool = False) -> dict[str, Any
                     CERTS, "0.0.0.0", topology.SUPERLINK_PORT, "/state/superlink.db", node_auth
                 ),
             ],
-            [certs_ro, "superlink-state:/state"],
+            [ca_ro, f"{SUPERLINK_TLS_VOLUME}:{TLS_DIR}:ro", "superlink-state:/state"],
             ports=[f"{topology.SUPERLINK_PORT}:{topology.SUPERLINK_PORT}"],
             depends_on=_done("certs"),
         ),
         # The ServerApp runs here: it holds the parameters-only context and writes the run.
         "superexec-serverapp": _service(
             ["flower-superexec", *topology.superexec_args(CERTS, superlink)],
-            [certs_ro, f"{SERVER_KEYS_VOLUME}:{KEY_DIR}:ro", f"runs:{RUNS}"],
+            [ca_ro, f"{SERVER_KEYS_VOLUME}:{KEY_DIR}:ro", f"runs:{RUNS}"],
             environment=dict(topology.SUPEREXEC_ENV),
             depends_on={"superlink": {"condition": "service_started"}, **_done("keys")},
         ),
@@ -165,7 +210,7 @@ def compose_file(num_clients: int = 3, node_auth: bool = False) -> dict[str, Any
     for partition in range(num_clients):
         node = supernode_name(partition)
         address = f"{node}:{topology.SUPERNODE_PORT}"
-        volumes = [certs_ro]
+        volumes = [ca_ro, f"{node_tls_volume(partition)}:{TLS_DIR}:ro"]
         depends: dict[str, Any] = {"superlink": {"condition": "service_started"}}
         if node_auth:
             volumes.append(f"{node_key_volume(partition)}:{NODE_KEY_DIR}:ro")
@@ -188,7 +233,7 @@ def compose_file(num_clients: int = 3, node_auth: bool = False) -> dict[str, Any
         # The ClientApp runs here: only client-side services see the secret-key context.
         services[f"superexec-clientapp-{partition}"] = _service(
             ["flower-superexec", *topology.superexec_args(CERTS, address)],
-            [certs_ro, f"{CLIENT_KEYS_VOLUME}:{KEY_DIR}:ro"],
+            [ca_ro, f"{CLIENT_KEYS_VOLUME}:{KEY_DIR}:ro"],
             environment=dict(topology.SUPEREXEC_ENV),
             depends_on={node: {"condition": "service_started"}, **_done("keys")},
         )
@@ -208,7 +253,7 @@ def compose_file(num_clients: int = 3, node_auth: bool = False) -> dict[str, Any
             "--run-config",
             _run_config(clients),
         ],  # fmt: skip
-        [certs_ro, f"runs:{RUNS}"],
+        [ca_ro, f"runs:{RUNS}"],
         depends_on={"superexec-serverapp": {"condition": "service_started"}},
         profiles=["run"],
     )
@@ -224,7 +269,8 @@ def compose_file(num_clients: int = 3, node_auth: bool = False) -> dict[str, Any
         [f"{CLIENT_KEYS_VOLUME}:{KEY_DIR}:ro", f"runs:{RUNS}"],
         profiles=["release"],
     )
-    volumes = ["certs", CLIENT_KEYS_VOLUME, SERVER_KEYS_VOLUME, "runs", "superlink-state"]
+    volumes = [CA_VOLUME, SUPERLINK_TLS_VOLUME, *(node_tls_volume(i) for i in range(num_clients))]
+    volumes += [CLIENT_KEYS_VOLUME, SERVER_KEYS_VOLUME, "runs", "superlink-state"]
     if node_auth:
         volumes += [node_key_volume(i) for i in range(num_clients)]
     return {"name": "fedpriv", "services": services, "volumes": {v: {} for v in volumes}}
@@ -236,7 +282,7 @@ def _run_config(clients: str) -> str:
         [
             f"aggregation='{_var('FEDPRIV_AGGREGATION', DEFAULTS['FEDPRIV_AGGREGATION'])}'",
             f"num-clients={clients}",
-            f"min-available-clients={clients}",
+            f"min-available-clients={_var('FEDPRIV_MIN_CLIENTS', clients)}",
             f"num-server-rounds={_var('FEDPRIV_ROUNDS', DEFAULTS['FEDPRIV_ROUNDS'])}",
             f"dataset='{_var('FEDPRIV_DATASET', DEFAULTS['FEDPRIV_DATASET'])}'",
             f"model='{_var('FEDPRIV_MODEL', DEFAULTS['FEDPRIV_MODEL'])}'",

@@ -22,6 +22,10 @@ CONNECTION = "deploy"
 STATUS_SECONDS = 2.0
 STATUS_FALLBACK_SECONDS = 15.0
 WATCH_SECONDS = 0.5
+# How long the status poll rides out an unreachable SuperLink (a restart takes seconds; its
+# state, and with it the run, survives on its database).
+UNREACHABLE_SECONDS = 180.0
+UNREACHABLE = "Connection to the SuperLink is unavailable"
 ALREADY_REGISTERED = "Public key already in use"
 # Reports what a deployment is doing.
 Progress = Callable[[str], None] | None
@@ -134,6 +138,9 @@ def run_status(run_id: int, env: dict[str, str], log: Path) -> dict[str, Any]:
     return status
 
 
+RUN_STATUS = "run-status.json"
+
+
 def submit_run(
     app_dir: Path,
     run_config: str,
@@ -166,7 +173,7 @@ def submit_run(
     except (ValueError, KeyError) as err:
         raise DeploymentError(f"flwr run gave no run id: {submitted[-500:]}") from err
     status = wait_for_run(run_id, env, logs, timeout, progress, check, settled)
-    (logs / "run-status.json").write_text(json.dumps(status, indent=2) + "\n")
+    (logs / RUN_STATUS).write_text(json.dumps(status, indent=2) + "\n")
     try:
         served = flwr(["log", str(run_id), CONNECTION, "--show"], env, logs / "flwr.log")
         (logs / "serverapp.log").write_text(served)
@@ -201,11 +208,27 @@ def wait_for_run(
     every = STATUS_SECONDS if settled is None else STATUS_FALLBACK_SECONDS
     last = ""
     asked = -float("inf")
+    unreachable_since: float | None = None
     while True:
         looks_done = settled is not None and settled()
         if looks_done or time.monotonic() - asked >= every:
             asked = time.monotonic()
-            status = run_status(run_id, env, logs / "status.log")
+            try:
+                status = run_status(run_id, env, logs / "status.log")
+            except DeploymentError as err:
+                if UNREACHABLE not in str(err):
+                    raise
+                now = time.monotonic()
+                if unreachable_since is None:
+                    unreachable_since = now
+                    say(progress, f"run {run_id}: the SuperLink is unreachable; waiting for it")
+                if now - unreachable_since > UNREACHABLE_SECONDS:
+                    raise
+                time.sleep(STATUS_SECONDS)
+                continue
+            if unreachable_since is not None:
+                unreachable_since = None
+                say(progress, f"run {run_id}: the SuperLink is back")
             if status["status"] != last:
                 last = status["status"]
                 say(progress, f"run {run_id}: {last}")

@@ -72,11 +72,36 @@ def test_secret_key_reaches_client_side_services_only(compose_doc):
         node_config = services[f"supernode-{i}"]["command"]
         assert f"key-dir='{compose.KEY_DIR}'" in node_config[node_config.index("--node-config") + 1]
     # The key holder's one-shot service writes each share into its own volume.
+    # Through mount points of its own, so that no volume receives the image's other folders.
     keys = services["keys"]
     assert _mounts(keys) == {
-        f"{compose.KEY_DIR}/client": compose.CLIENT_KEYS_VOLUME,
-        f"{compose.KEY_DIR}/server": compose.SERVER_KEYS_VOLUME,
+        f"{compose.PROVISION}/keys/client": compose.CLIENT_KEYS_VOLUME,
+        f"{compose.PROVISION}/keys/server": compose.SERVER_KEYS_VOLUME,
     }
+
+
+def test_each_tls_key_is_mounted_only_into_the_service_that_presents_it(compose_doc):
+    services = compose_doc["services"]
+    holders: dict[str, set[str]] = {}
+    for name, service in services.items():
+        for source in _mounts(service).values():
+            holders.setdefault(source, set()).add(name)
+    assert holders[compose.SUPERLINK_TLS_VOLUME] == {"certs", "superlink"}
+    for i in range(3):
+        assert holders[compose.node_tls_volume(i)] == {"certs", f"supernode-{i}"}
+        assert _mounts(services[f"supernode-{i}"])[compose.TLS_DIR] == compose.node_tls_volume(i)
+    # Every running service verifies against the CA certificate, read-only.
+    for name, service in services.items():
+        if name not in ("certs", "keys", "release"):
+            assert compose.ca_ro_volume() in service["volumes"], name
+    assert _mounts(services["superlink"])[compose.TLS_DIR] == compose.SUPERLINK_TLS_VOLUME
+
+
+def test_up_before_build_builds_instead_of_pulling(compose_doc):
+    services = compose_doc["services"]
+    assert services["certs"]["pull_policy"] == "build" and "build" in services["certs"]
+    others = {name: s["pull_policy"] for name, s in services.items() if name != "certs"}
+    assert set(others.values()) == {"never"}
 
 
 def test_environment_variables_drive_the_run(compose_doc):
@@ -93,7 +118,9 @@ def test_environment_variables_drive_the_run(compose_doc):
 def test_compose_for_other_client_counts():
     doc = compose.compose_file(5)
     assert sum(name.startswith("supernode-") for name in doc["services"]) == 5
-    assert "supernode-4" in doc["services"]["certs"]["command"]  # in the certificate's names
+    assert "supernode-4" in doc["services"]["certs"]["command"]  # it gets a certificate
+    with pytest.raises(ConfigError, match="up to 64"):
+        compose.compose_file(65)
 
 
 def test_node_auth_compose_gives_each_node_only_its_own_key():
@@ -112,5 +139,3 @@ def test_node_auth_compose_gives_each_node_only_its_own_key():
     for name in SERVER_SIDE:
         assert not any("node-key" in v for v in services[name].get("volumes", [])), name
     assert services["register"]["depends_on"]["node-keys"]["condition"].startswith("service_")
-    with pytest.raises(ConfigError, match="up to 64"):
-        compose.compose_file(65, node_auth=True)

@@ -32,6 +32,34 @@ def test_existing_certificates_are_kept_only_for_the_same_names(tmp_path, capsys
     assert "not valid for supernode-9" in capsys.readouterr().err
 
 
+def test_per_service_certificates_name_only_their_service(tmp_path, capsys):
+    from cryptography import x509
+
+    from fedpriv.cli import main
+    from fedpriv.deploy.credentials import certificate_hosts
+
+    argv = ["deploy", "certs", "--out", str(tmp_path), "--hosts", "superlink", "localhost"]
+    argv += ["--supernodes", "supernode-0", "supernode-1"]
+    assert main(argv) == 0
+    ca = x509.load_pem_x509_certificate((tmp_path / "ca" / "ca.crt").read_bytes())
+    assert sorted(p.name for p in (tmp_path / "ca").iterdir()) == ["ca.crt"]  # no key there
+    expected = {
+        "superlink": {"superlink", "localhost"},
+        "supernode-0": {"supernode-0"},
+        "supernode-1": {"supernode-1"},
+    }
+    for folder, names in expected.items():
+        cert = x509.load_pem_x509_certificate((tmp_path / folder / "server.pem").read_bytes())
+        cert.verify_directly_issued_by(ca)  # one CA signed them all
+        assert certificate_hosts(tmp_path / folder / "server.pem") == names
+        assert oct(os.stat(tmp_path / folder / "server.key").st_mode & 0o777) == "0o600"
+    keys = {(tmp_path / f / "server.key").read_bytes() for f in expected}
+    assert len(keys) == 3  # no service can present another's certificate
+    assert main(["deploy", "certs", "--exist-ok", *argv[2:]]) == 0  # kept as they are
+    assert main(["deploy", "certs", "--exist-ok", *argv[2:], "supernode-2"]) == 2
+    assert "not valid for supernode-2" in capsys.readouterr().err
+
+
 def test_node_keys_are_private_and_kept(tmp_path, capsys):
     from fedpriv.cli import main
 

