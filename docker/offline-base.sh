@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Build inputs for a Docker engine that cannot pull from Docker Hub or reach
 # download.pytorch.org (docs/how-to/deploy.md, "Building without Docker Hub"):
-#   1. a Debian base image with python3 and venv, from debootstrap (needs root and a Debian
-#      mirror), imported as $1 (default fedpriv-base:bookworm) unless it exists;
+#   1. a Debian base image with python3 and venv, from debootstrap (installed with apt-get
+#      where missing; needs root and a Debian mirror), imported as $1 (default
+#      fedpriv-base:bookworm) unless it exists;
 #   2. the CPU build of torch from this machine's pip, into docker/wheels/;
 #   3. this machine's extra certificate authorities, into docker/ca/ (a TLS proxy's CA).
 # Then: FEDPRIV_BASE_IMAGE=<tag> docker compose build
@@ -11,6 +12,10 @@ cd "$(dirname "$0")/.."
 tag=${1:-fedpriv-base:bookworm}
 python=${PYTHON:-python3}
 if ! docker image inspect "$tag" >/dev/null 2>&1; then
+    if ! command -v debootstrap >/dev/null; then
+        apt-get install -y --no-install-recommends debootstrap >/dev/null \
+            || { apt-get update -q >/dev/null && apt-get install -y --no-install-recommends debootstrap >/dev/null; }
+    fi
     root=$(mktemp -d)
     trap 'rm -rf "$root"' EXIT
     debootstrap --variant=minbase --include=python3,python3-venv,ca-certificates \

@@ -57,9 +57,11 @@ def _start_daemon(folder: Path, env: dict[str, str]) -> subprocess.Popen[bytes]:
     if shutil.which("dockerd") is None:
         if os.geteuid() != 0 or shutil.which("apt-get") is None:
             pytest.skip("no Docker daemon runs and dockerd is not installed (needs root + apt)")
-        installed = _run(
-            ["apt-get", "install", "-y", "--no-install-recommends", "docker.io"], env, 900
-        )
+        install = ["apt-get", "install", "-y", "--no-install-recommends", "docker.io"]
+        installed = _run(install, env, 900)
+        if installed.returncode != 0:  # stale package lists: refresh once
+            _run(["apt-get", "update", "-q"], env, 600)
+            installed = _run(install, env, 900)
         if installed.returncode != 0:
             pytest.skip(f"apt-get install docker.io failed: {installed.stderr[-500:]}")
     log = (folder / "dockerd.log").open("wb")
