@@ -468,7 +468,7 @@ class MaliciousServer:
         """
         if self.done or server_round < self.plan.round or self.attack != ServerAttack.BROADCAST_ONE:
             return None
-        # Under single-key CKKS no reply names its partition: the server picks a node.
+        # The roster names each node's partition; without it the server picks a node.
         target_node = self.nodes.get(self.plan.target, min(uploads, default=None))
         if target_node not in uploads:
             return None
