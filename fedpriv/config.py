@@ -79,6 +79,11 @@ class RunConfig:
     min_available_clients: int = setting(
         2, "a round needs this many nodes and intact replies, else it is skipped"
     )
+    round_timeout: float = setting(
+        3600.0,
+        "seconds a round waits for the replies of one phase; a client that has not answered "
+        "by then counts as failed",
+    )
     local_epochs: int = setting(5, "local epochs per round")
     batch_size: int = setting(16, "local mini-batch size")
     learning_rate: float = setting(0.05, "local SGD learning rate", "lr")
@@ -127,8 +132,8 @@ class RunConfig:
         2, "SecAgg+: shares needed to reconstruct a secret"
     )
 
-    # Keys a resumed run may change: where it runs, and that it resumes.
-    RESUMABLE_CHANGES: ClassVar[tuple[str, ...]] = ("resume", "out_dir", "key_dir")
+    # Keys a resumed run may change: where it runs, that it resumes, how long it waits.
+    RESUMABLE_CHANGES: ClassVar[tuple[str, ...]] = ("resume", "out_dir", "key_dir", "round_timeout")
 
     def __post_init__(self) -> None:
         self._check_types()
@@ -201,6 +206,8 @@ class RunConfig:
         for name in ("num_clients", "num_server_rounds", "local_epochs", "batch_size"):
             _at_least(name, getattr(self, name), 1)
         _at_least("min_available_clients", self.min_available_clients, 1)
+        if not self.round_timeout > 0:
+            raise ConfigError(f"round-timeout must be > 0 seconds, got {self.round_timeout}")
         _at_least("held_out_clients", self.held_out_clients, 0)
         _at_least("dp_canaries", self.dp_canaries, 0)
         _at_least("shards_per_client", self.shards_per_client, 1)

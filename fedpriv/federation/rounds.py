@@ -50,9 +50,10 @@ class RoundPolicy:
 
     @classmethod
     def from_config(cls, config: RunConfig) -> RoundPolicy:
-        """A run's policy: its minimum (capped at its clients) and its seed."""
+        """A run's policy: its minimum (capped at its clients), timeout and seed."""
         return cls(
             min_clients=min(config.min_available_clients, config.num_clients),
+            timeout=config.round_timeout,
             sampling_seed=config.seed,
         )
 

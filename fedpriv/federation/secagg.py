@@ -138,6 +138,7 @@ def run_secagg(
             num_shares=config.secagg_num_shares,
             reconstruction_threshold=config.secagg_reconstruction_threshold,
             max_weight=max_weight,
+            timeout=config.round_timeout,
         )
     )
     workflow(recording, legacy_context)

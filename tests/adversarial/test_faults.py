@@ -31,7 +31,7 @@ from fedpriv.crypto.keys import load_server_context, make_context
 from fedpriv.crypto.packing import encrypt_update
 from fedpriv.crypto.presets import DEFAULT_PRESET, get_preset
 from fedpriv.data.partition import ClientData
-from fedpriv.errors import ReplyCode
+from fedpriv.errors import ConfigError, ReplyCode
 from fedpriv.federation.recording import RecordingGrid
 from fedpriv.federation.rounds import RoundLoop, RoundPolicy
 from fedpriv.history import History
@@ -301,3 +301,30 @@ def test_killed_run_resumes_to_the_uninterrupted_model(tmp_path):
     # that lost or repeated a round would differ by a whole round's update (about 1e-1).
     assert max(float(np.abs(a[k] - b[k]).max()) for k in a) < 1e-4
     load_state(new_model(config), a)  # a loadable model
+
+
+def test_a_client_that_never_answers_counts_as_failed_after_the_round_timeout(
+    task_identity, tmp_path
+):
+    """A node that heartbeats but never replies (its SuperExec gone) cannot hold the run."""
+
+    def silent_13(message):
+        if message.metadata.dst_node_id == 13:
+            return None  # never arrives
+        return Message(RecordDict({"arrays": message.content["arrays"]}), reply_to=message)
+
+    config = RunConfig(round_timeout=0.5, min_available_clients=2, num_clients=3)
+    policy = RoundPolicy.from_config(config)
+    assert policy.timeout == 0.5
+    rundir = RunDirectory(tmp_path / "run")
+    rundir.create()
+    grid = RecordingGrid(FakeGrid([11, 12, 13], silent_13), rundir, False)
+    loop = RoundLoop(grid, PlaintextFedAvg(Sampling(minimum=1)), rundir, History("plaintext"),
+                     RoundPolicy(min_clients=2, node_wait=0.2, timeout=policy.timeout))  # fmt: skip
+    started = time.monotonic()
+    loop.run(ArrayRecord({"w": Array(np.ones(3, np.float32))}), 1, 1)
+    assert time.monotonic() - started < 5
+    (entry,) = loop.history.rounds
+    assert entry.skipped is None and sorted(entry.clients) == [11, 12]
+    with pytest.raises(ConfigError, match="round-timeout must be > 0"):
+        RunConfig(round_timeout=0)
