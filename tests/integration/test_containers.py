@@ -319,7 +319,11 @@ def test_faults_across_containers(deployment: Deployment, tmp_path):
         _wait_rounds(deployment, name, 2, submit)
         deployment.compose("start", "supernode-2")  # it rejoins
         _wait_rounds(deployment, name, 3, submit)
-        deployment.compose("restart", "superlink")  # its state is on a volume
+        # Restarted, down long enough (> the status poll's 2 s) for submit to notice; its
+        # state is on a volume.
+        deployment.compose("stop", "superlink")
+        time.sleep(8)
+        deployment.compose("start", "superlink")
         _wait_rounds(deployment, name, 4, submit)
         cut = deployment.container("supernode-1")
         subprocess.run(["docker", "network", "disconnect", network, cut], env=deployment.env,

