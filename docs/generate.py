@@ -36,6 +36,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # run from a checkout without installing it
     sys.path.insert(0, str(ROOT))
 
+from fedpriv.bench.settings import SIZE_MODELS  # noqa: E402
 from fedpriv.cli import build_parser  # noqa: E402
 from fedpriv.cli.flags import SPECIAL_KEYS, flag_name  # noqa: E402
 from fedpriv.config import RunConfig  # noqa: E402
@@ -395,6 +396,12 @@ def _ratio(value: float) -> str:
     return f"{value:.2f}"
 
 
+def _size(parameters: int) -> str:
+    """A measured size, with the model it is where it is one."""
+    model = SIZE_MODELS.get(parameters)
+    return f"{parameters:,}" + (f" ({model})" if model else "")
+
+
 def performance_page() -> str:
     """``docs/reference/performance.md``."""
     lines = [header("docs/results/bench.json"), "# Performance", ""]
@@ -424,7 +431,7 @@ def performance_page() -> str:
     rows = [
         [
             code(row["preset"]),
-            f"{row['parameters']:,}",
+            _size(row["parameters"]),
             f"{row['plaintext']['bytes_up']:,}",
             f"{row['ckks']['bytes_up']:,}",
             _ratio(row["bytes_up_ratio"]),
@@ -454,7 +461,7 @@ def performance_page() -> str:
         rows.append(
             [
                 code(row["preset"]),
-                f"{row['parameters']:,}",
+                _size(row["parameters"]),
                 str(row["clients"]),
                 f"{row['encrypt_seconds_per_1m']:.3f}",
                 *(f"{decrypt[k]:.3f}" for k in ("10", "100", "1000")),

@@ -10,6 +10,7 @@ from typing import Any, ClassVar
 
 from fedpriv.adversary import Adversary
 from fedpriv.crypto.presets import DEFAULT_PRESET, DEFAULT_THRESHOLD_PRESET, PRESETS, get_preset
+from fedpriv.device import DEVICE_CHOICES, check_device_name
 from fedpriv.errors import ConfigError
 from fedpriv.registry import (
     ATTACK_TRAITS,
@@ -21,6 +22,7 @@ from fedpriv.registry import (
     SCHEMES,
     Aggregation,
     Defense,
+    Trait,
     check_dataset_name,
     unknown_name,
 )
@@ -91,6 +93,17 @@ class RunConfig:
     test_fraction: float = setting(0.2, "share of each client's records kept for its test split")
     max_train_samples: int = setting(0, "cap on each client's training records (0: none)")
     seed: int = setting(42, "seed of the split, the initial model and the mini-batch order")
+    device: str = setting(
+        "auto",
+        "torch device of training, evaluation, attacks and release (auto: CUDA when this "
+        "machine has it, else cpu); encryption always runs on the CPU",
+        choices=DEVICE_CHOICES,
+    )
+    client_num_gpus: float = setting(
+        -1.0,
+        "simulation: GPU share of each virtual client (-1: 0 on the CPU, else the GPUs "
+        "divided among as many clients as CPUs)",
+    )
     ckks_preset: str = setting(
         DEFAULT_PRESET,
         "CKKS parameter preset (`fedpriv keys presets`)",
@@ -112,6 +125,11 @@ class RunConfig:
     key_dir: str = setting("", "key directory (ckks; simulation: <out>/keys)")
     out_dir: str = setting("", "run directory (default runs/<aggregation>-<time>)", "out")
     record_server_view: bool = setting(True, "store every payload the server sent and received")
+    server_view_rounds: str = setting(
+        "",
+        "rounds whose server view is stored, comma-separated, e.g. 1 or 1,10,20 ('': every "
+        "round); bounds the disk a large federation's view takes",
+    )
     resume: bool = setting(False, "continue the run in out-dir after its last finished round")
     defense: Defense = setting(
         Defense.NONE, "a protection beside the aggregation", choices=DEFENSES.names()
@@ -133,11 +151,20 @@ class RunConfig:
     )
 
     # Keys a resumed run may change: where it runs, that it resumes, how long it waits.
-    RESUMABLE_CHANGES: ClassVar[tuple[str, ...]] = ("resume", "out_dir", "key_dir", "round_timeout")
+    # The device changes results only within float tolerance (docs: "Devices").
+    RESUMABLE_CHANGES: ClassVar[tuple[str, ...]] = (
+        "resume",
+        "out_dir",
+        "key_dir",
+        "round_timeout",
+        "device",
+        "client_num_gpus",
+    )
 
     def __post_init__(self) -> None:
         self._check_types()
         check_dataset_name(self.dataset)
+        check_device_name(self.device)
         PARTITIONERS.check(self.partitioner)
         MODELS.check(self.model)
         if get_preset(self.ckks_preset).backend == "threshold":
@@ -150,6 +177,14 @@ class RunConfig:
         self._check_ranges()
         self._check_adversary()
         needed = DEFENSES.entry(self.defense).requires - SCHEMES.entry(self.aggregation).provides
+        from_model = needed & {Trait.PER_SAMPLE_GRADIENTS}
+        if from_model - MODELS.entry(self.model).provides:
+            able = ", ".join(MODELS.providing(Trait.PER_SAMPLE_GRADIENTS))
+            raise ConfigError(
+                f"defense {str(self.defense)!r} needs a model in which "
+                f"{Trait.PER_SAMPLE_GRADIENTS.value} ({able}); got model {self.model!r}"
+            )
+        needed -= from_model
         if needed:
             able = " or ".join(repr(name) for name in SCHEMES.providing(next(iter(needed))))
             raise ConfigError(
@@ -206,6 +241,17 @@ class RunConfig:
         for name in ("num_clients", "num_server_rounds", "local_epochs", "batch_size"):
             _at_least(name, getattr(self, name), 1)
         _at_least("min_available_clients", self.min_available_clients, 1)
+        if self.client_num_gpus < 0 and self.client_num_gpus != -1:
+            raise ConfigError(
+                f"client-num-gpus must be >= 0, or -1 for automatic; got {self.client_num_gpus}"
+            )
+        if self.server_view_rounds and not all(
+            r.strip().isdigit() and int(r) >= 1 for r in self.server_view_rounds.split(",")
+        ):
+            raise ConfigError(
+                "server-view-rounds must list rounds >= 1 separated by commas (e.g. 1,10), or "
+                f"be empty for every round; got {self.server_view_rounds!r}"
+            )
         if not self.round_timeout > 0:
             raise ConfigError(f"round-timeout must be > 0 seconds, got {self.round_timeout}")
         _at_least("held_out_clients", self.held_out_clients, 0)
@@ -264,6 +310,20 @@ class RunConfig:
                 "secagg needs 2 <= secagg-reconstruction-threshold <= secagg-num-shares, got "
                 f"{self.secagg_reconstruction_threshold} and {self.secagg_num_shares}"
             )
+
+    @property
+    def recorded_rounds(self) -> bool | frozenset[int]:
+        """Rounds whose server view is stored: all (``True``), none (``False``), or these."""
+        if not self.record_server_view:
+            return False
+        if not self.server_view_rounds:
+            return True
+        return frozenset(int(r) for r in self.server_view_rounds.split(","))
+
+    def view_recorded(self, server_round: int) -> bool:
+        """Whether the server view of ``server_round`` is stored."""
+        rounds = self.recorded_rounds
+        return rounds if isinstance(rounds, bool) else server_round in rounds
 
     @property
     def data_partitions(self) -> int:

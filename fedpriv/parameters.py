@@ -17,6 +17,10 @@ def state_to_vector(state: State) -> np.ndarray:
 def vector_to_state(vector: np.ndarray, template: State) -> State:
     """Cut a flat vector back into arrays shaped and typed like ``template``.
 
+    Values bound for integer arrays (BatchNorm's ``num_batches_tracked`` counter) are
+    rounded to the nearest integer first: an average such as 4.9999999 becomes 5, not the 4
+    that a plain cast would truncate it to.
+
     Raises
     ------
     ValueError
@@ -30,7 +34,10 @@ def vector_to_state(vector: np.ndarray, template: State) -> State:
     offset = 0
     for key, ref in template.items():
         size = int(np.prod(ref.shape))
-        out[key] = vector[offset : offset + size].reshape(ref.shape).astype(ref.dtype)
+        values = vector[offset : offset + size]
+        if np.issubdtype(ref.dtype, np.integer):
+            values = np.rint(values)
+        out[key] = values.reshape(ref.shape).astype(ref.dtype)
         offset += size
     return out
 

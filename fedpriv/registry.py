@@ -32,6 +32,7 @@ class Trait(StrEnum):
     PLAINTEXT_BROADCAST = "the server sends each client a plaintext model it may craft"
     DECRYPTION_ORACLE = "the server asks clients to decrypt ciphertexts it chooses"
     ENCRYPTED_BROADCAST = "the server broadcasts an encrypted sum it may recombine"
+    PER_SAMPLE_GRADIENTS = "each record's gradient is its own (no BatchNorm mixes the batch)"
 
 
 @dataclass(frozen=True)
@@ -179,17 +180,24 @@ DEFENSES: Registry[Any] = Registry(
     {
         Defense.NONE: Entry("fedpriv.defenses.base:NoDefense"),
         Defense.DP: Entry("fedpriv.defenses.client_dp:ClientLevelDP", requires=NOISY_SUM),
-        Defense.DP_SGD: Entry("fedpriv.defenses.dp_sgd:DPSGD"),
+        Defense.DP_SGD: Entry(
+            "fedpriv.defenses.dp_sgd:DPSGD", requires=frozenset({Trait.PER_SAMPLE_GRADIENTS})
+        ),
         Defense.MEMGUARD: Entry("fedpriv.defenses.memguard:MemGuardDefense"),
     },
 )
 # Each value builds a torch module from ``(input_shape, num_classes)``.
+PER_SAMPLE = frozenset({Trait.PER_SAMPLE_GRADIENTS})
 MODELS: Registry[Any] = Registry(
     "model",
     {
-        "mlp": "fedpriv.models.nets:MLP",
-        "cnn": "fedpriv.models.nets:LeNet",
-        "convnet": "fedpriv.models.nets:ConvNet",
+        "mlp": Entry("fedpriv.models.nets:MLP", provides=PER_SAMPLE),
+        "cnn": Entry("fedpriv.models.nets:LeNet", provides=PER_SAMPLE),
+        "convnet": Entry("fedpriv.models.nets:ConvNet", provides=PER_SAMPLE),
+        "resnet18": "fedpriv.models.resnet:ResNet18",
+        "resnet18-gn": Entry("fedpriv.models.resnet:ResNet18GN", provides=PER_SAMPLE),
+        "resnet20": "fedpriv.models.resnet:ResNet20",
+        "resnet20-gn": Entry("fedpriv.models.resnet:ResNet20GN", provides=PER_SAMPLE),
     },
 )
 # Each value loads a :class:`fedpriv.data.datasets.Dataset`; ``hf:<name>`` names hub data.
@@ -199,6 +207,7 @@ DATASETS: Registry[Any] = Registry(
         "digits": "fedpriv.data.bundled:digits",
         "mnist5k": "fedpriv.data.bundled:mnist5k",
         "synthetic": "fedpriv.data.bundled:synthetic",
+        "synthetic50k": "fedpriv.data.bundled:synthetic50k",
     },
 )
 HUB_PREFIX = "hf:"

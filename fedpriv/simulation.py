@@ -15,6 +15,7 @@ import ray
 import tomli_w
 
 from fedpriv.config import RunConfig
+from fedpriv.device import simulation_gpu_share, torch_device
 from fedpriv.env import apply_offline_env, ray_init_args
 from fedpriv.errors import ConfigError, InterruptedRunError
 from fedpriv.federation import cancel
@@ -57,10 +58,11 @@ def check_runnable(config: RunConfig) -> None:
     Raises
     ------
     ConfigError
-        If the dataset cannot be split among the clients, or the output directory already
-        holds another run.
+        If the device is not on this machine, the dataset cannot be split among the
+        clients, or the output directory already holds another run.
 
     """
+    torch_device(config.device)
     client_data(config, 0)
     if config.out_dir and RunDirectory(config.out_dir).holds_run() and not config.resume:
         raise ConfigError(
@@ -84,6 +86,7 @@ def run_simulation(config: RunConfig, verbose: bool = False) -> Path:
     apply_offline_env()
     if not config.out_dir:
         raise ConfigError("run_simulation needs config.out_dir")
+    torch_device(config.device)  # refused before the run directory is made
     rundir = RunDirectory(Path(config.out_dir).resolve())
     if not (config.resume and rundir.holds_run()):
         rundir.create()
@@ -94,7 +97,12 @@ def run_simulation(config: RunConfig, verbose: bool = False) -> Path:
         "log_to_driver": verbose,
     }
     backend_config = {
-        "client_resources": {"num_cpus": 1, "num_gpus": 0.0},
+        "client_resources": {
+            "num_cpus": 1,
+            "num_gpus": simulation_gpu_share(
+                config.client_num_gpus, config.device, os.cpu_count() or 1
+            ),
+        },
         "init_args": init_args,
     }
     stop = StopOnSignal()

@@ -9,6 +9,7 @@ from torch import nn
 from fedpriv.config import RunConfig
 from fedpriv.data import ClientData, Partitioning
 from fedpriv.data.datasets import load_dataset
+from fedpriv.device import torch_device
 from fedpriv.models import build_model, model_state
 from fedpriv.parameters import State
 from fedpriv.training import Recipe
@@ -36,13 +37,22 @@ def client_data(config: RunConfig, partition_id: int) -> ClientData:
 def new_model(config: RunConfig) -> nn.Module:
     """The run's model, initialised from the run's seed (identical on every party)."""
     dataset = load_dataset(config.dataset)
-    return build_model(config.model, dataset.input_shape, dataset.num_classes, seed=config.seed)
+    return build_model(
+        config.model,
+        dataset.input_shape,
+        dataset.num_classes,
+        seed=config.seed,
+        normalization=dataset.normalization,
+    )
 
 
 @functools.lru_cache(maxsize=8)
 def _template(model: str, dataset: str, seed: int) -> State:
     data = load_dataset(dataset)
-    return model_state(build_model(model, data.input_shape, data.num_classes, seed=seed))
+    built = build_model(
+        model, data.input_shape, data.num_classes, seed=seed, normalization=data.normalization
+    )
+    return model_state(built)
 
 
 def initial_state(config: RunConfig) -> State:
@@ -61,5 +71,11 @@ def local_seed(config: RunConfig, server_round: int, partition_id: int) -> int:
 
 
 def recipe(config: RunConfig) -> Recipe:
-    """The local training recipe of a run."""
-    return Recipe(config.local_epochs, config.batch_size, config.learning_rate, config.momentum)
+    """The local training recipe of a run, on the run's device as this machine resolves it."""
+    return Recipe(
+        config.local_epochs,
+        config.batch_size,
+        config.learning_rate,
+        config.momentum,
+        str(torch_device(config.device)),
+    )

@@ -14,12 +14,17 @@ from fedpriv.parameters import State
 
 @dataclass(frozen=True)
 class Recipe:
-    """How a client trains locally each round (mini-batch SGD with momentum)."""
+    """How a client trains locally each round (mini-batch SGD with momentum), and where.
+
+    ``device`` is a resolved torch device name (``cpu``, ``cuda:0``; see
+    :func:`fedpriv.device.torch_device`).
+    """
 
     epochs: int
     batch_size: int
     learning_rate: float
     momentum: float = 0.0
+    device: str = "cpu"
 
 
 @dataclass(frozen=True)
@@ -97,7 +102,15 @@ Trainer = Callable[[nn.Module, np.ndarray, np.ndarray, Recipe, int], float]
 def sgd_trainer(model: nn.Module, x: np.ndarray, y: np.ndarray, recipe: Recipe, seed: int) -> float:
     """The plain :data:`Trainer`: :func:`train` with the recipe's settings."""
     return train(
-        model, x, y, recipe.epochs, recipe.batch_size, recipe.learning_rate, recipe.momentum, seed
+        model,
+        x,
+        y,
+        recipe.epochs,
+        recipe.batch_size,
+        recipe.learning_rate,
+        recipe.momentum,
+        seed,
+        recipe.device,
     )
 
 
@@ -110,41 +123,71 @@ def train(
     learning_rate: float,
     momentum: float = 0.0,
     seed: int = 0,
+    device: str | torch.device = "cpu",
 ) -> float:
     """Train ``model`` in place with SGD and cross-entropy; return the mean training loss.
 
-    Mini-batch order depends only on ``seed``, so equal seeds give equal models.
+    The model moves to ``device`` and stays there. Mini-batch order depends only on
+    ``seed`` (drawn on the CPU whatever the device), so equal seeds give equal models.
     """
+    model.to(device)
     model.train()
     optimizer = MomentumSGD(list(model.parameters()), learning_rate, momentum)
     loss_fn = nn.CrossEntropyLoss()
-    inputs, targets = torch.from_numpy(x), torch.from_numpy(y)
+    inputs, targets = torch.from_numpy(x).to(device), torch.from_numpy(y).to(device)
     generator = torch.Generator().manual_seed(seed)
-    total, count = 0.0, 0
+    total = torch.zeros((), dtype=torch.float64, device=device)
+    count = 0
     for _ in range(epochs):
         order = torch.randperm(len(targets), generator=generator)
         for start in range(0, len(order), batch_size):
-            batch = order[start : start + batch_size]
+            batch = order[start : start + batch_size].to(device)
             model.zero_grad(set_to_none=True)
             loss = loss_fn(model(inputs[batch]), targets[batch])
             loss.backward()
             optimizer.step()
-            total += float(loss.detach()) * len(batch)
+            # Summed on the device: no host synchronisation per step.
+            total += loss.detach().double() * len(batch)
             count += len(batch)
-    return total / max(count, 1)
+    return float(total) / max(count, 1)
+
+
+def model_device(model: nn.Module) -> torch.device:
+    """The device of ``model``'s parameters (the CPU for a model without any)."""
+    return next(model.parameters(), torch.empty(0)).device
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
+def model_logits(model: nn.Module, x: np.ndarray, batch_size: int = 1024) -> torch.Tensor:
+    """``model``'s logits for ``x`` in eval mode, computed where the model is, on the CPU."""
+    model.eval()
+    device = model_device(model)
+    parts = [
+        model(torch.as_tensor(x[start : start + batch_size]).to(device)).cpu()
+        for start in range(0, len(x), batch_size)
+    ]
+    return torch.cat(parts) if parts else torch.zeros(0)
+
+
+@torch.no_grad()
+def evaluate(
+    model: nn.Module, x: np.ndarray, y: np.ndarray, batch_size: int = 1024
+) -> tuple[float, float]:
     """Return ``(mean cross-entropy loss, accuracy)`` of ``model`` on ``(x, y)``.
 
-    An empty test set gives ``(0.0, 0.0)``: it adds nothing to sums weighted by its size.
+    Runs where the model is, ``batch_size`` records at a time. An empty test set gives
+    ``(0.0, 0.0)``: it adds nothing to sums weighted by its size.
     """
     if len(y) == 0:
         return 0.0, 0.0
     model.eval()
-    logits = model(torch.from_numpy(x))
-    targets = torch.from_numpy(y)
-    loss = float(nn.functional.cross_entropy(logits, targets))
-    accuracy = float((logits.argmax(dim=1) == targets).float().mean())
-    return loss, accuracy
+    device = model_device(model)
+    loss_sum = torch.zeros((), dtype=torch.float64, device=device)
+    correct = torch.zeros((), dtype=torch.int64, device=device)
+    for start in range(0, len(y), batch_size):
+        inputs = torch.from_numpy(x[start : start + batch_size]).to(device)
+        targets = torch.from_numpy(y[start : start + batch_size]).to(device)
+        logits = model(inputs)
+        loss_sum += nn.functional.cross_entropy(logits, targets, reduction="sum")
+        correct += (logits.argmax(dim=1) == targets).sum()
+    return float(loss_sum) / len(y), int(correct) / len(y)

@@ -8,6 +8,7 @@ from fedpriv.config import RunConfig
 from fedpriv.data import ClientData
 from fedpriv.data.datasets import load_dataset
 from fedpriv.defenses.canary import canary_update, canary_weight, is_canary
+from fedpriv.device import torch_device
 from fedpriv.errors import (
     AggregateRejectedError,
     CiphertextFormatError,
@@ -137,6 +138,7 @@ class ClientRun:
             return refusal(msg, ReplyCode.AGGREGATE_REJECTED, f"aggregate rejected: {err}")
         model = new_model(self.config)
         load_state(model, state)
+        model.to(torch_device(self.config.device))
         loss, accuracy = evaluate(model, self.data.x_test, self.data.y_test)
         evaluation = Evaluation(loss, accuracy, len(self.data.y_test))
         return Message(codec.evaluate_reply(msg, evaluation), reply_to=msg)

@@ -13,6 +13,7 @@ from fedpriv.attacks.metrics import membership_metrics, roc_points
 from fedpriv.attacks.results import AttackResult, Family, Json, Status
 from fedpriv.attacks.views import Capability, NotApplicable, OutsiderView, SightView, View
 from fedpriv.config import RunConfig
+from fedpriv.device import torch_device
 from fedpriv.models import load_state
 from fedpriv.parameters import vector_to_state
 from fedpriv.schemes.sight import ObservedUpdate
@@ -25,10 +26,13 @@ def _descent(config: RunConfig, before: np.ndarray, x: np.ndarray, y: np.ndarray
     """The negative full-batch gradient of the loss on ``(x, y)`` at the model ``before``."""
     model = new_model(config)
     load_state(model, vector_to_state(before, initial_state(config)))
+    device = torch_device(config.device)
+    model.to(device)
     model.zero_grad(set_to_none=True)
-    nn.functional.cross_entropy(model(torch.from_numpy(x)), torch.from_numpy(y)).backward()
+    inputs, targets = torch.from_numpy(x).to(device), torch.from_numpy(y).to(device)
+    nn.functional.cross_entropy(model(inputs), targets).backward()
     grads = [p.grad for p in model.parameters()]
-    return -np.concatenate([g.detach().numpy().ravel() for g in grads if g is not None])
+    return -np.concatenate([g.detach().cpu().numpy().ravel() for g in grads if g is not None])
 
 
 def _cosine(a: np.ndarray, b: np.ndarray) -> float:

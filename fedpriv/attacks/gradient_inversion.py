@@ -127,8 +127,14 @@ def simulate_update(
     x: torch.Tensor,
     y: torch.Tensor,
     recipe: LocalRecipe,
+    buffers: dict[str, torch.Tensor] | None = None,
 ) -> dict[str, torch.Tensor]:
-    """Differentiable ``before - after`` of local SGD on ``(x, y)`` (soft or hard labels)."""
+    """Differentiable ``before - after`` of local SGD on ``(x, y)`` (soft or hard labels).
+
+    ``start`` holds the trainable parameters; ``buffers`` the rest of the state (BatchNorm's
+    running statistics), which the steps use as the client's did (updated, not trained).
+    """
+    state = {k: v.clone() for k, v in (buffers or {}).items()}
     params = {k: v.clone().requires_grad_(True) for k, v in start.items()}
     velocity = {k: torch.zeros_like(v) for k, v in start.items()}
     n = len(x)
@@ -136,7 +142,7 @@ def simulate_update(
         for step in range(recipe.steps_per_epoch):
             # Dummies stand in for the client's records, cycled in a fixed order.
             idx = [(step * recipe.batch_size + i) % n for i in range(min(recipe.batch_size, n))]
-            logits = functional_call(model, params, (x[idx],))
+            logits = functional_call(model, {**params, **state}, (x[idx],))
             if y.dtype == torch.int64:
                 loss = nn.functional.cross_entropy(logits, y[idx])
             else:
@@ -181,6 +187,7 @@ def invert(
     num_classes: int,
     settings: InversionSettings,
     ignored: tuple[str, ...] = (),
+    device: str | torch.device = "cpu",
 ) -> Reconstruction:
     """Reconstruct the records behind one observed update.
 
@@ -191,31 +198,50 @@ def invert(
     ``settings.restarts`` starts must converge; a start whose matching loss diverges (NaN or
     inf) does not count and is replaced by a fresh one, up to as many again. The best start
     is kept; if none converged the result says so (:attr:`Reconstruction.diverged`).
+
+    The optimization runs on ``device``; starts are drawn on the CPU, so the same seed
+    starts from the same images on every device.
     """
-    start = _param_dict(model, before)
-    target = {k: start[k] - v for k, v in _param_dict(model, after).items() if k not in ignored}
+    trainable = {name for name, _ in model.named_parameters()}
+    state = _param_dict(model, before)
+    # Buffers (running statistics) are not trained: the steps carry them, the match skips them.
+    buffers = {k: v for k, v in state.items() if k not in trainable}
+    start = {k: v for k, v in state.items() if k in trainable}
+    target = {
+        k: start[k] - v
+        for k, v in _param_dict(model, after).items()
+        if k in trainable and k not in ignored
+    }
     count = min(recipe.num_examples, settings.max_images)
-    labels = torch.from_numpy(recover_labels(target, num_classes, count))
+    labels = torch.from_numpy(recover_labels(target, num_classes, count)).to(device)
+    model.to(device).train()  # as the client trained: BatchNorm normalizes by the batch
+    start = {k: v.to(device) for k, v in start.items()}
+    buffers = {k: v.to(device) for k, v in buffers.items()}
+    target = {k: v.to(device) for k, v in target.items()}
     recipe = recipe.simulated(count, settings.max_steps)
     generator = torch.Generator().manual_seed(settings.seed)
     best: Reconstruction | None = None
     converged = attempts = 0
     while converged < settings.restarts and attempts < 2 * settings.restarts:
         attempts += 1
-        x = torch.rand((count, *input_shape), generator=generator).requires_grad_(True)
+        x = torch.rand((count, *input_shape), generator=generator).to(device).requires_grad_(True)
         if settings.method == "ig":
-            loss = _run_ig(model, start, target, x, labels, recipe, settings)
+            loss = _run_ig(model, start, target, x, labels, recipe, settings, buffers)
             y_out = labels
         else:
             soft = None
             if settings.method == "dlg":
-                soft = torch.randn((count, num_classes), generator=generator).requires_grad_(True)
-            loss = _run_lbfgs(model, start, target, x, labels, soft, recipe, settings)
+                soft = (
+                    torch.randn((count, num_classes), generator=generator)
+                    .to(device)
+                    .requires_grad_(True)
+                )
+            loss = _run_lbfgs(model, start, target, x, labels, soft, recipe, settings, buffers)
             y_out = labels if soft is None else soft.detach().argmax(1)
-        images = torch.nan_to_num(x.detach(), nan=0.0).clamp(0, 1).numpy()
+        images = torch.nan_to_num(x.detach(), nan=0.0).clamp(0, 1).cpu().numpy()
         loss = loss if math.isfinite(loss) else float("inf")
         converged += math.isfinite(loss)
-        candidate = Reconstruction(images, y_out.numpy().astype(np.int64), loss)
+        candidate = Reconstruction(images, y_out.cpu().numpy().astype(np.int64), loss)
         if best is None or candidate.loss < best.loss:
             best = candidate
     assert best is not None
@@ -230,6 +256,7 @@ def _run_ig(
     labels: torch.Tensor,
     recipe: LocalRecipe,
     settings: InversionSettings,
+    buffers: Params,
 ) -> float:
     optimizer = torch.optim.Adam([x], lr=settings.learning_rate)
     milestones = [int(settings.iterations * f) for f in (3 / 8, 5 / 8, 7 / 8)]
@@ -237,7 +264,7 @@ def _run_ig(
     loss = torch.tensor(0.0)
     for _ in range(settings.iterations):
         optimizer.zero_grad()
-        loss = _cosine(simulate_update(model, start, x, labels, recipe), target)
+        loss = _cosine(simulate_update(model, start, x, labels, recipe, buffers), target)
         objective = loss + settings.tv_weight * _total_variation(x)
         objective.backward()
         assert x.grad is not None
@@ -258,6 +285,7 @@ def _run_lbfgs(
     soft: torch.Tensor | None,
     recipe: LocalRecipe,
     settings: InversionSettings,
+    buffers: Params,
 ) -> float:
     variables = [x] if soft is None else [x, soft]
     optimizer = torch.optim.LBFGS(
@@ -268,7 +296,7 @@ def _run_lbfgs(
 
     def closure() -> torch.Tensor:
         optimizer.zero_grad()
-        loss = _l2(simulate_update(model, start, x, y, recipe), target)
+        loss = _l2(simulate_update(model, start, x, y, recipe, buffers), target)
         loss.backward()
         state["loss"] = float(loss.detach())
         return loss

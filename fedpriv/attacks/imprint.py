@@ -48,8 +48,10 @@ class Imprint(Attack):
         images = read_imprint(
             isolated.before[w1] - isolated.after[w1], isolated.before[b1] - isolated.after[b1]
         )
-        shape = context.dataset.input_shape
-        images = np.clip(images, 0.0, 1.0).reshape(len(images), *shape)
+        images = images.reshape(len(images), *context.dataset.input_shape)
+        if context.dataset.normalization is not None:  # the layer read normalized inputs
+            images = context.dataset.normalization.denormalize(images)
+        images = np.clip(images, 0.0, 1.0)
         candidates = context.candidate_records(record.plan.target)
         truth = context.truth.x[candidates]
         pairs = match_reconstructions(images, truth) if len(images) else []

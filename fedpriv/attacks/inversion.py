@@ -31,6 +31,7 @@ from fedpriv.attacks.views import (
     SightView,
     View,
 )
+from fedpriv.device import torch_device
 from fedpriv.models import build_model
 from fedpriv.parameters import state_to_vector
 from fedpriv.schemes.sight import ObservedUpdate
@@ -127,7 +128,12 @@ class GradientInversion(Attack):
                 config.batch_size,
                 update.num_examples or settings.max_images,
             )
-            model = build_model(config.model, dataset.input_shape, dataset.num_classes)
+            model = build_model(
+                config.model,
+                dataset.input_shape,
+                dataset.num_classes,
+                normalization=dataset.normalization,
+            )
             rec = invert(
                 model,
                 update.before,
@@ -137,6 +143,7 @@ class GradientInversion(Attack):
                 dataset.num_classes,
                 settings,
                 ignored,
+                torch_device(config.device),
             )
             candidates = context.candidate_records(update.partition_id)
             pairs = match_reconstructions(rec.images, context.truth.x[candidates])

@@ -12,9 +12,11 @@ from sklearn.ensemble import GradientBoostingClassifier
 
 from fedpriv.attacks.settings import MembershipSettings
 from fedpriv.config import RunConfig
+from fedpriv.data.datasets import load_dataset
+from fedpriv.device import torch_device
 from fedpriv.errors import ConfigError
 from fedpriv.models import build_model
-from fedpriv.training import train
+from fedpriv.training import model_logits, train
 
 THRESHOLD_ATTACKS = ("loss", "confidence", "entropy", "label-only")
 SHADOW_ATTACKS = ("shokri", "lira-offline", "lira-online", "rmia-offline", "rmia-online")
@@ -78,6 +80,8 @@ def train_federated(
     rng = np.random.default_rng(seed)
     shards = [s for s in np.array_split(rng.permutation(len(y)), config.num_clients) if len(s)]
     per_round = min(len(shards), max(1, int(len(shards) * config.fraction_train)))
+    device = torch_device(config.device)
+    model.to(device)
     start = {k: v.detach().clone() for k, v in model.state_dict().items()}
     for server_round in range(config.num_server_rounds):
         total = {k: torch.zeros_like(v) for k, v in start.items()}
@@ -94,6 +98,7 @@ def train_federated(
                 config.learning_rate,
                 config.momentum,
                 seed=seed * 1_000_003 + server_round * 1_009 + int(client),
+                device=device,
             )
             for k, v in model.state_dict().items():
                 total[k] += len(records) * v
@@ -117,13 +122,19 @@ def train_shadows(
     LiRA both IN and OUT models for every record.
     """
     rng = np.random.default_rng(settings.seed)
+    # The shadows normalize their input as the target model does.
+    normalization = load_dataset(config.dataset).normalization
     outputs, included = [], []
     for index in range(settings.num_shadows):
         chosen = rng.choice(len(pool_y), size=train_size, replace=False)
         mask = np.zeros(len(pool_y), dtype=bool)
         mask[chosen] = True
         model = build_model(
-            config.model, pool_x.shape[1:], num_classes, seed=settings.seed * 7919 + index
+            config.model,
+            pool_x.shape[1:],
+            num_classes,
+            seed=settings.seed * 7919 + index,
+            normalization=normalization,
         )
         seed = settings.seed * 104729 + index
         if settings.shadow_epochs:
@@ -136,12 +147,11 @@ def train_shadows(
                 config.learning_rate,
                 config.momentum,
                 seed=seed,
+                device=torch_device(config.device),
             )
         else:
             train_federated(model, pool_x[chosen], pool_y[chosen], config, seed)
-        with torch.no_grad():
-            model.eval()
-            outputs.append(torch.softmax(model(torch.from_numpy(pool_x)), 1).numpy())
+        outputs.append(torch.softmax(model_logits(model, pool_x), 1).numpy())
         included.append(mask)
         if progress is not None:
             progress(index + 1)

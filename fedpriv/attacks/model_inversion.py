@@ -19,6 +19,7 @@ from skimage.restoration import denoise_tv_chambolle
 
 from fedpriv.attacks.settings import MIFaceSettings
 from fedpriv.errors import ConfigError
+from fedpriv.training import model_device, model_logits
 
 
 @dataclass(frozen=True)
@@ -65,17 +66,17 @@ def mi_face(
         if query is not None and settings.mode == "black-box":
             return np.asarray(1.0 - query(images)[:, label].astype(np.float64))
         with torch.no_grad():
-            probs = torch.softmax(white_box(torch.from_numpy(images)), 1)
+            probs = torch.softmax(model_logits(white_box, images), 1)
         return np.asarray(1.0 - probs[:, label].numpy().astype(np.float64))
 
     def gradient(image: np.ndarray) -> np.ndarray:
         nonlocal queries
         if settings.mode == "white-box":
-            x = torch.from_numpy(image[None]).requires_grad_(True)
+            x = torch.from_numpy(image[None]).to(model_device(white_box)).requires_grad_(True)
             c = 1.0 - torch.softmax(white_box(x), 1)[0, label]
             c.backward()
             assert x.grad is not None
-            return np.asarray(x.grad[0].numpy())
+            return np.asarray(x.grad[0].cpu().numpy())
         flat = image.reshape(-1)
         eye = np.eye(flat.size, dtype=np.float32) * settings.fd_epsilon
         probes = np.concatenate([flat + eye, flat - eye]).reshape(-1, *image.shape)

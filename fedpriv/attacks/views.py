@@ -13,6 +13,7 @@ from fedpriv.adversary import ServerAttack
 from fedpriv.attacks.results import OUTPUTS, Threat
 from fedpriv.config import RunConfig
 from fedpriv.defenses.base import ReleasedModel
+from fedpriv.device import torch_device
 from fedpriv.errors import ConfigError
 from fedpriv.federation.adversary import (
     RECOMBINED,
@@ -151,7 +152,7 @@ class SightView(View):
             raise NotApplicable(err.reason) from err
         model = new_model(self.config)
         load_state(model, state)
-        return model
+        return model.to(torch_device(self.config.device))
 
 
 class ServerView(SightView):
@@ -326,6 +327,7 @@ class OutsiderView(View):
         if self._released is None:
             model = new_model(self.config)
             load_state(model, state_from_bytes(self.rundir.model_path.read_bytes()))
+            model.to(torch_device(self.config.device))
             self._released = load_scheme(self.config).defense.released(model)
         return self._released
 

@@ -10,9 +10,14 @@ from fedpriv.errors import ConfigError
 # Every ratio is taken between two measurements of the same run on the same machine (shared
 # machines are noisy; absolute seconds are not comparable between runs, ratios are).
 MILLION = 1_000_000
-# ~LeNet-5 on 28x28 (61,706), a 1M-parameter model, a ResNet-18-sized one (11.2M).
-FULL_SIZES = (61_706, 1_000_000, 11_200_000)
-QUICK_SIZES = (61_706, 200_000)
+# Values a client encrypts: LeNet-5 on 28x28 (`cnn`), a 1M-parameter model, and ResNet-18 on
+# CIFAR-10 (`resnet18`: 11,173,962 parameters and 9,600 BatchNorm running statistics).
+LENET_28X28 = 61_706
+RESNET18_CIFAR10 = 11_183_562
+FULL_SIZES = (LENET_28X28, 1_000_000, RESNET18_CIFAR10)
+# The model a measured size is, where it is one (the performance page names it).
+SIZE_MODELS = {LENET_28X28: "cnn on 1x28x28", RESNET18_CIFAR10: "resnet18 on 3x32x32"}
+QUICK_SIZES = (LENET_28X28, 200_000)
 
 
 @dataclass(frozen=True)

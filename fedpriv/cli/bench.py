@@ -26,7 +26,7 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     bench.add_argument("--presets", nargs="+", help="CKKS presets to measure")
     bench.add_argument("--no-end-to-end", action="store_true", help="skip the federations")
     bench.add_argument(
-        "--scale", action="store_true", help="also a 1,000-client ckks simulation (minutes)"
+        "--scale", action="store_true", help="also a 10,000-client ckks simulation (minutes)"
     )
     bench.add_argument(
         "--deploy",
@@ -62,7 +62,7 @@ def handle(args: argparse.Namespace) -> int:
     with Reporter() as reporter:
         results = run_bench(settings, args.out, progress=reporter.say)
         if args.scale:
-            reporter.say("scale: 1,000 virtual clients, 10% per round, 3 rounds (ckks, LeNet)")
+            reporter.say("scale: 10,000 virtual clients, 1% per round, 3 rounds (ckks, LeNet)")
             results.scale = measure_scale(args.out)
         if args.deploy:
             reporter.say("deploy: 3 SuperNodes on loopback (TLS), 3 ckks rounds; then simulation")

@@ -16,6 +16,7 @@ from fedpriv.attacks.registry import ATTACKS, VIEWS, attacks_for
 from fedpriv.attacks.results import Threat
 from fedpriv.attacks.runner import read_results, run_attacks
 from fedpriv.compare.spec import Arm, Comparison
+from fedpriv.device import torch_device
 from fedpriv.provenance import code_digest, command, commit, today, versions
 from fedpriv.report.figures import attack_figures
 from fedpriv.report.narrative import protection_text
@@ -107,6 +108,8 @@ def run_comparison(
     attack_progress: AttackProgress | None = None,
 ) -> ComparisonResult:
     """Run (or reuse) every arm and its attacks, then write ``results.json`` and the report."""
+    for arm in comparison.arms:
+        torch_device(arm.config.device)  # refused before anything is written
     out = Path(out).resolve()
     out.mkdir(parents=True, exist_ok=True)
     say = progress or (lambda _arm, _what: None)

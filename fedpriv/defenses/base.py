@@ -14,7 +14,7 @@ from fedpriv.config import RunConfig
 from fedpriv.registry import DEFENSES
 from fedpriv.registry import Defense as DefenseName
 from fedpriv.rundir import RunDirectory
-from fedpriv.training import LocalUpdate, Trainer, sgd_trainer
+from fedpriv.training import LocalUpdate, Trainer, model_logits, sgd_trainer
 
 # An arm's headline numbers by name (``fedpriv.compare.results.Headline``), for sentences.
 Numbers = Mapping[str, float | str | None]
@@ -35,7 +35,7 @@ class ReleasedModel:
     def answer(self, x: np.ndarray) -> np.ndarray:
         """Probability vectors for the queries ``x``."""
         with torch.no_grad():
-            probabilities = torch.softmax(self.model(torch.as_tensor(x)), dim=1).numpy()
+            probabilities = torch.softmax(model_logits(self.model, x), dim=1).numpy()
         self.distortion.extend([0.0] * len(probabilities))
         return probabilities
 

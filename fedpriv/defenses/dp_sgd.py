@@ -33,6 +33,8 @@ def train_dp_sgd(
     Per-example gradients are clipped to C and noised with sigma C; batches are Poisson
     samples of expected size ``batch_size``.
     """
+    device = torch.device(recipe.device)
+    model.to(device)
     generator = torch.Generator().manual_seed(seed)
     loader = DataLoader(
         TensorDataset(torch.from_numpy(x), torch.from_numpy(y)),
@@ -53,9 +55,11 @@ def train_dp_sgd(
             data_loader=loader,
             noise_multiplier=settings.noise_multiplier,
             max_grad_norm=settings.clipping_norm,
-            noise_generator=torch.Generator().manual_seed(seed + 1),
+            # Opacus draws the noise where the parameters are: on a GPU, the stream (and so
+            # the model) differs from the CPU's for the same seed.
+            noise_generator=torch.Generator(device=device).manual_seed(seed + 1),
         )
-        return _run_private(private_model, private_optimizer, private_loader, recipe.epochs)
+        return _run_private(private_model, private_optimizer, private_loader, recipe.epochs, device)
 
 
 def _run_private(
@@ -63,13 +67,15 @@ def _run_private(
     optimizer: torch.optim.Optimizer,
     loader: DataLoader[tuple[torch.Tensor, ...]],
     epochs: int,
+    device: torch.device,
 ) -> float:
     model.train()
     total, count = 0.0, 0
     for _ in range(epochs):
-        for inputs, targets in loader:
-            if len(targets) == 0:  # Poisson sampling can draw an empty batch
+        for batch_inputs, batch_targets in loader:
+            if len(batch_targets) == 0:  # Poisson sampling can draw an empty batch
                 continue
+            inputs, targets = batch_inputs.to(device), batch_targets.to(device)
             optimizer.zero_grad()
             loss = torch.nn.functional.cross_entropy(model(inputs), targets)
             loss.backward()

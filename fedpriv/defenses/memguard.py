@@ -14,6 +14,7 @@ from fedpriv.errors import ConfigError
 from fedpriv.narrative import fmt
 from fedpriv.registry import Defense as DefenseName
 from fedpriv.task import client_data
+from fedpriv.training import model_logits
 
 
 @dataclass(frozen=True)
@@ -155,7 +156,7 @@ class MemGuard:
     @torch.no_grad()
     def __call__(self, x: np.ndarray) -> np.ndarray:
         """Answer queries with defended probability vectors."""
-        logits = self.model(torch.as_tensor(x))
+        logits = model_logits(self.model, x)
         s = torch.softmax(logits, 1)
         with torch.enable_grad():
             noise = self.phase_one(logits.detach())
@@ -214,9 +215,8 @@ class MemGuardDefense(Defense):
             data = client_data(config, pid)
             members.append(data.x_train)
             held_out.append(data.x_test)
-        with torch.no_grad():
-            member_probs = torch.softmax(model(torch.from_numpy(np.concatenate(members))), 1)
-            held_out_probs = torch.softmax(model(torch.from_numpy(np.concatenate(held_out))), 1)
+        member_probs = torch.softmax(model_logits(model, np.concatenate(members)), 1)
+        held_out_probs = torch.softmax(model_logits(model, np.concatenate(held_out)), 1)
         settings = MemGuardSettings(epsilon=config.memguard_epsilon, seed=config.seed)
         rng = np.random.default_rng(config.seed)
         shuffled = member_probs.numpy()[rng.permutation(len(member_probs))]

@@ -20,6 +20,7 @@ from fedpriv.deploy.flwr_cli import (
     wait_healthy,
 )
 from fedpriv.deploy.processes import ProcessGroups, binary, free_port, free_ports
+from fedpriv.device import torch_device
 from fedpriv.errors import ConfigError, FedprivError
 from fedpriv.release import release
 from fedpriv.rundir import RunDirectory
@@ -63,6 +64,7 @@ class LocalDeployment:
     timeout: float = 900.0
 
     def __post_init__(self) -> None:
+        torch_device(self.config.device)  # its SuperNodes train on this machine
         if self.node_auth and not self.tls:
             raise ConfigError("SuperNode authentication needs TLS (drop --insecure)")
         if not (self.app_dir / "pyproject.toml").is_file():

@@ -487,7 +487,13 @@ class MaliciousServer:
         target, others = isolation_models(state)
         if self.plan.attack == ServerAttack.IMPRINT:
             (w1, _), *_ = linear_layers(state)
-            x = load_dataset(self.config.dataset).x
+            dataset = load_dataset(self.config.dataset)
+            # The imprint layer sees the model's input: the images as the model normalizes them.
+            x = (
+                dataset.x
+                if dataset.normalization is None
+                else dataset.normalization.normalize(dataset.x)
+            )
             # The server's prior on the measurement: the public dataset's brightness.
             brightness = x.reshape(len(x), -1).mean(axis=1)
             target = imprint_model(state, brightness_thresholds(brightness, len(state[w1]) - 1))

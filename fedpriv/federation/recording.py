@@ -98,8 +98,9 @@ class RecordingGrid(Grid):
         The grid Flower gave the ServerApp.
     rundir : RunDirectory
         Where the server view goes.
-    record_view : bool
-        Store payloads (else only count their bytes).
+    record_view : bool | frozenset[int]
+        Store payloads of every round (``True``), of none (``False``: only count their
+        bytes), or of these rounds.
     stage_of : Callable[[Message], str] | None
         The protocol stage a message belongs to (SecAgg+), or ``None``.
     update_stage : str
@@ -113,7 +114,7 @@ class RecordingGrid(Grid):
         self,
         grid: Grid,
         rundir: RunDirectory,
-        record_view: bool,
+        record_view: bool | frozenset[int],
         stage_of: StageOf | None = None,
         update_stage: str = "",
         adversary: Tamperer | None = None,
@@ -298,7 +299,10 @@ class RecordingGrid(Grid):
         return int(group) if group.isdigit() else self.current_round
 
     def _recording(self, server_round: int) -> bool:
-        return self._record_view and server_round > 0
+        if server_round <= 0:
+            return False
+        rounds = self._record_view
+        return rounds if isinstance(rounds, bool) else server_round in rounds
 
 
 def _name(kind: str, stage: str, direction: str, node: int | None = None) -> str:

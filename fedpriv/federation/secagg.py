@@ -46,7 +46,7 @@ class SecAggGrid(RecordingGrid):
         self,
         grid: Grid,
         rundir: RunDirectory,
-        record_view: bool,
+        record_view: bool | frozenset[int],
         adversary: Tamperer | None = None,
     ) -> None:
         super().__init__(grid, rundir, record_view, secagg_stage, UPDATE_STAGE, adversary)
@@ -126,7 +126,7 @@ def run_secagg(
         evaluate_metrics_aggregation_fn=lambda m: _weighted(m, "accuracy"),
     )
     adversary = malicious_server(config, rundir)
-    recording = SecAggGrid(grid, rundir, config.record_server_view, adversary)
+    recording = SecAggGrid(grid, rundir, config.recorded_rounds, adversary)
     legacy_context = LegacyContext(
         context=context,
         config=ServerConfig(num_rounds=config.num_server_rounds),

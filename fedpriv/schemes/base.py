@@ -165,7 +165,7 @@ class AggregationScheme(ABC):
             self.give_adversary(strategy, adversary)
         strategy = self.defense.wrap_strategy(strategy)
         strategy.summary()
-        recording = RecordingGrid(grid, rundir, self.config.record_server_view, adversary=adversary)
+        recording = RecordingGrid(grid, rundir, self.config.recorded_rounds, adversary=adversary)
         policy = RoundPolicy.from_config(self.config)
         loop = RoundLoop(recording, strategy, rundir, history, policy)
         final = loop.run(arrays, len(history) + 1, self.config.num_server_rounds)

@@ -122,7 +122,7 @@ class DecryptingSight(Sight):
 
     def global_model(self, server_round: int) -> np.ndarray:
         """The decrypted global model at the start of ``server_round``."""
-        self._require(self.updates_hidden())
+        self._require_view(server_round)
         if server_round == 1:
             return self.reference.copy()  # clients start from the seed
         sent = arrays_of(self.rundir.read_sent(server_round))
@@ -130,7 +130,7 @@ class DecryptingSight(Sight):
 
     def updates(self, server_round: int) -> list[ObservedUpdate]:
         """Every client's update, decrypted: its model and its weight ``n_k``."""
-        self._require(self.updates_hidden())
+        self._require_view(server_round)
         before = self.global_model(server_round)
         observed = []
         for name, path in self.rundir.view_files(server_round, "train-recv-").items():

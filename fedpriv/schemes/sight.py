@@ -75,15 +75,24 @@ class Sight:
         if reason is not None:
             raise NotVisible(reason)
 
+    def _require_view(self, server_round: int) -> None:
+        """Raise :class:`NotVisible` unless ``server_round``'s server view can be read."""
+        self._require(self.updates_hidden())
+        if not self.config.view_recorded(server_round):
+            raise NotVisible(
+                f"the server view of round {server_round} was not recorded "
+                f"(server-view-rounds {self.config.server_view_rounds})"
+            )
+
     def global_model(self, server_round: int) -> np.ndarray:
         """The global model broadcast at the start of ``server_round`` (flat)."""
-        self._require(self.updates_hidden())
+        self._require_view(server_round)
         sent = self.rundir.read_sent(server_round)
         return state_to_vector(record_to_state(arrays_of(sent)))
 
     def updates(self, server_round: int) -> list[ObservedUpdate]:
         """Every client update received in ``server_round``."""
-        self._require(self.updates_hidden())
+        self._require_view(server_round)
         before = self.global_model(server_round)
         observed = []
         for name, path in self.rundir.view_files(server_round, "train-recv-").items():

@@ -428,7 +428,7 @@ class ThresholdScheme(AggregationScheme):
         # Clients encrypt their drift from the model they received: the sum holds drifts.
         adversary = malicious_server(self.config, rundir, aggregate="drifts")
         recording = RecordingGrid(
-            grid, rundir, self.config.record_server_view, protocol.stage_of, adversary=adversary
+            grid, rundir, self.config.recorded_rounds, protocol.stage_of, adversary=adversary
         )
         policy = RoundPolicy.from_config(self.config)
         started = time.perf_counter()

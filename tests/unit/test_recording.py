@@ -104,3 +104,47 @@ def test_the_wait_for_replies_ends_at_the_timeout(task_identity, tmp_path):
     content = RecordDict({"arrays": ArrayRecord({"w": Array(np.ones(2))})})
     grid = RecordingGrid(FakeGrid([1], lambda m: None), RunDirectory(tmp_path), False)
     assert list(grid.send_and_receive([_message(1, content)], timeout=0.3)) == []
+
+
+def test_only_the_listed_rounds_are_stored_and_the_rest_are_counted(task_identity, tmp_path):
+    from fedpriv.config import RunConfig
+    from fedpriv.schemes.sight import NotVisible, Sight
+
+    config = RunConfig(server_view_rounds="1,3")
+    assert config.recorded_rounds == frozenset({1, 3})
+    rundir = RunDirectory(tmp_path)
+    content = RecordDict({"arrays": ArrayRecord({"w": Array(np.ones(8))})})
+
+    def answer(message):
+        return Message(content=content, reply_to=message)
+
+    grid = RecordingGrid(FakeGrid([1], answer), rundir, config.recorded_rounds)
+    for server_round in (1, 2, 3):
+        grid.send_and_receive([_message(1, content, group=str(server_round))])
+    assert [p.name for p in sorted(rundir.path.joinpath("server_view").iterdir())] == [
+        "round-001",
+        "round-003",
+    ]
+    size = len(payload_bytes(content))
+    assert grid.traffic(2).bytes_up["train"] == grid.traffic(2).bytes_down["train"] == size
+    sight = Sight(rundir, config)
+    sight.rounds = [1, 2, 3]
+    try:
+        sight.updates(2)
+    except NotVisible as err:
+        assert err.reason == "the server view of round 2 was not recorded (server-view-rounds 1,3)"
+    else:
+        raise AssertionError("round 2 was not recorded")
+
+
+def test_server_view_rounds_are_checked():
+    import pytest
+
+    from fedpriv.config import RunConfig
+    from fedpriv.errors import ConfigError
+
+    assert RunConfig().recorded_rounds is True
+    assert RunConfig(record_server_view=False, server_view_rounds="1").recorded_rounds is False
+    for bad in ("0", "1,,2", "a", "-1", "1;2"):
+        with pytest.raises(ConfigError, match="server-view-rounds must list rounds >= 1"):
+            RunConfig(server_view_rounds=bad)
