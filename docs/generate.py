@@ -609,20 +609,22 @@ def performance_page() -> str:
 
 def wire_format_page() -> str:
     """``docs/reference/wire-format.md``: the packed format's layout and the default preset."""
-    from fedpriv.crypto.encoding import NOISE_STD, UpdateEncoding
+    from fedpriv.crypto.encoding import NOISE_STD
     from fedpriv.crypto.packed import HEADER, PackedContext
     from fedpriv.crypto.presets import DEFAULT_PRESET, get_preset
     from fedpriv.crypto.sealheader import SEED_BYTES
-    from fedpriv.data.datasets import load_dataset
+    from fedpriv.schemes.base import load_scheme
+    from fedpriv.schemes.ckks import encodings
+    from fedpriv.task import round_record_bounds
 
     preset = get_preset(DEFAULT_PRESET)
     context = PackedContext(preset)
     n, q, high = context.n, context.q, context.high
     upload = HEADER.size + context.polynomial + SEED_BYTES
-    defaults = RunConfig()
-    records = len(load_dataset(defaults.dataset))
-    encoding = UpdateEncoding(preset, defaults.ckks_update_bound, records)
-    train_records = round(records * (1 - defaults.test_fraction))
+    defaults = RunConfig(aggregation="ckks")
+    scheme = load_scheme(defaults)
+    encoding = encodings(defaults, scheme.defense, defaults.num_clients).update
+    train_records, _ = round_record_bounds(defaults)
     lines = [
         header("fedpriv/crypto/presets.py, fedpriv/crypto/packed.py, docs/results/bench.json"),
         "# Wire format and preset",
@@ -690,8 +692,8 @@ def wire_format_page() -> str:
                 [
                     "weight unit W",
                     f"{encoding.unit:.4g}",
-                    f"(records {records:,} × bound) / capacity: the default federation's "
-                    "largest sum fills the capacity",
+                    f"(a round's training records {train_records:,} × bound) / capacity: the "
+                    "default federation's largest sum fills the capacity",
                 ],
                 [
                     "noise of one ciphertext",

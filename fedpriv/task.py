@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 
+import numpy as np
 from torch import nn
 
 from fedpriv.config import RunConfig
@@ -15,13 +16,8 @@ from fedpriv.parameters import State
 from fedpriv.training import Recipe
 
 
-def client_data(config: RunConfig, partition_id: int) -> ClientData:
-    """Return the local train/test data of client ``partition_id``.
-
-    The dataset is split into ``config.data_partitions`` partitions: one per client, and
-    one per held-out client (``held-out-clients``: split off, never taking part).
-    """
-    partitioning = Partitioning(
+def _partitioning(config: RunConfig) -> Partitioning:
+    return Partitioning(
         config.dataset,
         config.data_partitions,
         config.partitioner,
@@ -31,7 +27,34 @@ def client_data(config: RunConfig, partition_id: int) -> ClientData:
         config.test_fraction,
         config.max_train_samples,
     )
-    return partitioning.client(partition_id)
+
+
+def client_data(config: RunConfig, partition_id: int) -> ClientData:
+    """Return the local train/test data of client ``partition_id``.
+
+    The dataset is split into ``config.data_partitions`` partitions: one per client, and
+    one per held-out client (``held-out-clients``: split off, never taking part).
+    """
+    return _partitioning(config).client(partition_id)
+
+
+def round_record_bounds(config: RunConfig, nodes: int = 0) -> tuple[int, int]:
+    """The most training records, and test records, the clients of one round can hold.
+
+    A round samples ``max(int(n x fraction), min-available-clients)`` of ``n`` nodes (as
+    Flower's strategies do; ``nodes``: SuperNodes beyond the run's, in a deployment): at
+    most the clients with the most records. Encrypted sums are scaled to this, not to the
+    whole dataset: with 1% of 10,000 clients sampled that is a hundredth of the records.
+    """
+    train, test = _partitioning(config).record_counts()
+    train, test = train[: config.num_clients], test[: config.num_clients]
+    n = max(config.num_nodes, nodes)
+
+    def most(counts: np.ndarray, fraction: float) -> int:
+        sampled = min(n, max(int(n * fraction), config.min_available_clients))
+        return int(np.sort(counts)[::-1][:sampled].sum())
+
+    return most(train, config.fraction_train), most(test, config.fraction_evaluate)
 
 
 def new_model(config: RunConfig) -> nn.Module:

@@ -160,6 +160,17 @@ class Partitioning:
             dataset, num_clients, partitioner, seed, alpha, shards_per_client
         )
 
+    def record_counts(self) -> tuple[np.ndarray, np.ndarray]:
+        """Training and test records of every client, as :meth:`client` splits them."""
+        sizes = np.array([len(part) for part in self.parts], dtype=np.int64)
+        num_test = np.minimum(
+            np.maximum(1, np.round(sizes * self.test_fraction).astype(np.int64)), sizes - 1
+        )
+        train = sizes - num_test
+        if self.max_train_samples:
+            train = np.minimum(train, self.max_train_samples)
+        return train, num_test
+
     def client(self, partition_id: int) -> ClientData:
         """Return the train/test data of client ``partition_id`` (deterministic)."""
         if not 0 <= partition_id < self.num_clients:

@@ -24,6 +24,10 @@ PULL_INTERVAL = 0.1
 ROSTER = "fedpriv-roster"
 ROSTER_MESSAGE = "query.roster"
 ROSTER_TIMEOUT = 60.0
+# Above this many nodes the roster is not asked. Flower's Simulation Engine hands messages
+# to nodes by scanning every stored message for each node in turn, so asking N nodes costs
+# O(N^2) (minutes at 10,000 nodes) before the first round can start.
+ROSTER_MAX_NODES = 1_000
 # The protocol stage a message belongs to ("" outside multi-stage protocols such as SecAgg+).
 StageOf = Callable[[Message], str]
 
@@ -157,11 +161,22 @@ class RecordingGrid(Grid):
         Flower's strategies sample nodes by their position in this list, and a fresh
         simulation draws new random node ids: in the wrapped grid's order, two runs of one
         configuration with ``fraction-train < 1`` would train different clients. Each new
-        node is asked its partition once (a node that does not answer goes last).
+        node is asked its partition once (a node that does not answer goes last). Above
+        :data:`ROSTER_MAX_NODES` nodes none is asked: the order is by node id, the same
+        within a run and not across fresh simulations.
         """
         nodes = list(self._grid.get_node_ids())
         new = [node for node in nodes if node not in self.partitions]
-        if new:
+        if new and len(nodes) > ROSTER_MAX_NODES:
+            log(
+                WARNING,
+                "%d nodes: not asking each its partition (more than %d); sampling follows "
+                "node ids, which a fresh simulation draws anew",
+                len(nodes),
+                ROSTER_MAX_NODES,
+            )
+            self.partitions.update(dict.fromkeys(new))
+        elif new:
             self._ask_partitions(new)
 
         def position(node: int) -> tuple[int, int]:

@@ -16,7 +16,7 @@ from fedpriv.crypto.keys import CLIENT_CONTEXT, check_preset, load_server_contex
 from fedpriv.crypto.presets import get_preset
 from fedpriv.data.datasets import load_dataset
 from fedpriv.defenses.base import Defense, Numbers
-from fedpriv.defenses.canary import total_weight
+from fedpriv.defenses.canary import canary_weight, total_weight
 from fedpriv.errors import ConfigError, FedprivError
 from fedpriv.federation.adversary import MaliciousServer
 from fedpriv.models import state_from_bytes, state_to_bytes
@@ -34,7 +34,7 @@ from fedpriv.schemes.base import (
 from fedpriv.schemes.sight import Blind, ObservedUpdate, Sight
 from fedpriv.strategies.ckks import EVALUATION_STATE, CkksFedAvg
 from fedpriv.strategies.sampling import Sampling
-from fedpriv.task import initial_state, num_parameters
+from fedpriv.task import initial_state, num_parameters, round_record_bounds
 from fedpriv.training import LocalUpdate
 from fedpriv.wire import arrays_of, server_round
 
@@ -48,21 +48,26 @@ def encodings(config: RunConfig, defense: Defense, num_clients: int) -> Encoding
     """How a run's clients lay out their updates and their evaluation metrics.
 
     Updates drift from the seed's model by at most ``ckks-update-bound``; a round's total
-    weight is at most the number of training records (or what the defense makes it).
-    Evaluation metrics are a mean loss (capped at :data:`LOSS_CAP`) and an accuracy, weighed
-    by test records.
+    weight is at most the training records of the clients one round samples, and of every
+    DP-audit canary (or what the defense makes it). Evaluation metrics are a mean loss
+    (capped at :data:`LOSS_CAP`) and an accuracy, weighed by test records: at most those
+    of the clients one round evaluates. ``num_clients``: the most nodes (SuperNodes) a
+    round can sample from.
     """
     preset = get_preset(config.ckks_preset)
     records = len(load_dataset(config.dataset))
+    train_records, test_records = round_record_bounds(config, num_clients)
+    canaries = config.dp_canaries * canary_weight(config, records)
+    round_weight = min(total_weight(config, records), train_records + canaries)
     update = UpdateEncoding(
         preset,
         bound=config.ckks_update_bound,
-        max_total_weight=defense.max_total_weight(int(total_weight(config, records))),
+        max_total_weight=defense.max_total_weight(int(round_weight)),
         headroom=defense.aggregate_headroom(),
         num_clients=num_clients,
     )
     metrics = UpdateEncoding(
-        preset, bound=LOSS_CAP, max_total_weight=records, num_clients=num_clients
+        preset, bound=LOSS_CAP, max_total_weight=test_records, num_clients=num_clients
     )
     return Encodings(update, metrics)
 

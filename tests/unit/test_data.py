@@ -171,3 +171,26 @@ def test_cached_dataset_and_split_equal_the_built_ones(tmp_path, monkeypatch):
         "dataset-digits.v1.npz",
         "split-digits-5-dirichlet-3-0.5-2.v1.npz",
     ]
+
+
+def test_record_counts_are_what_each_client_gets_and_bound_a_round():
+    from fedpriv.config import RunConfig
+    from fedpriv.task import _partitioning, client_data, round_record_bounds
+
+    config = RunConfig(
+        partitioner="dirichlet", num_clients=12, fraction_train=0.25, fraction_evaluate=0.5
+    )
+    train, test = _partitioning(config).record_counts()
+    for pid in range(config.num_clients):
+        data = client_data(config, pid)
+        assert (len(data.y_train), len(data.y_test)) == (train[pid], test[pid])
+    # 3 clients trained, 6 evaluated: those with the most records.
+    assert round_record_bounds(config) == (
+        int(np.sort(train)[-3:].sum()),
+        int(np.sort(test)[-6:].sum()),
+    )
+    # min-available-clients raises the sample; more SuperNodes than clients too.
+    assert round_record_bounds(config.replace(min_available_clients=12))[0] == train.sum()
+    assert round_record_bounds(config, nodes=24)[0] == int(np.sort(train)[-6:].sum())
+    capped = config.replace(max_train_samples=2)
+    assert round_record_bounds(capped)[0] == 6

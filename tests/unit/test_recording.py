@@ -148,3 +148,26 @@ def test_server_view_rounds_are_checked():
     for bad in ("0", "1,,2", "a", "-1", "1;2"):
         with pytest.raises(ConfigError, match="server-view-rounds must list rounds >= 1"):
             RunConfig(server_view_rounds=bad)
+
+
+def test_nodes_are_ordered_by_partition_and_past_the_cap_by_node_id(
+    task_identity, tmp_path, monkeypatch
+):
+    from fedpriv.federation import recording
+
+    asked = []
+
+    class CountingGrid(FakeGrid):
+        def push_messages(self, messages):
+            messages = list(messages)
+            asked.extend(m.metadata.dst_node_id for m in messages)
+            return super().push_messages(messages)
+
+    nodes = [30, 10, 20]  # partitions 0, 1, 2
+    grid = RecordingGrid(CountingGrid(nodes, lambda m: None), RunDirectory(tmp_path), False)
+    assert list(grid.get_node_ids()) == [30, 10, 20] and sorted(asked) == [10, 20, 30]
+    assert list(grid.get_node_ids()) == [30, 10, 20] and len(asked) == 3  # asked once
+    monkeypatch.setattr(recording, "ROSTER_MAX_NODES", 2)
+    asked.clear()
+    grid = RecordingGrid(CountingGrid(nodes, lambda m: None), RunDirectory(tmp_path), False)
+    assert list(grid.get_node_ids()) == [10, 20, 30] and asked == []
