@@ -114,6 +114,17 @@ class RunConfig:
         "CKKS (packed presets): largest drift of a parameter from its initial value that a "
         "client sends; doubling it costs one bit of precision",
     )
+    ckks_authenticated: bool = setting(
+        True,
+        "ckks: uploads carry MAC tags and clients and the key holder accept only an aggregate "
+        "that verifies as the sum of auth-min-uploads uploads of one round (false: the "
+        "unauthenticated protocol, secure against an honest server only)",
+    )
+    auth_min_uploads: int = setting(
+        2,
+        "ckks (authenticated): fewest uploads of one round an accepted aggregate sums, capped "
+        "at the clients a round samples (client-level DP: every sampled client)",
+    )
     threshold: int = setting(
         0, "ckks-threshold: parties needed to decrypt an aggregate (0: ceil(2 x clients / 3))"
     )
@@ -257,6 +268,7 @@ class RunConfig:
         _at_least("held_out_clients", self.held_out_clients, 0)
         _at_least("dp_canaries", self.dp_canaries, 0)
         _at_least("shards_per_client", self.shards_per_client, 1)
+        _at_least("auth_min_uploads", self.auth_min_uploads, 1)
         for name in ("fraction_train", "fraction_evaluate"):
             value = getattr(self, name)
             if not 0.0 < value <= 1.0:

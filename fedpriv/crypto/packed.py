@@ -253,15 +253,15 @@ class PackedContext:
             total.summed = True
         total.c0.add_(other.c0)
         if other.c1 is not None or total.c1 is not None:
-            self._expand(total)
-            self._expand(other)
+            self.expand_(total)
+            self.expand_(other)
             assert total.c1 is not None and other.c1 is not None
             total.c1.add_(other.c1)
         else:
             total.seeds += other.seeds
 
-    def _expand(self, ciphertext: PackedCiphertext) -> None:
-        """Replace a ciphertext's seeds by the sum of their expansions (in numpy)."""
+    def expand_(self, ciphertext: PackedCiphertext) -> None:
+        """Replace a ciphertext's seeds by the sum of their expansions (in numpy), in place."""
         if ciphertext.c1 is None:
             c1 = sum_seeds(ciphertext.seeds, [self.q], self.n)[0]
             ciphertext.c1 = Polynomial.pack_from(c1).accumulator()
@@ -281,7 +281,7 @@ class PackedContext:
     def serialize(self, ciphertext: PackedCiphertext) -> bytes:
         """The packed bytes; a sum with more seeds than the break-even sends c1 expanded."""
         if len(ciphertext.seeds) > self.break_even:
-            self._expand(ciphertext)
+            self.expand_(ciphertext)
         expanded = ciphertext.c1 is not None
         parts = [
             HEADER.pack(
