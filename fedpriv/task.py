@@ -48,13 +48,26 @@ def round_record_bounds(config: RunConfig, nodes: int = 0) -> tuple[int, int]:
     """
     train, test = _partitioning(config).record_counts()
     train, test = train[: config.num_clients], test[: config.num_clients]
-    n = max(config.num_nodes, nodes)
+    sampled_train, sampled_test = sampled_per_round(config, nodes)
 
-    def most(counts: np.ndarray, fraction: float) -> int:
-        sampled = min(n, max(int(n * fraction), config.min_available_clients))
+    def most(counts: np.ndarray, sampled: int) -> int:
         return int(np.sort(counts)[::-1][:sampled].sum())
 
-    return most(train, config.fraction_train), most(test, config.fraction_evaluate)
+    return most(train, sampled_train), most(test, sampled_test)
+
+
+def sampled_per_round(config: RunConfig, nodes: int = 0) -> tuple[int, int]:
+    """How many nodes a round trains, and evaluates: ``max(int(n x fraction), minimum)``.
+
+    As Flower's strategies sample, capped at the ``n`` nodes there are (``nodes``:
+    SuperNodes beyond the run's, in a deployment).
+    """
+    n = max(config.num_nodes, nodes)
+
+    def sampled(fraction: float) -> int:
+        return min(n, max(int(n * fraction), config.min_available_clients))
+
+    return sampled(config.fraction_train), sampled(config.fraction_evaluate)
 
 
 def new_model(config: RunConfig) -> nn.Module:

@@ -32,7 +32,11 @@ def key_sets(tmp_path_factory: pytest.TempPathFactory):
     def key_set(preset: str) -> Path:
         if preset not in made:
             made[preset] = tmp_path_factory.mktemp(f"keys-{preset}")
-            provision_keys(made[preset], preset)
+            from fedpriv.crypto.authenticated import AuthPolicy
+            from fedpriv.crypto.presets import get_preset
+
+            packed = get_preset(preset).backend == "packed"
+            provision_keys(made[preset], preset, auth=AuthPolicy() if packed else None)
         return made[preset]
 
     return key_set
@@ -44,6 +48,17 @@ def key_dir(key_sets) -> Path:
     from fedpriv.crypto.presets import DEFAULT_PRESET
 
     return key_sets(DEFAULT_PRESET)
+
+
+@pytest.fixture(scope="session")
+def legacy_key_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A key set of the default preset without a MAC key: the unauthenticated protocol."""
+    from fedpriv.crypto.keys import provision_keys
+    from fedpriv.crypto.presets import DEFAULT_PRESET
+
+    path = tmp_path_factory.mktemp("keys-legacy")
+    provision_keys(path, DEFAULT_PRESET)
+    return path
 
 
 @pytest.fixture

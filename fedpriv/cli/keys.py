@@ -8,6 +8,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
+from fedpriv.crypto.authenticated import AuthPolicy
 from fedpriv.crypto.keys import CLIENT_CONTEXT, check_preset, provision_keys
 from fedpriv.crypto.presets import DEFAULT_PRESET, MAX_COEFF_BITS_128, PRESETS
 from fedpriv.errors import ConfigError
@@ -25,6 +26,19 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         type=Path,
         help="write the server's share (parameters only) here instead of into --out",
     )
+    new.add_argument(
+        "--min-uploads",
+        type=int,
+        default=2,
+        help="fewest uploads of one round an aggregate the key holders accept may sum "
+        "(default: %(default)s; client-level DP: the clients a round samples)",
+    )
+    new.add_argument(
+        "--unauthenticated",
+        action="store_true",
+        help="no MAC key: clients accept any aggregate (secure against an honest server only; "
+        "run with ckks-authenticated=false)",
+    )
     new.add_argument("--exist-ok", action="store_true", help="keep an existing key set, exit 0")
     new.set_defaults(handler=handle_new, parser=new)
     presets = key_commands.add_parser("presets", help="list the CKKS presets")
@@ -39,8 +53,11 @@ def handle_new(args: argparse.Namespace) -> int:
         check_preset(args.out, args.preset)
         print(f"results: {args.out.resolve()} (kept)")
         return 0
-    paths = provision_keys(args.out, args.preset, args.server_out)
+    auth = None if args.unauthenticated else AuthPolicy(args.min_uploads, args.min_uploads)
+    paths = provision_keys(args.out, args.preset, args.server_out, auth)
     print(f"client context (secret key, give to clients only): {paths['client']}")
+    if "mac" in paths:
+        print(f"MAC key (clients and the key holder only): {paths['mac']}")
     print(f"server context (parameters only): {paths['server']}")
     print(f"results: {args.out.resolve()}")
     return 0

@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 from flwr.app import Array, ArrayRecord
 
+from fedpriv.crypto.files import write_private
 from fedpriv.crypto.mac import NONCE_BYTES, MacKey, Purpose, Tag, UploadIdentity, add_tags
 from fedpriv.crypto.packed import PackedCiphertext, PackedContext
 from fedpriv.errors import AggregateRejectedError, CiphertextFormatError, ConfigError
@@ -102,7 +103,11 @@ class Authenticator:
         if len({sender for sender, _ in senders}) != len(senders):
             raise CiphertextFormatError("a sender appears twice in one sum")
         return cls(
-            first.purpose, first.run, first.server_round, senders, add_tags((p.tag for p in parts), q)
+            first.purpose,
+            first.run,
+            first.server_round,
+            senders,
+            add_tags((p.tag for p in parts), q),
         )
 
     # -- bytes --------------------------------------------------------------------------------
@@ -175,7 +180,9 @@ def attach(record: ArrayRecord, auth: Authenticator) -> ArrayRecord:
     return out
 
 
-def polynomials(context: PackedContext, ciphertexts: Sequence[PackedCiphertext]) -> list[np.ndarray]:
+def polynomials(
+    context: PackedContext, ciphertexts: Sequence[PackedCiphertext]
+) -> list[np.ndarray]:
     """``[c0, c1]`` of each ciphertext, reduced, in order: what a tag covers.
 
     A ciphertext that carries seeds has them expanded into ``c1`` (in place), so that
@@ -342,3 +349,31 @@ def policy_bytes(secret: bytes, policy: AuthPolicy) -> bytes:
             "min-uploads": {"train": policy.min_train, "evaluate": policy.min_evaluate},
         }
     ).encode()
+
+
+RELEASE_LOG = "released.json"
+
+
+def record_release(key_dir: str | Path, auth: Authenticator) -> None:
+    """Note that the key holder released ``auth``'s aggregate; refuse another of that run.
+
+    A key holder that decrypted two different aggregates of one run would hand a server
+    their difference. Releasing the same aggregate again is allowed (idempotent).
+
+    Raises
+    ------
+    AggregateRejectedError
+        If another aggregate of the same run was released before.
+
+    """
+    path = Path(key_dir) / RELEASE_LOG
+    log: dict[str, dict[str, object]] = json.loads(path.read_text()) if path.is_file() else {}
+    entry = {"round": auth.server_round, "tag": [str(v) for v in auth.tag]}
+    previous = log.get(str(auth.run))
+    if previous is not None and previous != entry:
+        raise AggregateRejectedError(
+            f"run {auth.run} was released before (round {previous.get('round')}); the key "
+            "holder releases one aggregate per run"
+        )
+    log[str(auth.run)] = entry
+    write_private(path, json.dumps(log, indent=1).encode())

@@ -110,9 +110,16 @@ class UpdateEncoding:
         return num_values + self.preset.check_slots
 
     def payload(
-        self, values: np.ndarray, weight: float, reference: np.ndarray | None = None
+        self,
+        values: np.ndarray,
+        weight: float,
+        reference: np.ndarray | None = None,
+        noise: np.ndarray | None = None,
     ) -> np.ndarray:
         """The slots a client encrypts for ``values`` of weight ``weight``.
+
+        ``noise`` (a client's share of a sum's DP noise) is added to the values after the
+        bound is checked: the sum's ``headroom`` carries it.
 
         Raises
         ------
@@ -126,6 +133,8 @@ class UpdateEncoding:
             bad = int(np.count_nonzero(~np.isfinite(values)))
             raise BoundError(f"update holds {bad} NaN/inf value(s); refusing to encrypt it")
         if not self.preset.drift:
+            if noise is not None:
+                raise ConfigError("noise shares need the drift encoding (a packed preset)")
             payload = np.append(values * weight, float(weight))
             self._check_weights(payload)
             return payload
@@ -137,6 +146,8 @@ class UpdateEncoding:
                 f"ckks-update-bound {self.bound:g} of preset {self.preset.name}; raise "
                 "ckks-update-bound (each doubling costs one bit of precision)"
             )
+        if noise is not None:
+            drift = drift + np.asarray(noise, dtype=np.float64)
         scaled = weight / self.unit
         return np.concatenate([drift * scaled, np.full(self.preset.check_slots, scaled)])
 

@@ -9,7 +9,10 @@ import stat
 from pathlib import Path
 from typing import Any
 
+from fedpriv.crypto.authenticated import MAC_FILE, AuthPolicy, policy_bytes
 from fedpriv.crypto.backend import CkksBackend
+from fedpriv.crypto.files import write_private, write_public
+from fedpriv.crypto.mac import MacKey
 from fedpriv.crypto.packed import PackedContext
 from fedpriv.crypto.presets import CkksPreset, get_preset
 from fedpriv.crypto.seal import SealContext
@@ -56,14 +59,24 @@ def client_context_bytes(context: CkksContext) -> bytes:
 
 
 def provision_keys(
-    out_dir: str | Path, preset_name: str, server_dir: str | Path | None = None
+    out_dir: str | Path,
+    preset_name: str,
+    server_dir: str | Path | None = None,
+    auth: AuthPolicy | None = None,
 ) -> dict[str, Path]:
     """Write a new key set into ``out_dir``.
 
     ``client.ctx`` (secret key, mode 0600) is for clients only; ``server.ctx`` holds CKKS
     parameters and nothing else; ``preset.json`` names the preset. With ``server_dir``, the
     server's share (``server.ctx`` and ``preset.json``) goes there instead, so that a
-    deployment can mount each side's directory into that side only.
+    deployment can mount each side's directory into that side only. With ``auth``, a MAC key
+    and the policy its holders enforce go into ``mac.key`` (0600, clients only): every
+    upload is then tagged and every aggregate verified (:mod:`fedpriv.crypto.authenticated`).
+
+    Raises
+    ------
+    ConfigError
+        ``auth`` for a preset whose ciphertexts the MAC cannot cover (not ``packed``).
 
     Returns
     -------
@@ -72,6 +85,12 @@ def provision_keys(
 
     """
     preset = get_preset(preset_name)
+    if auth is not None and preset.backend != "packed":
+        raise ConfigError(
+            f"preset {preset.name} ({preset.backend} backend) cannot be authenticated: its "
+            "ciphertexts are not in numpy; use a packed preset, or provision without "
+            "authentication (secure against an honest server only)"
+        )
     out = Path(out_dir)
     server = Path(server_dir) if server_dir is not None else out
     for directory in {out, server}:
@@ -87,27 +106,15 @@ def provision_keys(
     for directory in {out, server}:
         write_public(directory / PRESET_FILE, preset_json)
     write_public(paths["server"], server_context_bytes(context))
+    if auth is not None:
+        _, secret = MacKey.generate()
+        paths["mac"] = out / MAC_FILE
+        write_private(paths["mac"], policy_bytes(secret, auth))
+    elif (out / MAC_FILE).exists():
+        (out / MAC_FILE).unlink()
     # Last: a key set whose client.ctx exists is complete.
     write_private(paths["client"], client_context_bytes(context))
     return paths
-
-
-def write_private(path: Path, data: bytes) -> None:
-    """Write ``data`` atomically to ``path`` with mode 0600 from the first byte."""
-    tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as handle:
-        handle.write(data)
-    os.chmod(tmp, 0o600)
-    os.replace(tmp, path)
-
-
-def write_public(path: Path, data: bytes) -> None:
-    """Write ``data`` atomically to ``path`` with mode 0644."""
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_bytes(data)
-    os.chmod(tmp, 0o644)
-    os.replace(tmp, path)
 
 
 def read_preset(key_dir: str | Path) -> CkksPreset:

@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 from flwr.app import Array, ArrayRecord
 
+from fedpriv.crypto.authenticated import AUTH_KEY
 from fedpriv.crypto.encoding import UpdateEncoding
 from fedpriv.crypto.keys import CkksContext
 from fedpriv.crypto.packed import PackedContext
@@ -68,8 +69,11 @@ def encrypt_update(
     values: np.ndarray,
     weight: float,
     reference: np.ndarray | None = None,
+    noise: np.ndarray | None = None,
 ) -> ArrayRecord:
     """Encrypt an update: its values of weight ``weight``, as ``encoding`` lays them out.
+
+    ``noise``: a DP noise share added after the bound check (:meth:`UpdateEncoding.payload`).
 
     Raises
     ------
@@ -78,7 +82,8 @@ def encrypt_update(
         raise the bound).
 
     """
-    return encrypt_values(context, encoding.preset, encoding.payload(values, weight, reference))
+    payload = encoding.payload(values, weight, reference, noise)
+    return encrypt_values(context, encoding.preset, payload)
 
 
 def expected_layout(num_values: int, preset: CkksPreset) -> list[int]:
@@ -100,7 +105,8 @@ def deserialize_update(
 
     """
     layout = expected_layout(num_values, preset)
-    keys = list(record.keys())
+    # An upload's or a sum's authenticator travels beside its ciphertexts; it is none of them.
+    keys = [k for k in record.keys() if k != AUTH_KEY]
     expected_keys = [KEY_FORMAT.format(i) for i in range(len(layout))]
     if keys != expected_keys:
         raise CiphertextFormatError(
@@ -188,11 +194,17 @@ def decrypt_vector(
         raise CryptoError("this context holds no secret key and cannot decrypt")
     if num_values is None:
         try:
-            num_values = sum(int(record[key].shape[0]) for key in record.keys())
+            num_values = sum(int(record[key].shape[0]) for key in record.keys() if key != AUTH_KEY)
         except (IndexError, TypeError) as err:
             raise CiphertextFormatError(f"record shapes are not a layout ({err})") from err
     vectors = deserialize_update(record, context, preset, num_values)
-    sizes = expected_layout(num_values, preset)
+    return decrypt_parsed(vectors, context, expected_layout(num_values, preset))
+
+
+def decrypt_parsed(vectors: list[Any], context: CkksContext, sizes: list[int]) -> np.ndarray:
+    """Decrypt parsed ciphertexts (``sizes``: the values each carries) into one vector."""
+    if not context.is_private():
+        raise CryptoError("this context holds no secret key and cannot decrypt")
     return np.concatenate(
         [context.decrypt(v, size) for v, size in zip(vectors, sizes, strict=True)]
     )

@@ -69,6 +69,19 @@ class Defense:
         """What a client sends instead of its plain update."""
         return update
 
+    def noise_contributors(self, sampled: int) -> int | None:
+        """Clients whose noise shares make up an authenticated sum's noise (``None``: none).
+
+        ``sampled``: the clients a round samples. A key holder then accepts no sum of fewer.
+        """
+        return None
+
+    def noise_share(
+        self, size: int, contributors: int, server_round: int, sender: int
+    ) -> np.ndarray | None:
+        """A client's share of the sum's noise for ``size`` slots (``None``: it adds none)."""
+        return None
+
     def max_total_weight(self, records: int) -> float:
         """The largest sum of update weights in a round (``records``: training records)."""
         return float(records)

@@ -75,3 +75,24 @@ def noise_generator(settings: DPSettings, server_round: int) -> np.random.Genera
 def draw_noise(settings: DPSettings, size: int, server_round: int) -> np.ndarray:
     """Gaussian noise ``N(0, (sigma C)^2)`` for the ``size`` parameter slots of a round's sum."""
     return noise_generator(settings, server_round).normal(0.0, settings.noise_std, size)
+
+
+def noise_share(
+    settings: DPSettings, size: int, contributors: int, server_round: int, sender: int
+) -> np.ndarray:
+    """One client's share of distributed Gaussian noise: ``N(0, sigma^2 C^2 / m)`` per slot.
+
+    ``m`` = ``contributors``, the fewest uploads an accepted sum holds: a sum of ``K >= m``
+    shares carries ``N(0, K/m sigma^2 C^2)``, at least the noise the accountant assumes,
+    without the server adding anything to an authenticated sum (Truex et al., "A hybrid
+    approach to privacy-preserving federated learning", AISec 2019; Kairouz et al., "The
+    distributed discrete Gaussian mechanism", ICML 2021, for the discrete variant). Against
+    ``c`` colluding clients, who know their own shares, the noise left is ``(K - c)/m``.
+    """
+    if contributors < 1:
+        raise ConfigError(f"noise shares need at least one contributor, got {contributors}")
+    if settings.noise_seed < 0:
+        generator = np.random.default_rng()
+    else:
+        generator = np.random.default_rng([settings.noise_seed, server_round, sender, 1])
+    return generator.normal(0.0, settings.noise_std / np.sqrt(contributors), size)

@@ -3,22 +3,33 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from logging import WARNING
 from pathlib import Path
 
 import numpy as np
-from flwr.app import ArrayRecord, Message, RecordDict
+from flwr.app import ArrayRecord, Message, MessageType, RecordDict
 from flwr.serverapp.strategy import Strategy
 
 from fedpriv.config import RunConfig
+from fedpriv.crypto.authenticated import (
+    MAC_FILE,
+    Authenticator,
+    AuthPolicy,
+    Expectation,
+    record_release,
+    split,
+)
 from fedpriv.crypto.encoding import LOSS_CAP, NUM_METRICS, UpdateEncoding
 from fedpriv.crypto.keyholder import KeyHolder
 from fedpriv.crypto.keys import CLIENT_CONTEXT, check_preset, load_server_context, provision_keys
+from fedpriv.crypto.mac import Purpose, UploadIdentity
 from fedpriv.crypto.presets import get_preset
 from fedpriv.data.datasets import load_dataset
 from fedpriv.defenses.base import Defense, Numbers
 from fedpriv.defenses.canary import canary_weight, total_weight
-from fedpriv.errors import ConfigError, FedprivError
+from fedpriv.errors import AggregateRejectedError, ConfigError, FedprivError, KeyMaterialError
 from fedpriv.federation.adversary import MaliciousServer
+from fedpriv.flower import log
 from fedpriv.models import state_from_bytes, state_to_bytes
 from fedpriv.narrative import fmt
 from fedpriv.parameters import State, state_to_vector, vector_to_state
@@ -31,10 +42,11 @@ from fedpriv.schemes.base import (
     Evaluation,
     Node,
 )
+from fedpriv.schemes.ledger import Ledger
 from fedpriv.schemes.sight import Blind, ObservedUpdate, Sight
 from fedpriv.strategies.ckks import EVALUATION_STATE, CkksFedAvg
 from fedpriv.strategies.sampling import Sampling
-from fedpriv.task import initial_state, num_parameters, round_record_bounds
+from fedpriv.task import initial_state, num_parameters, round_record_bounds, sampled_per_round
 from fedpriv.training import LocalUpdate
 from fedpriv.wire import arrays_of, server_round
 
@@ -81,37 +93,136 @@ class Encodings:
 
 
 class CkksCodec(ClientCodec):
-    """Decrypt the broadcast sum into the weighted mean; encrypt an update and its weight."""
+    """Decrypt the broadcast sum into the weighted mean; encrypt an update and its weight.
 
-    def __init__(self, config: RunConfig, node: Node, encoding: Encodings) -> None:
+    Under an authenticated key set (a ``mac.key`` beside the context, the default) the
+    client answers each round once (:class:`~fedpriv.schemes.ledger.Ledger`), tags every
+    upload with its run, round and partition, and decrypts a broadcast only after it
+    verifies as the sum of enough uploads of one earlier round of this run: whether it
+    refuses depends on nothing it decrypted. The key set decides, not the run config: a
+    server that turns ``ckks-authenticated`` off gets its unauthenticated sums refused.
+    """
+
+    def __init__(
+        self, config: RunConfig, node: Node, encoding: Encodings, defense: Defense
+    ) -> None:
         self.config = config
         self.node = node
         self.encoding = encoding
+        self.defense = defense
         self.holder = KeyHolder(node.key_dir, config.ckks_preset)
+        if config.ckks_authenticated and not self.holder.authenticated:
+            raise KeyMaterialError(
+                f"the key set in {node.key_dir} has no MAC key ({MAC_FILE}): provision one "
+                "with `fedpriv keys new`, or run with ckks-authenticated=false (secure "
+                "against an honest server only)"
+            )
         self.reference = state_to_vector(initial_state(config))
 
     def read(self, msg: Message) -> tuple[State, int]:
         """The decrypted mean (round 1: the seed's model, the server holds none)."""
         record = arrays_of(msg.content)
+        current = server_round(msg.content)
+        if not self.holder.authenticated:
+            if len(record) == 0:
+                return initial_state(self.config), current
+            mean, _ = self.holder.decrypt_mean(
+                self.encoding.update, record, self.reference.size, self.reference
+            )
+            return vector_to_state(mean, initial_state(self.config)), current
+        purpose = _purpose(msg)
+        ledger = Ledger.of(self.node.state)
+        ledger.check_fresh(purpose, current)
         if len(record) == 0:
-            return initial_state(self.config), server_round(msg.content)
-        mean, _ = self.holder.decrypt_mean(
-            self.encoding.update, record, self.reference.size, self.reference
+            if ledger.accepted_round:
+                raise AggregateRejectedError(
+                    f"the server sent the seed's model after this client accepted round "
+                    f"{ledger.accepted_round}'s aggregate"
+                )
+            return initial_state(self.config), current
+        mean, _, auth = self.holder.open(
+            self.encoding.update,
+            record,
+            self.reference.size,
+            self._expectation(msg, ledger, purpose, current),
+            self.reference,
         )
-        return vector_to_state(mean, initial_state(self.config)), server_round(msg.content)
+        assert auth is not None
+        ledger.accept(auth.run, auth.server_round)
+        ledger.save(self.node.state)
+        return vector_to_state(mean, initial_state(self.config)), current
+
+    def _expectation(
+        self, msg: Message, ledger: Ledger, purpose: Purpose, current: int
+    ) -> Expectation:
+        """What a broadcast must verify as: a training sum of this run's rounds.
+
+        No older than the last aggregate accepted; of an earlier round (a training message)
+        or of this one at the latest (an evaluation message).
+        """
+        run = msg.metadata.run_id
+        same_run = ledger.accepted_run == run and ledger.accepted_round > 0
+        # A resumed run's first broadcast is the sum its previous run (another run id) made.
+        any_run = self.config.resume and ledger.accepted_round == 0
+        assert self.holder.authentication is not None
+        return Expectation(
+            Purpose.TRAIN,
+            None if any_run else run,
+            ledger.accepted_round if same_run else 1,
+            current - 1 if purpose == Purpose.TRAIN else current,
+            self.holder.authentication.policy.minimum(Purpose.TRAIN),
+        )
+
+    def _identity(self, msg: Message, purpose: Purpose) -> UploadIdentity | None:
+        """A fresh identity for this answer, recorded in the ledger before it leaves."""
+        if not self.holder.authenticated:
+            return None
+        current = server_round(msg.content)
+        ledger = Ledger.of(self.node.state)
+        ledger.answer(purpose, current)
+        ledger.save(self.node.state)
+        return UploadIdentity.fresh(msg.metadata.run_id, current, self.node.partition_id, purpose)
 
     def train_reply(self, msg: Message, update: LocalUpdate) -> RecordDict:
-        """Only ciphertexts: the server learns neither parameters nor the sample count."""
+        """Only ciphertexts (and their tag): the server learns neither parameters nor n_k.
+
+        Under authenticated client-level DP the client adds its share of the sum's noise,
+        sized for the fewest uploads its key set accepts in a sum.
+        """
+        values = state_to_vector(update.state)
+        noise = None
+        if self.holder.authentication is not None:
+            noise = self.defense.noise_share(
+                values.size,
+                self.holder.authentication.policy.min_train,
+                server_round(msg.content),
+                self.node.partition_id,
+            )
         encrypted = self.holder.encrypt(
-            self.encoding.update, state_to_vector(update.state), update.weight, self.reference
+            self.encoding.update,
+            values,
+            update.weight,
+            self.reference,
+            self._identity(msg, Purpose.TRAIN),
+            noise,
         )
         return RecordDict({"arrays": encrypted})
 
     def evaluate_reply(self, msg: Message, evaluation: Evaluation) -> RecordDict:
         """Encrypted mean loss (capped) and accuracy, weighed by test records."""
         metrics = np.array([min(evaluation.loss, LOSS_CAP), evaluation.accuracy])
-        encrypted = self.holder.encrypt(self.encoding.metrics, metrics, evaluation.num_examples)
+        encrypted = self.holder.encrypt(
+            self.encoding.metrics,
+            metrics,
+            evaluation.num_examples,
+            identity=self._identity(msg, Purpose.EVALUATE),
+        )
         return RecordDict({"metrics": encrypted})
+
+
+def _purpose(msg: Message) -> Purpose:
+    """Whether a message asks for training or evaluation."""
+    return Purpose.EVALUATE if msg.metadata.message_type == MessageType.EVALUATE else Purpose.TRAIN
 
 
 class DecryptingSight(Sight):
@@ -166,6 +277,33 @@ class CkksScheme(AggregationScheme):
     name = Aggregation.CKKS
     needs_release = True
 
+    def __init__(self, config: RunConfig) -> None:
+        super().__init__(config)
+        backend = get_preset(config.ckks_preset).backend
+        if config.ckks_authenticated and backend != "packed":
+            raise ConfigError(
+                f"ckks-preset {config.ckks_preset} ({backend} backend) cannot be "
+                "authenticated: choose a packed preset, or set ckks-authenticated=false "
+                "(secure against an honest server only)"
+            )
+
+    def auth_policy(self) -> AuthPolicy | None:
+        """What the key holders will accept: ``None`` for the unauthenticated protocol.
+
+        Sums of at least ``auth-min-uploads`` uploads, capped at the clients a round samples;
+        under client-level DP every sampled client, since each adds the noise share sized
+        for that many.
+        """
+        if not self.config.ckks_authenticated:
+            return None
+        train, evaluate = sampled_per_round(self.config)
+        wanted = self.config.auth_min_uploads
+        contributors = self.defense.noise_contributors(train)
+        return AuthPolicy(
+            contributors if contributors is not None else min(wanted, train),
+            min(wanted, evaluate),
+        )
+
     def _key_dir(self) -> str:
         if not self.config.key_dir:
             raise ConfigError("aggregation 'ckks' needs key-dir (see `fedpriv keys new`)")
@@ -175,13 +313,13 @@ class CkksScheme(AggregationScheme):
         """Make a key set in ``<run>/keys`` (or the configured ``key-dir``) if none exists."""
         key_dir = Path(self.config.key_dir) if self.config.key_dir else rundir.key_dir
         if not (key_dir / CLIENT_CONTEXT).exists():
-            provision_keys(key_dir, self.config.ckks_preset)
+            provision_keys(key_dir, self.config.ckks_preset, auth=self.auth_policy())
         return self.config.replace(key_dir=str(key_dir.resolve()))
 
     def provision_deployment(self, keys: Path) -> DeploymentKeys | None:
         """The secret-key context for the nodes, parameters only for the server."""
         client, server = keys / "client", keys / "server"
-        provision_keys(client, self.config.ckks_preset, server)
+        provision_keys(client, self.config.ckks_preset, server, self.auth_policy())
         return DeploymentKeys(client, server)
 
     def check_server(self) -> None:
@@ -202,6 +340,7 @@ class CkksScheme(AggregationScheme):
             self.encodings().update,
             num_parameters(self.config),
             Sampling.from_config(self.config),
+            authenticated=self.config.ckks_authenticated,
         )
         return strategy, ArrayRecord()
 
@@ -217,7 +356,7 @@ class CkksScheme(AggregationScheme):
 
     def codec(self, node: Node) -> ClientCodec:
         """Encrypt and decrypt with the node's secret-key context."""
-        return CkksCodec(self.config, node, self.encodings(node.num_partitions))
+        return CkksCodec(self.config, node, self.encodings(node.num_partitions), self.defense)
 
     def _holder(self, key_dir: str | Path | None) -> KeyHolder:
         return KeyHolder(key_dir or self._key_dir(), self.config.ckks_preset)
@@ -225,43 +364,84 @@ class CkksScheme(AggregationScheme):
     def release(self, rundir: RunDirectory, key_dir: str | Path | None = None) -> None:
         """Decrypt the final model into ``model.pt`` and each round's metrics into the history.
 
-        Needs the clients' secret-key context: only key holders can release.
+        Needs the clients' secret-key context: only key holders can release. Under an
+        authenticated key set the key holder decrypts only what verifies: the final
+        checkpoint as a training sum of the last round (of at least the policy's uploads),
+        each round's metrics as an evaluation sum of that round; a run is released once
+        (``released.json`` in the key directory), so a server cannot have a second, other
+        aggregate of the same run decrypted. Metrics that do not verify stay unread.
+
+        Raises
+        ------
+        AggregateRejectedError
+            If the final checkpoint does not verify (nothing is written).
+
         """
         holder = self._holder(key_dir)
-        encoding = self.encodings()
         rounds = rundir.checkpoint_rounds()
         if not rounds:
             raise FedprivError(f"{rundir.path} has no checkpoint to release")
+        final, auth = self._final(rundir, rounds[-1], holder, last_round_only=True)
+        if auth is not None:
+            record_release(holder.key_dir, auth)
+        encoding = self.encodings()
         history = rundir.read_history()
         for record in history:
             state = rundir.read_checkpoint(record.round)
-            if EVALUATION_STATE in state.array_records:
-                metrics = arrays_of(state, EVALUATION_STATE)
-                (loss, accuracy), total = holder.decrypt_mean(
-                    encoding.metrics, metrics, NUM_METRICS
+            if EVALUATION_STATE not in state.array_records:
+                continue
+            metrics = arrays_of(state, EVALUATION_STATE)
+            expectation = self._expectation(holder, Purpose.EVALUATE, record.round, record.round)
+            try:
+                (loss, accuracy), total, _ = holder.open(
+                    encoding.metrics, metrics, NUM_METRICS, expectation
                 )
-                # Each client's accuracy times its test records is a whole number of correct
-                # predictions: rounding their sum removes CKKS's error from the accuracy.
-                record.accuracy = round(float(accuracy) * total) / total
-                record.loss = float(loss)
+            except AggregateRejectedError as err:
+                log(WARNING, "release: round %d's metrics left unread: %s", record.round, err)
+                record.accuracy = record.loss = None
+                continue
+            # Each client's accuracy times its test records is a whole number of correct
+            # predictions: rounding their sum removes CKKS's error from the accuracy.
+            record.accuracy = round(float(accuracy) * total) / total
+            record.loss = float(loss)
         rundir.write_history(history)
-        final = self._final(rundir, rounds[-1], holder)
         rundir.write_model(state_to_bytes(vector_to_state(final, initial_state(self.config))))
 
-    def _final(self, rundir: RunDirectory, last: int, holder: KeyHolder) -> np.ndarray:
+    def _expectation(
+        self, holder: KeyHolder, purpose: Purpose, first: int, last: int
+    ) -> Expectation:
+        """A sum of ``purpose`` uploads of one round in ``first..last``, of any run.
+
+        The key holder reads the run from the aggregate; the run id is in every pad it checks.
+        """
+        minimum = (
+            1 if holder.authentication is None else holder.authentication.policy.minimum(purpose)
+        )
+        return Expectation(purpose, None, first, last, minimum)
+
+    def _final(
+        self, rundir: RunDirectory, last: int, holder: KeyHolder, last_round_only: bool = False
+    ) -> tuple[np.ndarray, Authenticator | None]:
+        """Round ``last``'s global model (verified where the key set authenticates)."""
         reference = state_to_vector(initial_state(self.config))
         arrays = arrays_of(rundir.read_checkpoint(last))
-        if len(arrays) == 0:  # no round changed the model: it is still the seed's
-            return reference
-        update = self.encodings().update
-        return holder.decrypt_mean(update, arrays, reference.size, reference)[0]
+        if len(split(arrays)[0]) == 0:  # no round changed the model: it is still the seed's
+            return reference, None
+        # The release decrypts only a sum of the run's last round; other checkpoints may
+        # hold an earlier round's sum (a round whose sum clients refused keeps the last).
+        first = self.config.num_server_rounds if last_round_only else 1
+        expectation = self._expectation(holder, Purpose.TRAIN, first, last)
+        mean, _, auth = holder.open(
+            self.encodings().update, arrays, reference.size, expectation, reference
+        )
+        return mean, auth
 
     def round_models(
         self, rundir: RunDirectory, key_dir: str | Path | None = None
     ) -> list[np.ndarray]:
         """Each round's decrypted global model."""
         holder = self._holder(key_dir)
-        return [self._final(rundir, r, holder) for r in rundir.checkpoint_rounds()]
+        return [self._final(rundir, r, holder)[0] for r in rundir.checkpoint_rounds()]
 
     def server_sight(self, rundir: RunDirectory) -> Sight:
         """Ciphertexts only."""

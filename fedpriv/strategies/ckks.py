@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass, replace
 from logging import INFO, WARNING
 from typing import Any
 
@@ -11,8 +12,11 @@ from flwr.app import ArrayRecord, ConfigRecord, Message, MetricRecord
 from flwr.serverapp import Grid
 from flwr.serverapp.strategy import FedAvg
 
+from fedpriv.crypto.authenticated import Authenticator, attach, split
 from fedpriv.crypto.encoding import NUM_METRICS, UpdateEncoding
 from fedpriv.crypto.keys import CkksContext
+from fedpriv.crypto.mac import Purpose
+from fedpriv.crypto.packed import PackedContext
 from fedpriv.crypto.packing import (
     add_encrypted,
     aggregate_form,
@@ -20,7 +24,7 @@ from fedpriv.crypto.packing import (
     expected_layout,
 )
 from fedpriv.crypto.presets import CkksPreset
-from fedpriv.errors import CiphertextFormatError, KeyMaterialError, ReplyCode
+from fedpriv.errors import CiphertextFormatError, CryptoError, KeyMaterialError, ReplyCode
 from fedpriv.flower import log
 from fedpriv.strategies.facts import ReportsFacts
 from fedpriv.strategies.sampling import Sampling
@@ -53,6 +57,11 @@ class CkksFedAvg(FedAvg, ReportsFacts):
         Number of model parameters (the server knows the architecture, not the weights).
     sampling : Sampling
         How many clients are trained and evaluated per round.
+    authenticated : bool
+        Whether uploads carry MAC tags (:mod:`fedpriv.crypto.authenticated`): the server then
+        refuses an upload without one, or of another round or purpose, or from a sender it
+        already summed this round, and adds the tags of what it sums. It cannot check a
+        tag (it holds no key); the clients and the key holder do.
 
     """
 
@@ -62,6 +71,7 @@ class CkksFedAvg(FedAvg, ReportsFacts):
         encoding: UpdateEncoding,
         num_values: int,
         sampling: Sampling,
+        authenticated: bool = False,
     ) -> None:
         held = context.held_keys()
         if held:
@@ -82,6 +92,7 @@ class CkksFedAvg(FedAvg, ReportsFacts):
         self.accepted = ArrayRecord()
         self.broadcast = ArrayRecord()
         self.recombiner: Recombiner | None = None
+        self.authenticated = authenticated
 
     def configure_train(
         self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid
@@ -97,9 +108,11 @@ class CkksFedAvg(FedAvg, ReportsFacts):
 
     def _parse_replies(
         self, server_round: int, replies: Iterable[Message], key: str, num_values: int
-    ) -> dict[int, list[Any]]:
+    ) -> dict[int, Upload]:
         """Parse each reply's ciphertexts (by node); reject (and log) any that are malformed."""
-        parsed: dict[int, list[Any]] = {}
+        parsed: dict[int, Upload] = {}
+        senders: set[int] = set()
+        purpose = Purpose.TRAIN if key == UPDATE_KEY else Purpose.EVALUATE
         rejected = self.round_facts(server_round).rejected
         for message in replies:
             node = message.metadata.src_node_id
@@ -115,8 +128,13 @@ class CkksFedAvg(FedAvg, ReportsFacts):
             try:
                 if key not in message.content.array_records:
                     raise CiphertextFormatError(f"reply has no '{key}' ciphertext record")
-                record = message.content.array_records[key]
-                parsed[node] = deserialize_update(record, self.context, self.preset, num_values)
+                ciphertexts, auth = split(message.content.array_records[key])
+                if self.authenticated:
+                    _check_upload(auth, purpose, server_round, senders)
+                    assert auth is not None
+                    senders.add(auth.senders[0][0])
+                vectors = deserialize_update(ciphertexts, self.context, self.preset, num_values)
+                parsed[node] = Upload(vectors, auth if self.authenticated else None)
             except CiphertextFormatError as err:
                 rejected[node] = f"{key}: {err}"
                 log(WARNING, "round %d: rejected the reply of node %d: %s", server_round, node, err)
@@ -187,13 +205,60 @@ class CkksFedAvg(FedAvg, ReportsFacts):
         are scaled as the clients' are (the encoding's unit of weight); the weight slots are
         left as they are.
         """
+        if self.authenticated:
+            raise CryptoError(
+                "an authenticated sum takes nothing from the server: its clients add the "
+                "noise in shares"
+            )
         parsed = deserialize_update(record, self.context, self.preset, self.update_size)
         slots = np.zeros(self.update_size - self.num_values)
         plain = np.concatenate([np.asarray(values) / self.encoding.unit, slots])
-        return self._sum([parsed], self.update_size, plain=plain)
+        return self._sum([Upload(parsed, None)], self.update_size, plain=plain)
 
     def _sum(
-        self, parsed: list[list[Any]], num_values: int, plain: np.ndarray | None = None
+        self, uploads: list[Upload], num_values: int, plain: np.ndarray | None = None
     ) -> ArrayRecord:
         sizes = expected_layout(num_values, self.preset)
-        return add_encrypted(parsed, self.context, self.preset, sizes, plain=plain)
+        vectors = [u.ciphertexts for u in uploads]
+        if isinstance(self.context, PackedContext):
+            # The first upload's ciphertexts accumulate the sum: copy them, so that an
+            # upload can be summed again (a recombination) and still be itself.
+            vectors[0] = [replace(c, seeds=list(c.seeds)) for c in vectors[0]]
+        record = add_encrypted(vectors, self.context, self.preset, sizes, plain=plain)
+        if not self.authenticated:
+            return record
+        assert isinstance(self.context, PackedContext)
+        auths = [u.auth for u in uploads if u.auth is not None]
+        return attach(record, Authenticator.sum(auths, self.context.q))
+
+
+@dataclass(frozen=True)
+class Upload:
+    """One reply's parsed ciphertexts and (authenticated) its authenticator."""
+
+    ciphertexts: list[Any]
+    auth: Authenticator | None
+
+
+def _check_upload(
+    auth: Authenticator | None, purpose: Purpose, server_round: int, senders: set[int]
+) -> None:
+    """What an honest server checks of an upload before summing it (it cannot check the tag).
+
+    Raises
+    ------
+    CiphertextFormatError
+        No authenticator, or one of another purpose or round, not of one sender, or of a
+        sender already summed this round.
+
+    """
+    if auth is None:
+        raise CiphertextFormatError("the upload carries no authenticator")
+    if auth.purpose != purpose or auth.server_round != server_round or len(auth.senders) != 1:
+        raise CiphertextFormatError(
+            f"the upload's authenticator is for {auth.purpose.name.lower()} round "
+            f"{auth.server_round} with {len(auth.senders)} sender(s), not one upload of "
+            f"{purpose.name.lower()} round {server_round}"
+        )
+    if auth.senders[0][0] in senders:
+        raise CiphertextFormatError(f"partition {auth.senders[0][0]} already uploaded this round")

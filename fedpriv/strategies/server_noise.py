@@ -25,6 +25,9 @@ class NoisySum(Protocol):
 
     num_values: int
     fraction_train: float
+    # Whether its sums are authenticated: the server may add nothing, the clients add the
+    # noise in shares (``fedpriv.defenses.dp.noise_share``).
+    authenticated: bool
 
     def add_plain(self, record: ArrayRecord, values: np.ndarray) -> ArrayRecord:
         """Add ``values`` to the model slots of the aggregate ``record``."""
@@ -46,9 +49,11 @@ class ServerSideNoise(Strategy):
     Clients send ``w + clip(w_k - w, C)`` with weight 1, so one client changes the sum by at
     most ``C``. After the wrapped strategy has summed the round's updates, this adds Gaussian
     noise ``N(0, sigma^2 C^2)`` to every model slot of the sum and accounts for the privacy
-    spent (Opacus's RDP accountant, sampling rate = ``fraction-train``). Under ckks the noise
-    is added to a sum nobody has read yet: the server never sees the sum, the clients never
-    see the noise. As Flower's DP strategies, it wraps the strategy instead of changing it.
+    spent (Opacus's RDP accountant, sampling rate = ``fraction-train``). Under unauthenticated
+    ckks the noise is added to a sum nobody has read yet: the server never sees the sum, the
+    clients never see the noise. An authenticated sum takes nothing from the server: there
+    the clients add the noise in shares and this only accounts for it. As Flower's DP
+    strategies, it wraps the strategy instead of changing it.
 
     Parameters
     ----------
@@ -98,12 +103,6 @@ class ServerSideNoise(Strategy):
         facts = self.round_facts(server_round)
         if arrays is None or facts.summed == 0:
             return arrays, metrics  # no new sum (nothing arrived, or a fallback): no release
-        noise = draw_noise(self.settings, self.summing.num_values, server_round)
-        if os.environ.get(DISABLE_NOISE) == "1":
-            # A fault injected by tests: the accountant still claims its epsilon below, and
-            # the DP audit must catch the difference.
-            log(WARNING, "%s=1: the DP noise is NOT added (a test fault)", DISABLE_NOISE)
-            noise = np.zeros_like(noise)
         facts.epsilon = privacy_spent(
             self.settings.noise_multiplier,
             self.summing.fraction_train,
@@ -111,6 +110,14 @@ class ServerSideNoise(Strategy):
             self.settings.delta,
         )
         facts.delta = self.settings.delta
+        if self.summing.authenticated:
+            return arrays, metrics  # the clients' noise shares are in the sum already
+        noise = draw_noise(self.settings, self.summing.num_values, server_round)
+        if os.environ.get(DISABLE_NOISE) == "1":
+            # A fault injected by tests: the accountant still claims its epsilon below, and
+            # the DP audit must catch the difference.
+            log(WARNING, "%s=1: the DP noise is NOT added (a test fault)", DISABLE_NOISE)
+            noise = np.zeros_like(noise)
         return self.summing.add_plain(arrays, noise), metrics
 
     def configure_evaluate(

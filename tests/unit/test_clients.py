@@ -5,6 +5,7 @@ from support import client_context
 
 import clients.app as client_app
 from fedpriv.config import RunConfig
+from fedpriv.crypto.authenticated import split
 from fedpriv.crypto.encoding import UpdateEncoding
 from fedpriv.crypto.keys import make_context
 from fedpriv.crypto.packing import encrypt_update, stype
@@ -25,10 +26,12 @@ def test_round_one_ckks_reply_is_ciphertext_only(task_identity, key_dir):
     reply = client_app.train_handler(_request(ArrayRecord()), client_context(config))
     assert list(reply.content.array_records) == ["arrays"]
     assert not reply.content.metric_records and not reply.content.config_records
-    record = reply.content["arrays"]
+    record, auth = split(reply.content["arrays"])
     assert all(record[k].stype == stype(PRESET) for k in record.keys())
     slots = num_parameters(config) + PRESET.check_slots
     assert sum(record[k].shape[0] for k in record.keys()) == slots
+    # Beside the ciphertexts, only the upload's authenticator: who, which round, a tag.
+    assert auth is not None and auth.server_round == 1 and len(auth.senders) == 1
 
 
 def test_diverging_update_fails_the_reply_naming_bound_and_key(task_identity, key_dir):
@@ -46,14 +49,33 @@ def test_update_bound_is_the_run_config_key(task_identity, key_dir):
         client_app.train_handler(_request(ArrayRecord()), client_context(config))
 
 
-def test_aggregate_under_another_key_is_detected(task_identity, key_dir):
-    config = RunConfig(aggregation="ckks", key_dir=str(key_dir), local_epochs=1)
+AUTHENTICATED_OR_NOT = pytest.mark.parametrize(
+    ("authenticated", "reason"),
+    [(False, None), (True, "the aggregate carries no authenticator")],
+    ids=["unauthenticated", "authenticated"],
+)
+
+
+def _keys(authenticated: bool, key_dir, legacy_key_dir) -> str:
+    return str(key_dir if authenticated else legacy_key_dir)
+
+
+@AUTHENTICATED_OR_NOT
+def test_aggregate_under_another_key_is_detected(
+    task_identity, key_dir, legacy_key_dir, authenticated, reason
+):
+    """Unauthenticated, the decrypted weights give it away; authenticated, it is refused
+    before anything is decrypted."""
+    keys = _keys(authenticated, key_dir, legacy_key_dir)
+    config = RunConfig(
+        aggregation="ckks", key_dir=keys, local_epochs=1, ckks_authenticated=authenticated
+    )
     stranger = make_context(PRESET)
     encoding = UpdateEncoding(PRESET, max_total_weight=1797)
     foreign = encrypt_update(stranger, encoding, np.zeros(num_parameters(config)), 100.0)
     reply = client_app.train_handler(_request(foreign, server_round=2), client_context(config))
     assert reply.has_error() and reply.error.code == ReplyCode.AGGREGATE_REJECTED
-    assert "encrypted under another key" in reply.error.reason
+    assert (reason or "encrypted under another key") in reply.error.reason
     assert not reply.has_content()  # nothing trained on the corrupt model is sent
 
 
@@ -82,7 +104,10 @@ def test_malformed_broadcast_is_refused_not_allocated(task_identity, key_dir):
     assert reply.has_error() and reply.error.code == ReplyCode.AGGREGATE_REJECTED
 
 
-def test_a_trivial_ciphertext_broadcast_is_refused(task_identity, key_dir):
+@AUTHENTICATED_OR_NOT
+def test_a_trivial_ciphertext_broadcast_is_refused(
+    task_identity, key_dir, legacy_key_dir, authenticated, reason
+):
     """A malicious server's trivial ciphertext (c0 = a model it chose, c1 = 0) would decrypt
     to that model under every key; clients refuse it instead of training on it."""
     from flwr.app import Array
@@ -92,8 +117,11 @@ def test_a_trivial_ciphertext_broadcast_is_refused(task_identity, key_dir):
     from fedpriv.crypto.packing import KEY_FORMAT, expected_layout
     from fedpriv.schemes.base import load_scheme
 
-    config = RunConfig(aggregation="ckks", key_dir=str(key_dir), local_epochs=1)
-    server = load_server_context(key_dir)
+    keys = _keys(authenticated, key_dir, legacy_key_dir)
+    config = RunConfig(
+        aggregation="ckks", key_dir=keys, local_epochs=1, ckks_authenticated=authenticated
+    )
+    server = load_server_context(keys)
     encoding = load_scheme(config).encodings().update
     chosen = encoding.payload(np.full(num_parameters(config), 0.5), 100.0)
     record = ArrayRecord()
@@ -109,4 +137,4 @@ def test_a_trivial_ciphertext_broadcast_is_refused(task_identity, key_dir):
         )  # fmt: skip
     reply = client_app.train_handler(_request(record, server_round=2), client_context(config))
     assert reply.has_error() and reply.error.code == ReplyCode.AGGREGATE_REJECTED
-    assert "trivial ciphertext (c1 = 0)" in reply.error.reason
+    assert (reason or "trivial ciphertext (c1 = 0)") in reply.error.reason

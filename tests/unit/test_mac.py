@@ -133,9 +133,7 @@ def test_a_server_cannot_sum_a_sender_twice_or_mix_rounds() -> None:
 def test_expectation_names_what_it_refuses() -> None:
     policy = AuthPolicy(min_train=3, min_evaluate=2)
     expect = Expectation(Purpose.TRAIN, 7, 1, 4, policy.minimum(Purpose.TRAIN))
-    two = Authenticator.sum(
-        [Authenticator.of_upload(_identity(s), (0, 0)) for s in range(2)], Q
-    )
+    two = Authenticator.sum([Authenticator.of_upload(_identity(s), (0, 0)) for s in range(2)], Q)
     cases = {
         "carries no authenticator": None,
         "fewer than the 3": two,

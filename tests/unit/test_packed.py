@@ -143,7 +143,7 @@ def test_expanded_sum_equals_seals_sum_byte_for_byte(client, server):
     parsed = [server.parse(blob, "ct", N) for blob in blobs]
     for other in parsed[1:]:
         server.add_(parsed[0], other)
-    server._expand(parsed[0])
+    server.expand_(parsed[0])
     expanded = server.serialize(parsed[0])
     assert _fields(expanded)["flags"] == EXPANDED and _fields(expanded)["seeds"] == 0
     assert len(expanded) == HEADER.size + 2 * polynomial_bytes(N, 4)
@@ -203,7 +203,7 @@ def test_server_aggregates_without_calling_seal(client, server, monkeypatch):
     monkeypatch.setattr(server, "seal", NoSeal())
     summed = _server_sum(server, blobs)
     parsed = server.parse(summed, "sum", N)
-    server._expand(parsed)
+    server.expand_(parsed)
     assert PackedContext.expanded(server.serialize(parsed))
 
 
