@@ -202,18 +202,29 @@ class CoalitionView(SightView):
 
 # Why a server that may only send ciphertexts cannot play the model-crafting attacks.
 CIPHERTEXT_ONLY = (
-    "under single-key CKKS the server sends and reads ciphertexts only: a crafted model would "
-    "travel as a trivial ciphertext (c1 = 0), which every client refuses, and the aggregate it "
-    "would read stays encrypted"
+    "the run's server followed the protocol, and under single-key CKKS it sends and reads "
+    "ciphertexts only; what a server that deviates gets is measured on a run with "
+    "--adversary malicious-server:broadcast-one"
 )
 
 
 # What a single-key CKKS server gains by recombining the uploads it cannot read.
 RECOMBINED_ONLY = (
-    "under single-key CKKS the server broadcast node {node}'s own upload as round {round}'s "
-    "aggregate (a linear combination of the uploads; clients cannot tell it from a sum), but "
-    "it holds no key: what it sent and what came back stay ciphertexts. Only a key holder "
-    "reads them, and a client colluding with the server decrypts every upload anyway"
+    "under unauthenticated single-key CKKS the server broadcast node {node}'s own upload as "
+    "round {round}'s aggregate and the clients accepted it (nothing binds a broadcast to a "
+    "sum); the server holds no key, so what it sent and what came back stay ciphertexts, but "
+    "the key holder would release such a recombination as the model (tests/adversarial/"
+    "test_deviating_server.py reads one client's update that way): this arm holds against an "
+    "honest server only"
+)
+
+# The same recombination against authenticated CKKS.
+RECOMBINATION_REFUSED = (
+    "under authenticated single-key CKKS the server broadcast node {node}'s own upload as "
+    "round {round}'s aggregate; {refused} client(s) refused it before decrypting anything (it "
+    "does not verify as the sum of enough authenticated uploads of one round), the run went "
+    "on from the last verified sum, and the key holder released only a verified sum: the "
+    "server learned nothing"
 )
 
 
@@ -251,6 +262,13 @@ class MaliciousServerView(SightView):
             )
         record = attack[0]
         if record.aggregate == RECOMBINED:
+            rounds = list(self.rundir.read_history())
+            after = rounds[record.server_round] if record.server_round < len(rounds) else None
+            if self.config.ckks_authenticated:
+                refused = len(after.aggregate_rejected_by) if after is not None else 0
+                return RECOMBINATION_REFUSED.format(
+                    node=record.target_node, round=record.server_round, refused=refused
+                )
             return RECOMBINED_ONLY.format(node=record.target_node, round=record.server_round)
         if record.decrypted:
             return None

@@ -220,7 +220,8 @@ PRESETS: dict[str, CkksPreset] = {
             "asymmetric",
             "threshold",
             "ckks-threshold: N=4096, two 51-bit primes, scale 2^70, collective public key, "
-            "t-of-n decryption shares smudged to 2^40, up to 1,024 parties",
+            "t-of-n decryption shares smudged by 2^40 times the sum's noise (about 2^62), "
+            "up to 1,024 parties",
             smudging_bits=40,
             max_parties=1024,
         ),

@@ -29,7 +29,11 @@ from fedpriv.errors import CryptoError, KeyMaterialError
 
 # After Mouchet, Troncoso-Pastoriza, Bossuat, Hubaux, "Multiparty Homomorphic Encryption from
 # Ring-Learning-with-Errors" (PETS 2021), Sections 4-5, as Lattigo's ``multiparty`` package
-# implements it, for the one homomorphic operation an aggregation server needs (addition):
+# implements it, for the one homomorphic operation an aggregation server needs (addition);
+# the t-of-n access structure (Shamir shares of ``s`` and Lagrange-weighted decryption
+# shares) is Mouchet, Bertrand, Hubaux, "An Efficient Threshold Access-Structure for
+# RLWE-Based Multiparty Homomorphic Encryption" (Journal of Cryptology 2023, ePrint
+# 2022/780); PETS 2021 is n-of-n. Both are passive-secure:
 #
 # * collective key generation: a common random polynomial ``a`` (from a public seed, the CRS);
 #   party i draws a ternary ``s_i`` and noise ``e_i`` and publishes ``p0_i = -a*s_i + e_i``;
@@ -42,7 +46,8 @@ from fedpriv.errors import CryptoError, KeyMaterialError
 # * noise flooding (smudging): each ``e_j`` is uniform in ``[-E, E]`` with ``E`` at least
 #   ``2^lambda`` times the bound on the ciphertext's own noise, so that a share reveals
 #   nothing of ``S_j`` beyond statistical distance ``N * 2^-lambda`` (Asharov et al.,
-#   Eurocrypt 2012, Lemma 2.1 for uniform noise: distance B/E per coefficient).
+#   Eurocrypt 2012, Lemma 2.1 for uniform noise: distance B/E per coefficient); ``k`` shares
+#   of one party add up to ``k * N * 2^-lambda``, so the bound is per share, not per run.
 #
 # All arithmetic is numpy modulo the primes, in NTT form. SEAL provides only what fedpriv does
 # not write itself: its NTT (through its Evaluator on a container fedpriv writes, see

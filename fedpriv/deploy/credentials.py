@@ -11,7 +11,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from fedpriv.crypto.keys import write_private, write_public
+from fedpriv.crypto.files import write_private, write_public
 
 # Names the SuperLink is reached by: the compose service name and loopback.
 DEFAULT_HOSTS = ("superlink", "localhost", "127.0.0.1")

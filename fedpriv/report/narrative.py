@@ -117,7 +117,7 @@ def protection_text(arm: ArmResult, baseline: ArmResult) -> list[str]:
             "cheats."
         )
     elif h.malicious_reason:
-        lines.append(f"A malicious server learns nothing more here: {h.malicious_reason}.")
+        lines.append(f"Against a malicious server: {h.malicious_reason}.")
     scheme = load_scheme(arm.config)
     lines += scheme.narrative(numbers)
     lines.append(

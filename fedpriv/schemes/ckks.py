@@ -366,10 +366,11 @@ class CkksScheme(AggregationScheme):
 
         Needs the clients' secret-key context: only key holders can release. Under an
         authenticated key set the key holder decrypts only what verifies: the final
-        checkpoint as a training sum of the last round (of at least the policy's uploads),
-        each round's metrics as an evaluation sum of that round; a run is released once
-        (``released.json`` in the key directory), so a server cannot have a second, other
-        aggregate of the same run decrypted. Metrics that do not verify stay unread.
+        checkpoint as a training sum of one round of the run (of at least the policy's
+        uploads; the last round's, unless clients refused it and the server kept the one
+        before), each round's metrics as an evaluation sum of that round; a run is released
+        once (``released.json`` in the key directory), so a server cannot have a second,
+        other aggregate of the same run decrypted. Metrics that do not verify stay unread.
 
         Raises
         ------
@@ -381,7 +382,7 @@ class CkksScheme(AggregationScheme):
         rounds = rundir.checkpoint_rounds()
         if not rounds:
             raise FedprivError(f"{rundir.path} has no checkpoint to release")
-        final, auth = self._final(rundir, rounds[-1], holder, last_round_only=True)
+        final, auth = self._final(rundir, rounds[-1], holder)
         if auth is not None:
             record_release(holder.key_dir, auth)
         encoding = self.encodings()
@@ -420,17 +421,18 @@ class CkksScheme(AggregationScheme):
         return Expectation(purpose, None, first, last, minimum)
 
     def _final(
-        self, rundir: RunDirectory, last: int, holder: KeyHolder, last_round_only: bool = False
+        self, rundir: RunDirectory, last: int, holder: KeyHolder
     ) -> tuple[np.ndarray, Authenticator | None]:
-        """Round ``last``'s global model (verified where the key set authenticates)."""
+        """Round ``last``'s global model (verified where the key set authenticates).
+
+        A checkpoint holds the sum of its round or, where clients refused that round's
+        broadcast, the last sum they accepted: any round up to ``last``.
+        """
         reference = state_to_vector(initial_state(self.config))
         arrays = arrays_of(rundir.read_checkpoint(last))
         if len(split(arrays)[0]) == 0:  # no round changed the model: it is still the seed's
             return reference, None
-        # The release decrypts only a sum of the run's last round; other checkpoints may
-        # hold an earlier round's sum (a round whose sum clients refused keeps the last).
-        first = self.config.num_server_rounds if last_round_only else 1
-        expectation = self._expectation(holder, Purpose.TRAIN, first, last)
+        expectation = self._expectation(holder, Purpose.TRAIN, 1, last)
         mean, _, auth = holder.open(
             self.encodings().update, arrays, reference.size, expectation, reference
         )

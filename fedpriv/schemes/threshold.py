@@ -31,7 +31,6 @@ from fedpriv.federation.recording import RecordingGrid
 from fedpriv.federation.rounds import RoundLoop, RoundPolicy, wait_for_nodes
 from fedpriv.history import History
 from fedpriv.models import state_to_bytes
-from fedpriv.narrative import fmt
 from fedpriv.parameters import State, state_to_vector
 from fedpriv.registry import Aggregation
 from fedpriv.rundir import RunDirectory, write_json
@@ -474,7 +473,9 @@ class ThresholdScheme(AggregationScheme):
         t, n = self.config.decryption_threshold, self.config.num_clients
         return [
             f"Threshold CKKS splits the key among the {n} clients: decrypting anything takes "
-            f"{t} of them, and they only ever decrypt the round's sum, so the server reads "
-            "each aggregate (as under SecAgg+) but no individual update unless "
-            f"{fmt(t)} clients collude with it."
+            f"{t} of them. A server that follows the protocol asks them to decrypt each "
+            "round's sum only, so it reads each aggregate (as under SecAgg+) but no "
+            f"individual update unless {t} clients collude with it; the parties cannot tell "
+            "a sum from one upload, so this holds against an honest server only (the "
+            "malicious-server result above says what a deviating one reads)."
         ]

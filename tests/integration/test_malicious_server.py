@@ -33,7 +33,7 @@ INVERSION = InversionSettings(iterations=400, restarts=1)
 
 
 def _run(
-    tmp: Path, aggregation: str, attack: str, rounds: int = 2, **recipe_keys: int | str
+    tmp: Path, aggregation: str, attack: str, rounds: int = 2, **recipe_keys: int | str | bool
 ) -> Path:
     config = RunConfig(
         out_dir=str(tmp / f"{aggregation}-{attack}"),
@@ -142,9 +142,27 @@ def test_imprint_recovers_half_a_batch_of_32(tmp_path: Path, aggregation: str) -
     assert result.settings["share_measured"] is True
 
 
-def test_single_key_ckks_server_recombines_uploads_and_reads_nothing(tmp_path: Path) -> None:
-    """Broadcasting one upload as the aggregate: clients accept it, the server learns nothing."""
+def test_authenticated_ckks_clients_refuse_a_recombined_broadcast(tmp_path: Path) -> None:
+    """Broadcasting one upload as the aggregate (the default, authenticated ckks): every
+    client refuses it before decrypting, the server falls back, the run finishes honestly."""
     run = _run(tmp_path, "ckks", "broadcast-one", rounds=3, **SINGLE)
+    rundir = RunDirectory(run)
+    found = read_attack(rundir)
+    assert found is not None
+    attacked = found[0].server_round
+    history = list(rundir.read_history())
+    after = history[attacked]  # the round whose clients were sent the recombination
+    assert len(after.aggregate_rejected_by) == 5, after
+    assert rundir.model_path.exists()
+    (result,) = run_attacks(run, "malicious-server", ("ig",), SuiteSettings(INVERSION))
+    assert result.status == "not-applicable"
+    assert "5 client(s) refused it before decrypting" in (result.reason or "")
+
+
+def test_single_key_ckks_server_recombines_uploads_and_reads_nothing(tmp_path: Path) -> None:
+    """Unauthenticated ckks (the previous protocol): clients accept one upload broadcast as
+    the aggregate; the server, holding no key, reads nothing directly."""
+    run = _run(tmp_path, "ckks", "broadcast-one", rounds=3, ckks_authenticated=False, **SINGLE)
     rundir = RunDirectory(run)
     history = rundir.read_history()
     # Round 3's clients decrypted the recombined broadcast and trained on it, refusing nothing.
@@ -152,7 +170,7 @@ def test_single_key_ckks_server_recombines_uploads_and_reads_nothing(tmp_path: P
     rounds = list(history)
     assert all(not r.aggregate_rejected_by for r in rounds) and len(rounds[2].clients) == 5
     (result,) = run_attacks(run, "malicious-server", ("ig",), SuiteSettings(INVERSION))
-    assert result.status == "not-applicable" and "it holds no key" in (result.reason or "")
+    assert result.status == "not-applicable" and "honest server only" in (result.reason or "")
     # What the server did, read by a key holder (a colluding client): the round's broadcast
     # is the target's own upload, where an honest round's is the mean of five.
     found = read_attack(rundir)
