@@ -538,12 +538,65 @@ def performance_page() -> str:
                         f"{arm['bytes_down']:,.0f}",
                         "" if arm["final_accuracy"] is None else f"{arm['final_accuracy']:.4f}",
                     ]
-                    for name, arm in (("plaintext", plain), ("ckks", ckks))
+                    for name, arm in (
+                        ("plaintext", plain),
+                        ("ckks", ckks),
+                        *(
+                            [("ckks, unauthenticated", e2e["ckks_unauthenticated"])]
+                            if "ckks_unauthenticated" in e2e
+                            else []
+                        ),
+                    )
                 ],
             ),
             "",
             f"Round seconds ratio (ckks / plaintext): {_ratio(e2e['round_seconds_ratio'])}; "
             f"upload ratio: {_ratio(e2e['bytes_up_ratio'])}.",
+            "",
+        ]
+        if "authenticated_round_seconds_ratio" in e2e:
+            lines += [
+                "Authenticated against unauthenticated ckks: round seconds "
+                f"{_ratio(e2e['authenticated_round_seconds_ratio'])}, training bytes "
+                f"{e2e['authenticated_bytes_ratio']:.4f}x.",
+                "",
+            ]
+    if bench.get("authentication"):
+        rows = [
+            [
+                f"`{a['preset']}`",
+                f"{a['parameters']:,}",
+                str(a["clients"]),
+                f"{a['tag_seconds_per_1m']:.3f}",
+                f"{a['verify_seconds_per_1m']:.3f}",
+                f"{a['client_seconds_ratio']:.2f}x",
+                f"{a['server_seconds_ratio']:.2f}x",
+                f"{a['bytes_ratio']:.4f}x",
+            ]
+            for a in bench["authentication"]
+        ]
+        lines += [
+            "## Authentication",
+            "",
+            "Authenticated ckks (MAC tags on every upload and sum, checked before decryption) "
+            "against the same uploads and sum without tags, measured side by side: tag and "
+            "verify seconds per million parameters, the client's encrypt plus decrypt "
+            "seconds, the server's parse-and-sum seconds, and upload plus sum bytes, each as "
+            "a ratio to the unauthenticated protocol.",
+            "",
+            *table(
+                [
+                    "preset",
+                    "parameters",
+                    "clients",
+                    "tag s/1M",
+                    "verify s/1M",
+                    "client seconds",
+                    "server seconds",
+                    "bytes",
+                ],
+                rows,
+            ),
             "",
         ]
     if "deploy" in bench:

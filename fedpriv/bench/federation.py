@@ -30,18 +30,27 @@ class ArmCost:
 
 @dataclass(frozen=True)
 class EndToEndResult:
-    """The same federation under plaintext and ckks (median round after round 1)."""
+    """The same federation under plaintext, ckks, and unauthenticated ckks.
+
+    Median round after round 1: the cost of encryption, and of authenticating it.
+    """
 
     config: EndToEnd
     plaintext: ArmCost
     ckks: ArmCost
+    ckks_unauthenticated: ArmCost
 
     def to_json(self) -> dict[str, Any]:
         """As ``bench.json`` holds it, with the ratios."""
+        unauthenticated = self.ckks_unauthenticated
         return {
             **asdict(self),
             "round_seconds_ratio": self.ckks.round_seconds / self.plaintext.round_seconds,
             "bytes_up_ratio": self.ckks.bytes_up / self.plaintext.bytes_up,
+            "authenticated_round_seconds_ratio": self.ckks.round_seconds
+            / unauthenticated.round_seconds,
+            "authenticated_bytes_ratio": (self.ckks.bytes_up + self.ckks.bytes_down)
+            / (unauthenticated.bytes_up + unauthenticated.bytes_down),
         }
 
 
@@ -77,20 +86,27 @@ def scratch(out: Path, name: str) -> Path:
 
 
 def measure_end_to_end(federation: EndToEnd, out: Path) -> EndToEndResult:
-    """The same federation under plaintext and ckks; median round seconds after round 1."""
+    """The federation under plaintext, ckks and unauthenticated ckks (median round, >= 2)."""
     base = RunConfig(record_server_view=False, **asdict(federation))
     arms = {}
-    for aggregation in (Aggregation.PLAINTEXT, Aggregation.CKKS):
-        run = base.replace(aggregation=aggregation, out_dir=str(scratch(out, f"e2e-{aggregation}")))
+    variants = {
+        "plaintext": base.replace(aggregation=Aggregation.PLAINTEXT),
+        "ckks": base.replace(aggregation=Aggregation.CKKS),
+        "ckks-unauthenticated": base.replace(
+            aggregation=Aggregation.CKKS, ckks_authenticated=False
+        ),
+    }
+    for name, variant in variants.items():
+        run = variant.replace(out_dir=str(scratch(out, f"e2e-{name}")))
         history = RunDirectory(run_simulation(run)).read_history()
         later = history.rounds[1:] or history.rounds
-        arms[aggregation] = ArmCost(
+        arms[name] = ArmCost(
             round_seconds=statistics.median(history.later_seconds()),
             bytes_up=statistics.median(r.train_bytes_up for r in history),
             bytes_down=statistics.median(r.train_bytes_down for r in later),
             final_accuracy=history.rounds[-1].accuracy,
         )
-    return EndToEndResult(federation, arms[Aggregation.PLAINTEXT], arms[Aggregation.CKKS])
+    return EndToEndResult(federation, arms["plaintext"], arms["ckks"], arms["ckks-unauthenticated"])
 
 
 def process_tree_rss(root: int) -> int:

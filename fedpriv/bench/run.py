@@ -8,6 +8,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from fedpriv.bench.authentication import AuthenticationCost, measure_authentication
 from fedpriv.bench.crypto import (
     Measure,
     PrecisionRow,
@@ -30,6 +31,7 @@ class BenchResult:
 
     sizes: list[SizeRow]
     precision: list[PrecisionRow]
+    authentication: list[AuthenticationCost] = field(default_factory=list)
     end_to_end: EndToEndResult | None = None
     scale: ScaleResult | None = None
     deploy: DeployResult | None = None
@@ -45,6 +47,7 @@ class BenchResult:
             "machine": self.machine,
             "sizes": [row.to_json() for row in self.sizes],
             "precision": [asdict(row) for row in self.precision],
+            "authentication": [row.to_json() for row in self.authentication],
         }
         if self.end_to_end is not None:
             data["end_to_end"] = self.end_to_end.to_json()
@@ -85,6 +88,11 @@ def run_bench(
         for p in settings.presets
     ]
     result = BenchResult(rows, precision)
+    for size in settings.sizes:
+        for preset in settings.presets:
+            if get_preset(preset).backend == "packed":
+                say(f"{preset}: authenticated against unauthenticated, {size:,} parameters")
+                result.authentication.append(measure_authentication(preset, size, settings.clients))
     if settings.end_to_end is not None:
         say("end to end: plaintext and ckks federations")
         result.end_to_end = measure_end_to_end(settings.end_to_end, out)

@@ -104,6 +104,14 @@ def print_bench(results: dict[str, Any]) -> None:
             f"(bound {entry['bound']:g}), max abs error {entry['max_abs_error']:.2e}, std "
             f"{entry['std_error']:.2e} (predicted {entry['predicted_std']:.2e})"
         )
+    for row in results.get("authentication", []):
+        console.print(
+            f"authenticated {row['preset']}, {row['parameters']:,} parameters, "
+            f"{row['clients']} clients: tag {row['tag_seconds_per_1m']:.3f} s/1M, verify "
+            f"{row['verify_seconds_per_1m']:.3f} s/1M; client seconds "
+            f"{row['client_seconds_ratio']:.2f}x, server sum {row['server_seconds_ratio']:.2f}x, "
+            f"bytes {row['bytes_ratio']:.4f}x unauthenticated"
+        )
     if "end_to_end" in results:
         e2e = results["end_to_end"]
         federation = e2e["config"]
@@ -114,6 +122,12 @@ def print_bench(results: dict[str, Any]) -> None:
             f"{e2e['ckks']['round_seconds']:.2f}s ckks, ratio {e2e['round_seconds_ratio']:.2f}; "
             f"upload ratio {e2e['bytes_up_ratio']:.2f}"
         )
+        if "ckks_unauthenticated" in e2e:
+            console.print(
+                f"authenticated ckks against unauthenticated: round "
+                f"{e2e['authenticated_round_seconds_ratio']:.2f}x, bytes "
+                f"{e2e['authenticated_bytes_ratio']:.4f}x"
+            )
     if "deploy" in results:
         deploy = results["deploy"]
         console.print(

@@ -69,6 +69,13 @@ def test_quick_bench_writes_every_field(tmp_path, capsys):
     e2e = results["end_to_end"]
     assert e2e["round_seconds_ratio"] > 0 and e2e["ckks"]["final_accuracy"] > 0.5
     assert e2e["plaintext"]["final_accuracy"] > 0.5
+    # Authentication beside the unauthenticated arm: tags and verification measured side
+    # by side; its bytes are a few dozen per upload and per summed upload.
+    assert e2e["ckks_unauthenticated"]["final_accuracy"] > 0.5
+    assert 1.0 < e2e["authenticated_bytes_ratio"] < 1.05
+    (auth,) = [a for a in results["authentication"] if a["parameters"] == 200_000]
+    assert auth["preset"] == "n4096-packed" and 1.0 < auth["bytes_ratio"] < 1.01
+    assert auth["tag_seconds_per_1m"] > 0 and auth["verify_seconds_per_1m"] > 0
 
 
 def test_bench_settings_validate_themselves():
