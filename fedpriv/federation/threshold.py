@@ -26,11 +26,21 @@ MESSAGE_TYPE = "query.threshold"
 CONFIG = "threshold"
 POLYS = "polys"
 KEYGEN, SHARE, DELIVER, DECRYPT = "keygen", "share", "deliver", "decrypt"
+# A signed upload's ConfigRecord in a train reply (authenticated threshold CKKS).
+UPLOAD = "threshold-upload"
 POLY_KEY = "poly-{:05d}"
 
 
 class SetupFailed(FedprivError):
     """Too few parties completed the key setup."""
+
+
+class _Restart(Exception):
+    """An authenticated setup lost dealers: start again with ``nodes``."""
+
+    def __init__(self, nodes: list[int]) -> None:
+        super().__init__(f"restart with {len(nodes)} parties")
+        self.nodes = nodes
 
 
 @dataclass(frozen=True)
@@ -136,16 +146,25 @@ class ThresholdSession:
         Parties needed to decrypt.
     timeout : float
         Seconds to wait for the replies of one exchange.
+    authenticated : bool
+        Relay the parties' signatures (key contributions, transcripts, uploads) and ask for
+        one decryption per round, of a sum each party recomputes from signed uploads.
 
     """
 
     def __init__(
-        self, grid: RecordingGrid, wire: ThresholdWire, threshold: int, timeout: float
+        self,
+        grid: RecordingGrid,
+        wire: ThresholdWire,
+        threshold: int,
+        timeout: float,
+        authenticated: bool = False,
     ) -> None:
         self.grid = grid
         self.wire = wire
         self.threshold = threshold
         self.timeout = timeout
+        self.authenticated = authenticated
         self.setup_state: Setup | None = None
 
     def _exchange(self, contents: dict[int, RecordDict], group: str) -> dict[int, Message]:
@@ -163,7 +182,9 @@ class ThresholdSession:
         Three exchanges: each party makes its key share and a channel key; each deals Shamir
         shares of its secret to every party, sealed pairwise; the server relays the sealed
         shares with the collective key. Parties that drop out before dealing are left out of
-        the key; the setup fails if fewer than ``threshold`` parties remain.
+        the key; the setup fails if fewer than ``threshold`` parties remain. Authenticated,
+        every party of the signed transcript must deal (a key over a subset the server chose
+        could be one the colluders hold): a dealer that drops restarts the setup without it.
 
         Raises
         ------
@@ -171,6 +192,15 @@ class ThresholdSession:
             Naming how many parties remained at which stage.
 
         """
+        while True:
+            try:
+                return self._setup_once(nodes, started)
+            except _Restart as restart:
+                log(WARNING, "threshold setup: %d dealer(s) dropped out; restarting without them",
+                    len(nodes) - len(restart.nodes))  # fmt: skip
+                nodes = restart.nodes
+
+    def _setup_once(self, nodes: list[int], started: float) -> Setup:
         parties = {node: index + 1 for index, node in enumerate(sorted(nodes))}
         self._enough(len(parties), "connected")
         crs = os.urandom(64)
@@ -191,12 +221,18 @@ class ThresholdSession:
         }
         p0: dict[int, np.ndarray] = {}
         channel: dict[int, bytes] = {}
+        signed: dict[int, tuple[int, bytes]] = {}  # party -> (partition, signature)
         for node, reply in self._exchange(keygen, "setup").items():
             try:
                 config = self._reply_config(reply, KEYGEN, parties.get(node))
                 channel_key = config.get("channel-key")
                 if not isinstance(channel_key, bytes) or len(channel_key) != 32:
                     raise CiphertextFormatError("no 32-byte channel key")
+                if self.authenticated:
+                    partition, signature = config.get("partition"), config.get("signature")
+                    if not isinstance(partition, int) or not isinstance(signature, bytes):
+                        raise CiphertextFormatError("no partition and signature")
+                    signed[parties[node]] = (partition, signature)
                 p0[parties[node]] = read_polys(self.wire, reply.content, 1, "key share")[0]
                 channel[parties[node]] = channel_key
             except (CiphertextFormatError, ConfigError) as err:
@@ -204,21 +240,19 @@ class ThresholdSession:
         dealers = {n: p for n, p in parties.items() if p in p0}
         self._enough(len(dealers), "made a key share")
         roster = sorted(dealers.values())
-        share = {
-            node: RecordDict(
-                {
-                    CONFIG: ConfigRecord(
-                        {
-                            "stage": SHARE,
-                            "parties": roster,
-                            "channel-keys": [channel[p] for p in roster],
-                        }
-                    )
-                }
-            )
-            for node in dealers
-        }
+        share_config = ConfigRecord(
+            {"stage": SHARE, "parties": roster, "channel-keys": [channel[p] for p in roster]}
+        )
+        share_content = RecordDict({CONFIG: share_config})
+        if self.authenticated:
+            # Every contribution, signed, to every party: each checks them and makes the
+            # collective key itself.
+            share_config["partitions"] = [signed[p][0] for p in roster]
+            share_config["signatures"] = [signed[p][1] for p in roster]
+            share_content[POLYS] = polys_record(self.wire, [p0[p] for p in roster])
+        share = {node: share_content for node in dealers}
         sealed: dict[int, dict[int, bytes]] = {}  # sender party -> recipient party -> bytes
+        transcripts: dict[int, bytes] = {}  # sender party -> its signature of the transcript
         for node, reply in self._exchange(share, "setup").items():
             try:
                 config = self._reply_config(reply, SHARE, dealers.get(node))
@@ -231,6 +265,11 @@ class ThresholdSession:
                     or not all(isinstance(b, bytes) for b in boxes)
                 ):
                     raise CiphertextFormatError("sealed shares are not one per party")
+                if self.authenticated:
+                    signature = config.get("transcript-signature")
+                    if not isinstance(signature, bytes):
+                        raise CiphertextFormatError("no transcript signature")
+                    transcripts[dealers[node]] = signature
                 sealed[dealers[node]] = {
                     int(r): b
                     for r, b in zip(recipients, boxes, strict=True)
@@ -240,6 +279,8 @@ class ThresholdSession:
                 log(WARNING, "threshold setup: node %d's dealt shares refused: %s", node, err)
         holders = {n: p for n, p in dealers.items() if p in sealed}
         self._enough(len(holders), "dealt their shares")
+        if self.authenticated and len(holders) < len(dealers):
+            raise _Restart(sorted(holders))
         senders = sorted(sealed)
         key = self.wire.ckks.public_key(
             [p0[p] for p in senders], self.wire.ckks.common_random_polynomial(crs)
@@ -255,6 +296,8 @@ class ThresholdSession:
                     "sealed": [sealed[s][party] for s in senders],
                 }
             )
+            if self.authenticated:
+                config["transcript-signatures"] = [transcripts[s] for s in senders]
             deliver[node] = RecordDict({CONFIG: config, POLYS: polys_record(self.wire, [key.p0])})
         ready = {}
         for node, reply in self._exchange(deliver, "setup").items():
@@ -297,7 +340,11 @@ class ThresholdSession:
 
     # -- each round --------------------------------------------------------------------------
     def decrypt(
-        self, server_round: int, summed: list[Summed], uploaders: list[int]
+        self,
+        server_round: int,
+        summed: list[Summed],
+        uploaders: list[int],
+        evidence: dict[int, SignedUpload] | None = None,
     ) -> tuple[list[np.ndarray] | None, dict[int, str]]:
         """The plaintexts of ``summed`` (NTT form), from the decryption shares of uploaders.
 
@@ -320,7 +367,19 @@ class ThresholdSession:
         asked = sorted(node for node in uploaders if node in parties)
         rejected: dict[int, str] = {}
         c1s = polys_record(self.wire, [s.c1 for s in summed])
-        for _attempt in range(2):
+        extra: dict[str, Any] = {}
+        if self.authenticated:
+            # The parties recompute the sum's c1 from the signed uploads: the server names
+            # them and relays their c1 halves; there is no second request in a round.
+            evidence = evidence or {}
+            listed = [node for node in uploaders if node in evidence]
+            extra = {
+                "uploaders": [evidence[n].partition for n in listed],
+                "upload-signatures": [evidence[n].signature for n in listed],
+                "upload-c0": [d for n in listed for d in evidence[n].c0_digests],
+            }
+            c1s = polys_record(self.wire, [c1 for n in listed for c1 in evidence[n].c1s])
+        for _attempt in range(1 if self.authenticated else 2):
             if len(asked) < self.threshold:
                 break
             points = [parties[n] for n in asked]
@@ -328,7 +387,7 @@ class ThresholdSession:
                 node: RecordDict(
                     {
                         CONFIG: ConfigRecord(
-                            {"stage": DECRYPT, "round": server_round, "parties": points}
+                            {"stage": DECRYPT, "round": server_round, "parties": points, **extra}
                         ),
                         POLYS: c1s,
                     }
@@ -361,6 +420,29 @@ class ThresholdSession:
             sum_mod([s.c0, *(node_shares[index] for node_shares in shares.values())], ckks.primes)
             for index, s in enumerate(summed)
         ]
+
+
+@dataclass(frozen=True)
+class SignedUpload:
+    """What a decrypting party needs of one upload to recompute the sum (authenticated).
+
+    Attributes
+    ----------
+    partition : int
+        The uploader's partition (its identity in the roster).
+    signature : bytes
+        Its signature of the upload's digests, run and round.
+    c0_digests : list[bytes]
+        SHA-256 of each ciphertext's ``c0``.
+    c1s : list[np.ndarray]
+        Each ciphertext's ``c1``.
+
+    """
+
+    partition: int
+    signature: bytes
+    c0_digests: list[bytes]
+    c1s: list[np.ndarray]
 
 
 def lagrange_for(party: int, points: list[int], primes: list[int]) -> list[int]:

@@ -19,6 +19,15 @@ from fedpriv.crypto.modq import sum_mod
 from fedpriv.crypto.packing import deserialize_update, encrypt_update, expected_layout
 from fedpriv.crypto.presets import get_preset
 from fedpriv.crypto.shamir import reconstruct, share
+from fedpriv.crypto.signing import (
+    Roster,
+    SigningKey,
+    digest,
+    load_identity,
+    load_roster,
+    provision_identities,
+    statement,
+)
 from fedpriv.crypto.threshold import Ciphertext, PublicKey, ThresholdCkks
 from fedpriv.crypto.thresholdwire import ThresholdWire
 from fedpriv.data.datasets import load_dataset
@@ -39,9 +48,9 @@ from fedpriv.schemes.plaintext import PlaintextCodec
 from fedpriv.schemes.sight import ObservedUpdate, Sight
 from fedpriv.strategies.sampling import Sampling
 from fedpriv.strategies.threshold import ThresholdFedAvg
-from fedpriv.task import initial_state
+from fedpriv.task import initial_state, sampled_per_round
 from fedpriv.training import LocalUpdate
-from fedpriv.wire import arrays_of, record_to_state, state_to_record
+from fedpriv.wire import arrays_of, record_to_state, server_round, state_to_record
 
 # What a client keeps between messages (Flower's ``Context.state``, on the client's own node):
 # its secret key share, its channel key, the collective key, its Shamir share of the secret.
@@ -98,6 +107,51 @@ def _byte_list(value: object, what: str) -> list[bytes]:
     return [_bytes(v, what) for v in value]
 
 
+def keygen_statement(
+    run: int, crs: bytes, party: int, partition: int, p0: bytes, channel: bytes
+) -> bytes:
+    """What a party signs of its key contribution: its ``p0`` digest and channel key."""
+    return statement(
+        "threshold-keygen", run=run, crs=crs, party=party, partition=partition, p0=p0,
+        channel=channel,
+    )  # fmt: skip
+
+
+def transcript_statement(
+    run: int,
+    crs: bytes,
+    parties: list[int],
+    partitions: list[int],
+    p0s: list[bytes],
+    channels: list[bytes],
+) -> bytes:
+    """The key setup as one party saw it: every contribution, in party order."""
+    return statement(
+        "threshold-transcript", run=run, crs=crs, parties=parties, partitions=partitions,
+        p0s=p0s, channels=channels,
+    )  # fmt: skip
+
+
+def upload_statement(
+    run: int, server_round: int, partition: int, c0s: list[bytes], c1s: list[bytes]
+) -> bytes:
+    """What a party signs of an upload: the digests of every ciphertext's two halves."""
+    return statement(
+        "threshold-upload", run=run, round=server_round, partition=partition, c0=c0s, c1=c1s
+    )
+
+
+def upload_digests(
+    wire: ThresholdWire, record: ArrayRecord, size: int
+) -> tuple[list[bytes], list[bytes]]:
+    """The digests of each ciphertext's ``c0`` and ``c1`` of an upload (as written)."""
+    parsed = deserialize_update(record, wire, wire.preset, size)
+    return (
+        [digest(wire.write_polynomial(c.c0)) for c in parsed],
+        [digest(wire.write_polynomial(c.c1)) for c in parsed],
+    )
+
+
 class ThresholdCodec(ClientCodec):
     """A party: plaintext models in, encrypted updates out, and the protocol's queries."""
 
@@ -136,15 +190,42 @@ class ThresholdCodec(ClientCodec):
         return self.plain.read(msg)
 
     def train_reply(self, msg: Message, update: LocalUpdate) -> RecordDict:
-        """The update's drift from the broadcast model, weighted, under the collective key."""
+        """The update's drift from the broadcast model, weighted, under the collective key.
+
+        Authenticated: once per round, and signed (the digests of every ciphertext's ``c0``
+        and ``c1`` under this party's identity), so that a decrypting party can recompute
+        the round's sum from signed uploads instead of trusting the server's.
+        """
+        wire = self._wire(with_key=True)
         record = encrypt_update(
-            self._wire(with_key=True),
+            wire,
             self.encoding,
             state_to_vector(update.state),
             update.weight,
             state_to_vector(update.start),
         )
-        return RecordDict({"arrays": record})
+        content = RecordDict({"arrays": record})
+        if not self.config.threshold_authenticated:
+            return content
+        current = server_round(msg.content)
+        state = self._state()
+        if current <= _int(state.get("train-round", 0), "the node's last round"):
+            raise ConfigError(f"train request for round {current}: already answered")
+        state["train-round"] = current
+        c0s, c1s = upload_digests(wire, record, self.encoding.size(self._num_values()))
+        signature = self._identity().sign(
+            upload_statement(msg.metadata.run_id, current, self.node.partition_id, c0s, c1s)
+        )
+        content[protocol.UPLOAD] = ConfigRecord(
+            {"partition": self.node.partition_id, "round": current, "signature": signature}
+        )
+        return content
+
+    def _identity(self) -> SigningKey:
+        return load_identity(self.node.key_dir, self.node.partition_id)
+
+    def _roster(self) -> Roster:
+        return load_roster(self.node.key_dir)
 
     def evaluate_reply(self, msg: Message, evaluation: Evaluation) -> RecordDict:
         """Metrics in plaintext, as under SecAgg+ (the model they score is the server's)."""
@@ -200,9 +281,26 @@ class ThresholdCodec(ClientCodec):
             }
         )
         wire = self._wire(with_key=False)
+        reply = ConfigRecord({"channel-key": public_key(channel)})
+        if self.config.threshold_authenticated:
+            # The contribution, signed: a server that substitutes a key share or a channel
+            # key (to open the shares dealt to it) is caught by every party.
+            state["partition"] = self.node.partition_id
+            state["own-p0"] = digest(wire.write_polynomial(key_share.p0))
+            reply["partition"] = self.node.partition_id
+            reply["signature"] = self._identity().sign(
+                keygen_statement(
+                    msg.metadata.run_id,
+                    crs,
+                    party,
+                    self.node.partition_id,
+                    digest(wire.write_polynomial(key_share.p0)),
+                    public_key(channel),
+                )
+            )
         return RecordDict(
             {
-                protocol.CONFIG: ConfigRecord({"channel-key": public_key(channel)}),
+                protocol.CONFIG: reply,
                 protocol.POLYS: protocol.polys_record(wire, [key_share.p0]),
             }
         )
@@ -214,6 +312,9 @@ class ThresholdCodec(ClientCodec):
         party = _int(state.get("party"), "the node's party")
         if len(parties) != len(keys) or parties.count(party) != 1:
             raise ConfigError("share: the roster does not list this party once with a key")
+        transcript_signature = b""
+        if self.config.threshold_authenticated:
+            transcript_signature = self._verify_contributions(msg, config, parties, keys)
         state["roster"] = parties
         state["roster-keys"] = keys
         secret = _poly(state.get("secret"), self.shape)
@@ -231,9 +332,52 @@ class ThresholdCodec(ClientCodec):
             )
             for recipient, key in zip(parties, keys, strict=True)
         ]
-        return RecordDict(
-            {protocol.CONFIG: ConfigRecord({"recipients": parties, "sealed": sealed})}
-        )
+        reply = ConfigRecord({"recipients": parties, "sealed": sealed})
+        if transcript_signature:
+            reply["transcript-signature"] = transcript_signature
+        return RecordDict({protocol.CONFIG: reply})
+
+    def _verify_contributions(
+        self, msg: Message, config: ConfigRecord, parties: list[int], keys: list[bytes]
+    ) -> bytes:
+        """Check every party's signed key share and channel key; sign the transcript.
+
+        Each party computes the collective key itself from the verified contributions, and
+        signs the transcript it saw (Bonawitz et al. 2017's consistency round): in the next
+        stage it accepts shares only from dealers who signed the same transcript, so a
+        server that shows different parties different rosters or keys is caught.
+        """
+        state = self._state()
+        partitions = _ints(config.get("partitions"), "share: partitions")
+        signatures = _byte_list(config.get("signatures"), "share: signatures")
+        wire = self._wire(with_key=False)
+        p0s = protocol.read_polys(wire, msg.content, len(parties), "key shares")
+        if len(partitions) != len(parties) or len(signatures) != len(parties):
+            raise ConfigError("share: contributions are not one per party")
+        if len(set(partitions)) != len(partitions):
+            raise ConfigError("share: a partition contributes twice")
+        roster = self._roster()
+        crs = _bytes(state.get("crs"), "the node's CRS")
+        run = msg.metadata.run_id
+        digests = [digest(wire.write_polynomial(p0)) for p0 in p0s]
+        for party, partition, p0, key, signature in zip(
+            parties, partitions, digests, keys, signatures, strict=True
+        ):
+            statement_bytes = keygen_statement(run, crs, party, partition, p0, key)
+            if not roster.verify(partition, signature, statement_bytes):
+                raise CryptoError(
+                    f"share: party {party}'s key contribution is not signed by partition "
+                    f"{partition} (substituted key share or channel key)"
+                )
+        own = parties.index(_int(state.get("party"), "the node's party"))
+        if partitions[own] != self.node.partition_id or digests[own] != state.get("own-p0"):
+            raise CryptoError("share: the roster does not hold this party's own contribution")
+        collective = self.ckks.public_key(p0s, self.ckks.common_random_polynomial(crs))
+        transcript = digest(transcript_statement(run, crs, parties, partitions, digests, keys))
+        state["partitions"] = partitions
+        state["transcript"] = transcript
+        state["own-key"] = _poly_bytes(collective.p0)
+        return self._identity().sign(statement("transcript-signed", run=run, transcript=transcript))
 
     @staticmethod
     def _context(sender: int, recipient: int, crs: bytes) -> bytes:
@@ -257,6 +401,8 @@ class ThresholdCodec(ClientCodec):
         party = _int(state.get("party"), "the node's party")
         channel = _bytes(state.get("channel"), "the node's channel key")
         crs = _bytes(state.get("crs"), "the node's CRS")
+        if self.config.threshold_authenticated:
+            self._check_consistency(msg, config, senders, roster)
         shares = []
         for sender, box in zip(senders, boxes, strict=True):
             peer = keys[roster.index(sender)]
@@ -264,11 +410,43 @@ class ThresholdCodec(ClientCodec):
             shares.append(wire.read_polynomial(opened, f"share from party {sender}"))
         combined = sum_mod(shares, self.ckks.primes)
         key = protocol.read_polys(wire, msg.content, 1, "collective key")[0]
+        if self.config.threshold_authenticated and not np.array_equal(
+            key, _poly(state.get("own-key"), self.shape)
+        ):
+            raise CryptoError(
+                "deliver: the server's collective key is not the sum of the signed "
+                "contributions (a key of its own)"
+            )
         state["share"] = _poly_bytes(combined)
         state["public-key"] = _poly_bytes(key)
         self._keep_share(party, combined)
         digest = hashlib.sha256(wire.write_polynomial(key)).digest()
         return RecordDict({protocol.CONFIG: ConfigRecord({"public-key-sha256": digest})})
+
+    def _check_consistency(
+        self, msg: Message, config: ConfigRecord, senders: list[int], roster: list[int]
+    ) -> None:
+        """Every dealer signed the transcript this party saw, and all of them dealt."""
+        state = self._state()
+        if sorted(senders) != sorted(roster):
+            raise CryptoError(
+                f"deliver: shares from {len(senders)} of the {len(roster)} parties that made "
+                "the key: the collective key would not be theirs"
+            )
+        signatures = _byte_list(config.get("transcript-signatures"), "deliver: signatures")
+        partitions = _ints(state.get("partitions"), "the node's partitions")
+        if len(signatures) != len(senders):
+            raise ConfigError("deliver: transcript signatures are not one per dealer")
+        transcript = _bytes(state.get("transcript"), "the node's transcript")
+        signed = statement("transcript-signed", run=msg.metadata.run_id, transcript=transcript)
+        identities = self._roster()
+        for sender, signature in zip(senders, signatures, strict=True):
+            partition = partitions[roster.index(sender)]
+            if not identities.verify(partition, signature, signed):
+                raise CryptoError(
+                    f"deliver: party {sender} did not sign the transcript this party saw "
+                    "(the server showed parties different keys)"
+                )
 
     def _keep_share(self, party: int, combined: np.ndarray) -> None:
         """Write the Shamir share to the node's key directory (0600), where it can.
@@ -297,7 +475,10 @@ class ThresholdCodec(ClientCodec):
             raise ConfigError("decrypt: no decrypting set or round")
         wire = self._wire(with_key=False)
         count = len(expected_layout(self.encoding.size(self._num_values()), self.preset))
-        c1s = protocol.read_polys(wire, msg.content, count, "sum")
+        if self.config.threshold_authenticated:
+            c1s = self._verified_sum(msg, config, wire, count, _ints(points, "decrypt: parties"))
+        else:
+            c1s = protocol.read_polys(wire, msg.content, count, "sum")
         coefficient = protocol.lagrange_for(
             _int(state.get("party"), "the node's party"),
             _ints(points, "decrypt: parties"),
@@ -310,6 +491,72 @@ class ThresholdCodec(ClientCodec):
                 protocol.POLYS: protocol.polys_record(wire, shares),
             }
         )
+
+    def _verified_sum(
+        self, msg: Message, config: ConfigRecord, wire: ThresholdWire, count: int, points: list[int]
+    ) -> list[np.ndarray]:
+        """The round's ``c1`` sum, recomputed from signed uploads, once per round.
+
+        Refused, before any share is made: a second request of a round (or an older one),
+        a decrypting set of fewer than ``t`` distinct parties of the key setup or without
+        this party, fewer than the roster's minimum of distinct uploaders, or an upload
+        whose signature does not cover the ``c1`` and ``c0`` digests it comes with.
+        """
+        state = self._state()
+        current = _int(config.get("round"), "decrypt: round")
+        if current <= _int(state.get("decrypt-round", 0), "the node's last decryption"):
+            raise CryptoError(
+                f"decrypt: round {current} after round {state.get('decrypt-round')!r}: one "
+                "share per round"
+            )
+        roster_parties = _ints(state.get("roster"), "the node's roster")
+        threshold = _int(state.get("threshold"), "the node's threshold")
+        party = _int(state.get("party"), "the node's party")
+        if (
+            len(set(points)) != len(points)
+            or len(points) < threshold
+            or party not in points
+            or not set(points) <= set(roster_parties)
+        ):
+            raise CryptoError(
+                f"decrypt: the decrypting set {points} is not {threshold} or more parties of "
+                "the key setup including this one"
+            )
+        uploaders = _ints(config.get("uploaders"), "decrypt: uploaders")
+        signatures = _byte_list(config.get("upload-signatures"), "decrypt: signatures")
+        c0_digests = _byte_list(config.get("upload-c0"), "decrypt: c0 digests")
+        identities = self._roster()
+        partitions = set(_ints(state.get("partitions"), "the node's partitions"))
+        if (
+            len(set(uploaders)) != len(uploaders)
+            or not set(uploaders) <= partitions
+            or len(signatures) != len(uploaders)
+            or len(c0_digests) != len(uploaders) * count
+        ):
+            raise CryptoError("decrypt: the uploads are not one signed upload per party")
+        if len(uploaders) < identities.min_uploads:
+            raise CryptoError(
+                f"decrypt: a sum of {len(uploaders)} upload(s), fewer than the "
+                f"{identities.min_uploads} the federation requires"
+            )
+        c1s = protocol.read_polys(wire, msg.content, count * len(uploaders), "uploads' c1")
+        run = msg.metadata.run_id
+        for index, (partition, signature) in enumerate(zip(uploaders, signatures, strict=True)):
+            mine = c1s[index * count : (index + 1) * count]
+            c1_digests = [digest(wire.write_polynomial(c1)) for c1 in mine]
+            c0s = c0_digests[index * count : (index + 1) * count]
+            signed = upload_statement(run, current, partition, c0s, c1_digests)
+            if not identities.verify(partition, signature, signed):
+                raise CryptoError(
+                    f"decrypt: partition {partition}'s upload of round {current} is not signed "
+                    "as sent (forged, altered or of another round)"
+                )
+        state["decrypt-round"] = current
+        state["shares-given"] = _int(state.get("shares-given", 0), "shares given") + count
+        return [
+            sum_mod([c1s[u * count + chunk] for u in range(len(uploaders))], self.ckks.primes)
+            for chunk in range(count)
+        ]
 
     def _num_values(self) -> int:
         return state_to_vector(initial_state(self.config)).size
@@ -398,10 +645,22 @@ class ThresholdScheme(AggregationScheme):
     resumable = False
 
     def provision(self, rundir: RunDirectory) -> RunConfig:
-        """In simulation the run's key folder receives each party's Shamir share (0600)."""
+        """The run's key folder, where each party's Shamir share (0600) lands in simulation.
+
+        Authenticated, it first receives every client's signing key and the roster.
+        """
         key_dir = Path(self.config.key_dir) if self.config.key_dir else rundir.key_dir
         key_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        if self.config.threshold_authenticated:
+            provision_identities(key_dir, range(self.config.num_nodes), self.min_uploads())
         return self.config.replace(key_dir=str(key_dir.resolve()))
+
+    def min_uploads(self) -> int:
+        """Fewest signed uploads a party decrypts a sum of.
+
+        ``auth-min-uploads``, capped at the clients a round samples.
+        """
+        return min(self.config.auth_min_uploads, sampled_per_round(self.config)[0])
 
     def strategy(self) -> tuple[Strategy, ArrayRecord]:
         """Threshold FedAvg from the seed's initial model (in plaintext: it is public)."""
@@ -433,7 +692,11 @@ class ThresholdScheme(AggregationScheme):
         started = time.perf_counter()
         wait_for_nodes(recording, self.config.num_clients, policy.node_wait)
         session = protocol.ThresholdSession(
-            recording, strategy.wire, self.config.decryption_threshold, policy.timeout
+            recording,
+            strategy.wire,
+            self.config.decryption_threshold,
+            policy.timeout,
+            authenticated=self.config.threshold_authenticated,
         )
         recording.current_round = 1  # the setup's bytes count in round 1
         setup = session.setup(list(recording.get_node_ids()), started)

@@ -12,9 +12,10 @@ from flwr.serverapp import Grid
 
 from fedpriv.crypto.encoding import UpdateEncoding
 from fedpriv.crypto.packing import deserialize_update, expected_layout
+from fedpriv.crypto.signing import digest
 from fedpriv.crypto.thresholdwire import Summed, ThresholdWire
 from fedpriv.errors import CiphertextFormatError
-from fedpriv.federation.threshold import ThresholdSession
+from fedpriv.federation.threshold import UPLOAD, SignedUpload, ThresholdSession
 from fedpriv.flower import log
 from fedpriv.parameters import State, state_to_vector, vector_to_state
 from fedpriv.strategies.plaintext import PlaintextFedAvg
@@ -90,6 +91,7 @@ class ThresholdFedAvg(PlaintextFedAvg):
             raise RuntimeError("ThresholdFedAvg needs its session (the scheme sets it)")
         facts = self.round_facts(server_round)
         parsed: dict[int, list[Any]] = {}
+        evidence: dict[int, SignedUpload] = {}
         for message in replies:
             node = message.metadata.src_node_id
             if message.has_error():
@@ -98,9 +100,10 @@ class ThresholdFedAvg(PlaintextFedAvg):
                 if UPDATE_KEY not in message.content.array_records:
                     raise CiphertextFormatError(f"reply has no '{UPDATE_KEY}' ciphertext record")
                 record = message.content.array_records[UPDATE_KEY]
-                parsed[node] = deserialize_update(
-                    record, self.wire, self.wire.preset, self.update_size
-                )
+                upload = deserialize_update(record, self.wire, self.wire.preset, self.update_size)
+                if self.session.authenticated:
+                    evidence[node] = self._evidence(message, upload)
+                parsed[node] = upload
             except CiphertextFormatError as err:
                 facts.rejected[node] = f"{UPDATE_KEY}: {err}"
                 log(WARNING, "round %d: rejected the reply of node %d: %s", server_round, node, err)
@@ -113,7 +116,7 @@ class ThresholdFedAvg(PlaintextFedAvg):
         for node in nodes[1:]:
             for accumulator, ciphertext in zip(total, parsed[node], strict=True):
                 self.wire.add_(accumulator, ciphertext)
-        opened, rejected = self._decrypt(server_round, total, nodes)
+        opened, rejected = self._decrypt(server_round, total, nodes, evidence)
         facts.rejected.update(rejected)
         facts.aggregate_form = "full"
         if opened is None:
@@ -129,16 +132,46 @@ class ThresholdFedAvg(PlaintextFedAvg):
                 server_round,
                 broadcast,
                 parsed,
-                lambda upload: self._decrypt(server_round, upload, nodes)[0],
+                lambda upload: self._decrypt(
+                    server_round,
+                    upload,
+                    [n for n in nodes if parsed[n] is upload],
+                    evidence,
+                )[0],
             )
         return state_to_record(mean), None
 
+    def _evidence(self, message: Message, upload: list[Any]) -> SignedUpload:
+        """The signed upload a decrypting party checks (authenticated threshold CKKS).
+
+        Raises
+        ------
+        CiphertextFormatError
+            If the reply carries no signature.
+
+        """
+        config = message.content.config_records.get(UPLOAD)
+        partition = None if config is None else config.get("partition")
+        signature = None if config is None else config.get("signature")
+        if not isinstance(partition, int) or not isinstance(signature, bytes):
+            raise CiphertextFormatError("the upload carries no signature")
+        return SignedUpload(
+            partition,
+            signature,
+            [digest(self.wire.write_polynomial(c.c0)) for c in upload],
+            [c.c1 for c in upload],
+        )
+
     def _decrypt(
-        self, server_round: int, ciphertexts: list[Any], nodes: list[int]
+        self,
+        server_round: int,
+        ciphertexts: list[Any],
+        nodes: list[int],
+        evidence: dict[int, SignedUpload] | None = None,
     ) -> tuple[tuple[State, int] | None, dict[int, str]]:
         """What ``ciphertexts`` (a sum of updates) decrypt to: the mean model and its weight."""
         assert self.session is not None
-        plaintexts, rejected = self.session.decrypt(server_round, ciphertexts, nodes)
+        plaintexts, rejected = self.session.decrypt(server_round, ciphertexts, nodes, evidence)
         if plaintexts is None:
             return None, rejected
         sizes = expected_layout(self.update_size, self.wire.preset)

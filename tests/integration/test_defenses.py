@@ -5,11 +5,14 @@ import pytest
 
 from fedpriv.config import RunConfig
 from fedpriv.defenses.accounting import privacy_spent
-from fedpriv.defenses.dp import DPSettings, draw_noise
+from fedpriv.defenses.dp import DPSettings, draw_noise, noise_share
 
 
 @pytest.mark.slow
-def test_ckks_dp_aggregate_is_clipped_sum_plus_server_noise(tmp_path):
+@pytest.mark.parametrize("authenticated", [False, True], ids=["server-noise", "client-shares"])
+def test_ckks_dp_aggregate_is_clipped_sum_plus_server_noise(tmp_path, authenticated):
+    """Unauthenticated, the server adds N(0, sigma^2 C^2) to the sum; authenticated, it may
+    add nothing and each of the 3 clients adds its share N(0, sigma^2 C^2 / 3)."""
     from fedpriv.attacks.views import CoalitionView
     from fedpriv.parameters import state_to_vector
     from fedpriv.rundir import RunDirectory
@@ -25,6 +28,7 @@ def test_ckks_dp_aggregate_is_clipped_sum_plus_server_noise(tmp_path):
         dp_noise_multiplier=0.3,
         dp_clipping_norm=0.5,
         dp_noise_seed=11,
+        ckks_authenticated=authenticated,
         out_dir=str(tmp_path / "run"),
     )
     path = run_simulation(config)
@@ -38,13 +42,22 @@ def test_ckks_dp_aggregate_is_clipped_sum_plus_server_noise(tmp_path):
         start = view.global_model(server_round)
         uploads = [u.after for u in view.updates(server_round)]
         assert [u.num_examples for u in view.updates(server_round)] == [1, 1, 1]
+        shares = [
+            noise_share(settings, len(start), 3, server_round, partition) for partition in range(3)
+        ]
         for upload in uploads:
-            assert np.linalg.norm(upload - start) <= 0.5 + 1e-6
+            # Clipped to C (an authenticated upload carries its sender's noise share too).
+            norms = [np.linalg.norm(upload - start - share) for share in shares]
+            assert (min(norms) if authenticated else np.linalg.norm(upload - start)) <= 0.5 + 1e-6
+        if authenticated:
+            gathered = np.sum(uploads, axis=0) - 3 * start
+            clipped = gathered - np.sum(shares, axis=0)
+            assert np.linalg.norm(clipped) <= 1.5 + 1e-6
         # The sum's slots: each upload's drift from the seed's model and its weight (one),
-        # scaled by the encoding's unit; the server's noise added in the same unit.
+        # scaled by the encoding's unit; the server's noise (unauthenticated) in the same unit.
         total = holder.decrypt(rundir.read_checkpoint(server_round)["arrays"]) * encoding.unit
         drift, weights = total[: len(start)], total[len(start) :]
-        noise = draw_noise(settings, len(start), server_round)
+        noise = 0.0 if authenticated else draw_noise(settings, len(start), server_round)
         expected = np.sum([u - reference for u in uploads], axis=0) + noise
         assert np.abs(drift - expected).max() / 3 < 1e-6  # the mean clients receive
         assert np.abs(weights - 3).max() < 1e-3

@@ -28,14 +28,16 @@ class Federation:
     """Five clients of ``ckks-threshold`` (t = 3) behind a fake grid; ``misbehave`` edits or
     drops (``None``) the reply of a node at a stage."""
 
-    def __init__(self, tmp_path, threshold=3):
+    def __init__(self, tmp_path, threshold=3, authenticated=True):
         self.config = RunConfig(
             aggregation="ckks-threshold",
             num_clients=len(NODES),
             threshold=threshold,
             key_dir=str(tmp_path / "keys"),
             out_dir=str(tmp_path / "run"),
+            threshold_authenticated=authenticated,
         )
+        ThresholdScheme(self.config).provision(RunDirectory(tmp_path / "run"))
         self.codecs = {
             node: ThresholdCodec(
                 self.config, Node(index, len(NODES), self.config.key_dir, RecordDict())
@@ -54,7 +56,11 @@ class Federation:
         self.grid = RecordingGrid(FakeGrid(NODES, self.answer), rundir, False, protocol.stage_of)
         self.strategy, self.arrays = ThresholdScheme(self.config).strategy()
         self.session = protocol.ThresholdSession(
-            self.grid, self.strategy.wire, self.config.decryption_threshold, timeout=0.3
+            self.grid,
+            self.strategy.wire,
+            self.config.decryption_threshold,
+            timeout=0.3,
+            authenticated=authenticated,
         )
         self.strategy.session = self.session
 
@@ -92,6 +98,15 @@ def federation(tmp_path, task_identity):
     return fed
 
 
+@pytest.fixture
+def passive_federation(tmp_path, task_identity):
+    """The passive protocol (``threshold-authenticated = false``): the server may ask a
+    smaller decrypting set again in the same round."""
+    fed = Federation(tmp_path, authenticated=False)
+    fed.session.setup(NODES, 0.0)
+    return fed
+
+
 def test_setup_gives_every_party_a_share_and_the_same_key(federation):
     setup = federation.session.setup_state
     assert setup.parties == {node: i + 1 for i, node in enumerate(NODES)}
@@ -116,13 +131,28 @@ def _drop(reply, message):
     return None
 
 
-def test_n_minus_t_parties_may_drop_between_upload_and_decryption(federation):
+def test_n_minus_t_parties_may_drop_between_upload_and_decryption(passive_federation):
+    federation = passive_federation
     for node in (12, 15):  # n - t = 2
         federation.misbehave[(node, protocol.DECRYPT)] = _drop
     arrays, _ = federation.round()
     # All five uploads are in the sum; three parties decrypt it (asked again as a set of 3).
     mean = state_to_vector(record_to_state(arrays))
     assert np.abs(mean - federation.fedavg()).max() < 1e-6
+
+
+def test_authenticated_parties_answer_one_decrypting_set_per_round(federation):
+    """A party that drops after uploading costs the round: asking the others again would
+    make them give a second share of the same sum (the smudging bound is per share)."""
+    federation.misbehave[(12, protocol.DECRYPT)] = _drop
+    arrays, _ = federation.round()
+    assert arrays is None
+    asked = [node for node, stage in federation.asked if stage == protocol.DECRYPT]
+    assert sorted(asked) == NODES  # asked once each
+    # The next round decrypts as usual.
+    federation.misbehave.clear()
+    arrays, _ = federation.round(server_round=2)
+    assert arrays is not None
 
 
 def test_more_dropouts_keep_the_model_with_one_log_line(federation, caplog):
@@ -165,7 +195,8 @@ def _error(reply, message):
         (_error, "error reply: refused"),
     ],
 )
-def test_bad_shares_are_rejected_and_the_round_goes_on(federation, caplog, edit, reason):
+def test_bad_shares_are_rejected_and_the_round_goes_on(passive_federation, caplog, edit, reason):
+    federation = passive_federation
     federation.misbehave[(13, protocol.DECRYPT)] = edit
     with caplog.at_level(logging.WARNING, logger="flwr"):
         arrays, _ = federation.round()
@@ -176,9 +207,10 @@ def test_bad_shares_are_rejected_and_the_round_goes_on(federation, caplog, edit,
     assert np.abs(mean - federation.fedavg()).max() < 1e-6
 
 
-def test_a_share_from_a_node_that_did_not_upload_is_rejected(federation, caplog):
+def test_a_share_from_a_node_that_did_not_upload_is_rejected(passive_federation, caplog):
     """Node 14's upload is lost: it is not asked to decrypt, and a share claiming to come
     from it (node 13's reply, relabelled) is rejected; the other four decrypt."""
+    federation = passive_federation
     federation.misbehave[(14, "train")] = _drop
 
     def relabel(reply, message):
