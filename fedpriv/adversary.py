@@ -35,6 +35,11 @@ class ServerAttack(StrEnum):
     BROADCAST_ONE = "broadcast-one"
 
     @property
+    def acts_on_next_round(self) -> bool:
+        """Whether what it does shows in the round after it acts (a broadcast clients read)."""
+        return self == ServerAttack.BROADCAST_ONE
+
+    @property
     def crafts_models(self) -> bool:
         """Whether the attack sends crafted plaintext models (else it reuses ciphertexts)."""
         return self in (ServerAttack.ISOLATION, ServerAttack.IMPRINT)

@@ -17,6 +17,7 @@ from fedpriv.device import torch_device
 from fedpriv.errors import ConfigError
 from fedpriv.federation.adversary import (
     RECOMBINED,
+    REFUSED,
     AttackRecord,
     Isolated,
     isolate,
@@ -218,6 +219,13 @@ RECOMBINED_ONLY = (
     "honest server only"
 )
 
+# The decryption oracle against authenticated threshold CKKS.
+DECRYPTION_REFUSED = (
+    "under authenticated threshold CKKS the server asked the round-{round} decrypting set "
+    "for shares of node {node}'s own upload; every party refused (one share per round, for "
+    "a sum it recomputes from signed uploads), and the server read no individual update"
+)
+
 # The same recombination against authenticated CKKS.
 RECOMBINATION_REFUSED = (
     "under authenticated single-key CKKS the server broadcast node {node}'s own upload as "
@@ -261,6 +269,8 @@ class MaliciousServerView(SightView):
                 f"(or not yet seen) from round {plan.round} on"
             )
         record = attack[0]
+        if record.aggregate == REFUSED:
+            return DECRYPTION_REFUSED.format(node=record.target_node, round=record.server_round)
         if record.aggregate == RECOMBINED:
             rounds = list(self.rundir.read_history())
             after = rounds[record.server_round] if record.server_round < len(rounds) else None

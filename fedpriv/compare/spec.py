@@ -91,7 +91,8 @@ class Comparison:
         plan = playable[0]
         twin = config.replace(
             adversary=str(plan),
-            num_server_rounds=plan.round,
+            # A recombined broadcast is read (or refused) by the clients of the next round.
+            num_server_rounds=plan.round + (1 if plan.attack.acts_on_next_round else 0),
             fraction_train=1.0,
             fraction_evaluate=1.0,
             dp_canaries=0,

@@ -149,7 +149,7 @@ def _deploy(
             auth_key, public = make_node_key(node_dir)
             register_node(public, env, logs / "register.log")
         node_config = topology.node_config(
-            partition, config.num_clients, str(keys.client) if keys else None
+            partition, config.num_clients, str(keys.node_dir(partition)) if keys else None
         )
         argv = topology.supernode_args(
             tls,
@@ -175,7 +175,8 @@ def _deploy(
     say(progress, f"{config.num_clients} SuperNodes up; submitting the run")
 
     run_dir = out / "run"
-    run_config = config.replace(out_dir=str(run_dir), key_dir=str(keys.server) if keys else "")
+    server_keys = str(keys.server) if keys and keys.server else ""
+    run_config = config.replace(out_dir=str(run_dir), key_dir=server_keys)
     submit_run(
         deployment.app_dir,
         run_config_string(run_config),

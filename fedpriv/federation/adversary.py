@@ -57,6 +57,7 @@ PLAN_FILE = "adversary.json"
 PARTS = ("honest", "target", "others")
 DECRYPTED = "decrypted"
 RECOMBINED = "recombined"
+REFUSED = "refused"
 MODELS_FILE = "adversary-models.npz"
 ARRAYS = "arrays"
 LEGACY_FIT = "fitins.parameters"
@@ -156,7 +157,8 @@ class AttackRecord:
         ``models`` (the server averages the models clients return), ``drifts`` (it adds
         each client's change to the model it sent; threshold CKKS), ``decrypted`` (the
         parties decrypted the target's own upload for it) or ``recombined`` (single-key
-        CKKS: the server broadcast the target's upload as the aggregate, and read nothing).
+        CKKS: the server broadcast the target's upload as the aggregate, and read nothing)
+        or ``refused`` (the parties refused to decrypt the target's upload).
 
     """
 
@@ -218,7 +220,7 @@ def read_attack(rundir: RunDirectory) -> tuple[AttackRecord, SentModels | None] 
     if not path.is_file():
         return None
     record = AttackRecord.from_json(read_json(path))
-    if record.aggregate == RECOMBINED:
+    if record.aggregate in (RECOMBINED, REFUSED):
         return record, None
     with np.load(rundir.path / MODELS_FILE) as data:
         names = [str(n) for n in data["names"]]
@@ -426,11 +428,15 @@ class MaliciousServer:
         if target_node not in uploads:
             return
         opened = decrypt(uploads[target_node])
-        if opened is None:
-            log(WARNING, "malicious server: round %d: too few shares for node %d's upload",
-                server_round, target_node)  # fmt: skip
-            return
         others = sorted(n for n in uploads if n != target_node)
+        if opened is None:
+            # The parties refused (authenticated threshold CKKS: one share per round, for a
+            # sum they recompute from signed uploads): recorded, so that the result says so.
+            log(WARNING, "malicious server: round %d: the parties refused to decrypt node "
+                "%d's upload", server_round, target_node)  # fmt: skip
+            self._write(AttackRecord(self.plan, server_round, target_node, others, REFUSED), None)
+            self.done = True
+            return
         record = AttackRecord(self.plan, server_round, target_node, others, DECRYPTED)
         self._write(record, SentModels(reference, reference, reference, opened[0]))
         self.done = True

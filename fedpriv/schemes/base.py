@@ -55,10 +55,19 @@ class Node:
 
 @dataclass(frozen=True)
 class DeploymentKeys:
-    """A deployment's key set: the clients' (secret) folder and the server's (parameters)."""
+    """A deployment's key set: the clients' (secret) folder and the server's (parameters).
+
+    ``nodes``: a folder of each node's own (partition -> folder), where a scheme gives each
+    client a key nobody else holds (signing keys); otherwise every node gets ``client``.
+    """
 
     client: Path
-    server: Path
+    server: Path | None
+    nodes: dict[int, Path] = field(default_factory=dict)
+
+    def node_dir(self, partition: int) -> Path:
+        """The key folder of the node holding ``partition``."""
+        return self.nodes.get(partition, self.client)
 
 
 @dataclass(frozen=True)

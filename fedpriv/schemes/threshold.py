@@ -15,11 +15,14 @@ from flwr.serverapp.strategy import Strategy
 from fedpriv.config import RunConfig
 from fedpriv.crypto.channels import new_private_key, open_from, public_key, seal_to
 from fedpriv.crypto.encoding import UpdateEncoding
+from fedpriv.crypto.files import write_private, write_public
 from fedpriv.crypto.modq import sum_mod
 from fedpriv.crypto.packing import deserialize_update, encrypt_update, expected_layout
 from fedpriv.crypto.presets import get_preset
 from fedpriv.crypto.shamir import reconstruct, share
 from fedpriv.crypto.signing import (
+    IDENTITIES_DIR,
+    ROSTER_FILE,
     Roster,
     SigningKey,
     digest,
@@ -43,7 +46,13 @@ from fedpriv.models import state_to_bytes
 from fedpriv.parameters import State, state_to_vector
 from fedpriv.registry import Aggregation
 from fedpriv.rundir import RunDirectory, write_json
-from fedpriv.schemes.base import AggregationScheme, ClientCodec, Evaluation, Node
+from fedpriv.schemes.base import (
+    AggregationScheme,
+    ClientCodec,
+    DeploymentKeys,
+    Evaluation,
+    Node,
+)
 from fedpriv.schemes.plaintext import PlaintextCodec
 from fedpriv.schemes.sight import ObservedUpdate, Sight
 from fedpriv.strategies.sampling import Sampling
@@ -655,12 +664,38 @@ class ThresholdScheme(AggregationScheme):
             provision_identities(key_dir, range(self.config.num_nodes), self.min_uploads())
         return self.config.replace(key_dir=str(key_dir.resolve()))
 
+    def provision_deployment(self, keys: Path) -> DeploymentKeys | None:
+        """Authenticated: each node's own folder with its signing key and the roster.
+
+        The roster is made once (``keys/roster``), then each node's folder receives the
+        roster and its own key only, so that no node holds another's.
+        """
+        if not self.config.threshold_authenticated:
+            return None
+        everything = keys / "roster"
+        roster = provision_identities(everything, range(self.config.num_nodes), self.min_uploads())
+        nodes = {}
+        for partition in roster.keys:
+            folder = keys / f"node-{partition}"
+            (folder / IDENTITIES_DIR).mkdir(mode=0o700, parents=True, exist_ok=True)
+            name = f"party-{partition}.key"
+            write_private(
+                folder / IDENTITIES_DIR / name, (everything / IDENTITIES_DIR / name).read_bytes()
+            )
+            write_public(folder / ROSTER_FILE, (everything / ROSTER_FILE).read_bytes())
+            nodes[partition] = folder
+        return DeploymentKeys(everything, None, nodes)
+
     def min_uploads(self) -> int:
         """Fewest signed uploads a party decrypts a sum of.
 
-        ``auth-min-uploads``, capped at the clients a round samples.
+        At least ``t`` and ``auth-min-uploads``, capped at the clients a round samples: a
+        server with ``c`` colluding clients reads a sum of ``m`` uploads, ``m - c`` of them
+        honest, so one honest update stays hidden while ``c <= m - 2``; with ``m >= t`` that
+        covers every coalition that cannot decrypt anyway but the largest (``c = t - 1``).
         """
-        return min(self.config.auth_min_uploads, sampled_per_round(self.config)[0])
+        wanted = max(self.config.auth_min_uploads, self.config.decryption_threshold)
+        return min(wanted, sampled_per_round(self.config)[0])
 
     def strategy(self) -> tuple[Strategy, ArrayRecord]:
         """Threshold FedAvg from the seed's initial model (in plaintext: it is public)."""

@@ -115,8 +115,16 @@ def test_isolation_reads_the_targets_update_through_secagg(tmp_path: Path) -> No
 
 
 def test_threshold_parties_decrypt_the_targets_own_upload_for_the_server(tmp_path: Path) -> None:
-    """Parties cannot tell the round's sum from one upload: t of them decrypt the target's."""
-    run = _run(tmp_path, "ckks-threshold", "decrypt-one", threshold=3, **SINGLE)
+    """Passive threshold CKKS: parties cannot tell the round's sum from one upload, and t of
+    them decrypt the target's."""
+    run = _run(
+        tmp_path,
+        "ckks-threshold",
+        "decrypt-one",
+        threshold=3,
+        threshold_authenticated=False,
+        **SINGLE,
+    )
     view = MaliciousServerView(run)
     record, isolated = view.isolated()
     assert record.decrypted and isolated.ignored == () and len(record.others) == 4
@@ -130,6 +138,18 @@ def test_threshold_parties_decrypt_the_targets_own_upload_for_the_server(tmp_pat
         r.attack: r for r in run_attacks(run, "malicious-server", ("ig",), SuiteSettings(INVERSION))
     }
     assert results["ig"].metrics is not None and results["ig"].metrics.psnr >= 30
+
+
+def test_authenticated_threshold_parties_refuse_to_decrypt_one_upload(tmp_path: Path) -> None:
+    """Authenticated (the default): every party refuses the second request of the round; the
+    rounds decrypt the sums as usual and the attack reports what happened."""
+    run = _run(tmp_path, "ckks-threshold", "decrypt-one", threshold=3, **SINGLE)
+    found = read_attack(RunDirectory(run))
+    assert found is not None and found[0].aggregate == "refused"
+    history = list(RunDirectory(run).read_history())
+    assert all(r.skipped is None for r in history)
+    (result,) = run_attacks(run, "malicious-server", ("ig",), SuiteSettings(INVERSION))
+    assert result.status == "not-applicable" and "every party refused" in (result.reason or "")
 
 
 @pytest.mark.parametrize("aggregation", ["plaintext", "secagg"])

@@ -8,92 +8,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 from flwr.app import ConfigRecord, Error, Message, RecordDict
-from support import FakeGrid
+from threshold_support import NODES, ThresholdFederation
 
-from fedpriv.config import RunConfig
 from fedpriv.federation import threshold as protocol
-from fedpriv.federation.recording import RecordingGrid
-from fedpriv.parameters import state_to_vector, vector_to_state
-from fedpriv.rundir import RunDirectory
-from fedpriv.schemes.base import Node
-from fedpriv.schemes.threshold import ThresholdCodec, ThresholdScheme
-from fedpriv.task import initial_state
-from fedpriv.training import LocalUpdate
+from fedpriv.parameters import state_to_vector
 from fedpriv.wire import record_to_state
-
-NODES = [11, 12, 13, 14, 15]
-
-
-class Federation:
-    """Five clients of ``ckks-threshold`` (t = 3) behind a fake grid; ``misbehave`` edits or
-    drops (``None``) the reply of a node at a stage."""
-
-    def __init__(self, tmp_path, threshold=3, authenticated=True):
-        self.config = RunConfig(
-            aggregation="ckks-threshold",
-            num_clients=len(NODES),
-            threshold=threshold,
-            key_dir=str(tmp_path / "keys"),
-            out_dir=str(tmp_path / "run"),
-            threshold_authenticated=authenticated,
-        )
-        ThresholdScheme(self.config).provision(RunDirectory(tmp_path / "run"))
-        self.codecs = {
-            node: ThresholdCodec(
-                self.config, Node(index, len(NODES), self.config.key_dir, RecordDict())
-            )
-            for index, node in enumerate(NODES)
-        }
-        self.misbehave = {}
-        self.asked = []
-        self.template = initial_state(self.config)
-        rng = np.random.default_rng(0)
-        base = state_to_vector(self.template)
-        self.models = {node: base + rng.normal(0, 0.05, base.size) for node in NODES}
-        self.weights = {node: float(20 + 10 * i) for i, node in enumerate(NODES)}
-        rundir = RunDirectory(tmp_path / "run")
-        rundir.create()
-        self.grid = RecordingGrid(FakeGrid(NODES, self.answer), rundir, False, protocol.stage_of)
-        self.strategy, self.arrays = ThresholdScheme(self.config).strategy()
-        self.session = protocol.ThresholdSession(
-            self.grid,
-            self.strategy.wire,
-            self.config.decryption_threshold,
-            timeout=0.3,
-            authenticated=authenticated,
-        )
-        self.strategy.session = self.session
-
-    def answer(self, message):
-        node = message.metadata.dst_node_id
-        codec = self.codecs[node]
-        stage = protocol.stage_of(message) or "train"
-        self.asked.append((node, stage))
-        if message.metadata.message_type.startswith("train"):
-            state = vector_to_state(self.models[node], self.template)
-            update = LocalUpdate(state, record_to_state(self.arrays), self.weights[node], 0.1)
-            reply = Message(codec.train_reply(message, update), reply_to=message)
-        else:
-            reply = Message(codec.query(message), reply_to=message)
-        edit = self.misbehave.get((node, stage))
-        return edit(reply, message) if edit else reply
-
-    def round(self, server_round=1):
-        messages = self.strategy.configure_train(
-            server_round, self.arrays, ConfigRecord(), self.grid
-        )
-        replies = list(self.grid.send_and_receive(list(messages), timeout=1.0))
-        return self.strategy.aggregate_train(server_round, replies)
-
-    def fedavg(self, nodes=NODES):
-        return np.average(
-            [self.models[n] for n in nodes], axis=0, weights=[self.weights[n] for n in nodes]
-        )
 
 
 @pytest.fixture
 def federation(tmp_path, task_identity):
-    fed = Federation(tmp_path)
+    fed = ThresholdFederation(tmp_path)
     fed.session.setup(NODES, 0.0)
     return fed
 
@@ -102,7 +26,7 @@ def federation(tmp_path, task_identity):
 def passive_federation(tmp_path, task_identity):
     """The passive protocol (``threshold-authenticated = false``): the server may ask a
     smaller decrypting set again in the same round."""
-    fed = Federation(tmp_path, authenticated=False)
+    fed = ThresholdFederation(tmp_path, authenticated=False)
     fed.session.setup(NODES, 0.0)
     return fed
 
@@ -228,7 +152,7 @@ def test_a_share_from_a_node_that_did_not_upload_is_rejected(passive_federation,
 
 
 def test_setup_fails_naming_the_stage_when_too_few_parties_remain(tmp_path, task_identity):
-    fed = Federation(tmp_path)
+    fed = ThresholdFederation(tmp_path)
     for node in (11, 12, 13):
         fed.misbehave[(node, protocol.SHARE)] = _drop
     with pytest.raises(protocol.SetupFailed, match="2 parties dealt their shares"):
@@ -236,7 +160,7 @@ def test_setup_fails_naming_the_stage_when_too_few_parties_remain(tmp_path, task
 
 
 def test_a_dealer_that_drops_is_left_out_of_the_key(tmp_path, task_identity):
-    fed = Federation(tmp_path)
+    fed = ThresholdFederation(tmp_path)
     fed.misbehave[(15, protocol.SHARE)] = _drop
     setup = fed.session.setup(NODES, 0.0)
     assert sorted(setup.parties) == [11, 12, 13, 14]

@@ -1,0 +1,101 @@
+"""Threshold CKKS between a real server session and real client codecs, over a fake grid."""
+
+from __future__ import annotations
+
+import numpy as np
+from flwr.app import ConfigRecord, Message, RecordDict
+from support import FakeGrid
+
+from fedpriv.apps.client import refusal
+from fedpriv.config import RunConfig
+from fedpriv.errors import CiphertextFormatError, ConfigError, CryptoError, ReplyCode
+from fedpriv.federation import threshold as protocol
+from fedpriv.federation.recording import RecordingGrid
+from fedpriv.parameters import state_to_vector, vector_to_state
+from fedpriv.rundir import RunDirectory
+from fedpriv.schemes.base import Node
+from fedpriv.schemes.threshold import ThresholdCodec, ThresholdScheme
+from fedpriv.task import initial_state
+from fedpriv.training import LocalUpdate
+from fedpriv.wire import record_to_state
+
+NODES = [11, 12, 13, 14, 15]
+
+
+class ThresholdFederation:
+    """Five clients of ``ckks-threshold`` (t = 3) behind a fake grid; ``misbehave`` edits or
+    drops (``None``) the reply of a node at a stage."""
+
+    def __init__(self, tmp_path, threshold=3, authenticated=True):
+        self.config = RunConfig(
+            aggregation="ckks-threshold",
+            num_clients=len(NODES),
+            threshold=threshold,
+            key_dir=str(tmp_path / "keys"),
+            out_dir=str(tmp_path / "run"),
+            threshold_authenticated=authenticated,
+        )
+        ThresholdScheme(self.config).provision(RunDirectory(tmp_path / "run"))
+        self.codecs = {
+            node: ThresholdCodec(
+                self.config, Node(index, len(NODES), self.config.key_dir, RecordDict())
+            )
+            for index, node in enumerate(NODES)
+        }
+        self.misbehave = {}
+        self.tamper = {}
+        self.asked = []
+        self.template = initial_state(self.config)
+        rng = np.random.default_rng(0)
+        base = state_to_vector(self.template)
+        self.models = {node: base + rng.normal(0, 0.05, base.size) for node in NODES}
+        self.weights = {node: float(20 + 10 * i) for i, node in enumerate(NODES)}
+        rundir = RunDirectory(tmp_path / "run")
+        rundir.create()
+        self.grid = RecordingGrid(FakeGrid(NODES, self.answer), rundir, False, protocol.stage_of)
+        self.strategy, self.arrays = ThresholdScheme(self.config).strategy()
+        self.session = protocol.ThresholdSession(
+            self.grid,
+            self.strategy.wire,
+            self.config.decryption_threshold,
+            timeout=0.3,
+            authenticated=authenticated,
+        )
+        self.strategy.session = self.session
+
+    def answer(self, message):
+        node = message.metadata.dst_node_id
+        codec = self.codecs[node]
+        stage = protocol.stage_of(message) or "train"
+        self.asked.append((node, stage))
+        tamper = self.tamper.get((node, stage))
+        if tamper is not None:  # the server deviates in what it sends this node
+            message = tamper(message)
+        if message.metadata.message_type.startswith("train"):
+            state = vector_to_state(self.models[node], self.template)
+            update = LocalUpdate(state, record_to_state(self.arrays), self.weights[node], 0.1)
+            reply = Message(codec.train_reply(message, update), reply_to=message)
+        else:
+            try:
+                reply = Message(codec.query(message), reply_to=message)
+            except (ConfigError, CiphertextFormatError, CryptoError) as err:
+                # As the ClientApp answers (fedpriv.apps.client.ClientRun.query).
+                reply = refusal(message, ReplyCode.PROTOCOL_REFUSED, f"refused: {err}")
+        edit = self.misbehave.get((node, stage))
+        return edit(reply, message) if edit else reply
+
+    def round(self, server_round=1):
+        replies = self.uploads(server_round)
+        return self.strategy.aggregate_train(server_round, replies)
+
+    def uploads(self, server_round=1):
+        """The round's train replies (what the server holds before it aggregates)."""
+        messages = self.strategy.configure_train(
+            server_round, self.arrays, ConfigRecord(), self.grid
+        )
+        return list(self.grid.send_and_receive(list(messages), timeout=1.0))
+
+    def fedavg(self, nodes=NODES):
+        return np.average(
+            [self.models[n] for n in nodes], axis=0, weights=[self.weights[n] for n in nodes]
+        )
