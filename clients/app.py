@@ -15,7 +15,8 @@ from flwr.app import Context, Message  # noqa: E402
 from flwr.clientapp import ClientApp  # noqa: E402
 from flwr.clientapp.typing import ClientAppCallable  # noqa: E402
 
-from fedpriv.apps.client import ClientRun, roster_reply, run_config  # noqa: E402
+from fedpriv.apps.client import ClientRun, refusal, roster_reply, run_config  # noqa: E402
+from fedpriv.errors import ReplyCode  # noqa: E402
 from fedpriv.schemes.base import Mod, load_scheme  # noqa: E402
 
 app = ClientApp()
@@ -48,6 +49,12 @@ def train_handler(msg: Message, context: Context) -> Message:
 def threshold_handler(msg: Message, context: Context) -> Message:
     """A step of threshold CKKS's protocol: key setup, or a decryption share of a sum."""
     return ClientRun(context).query(msg)
+
+
+@app.query("consistency", mods=[scheme_mods])
+def consistency_handler(msg: Message, context: Context) -> Message:
+    """Reached only where the scheme has no consistency mod (which answers these itself)."""
+    return refusal(msg, ReplyCode.PROTOCOL_REFUSED, "this run does not check model consistency")
 
 
 @app.query("roster")

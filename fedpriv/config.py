@@ -125,6 +125,13 @@ class RunConfig:
         "ckks (authenticated): fewest uploads of one round an accepted aggregate sums, capped "
         "at the clients a round samples (client-level DP: every sampled client)",
     )
+    model_consistency: bool = setting(
+        True,
+        "schemes whose server sends plaintext models (plaintext, secagg, ckks-threshold): "
+        "clients sign the digest of the model they are about to get and train only on one "
+        "that auth-min-uploads clients signed alike (false: a server may send the target a "
+        "model of its own)",
+    )
     threshold_authenticated: bool = setting(
         True,
         "ckks-threshold: signed key setup with a consistency round, signed uploads, and at "

@@ -219,6 +219,14 @@ RECOMBINED_ONLY = (
     "honest server only"
 )
 
+# Crafted models against model consistency.
+CONSISTENCY_REFUSED = (
+    "the server sent node {node} a crafted model in round {round} and the other clients "
+    "another; with model consistency on, the clients compared the signed digests of what "
+    "they were about to receive, and {refused} of them, the target among them, refused to "
+    "train: the round kept its model and the server read no update"
+)
+
 # The decryption oracle against authenticated threshold CKKS.
 DECRYPTION_REFUSED = (
     "under authenticated threshold CKKS the server asked the round-{round} decrypting set "
@@ -234,6 +242,20 @@ RECOMBINATION_REFUSED = (
     "on from the last verified sum, and the key holder released only a verified sum: the "
     "server learned nothing"
 )
+
+
+def _refused_crafted_models(rundir: RunDirectory, record: AttackRecord) -> str | None:
+    """Why the malicious server read nothing, where the target refused its crafted model."""
+    rounds = list(rundir.read_history())
+    if record.aggregate not in ("models", "drifts") or record.server_round > len(rounds):
+        return None
+    failed = rounds[record.server_round - 1].failed
+    reason = failed.get(str(record.target_node), "")
+    if "model consistency" not in reason:
+        return None
+    return CONSISTENCY_REFUSED.format(
+        node=record.target_node, round=record.server_round, refused=len(failed)
+    )
 
 
 class MaliciousServerView(SightView):
@@ -269,15 +291,18 @@ class MaliciousServerView(SightView):
                 f"(or not yet seen) from round {plan.round} on"
             )
         record = attack[0]
+        refused = _refused_crafted_models(self.rundir, record)
+        if refused is not None:
+            return refused
         if record.aggregate == REFUSED:
             return DECRYPTION_REFUSED.format(node=record.target_node, round=record.server_round)
         if record.aggregate == RECOMBINED:
             rounds = list(self.rundir.read_history())
             after = rounds[record.server_round] if record.server_round < len(rounds) else None
             if self.config.ckks_authenticated:
-                refused = len(after.aggregate_rejected_by) if after is not None else 0
+                count = len(after.aggregate_rejected_by) if after is not None else 0
                 return RECOMBINATION_REFUSED.format(
-                    node=record.target_node, round=record.server_round, refused=refused
+                    node=record.target_node, round=record.server_round, refused=count
                 )
             return RECOMBINED_ONLY.format(node=record.target_node, round=record.server_round)
         if record.decrypted:

@@ -89,10 +89,12 @@ class Comparison:
         if not playable:
             return None
         plan = playable[0]
+        assert plan.attack is not None
+        # A recombined broadcast is read (or refused) by the clients of the next round.
+        later = 1 if plan.attack.acts_on_next_round else 0
         twin = config.replace(
             adversary=str(plan),
-            # A recombined broadcast is read (or refused) by the clients of the next round.
-            num_server_rounds=plan.round + (1 if plan.attack.acts_on_next_round else 0),
+            num_server_rounds=plan.round + later,
             fraction_train=1.0,
             fraction_evaluate=1.0,
             dp_canaries=0,

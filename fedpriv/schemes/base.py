@@ -14,16 +14,20 @@ from flwr.serverapp import Grid
 from flwr.serverapp.strategy import Strategy
 
 from fedpriv.config import RunConfig
+from fedpriv.crypto.files import write_private, write_public
+from fedpriv.crypto.signing import IDENTITIES_DIR, ROSTER_FILE, provision_identities
 from fedpriv.defenses.base import Defense, Numbers, load_defense
 from fedpriv.errors import ConfigError
 from fedpriv.federation.adversary import MaliciousServer, malicious_server
+from fedpriv.federation.consistency import ConsistentGrid, consistency_mod
 from fedpriv.federation.recording import RecordingGrid
 from fedpriv.federation.rounds import RoundLoop, RoundPolicy
 from fedpriv.history import History
 from fedpriv.parameters import State, state_to_vector
-from fedpriv.registry import SCHEMES, Aggregation
+from fedpriv.registry import SCHEMES, Aggregation, Trait
 from fedpriv.rundir import RunDirectory
 from fedpriv.schemes.sight import Sight
+from fedpriv.task import sampled_per_round
 from fedpriv.training import LocalUpdate
 from fedpriv.wire import arrays_of, record_to_state
 
@@ -140,12 +144,49 @@ class AggregationScheme(ABC):
 
     # -- before the run: the key holders ------------------------------------------------------
     def provision(self, rundir: RunDirectory) -> RunConfig:
-        """Prepare what the run needs before it starts (keys); return the run's config."""
-        return self.config
+        """Prepare what the run needs before it starts (keys); return the run's config.
+
+        Where clients check model consistency, the run's key folder receives every client's
+        signing key and the roster.
+        """
+        if not self.checks_consistency():
+            return self.config
+        key_dir = Path(self.config.key_dir) if self.config.key_dir else rundir.key_dir
+        key_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        provision_identities(key_dir, range(self.config.num_nodes), self.min_signers())
+        return self.config.replace(key_dir=str(key_dir.resolve()))
 
     def provision_deployment(self, keys: Path) -> DeploymentKeys | None:
-        """Make a deployment's key set under ``keys`` (``None``: the scheme needs none)."""
-        return None
+        """Make a deployment's key set under ``keys`` (``None``: the scheme needs none).
+
+        Where clients check model consistency: each node's own folder with its signing key
+        and the roster.
+        """
+        if not self.checks_consistency():
+            return None
+        return identity_folders(keys, self.config.num_nodes, self.min_signers())
+
+    def checks_consistency(self) -> bool:
+        """Whether clients check that every client of a round got the same plaintext model.
+
+        Schemes whose server sends plaintext models (and so could send the target another
+        one), unless ``model-consistency`` is off.
+        """
+        provides = SCHEMES.entry(self.name).provides
+        return self.config.model_consistency and Trait.PLAINTEXT_BROADCAST in provides
+
+    def min_signers(self) -> int:
+        """Fewest clients that must sign one model digest.
+
+        ``auth-min-uploads``, capped at the clients a round samples.
+        """
+        return min(self.config.auth_min_uploads, sampled_per_round(self.config)[0])
+
+    def consistent(self, grid: Grid) -> Grid:
+        """``grid`` decorated with the consistency round where clients check it."""
+        if not self.checks_consistency():
+            return grid
+        return ConsistentGrid(grid, RoundPolicy.from_config(self.config).timeout)
 
     # -- the server ---------------------------------------------------------------------------
     def check_server(self) -> None:
@@ -165,6 +206,7 @@ class AggregationScheme(ABC):
         resume_from: ArrayRecord | None,
     ) -> None:
         """Run the federation's rounds after those in ``history``; write the run directory."""
+        grid = self.consistent(grid)
         strategy, arrays = self.strategy()
         if resume_from is not None:
             arrays = resume_from
@@ -198,8 +240,8 @@ class AggregationScheme(ABC):
 
     # -- the client ---------------------------------------------------------------------------
     def client_mods(self) -> list[Mod]:
-        """Flower mods the ClientApp runs under this scheme."""
-        return []
+        """Flower mods the ClientApp runs under this scheme (the consistency check's)."""
+        return [consistency_mod] if self.checks_consistency() else []
 
     @abstractmethod
     def codec(self, node: Node) -> ClientCodec:
@@ -244,6 +286,27 @@ class AggregationScheme(ABC):
     def narrative(self, arm: Numbers) -> list[str]:
         """Sentences, from an arm's numbers, on what this scheme hides and from whom."""
         return []
+
+
+def identity_folders(keys: Path, num_nodes: int, min_signers: int) -> DeploymentKeys:
+    """A deployment's identities: the roster once, then each node's folder with its own key.
+
+    ``keys/roster`` holds every key (the provisioner's copy); ``keys/node-<p>`` the roster
+    and partition ``p``'s key only, so that no node holds another's.
+    """
+    everything = keys / "roster"
+    roster = provision_identities(everything, range(num_nodes), min_signers)
+    nodes = {}
+    for partition in roster.keys:
+        folder = keys / f"node-{partition}"
+        (folder / IDENTITIES_DIR).mkdir(mode=0o700, parents=True, exist_ok=True)
+        name = f"party-{partition}.key"
+        write_private(
+            folder / IDENTITIES_DIR / name, (everything / IDENTITIES_DIR / name).read_bytes()
+        )
+        write_public(folder / ROSTER_FILE, (everything / ROSTER_FILE).read_bytes())
+        nodes[partition] = folder
+    return DeploymentKeys(everything, None, nodes)
 
 
 def load_scheme(config: RunConfig) -> AggregationScheme:

@@ -88,7 +88,7 @@ class SecAggScheme(AggregationScheme):
     ) -> None:
         """Run Flower's SecAgg+ workflow on a recording grid; the server writes the model."""
         _, model = run_secagg(
-            grid,
+            self.consistent(grid),
             context,
             self.config,
             rundir,
@@ -99,8 +99,11 @@ class SecAggScheme(AggregationScheme):
         rundir.write_model(state_to_bytes(model))
 
     def client_mods(self) -> list[Mod]:
-        """Flower's SecAgg+ client mod."""
-        return [secaggplus_mod]
+        """The consistency check, then Flower's SecAgg+ client mod.
+
+        The check is outermost: it refuses before SecAgg+ sees the model.
+        """
+        return [*super().client_mods(), secaggplus_mod]
 
     def codec(self, node: Node) -> ClientCodec:
         """The legacy layout."""

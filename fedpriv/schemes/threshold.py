@@ -15,14 +15,11 @@ from flwr.serverapp.strategy import Strategy
 from fedpriv.config import RunConfig
 from fedpriv.crypto.channels import new_private_key, open_from, public_key, seal_to
 from fedpriv.crypto.encoding import UpdateEncoding
-from fedpriv.crypto.files import write_private, write_public
 from fedpriv.crypto.modq import sum_mod
 from fedpriv.crypto.packing import deserialize_update, encrypt_update, expected_layout
 from fedpriv.crypto.presets import get_preset
 from fedpriv.crypto.shamir import reconstruct, share
 from fedpriv.crypto.signing import (
-    IDENTITIES_DIR,
-    ROSTER_FILE,
     Roster,
     SigningKey,
     digest,
@@ -52,6 +49,7 @@ from fedpriv.schemes.base import (
     DeploymentKeys,
     Evaluation,
     Node,
+    identity_folders,
 )
 from fedpriv.schemes.plaintext import PlaintextCodec
 from fedpriv.schemes.sight import ObservedUpdate, Sight
@@ -660,31 +658,19 @@ class ThresholdScheme(AggregationScheme):
         """
         key_dir = Path(self.config.key_dir) if self.config.key_dir else rundir.key_dir
         key_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-        if self.config.threshold_authenticated:
+        if self.config.threshold_authenticated or self.checks_consistency():
             provision_identities(key_dir, range(self.config.num_nodes), self.min_uploads())
         return self.config.replace(key_dir=str(key_dir.resolve()))
 
     def provision_deployment(self, keys: Path) -> DeploymentKeys | None:
-        """Authenticated: each node's own folder with its signing key and the roster.
-
-        The roster is made once (``keys/roster``), then each node's folder receives the
-        roster and its own key only, so that no node holds another's.
-        """
-        if not self.config.threshold_authenticated:
+        """Each node's own folder with its signing key and the roster (where it signs)."""
+        if not (self.config.threshold_authenticated or self.checks_consistency()):
             return None
-        everything = keys / "roster"
-        roster = provision_identities(everything, range(self.config.num_nodes), self.min_uploads())
-        nodes = {}
-        for partition in roster.keys:
-            folder = keys / f"node-{partition}"
-            (folder / IDENTITIES_DIR).mkdir(mode=0o700, parents=True, exist_ok=True)
-            name = f"party-{partition}.key"
-            write_private(
-                folder / IDENTITIES_DIR / name, (everything / IDENTITIES_DIR / name).read_bytes()
-            )
-            write_public(folder / ROSTER_FILE, (everything / ROSTER_FILE).read_bytes())
-            nodes[partition] = folder
-        return DeploymentKeys(everything, None, nodes)
+        return identity_folders(keys, self.config.num_nodes, self.min_uploads())
+
+    def min_signers(self) -> int:
+        """The consistency round asks as many signers as a sum needs uploads."""
+        return self.min_uploads()
 
     def min_uploads(self) -> int:
         """Fewest signed uploads a party decrypts a sum of.
@@ -715,6 +701,7 @@ class ThresholdScheme(AggregationScheme):
         resume_from: ArrayRecord | None,
     ) -> None:
         """Set up the collective key with the connected clients, then run the rounds."""
+        grid = self.consistent(grid)
         strategy, arrays = self.strategy()
         assert isinstance(strategy, ThresholdFedAvg)
         strategy.summary()

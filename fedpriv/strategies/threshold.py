@@ -132,11 +132,12 @@ class ThresholdFedAvg(PlaintextFedAvg):
                 server_round,
                 broadcast,
                 parsed,
+                # The same decrypting set, asked for the one upload (its own evidence only).
                 lambda upload: self._decrypt(
                     server_round,
                     upload,
-                    [n for n in nodes if parsed[n] is upload],
-                    evidence,
+                    nodes,
+                    {n: e for n, e in evidence.items() if parsed[n] is upload},
                 )[0],
             )
         return state_to_record(mean), None
