@@ -599,6 +599,43 @@ def performance_page() -> str:
             ),
             "",
         ]
+    if bench.get("threshold_verification"):
+        rows = [
+            [
+                f"`{v['preset']}`",
+                f"{v['parameters']:,}",
+                str(v["clients"]),
+                f"{v['passive_request_bytes']:,}",
+                f"{v['authenticated_request_bytes']:,}",
+                f"{v['request_bytes_ratio']:.1f}x",
+                f"{v['sign_seconds_per_1m']:.3f}",
+                f"{v['verify_seconds_per_1m']:.3f}",
+            ]
+            for v in bench["threshold_verification"]
+        ]
+        lines += [
+            "## Authenticated threshold CKKS",
+            "",
+            "What a decrypting party receives and does per round in the authenticated "
+            "protocol, beside the passive one: every upload's `c1` with its signature "
+            "instead of the sum's `c1`, the signatures checked and the `c1`s added; every "
+            "upload signed (seconds per million parameters).",
+            "",
+            *table(
+                [
+                    "preset",
+                    "parameters",
+                    "uploads",
+                    "passive request bytes",
+                    "authenticated request bytes",
+                    "ratio",
+                    "sign s/1M",
+                    "verify and sum s/1M",
+                ],
+                rows,
+            ),
+            "",
+        ]
     if "deploy" in bench:
         deploy = bench["deploy"]
         fed = deploy["config"]

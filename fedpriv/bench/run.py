@@ -20,7 +20,10 @@ from fedpriv.bench.crypto import (
 from fedpriv.bench.deployment import DeployResult
 from fedpriv.bench.federation import EndToEndResult, ScaleResult, measure_end_to_end
 from fedpriv.bench.settings import BenchSettings
-from fedpriv.bench.threshold import measure_threshold
+from fedpriv.bench.threshold import (
+    ThresholdVerificationCost,
+    measure_threshold,
+)
 from fedpriv.crypto.presets import get_preset
 from fedpriv.provenance import command, commit, today
 
@@ -32,6 +35,7 @@ class BenchResult:
     sizes: list[SizeRow]
     precision: list[PrecisionRow]
     authentication: list[AuthenticationCost] = field(default_factory=list)
+    threshold_verification: list[ThresholdVerificationCost] = field(default_factory=list)
     end_to_end: EndToEndResult | None = None
     scale: ScaleResult | None = None
     deploy: DeployResult | None = None
@@ -48,6 +52,7 @@ class BenchResult:
             "sizes": [row.to_json() for row in self.sizes],
             "precision": [asdict(row) for row in self.precision],
             "authentication": [row.to_json() for row in self.authentication],
+            "threshold_verification": [row.to_json() for row in self.threshold_verification],
         }
         if self.end_to_end is not None:
             data["end_to_end"] = self.end_to_end.to_json()

@@ -5,9 +5,11 @@ from __future__ import annotations
 import math
 import os
 import statistics
+from dataclasses import asdict, dataclass
+from typing import Any
 
 import numpy as np
-from flwr.app import RecordDict
+from flwr.app import ConfigRecord, RecordDict
 
 from fedpriv.bench.crypto import DOWNLOAD_CLIENTS, CkksCost, Stopwatch, synthetic_updates
 from fedpriv.config import RunConfig
@@ -16,9 +18,11 @@ from fedpriv.crypto.modq import sum_mod
 from fedpriv.crypto.packing import deserialize_update, encrypt_update, expected_layout
 from fedpriv.crypto.presets import get_preset
 from fedpriv.crypto.shamir import lagrange_at_zero, share
+from fedpriv.crypto.signing import Roster, SigningKey, digest
 from fedpriv.crypto.threshold import ThresholdCkks
 from fedpriv.crypto.thresholdwire import ThresholdWire
 from fedpriv.federation.threshold import polys_record
+from fedpriv.schemes.threshold import upload_digests, upload_statement
 from fedpriv.wire import payload_size
 
 
@@ -110,3 +114,84 @@ def measure_threshold(preset_name: str, size: int, clients: int) -> CkksCost:
         predicted_std=float("nan"),
         server_finish_seconds=finish.seconds,
     )
+
+
+@dataclass(frozen=True)
+class ThresholdVerificationCost:
+    """What authenticated threshold CKKS adds to a round, beside the passive protocol.
+
+    A decrypting party receives every upload's ``c1`` (with its signature and ``c0``
+    digests) instead of the sum's, checks the signatures and adds the ``c1`` itself; every
+    upload is signed. Bytes are one decryption request; seconds are per million parameters.
+    """
+
+    preset: str
+    parameters: int
+    clients: int
+    passive_request_bytes: int
+    authenticated_request_bytes: int
+    sign_seconds: float
+    verify_and_sum_seconds: float
+
+    def to_json(self) -> dict[str, Any]:
+        """As ``bench.json`` holds it, with the ratio and per-million seconds."""
+        per_million = 1_000_000 / self.parameters
+        return {
+            **asdict(self),
+            "request_bytes_ratio": self.authenticated_request_bytes / self.passive_request_bytes,
+            "sign_seconds_per_1m": self.sign_seconds * per_million,
+            "verify_seconds_per_1m": self.verify_and_sum_seconds * per_million,
+        }
+
+
+def measure_threshold_verification(
+    preset_name: str, size: int, clients: int
+) -> ThresholdVerificationCost:
+    """Sign ``clients`` uploads, and check and sum them as one decrypting party does."""
+    preset = get_preset(preset_name)
+    ckks = ThresholdCkks(preset)
+    a = ckks.common_random_polynomial(os.urandom(64))
+    key = ckks.public_key([ckks.key_share(a).p0], a)
+    vectors, weights = synthetic_updates(size, clients)
+    encoding = UpdateEncoding(
+        preset, bound=RunConfig().ckks_update_bound, max_total_weight=float(sum(weights)),
+        num_clients=clients,
+    )  # fmt: skip
+    client, server = ThresholdWire(ckks, key), ThresholdWire(ckks)
+    payload = encoding.size(size)
+    signer, _ = SigningKey.generate()
+    roster = Roster({p: signer.public() for p in range(clients)}, clients)
+    sign_seconds, uploads = [], []
+    for partition, (vector, weight) in enumerate(zip(vectors, weights, strict=True)):
+        record = encrypt_update(client, encoding, vector, weight)
+        with Stopwatch() as signing:
+            c0s, c1s = upload_digests(client, record, payload)
+            signature = signer.sign(upload_statement(1, 1, partition, c0s, c1s))
+        sign_seconds.append(signing.seconds)
+        uploads.append(
+            (partition, signature, c0s, deserialize_update(record, server, preset, payload))
+        )
+    passive = payload_size(
+        RecordDict({"polys": polys_record(server, [c.c1 for c in uploads[0][3]])})
+    )
+    config = ConfigRecord(
+        {
+            "uploaders": [u[0] for u in uploads],
+            "upload-signatures": [u[1] for u in uploads],
+            "upload-c0": [d for u in uploads for d in u[2]],
+        }
+    )
+    all_c1 = [c.c1 for u in uploads for c in u[3]]
+    authenticated = payload_size(RecordDict({"polys": polys_record(server, all_c1), "c": config}))
+    with Stopwatch() as verifying:
+        for partition, signature, c0s, parsed in uploads:
+            c1_digests = [digest(server.write_polynomial(c.c1)) for c in parsed]
+            assert roster.verify(
+                partition, signature, upload_statement(1, 1, partition, c0s, c1_digests)
+            )
+        count = len(uploads[0][3])
+        [sum_mod([u[3][k].c1 for u in uploads], ckks.primes) for k in range(count)]
+    return ThresholdVerificationCost(
+        preset_name, size, clients, passive, authenticated,
+        statistics.median(sign_seconds), verifying.seconds,
+    )  # fmt: skip

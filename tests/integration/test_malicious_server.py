@@ -83,7 +83,8 @@ def _psnr(
 
 
 def test_isolation_reads_the_targets_update_through_secagg(tmp_path: Path) -> None:
-    run = _run(tmp_path, "secagg", "isolation", **SINGLE)
+    """Without model consistency, SecAgg+ lets the server isolate the target's update."""
+    run = _run(tmp_path, "secagg", "isolation", model_consistency=False, **SINGLE)
     record, isolated = MaliciousServerView(run).isolated()
     truth = _replayed(run, isolated.before, record.server_round)
     assert isolated.share_measured and isolated.share == pytest.approx(1 / 5, abs=1e-4)
@@ -152,9 +153,31 @@ def test_authenticated_threshold_parties_refuse_to_decrypt_one_upload(tmp_path: 
     assert result.status == "not-applicable" and "every party refused" in (result.reason or "")
 
 
+@pytest.mark.parametrize(
+    ("aggregation", "attack"),
+    [("plaintext", "imprint"), ("secagg", "isolation"), ("ckks-threshold", "isolation")],
+)
+def test_model_consistency_makes_the_target_refuse_crafted_models(
+    tmp_path: Path, aggregation: str, attack: str
+) -> None:
+    """Model consistency on (the default): the target refuses to train on the crafted model,
+    the round keeps its model, and the attack reports that instead of a number."""
+    extra = {"threshold": 3} if aggregation == "ckks-threshold" else {}
+    run = _run(tmp_path, aggregation, attack, **extra, **SINGLE)  # type: ignore[arg-type]
+    found = read_attack(RunDirectory(run))
+    assert found is not None
+    record = found[0]
+    failed = list(RunDirectory(run).read_history())[record.server_round - 1].failed
+    assert "model consistency" in failed[str(record.target_node)]
+    (result,) = run_attacks(run, "malicious-server", (attack if attack == "imprint" else "ig",),
+                            SuiteSettings(INVERSION))  # fmt: skip
+    assert result.status == "not-applicable" and "refused to train" in (result.reason or "")
+
+
 @pytest.mark.parametrize("aggregation", ["plaintext", "secagg"])
 def test_imprint_recovers_half_a_batch_of_32(tmp_path: Path, aggregation: str) -> None:
-    run = _run(tmp_path, aggregation, "imprint", **BATCH_OF_32)
+    """Without model consistency."""
+    run = _run(tmp_path, aggregation, "imprint", model_consistency=False, **BATCH_OF_32)
     (result,) = run_attacks(run, "malicious-server", ("imprint",), SuiteSettings())
     assert result.metrics is not None and result.clients[0].num_examples == 32
     assert result.metrics.recovered_fraction is not None
