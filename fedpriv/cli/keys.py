@@ -10,7 +10,7 @@ from rich.table import Table
 
 from fedpriv.crypto.authenticated import AuthPolicy
 from fedpriv.crypto.keys import CLIENT_CONTEXT, check_preset, provision_keys
-from fedpriv.crypto.presets import DEFAULT_PRESET, MAX_COEFF_BITS_128, PRESETS
+from fedpriv.crypto.presets import DEFAULT_PRESET, MAX_COEFF_BITS_128, PRESETS, get_preset
 from fedpriv.errors import ConfigError
 
 
@@ -53,7 +53,15 @@ def handle_new(args: argparse.Namespace) -> int:
         check_preset(args.out, args.preset)
         print(f"results: {args.out.resolve()} (kept)")
         return 0
-    auth = None if args.unauthenticated else AuthPolicy(args.min_uploads, args.min_uploads)
+    packed = get_preset(args.preset).backend == "packed"
+    auth = None
+    if not args.unauthenticated and packed:
+        auth = AuthPolicy(args.min_uploads, args.min_uploads)
+    elif not packed:
+        print(
+            f"preset {args.preset}: no MAC key (its ciphertexts are not in numpy); runs with "
+            "it need ckks-authenticated=false (secure against an honest server only)"
+        )
     paths = provision_keys(args.out, args.preset, args.server_out, auth)
     print(f"client context (secret key, give to clients only): {paths['client']}")
     if "mac" in paths:

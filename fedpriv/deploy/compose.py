@@ -38,6 +38,10 @@ ENVIRONMENT = {
     "FEDPRIV_DATASET": "dataset of the run",
     "FEDPRIV_MODEL": "model of the run",
     "FEDPRIV_CKKS_PRESET": "CKKS preset the keys are provisioned for",
+    "FEDPRIV_CKKS_AUTHENTICATED": "true for authenticated ckks (needs a packed preset, whose "
+    "key set then carries the MAC key)",
+    "FEDPRIV_MODEL_CONSISTENCY": "true for model consistency (needs per-node signing keys, "
+    "which this file does not provision yet: fedpriv deploy local does)",
     "FEDPRIV_RUN_NAME": "run directory name in the runs volume",
     "FEDPRIV_BASE_IMAGE": "base image of the build (python3 with venv; see docs for offline)",
 }
@@ -47,6 +51,8 @@ DEFAULTS = {
     "FEDPRIV_DATASET": "digits",
     "FEDPRIV_MODEL": "mlp",
     "FEDPRIV_CKKS_PRESET": "n4096-compact",
+    "FEDPRIV_CKKS_AUTHENTICATED": "false",
+    "FEDPRIV_MODEL_CONSISTENCY": "false",
     "FEDPRIV_RUN_NAME": "run",
     "FEDPRIV_BASE_IMAGE": "python:3.11-slim",
 }
@@ -287,6 +293,10 @@ def _run_config(clients: str) -> str:
             f"dataset='{_var('FEDPRIV_DATASET', DEFAULTS['FEDPRIV_DATASET'])}'",
             f"model='{_var('FEDPRIV_MODEL', DEFAULTS['FEDPRIV_MODEL'])}'",
             f"ckks-preset='{_var('FEDPRIV_CKKS_PRESET', DEFAULTS['FEDPRIV_CKKS_PRESET'])}'",
+            "ckks-authenticated="
+            f"{_var('FEDPRIV_CKKS_AUTHENTICATED', DEFAULTS['FEDPRIV_CKKS_AUTHENTICATED'])}",
+            "model-consistency="
+            f"{_var('FEDPRIV_MODEL_CONSISTENCY', DEFAULTS['FEDPRIV_MODEL_CONSISTENCY'])}",
             f"key-dir='{KEY_DIR}'",
             f"out-dir='{RUNS}/{_var('FEDPRIV_RUN_NAME', DEFAULTS['FEDPRIV_RUN_NAME'])}'",
         ]
