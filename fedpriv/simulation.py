@@ -8,6 +8,7 @@ import signal
 import sys
 import tempfile
 import threading
+from logging import WARNING
 from pathlib import Path
 from typing import Any
 
@@ -17,11 +18,11 @@ import tomli_w
 from fedpriv.config import RunConfig
 from fedpriv.device import simulation_gpu_share, torch_device
 from fedpriv.env import apply_offline_env, ray_init_args
-from fedpriv.errors import ConfigError, InterruptedRunError
+from fedpriv.errors import AggregateRejectedError, ConfigError, InterruptedRunError
 from fedpriv.federation import cancel
 from fedpriv.federation.cancel import RunCancelled
-from fedpriv.flower import run_simulation_app
-from fedpriv.rundir import RunDirectory
+from fedpriv.flower import log, run_simulation_app
+from fedpriv.rundir import RELEASE_REFUSED, RunDirectory, write_json
 from fedpriv.schemes.base import load_scheme
 from fedpriv.task import client_data
 
@@ -134,7 +135,16 @@ def run_simulation(config: RunConfig, verbose: bool = False) -> Path:
                 f"(continue with: fedpriv run --resume {rundir.path})"
             )
     scheme = load_scheme(config)
-    scheme.release(rundir)
+    try:
+        scheme.release(rundir)
+    except AggregateRejectedError as err:
+        if config.adversary_plan.honest:
+            raise
+        # A malicious server's run whose final checkpoint is no verified sum: the key holder
+        # refusing to release it is the outcome, recorded for the attacks' report.
+        log(WARNING, "the key holder refused to release the model: %s", err)
+        write_json(rundir.path / RELEASE_REFUSED, {"reason": str(err)})
+        return rundir.path
     scheme.defense.after_run(rundir)
     return rundir.path
 

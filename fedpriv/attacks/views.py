@@ -25,7 +25,7 @@ from fedpriv.federation.adversary import (
 )
 from fedpriv.models import load_state, state_from_bytes
 from fedpriv.registry import ATTACK_TRAITS, MISSING_TRAIT, SCHEMES, Trait
-from fedpriv.rundir import RunDirectory
+from fedpriv.rundir import RELEASE_REFUSED, RunDirectory
 from fedpriv.schemes.base import load_scheme
 from fedpriv.schemes.sight import NotVisible, ObservedUpdate, Sight
 from fedpriv.task import new_model
@@ -227,6 +227,14 @@ CONSISTENCY_REFUSED = (
     "train: the round kept its model and the server read no update"
 )
 
+# A recombination left as the final aggregate, against the key holder's release.
+RELEASE_REDIRECT_REFUSED = (
+    "under authenticated single-key CKKS the server left node {node}'s own upload as round "
+    "{round}'s aggregate, the one the key holder releases; the key holder refused to decrypt "
+    "it (it does not verify as the sum of enough authenticated uploads) and released "
+    "nothing: the server learned nothing"
+)
+
 # The decryption oracle against authenticated threshold CKKS.
 DECRYPTION_REFUSED = (
     "under authenticated threshold CKKS the server asked the round-{round} decrypting set "
@@ -300,6 +308,10 @@ class MaliciousServerView(SightView):
             rounds = list(self.rundir.read_history())
             after = rounds[record.server_round] if record.server_round < len(rounds) else None
             if self.config.ckks_authenticated:
+                if (self.rundir.path / RELEASE_REFUSED).is_file():
+                    return RELEASE_REDIRECT_REFUSED.format(
+                        node=record.target_node, round=record.server_round
+                    )
                 count = len(after.aggregate_rejected_by) if after is not None else 0
                 return RECOMBINATION_REFUSED.format(
                     node=record.target_node, round=record.server_round, refused=count

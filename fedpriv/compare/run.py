@@ -30,7 +30,7 @@ from fedpriv.report.results import (
     summarize,
 )
 from fedpriv.rundir import ATTACKS as ATTACKS_DIR
-from fedpriv.rundir import REUSE, RunDirectory, coalition_dir, write_json
+from fedpriv.rundir import RELEASE_REFUSED, REUSE, RunDirectory, coalition_dir, write_json
 from fedpriv.schemes.base import load_scheme
 from fedpriv.simulation import run_simulation
 
@@ -66,7 +66,8 @@ def attack_key(
 
 def _complete(rundir: RunDirectory, arm: Arm, key: dict[str, Any]) -> bool:
     """Whether a previous run of this arm finished with the same key."""
-    if rundir.reuse_key("run") != key or not rundir.has_history() or not rundir.has_model():
+    released = rundir.has_model() or (rundir.path / RELEASE_REFUSED).is_file()
+    if rundir.reuse_key("run") != key or not rundir.has_history() or not released:
         return False
     history = rundir.read_history()
     return len(history) == arm.config.num_server_rounds and all(r.finished for r in history)

@@ -16,7 +16,7 @@ from fedpriv.defenses.accounting import privacy_spent
 from fedpriv.defenses.dp import DPSettings, draw_noise
 from fedpriv.errors import ConfigError
 from fedpriv.flower import log
-from fedpriv.strategies.facts import RoundFacts
+from fedpriv.strategies.facts import FallsBack, RoundFacts
 
 
 @runtime_checkable
@@ -77,6 +77,16 @@ class ServerSideNoise(Strategy):
     def round_facts(self, server_round: int) -> RoundFacts:
         """The wrapped strategy's facts, with the privacy spent."""
         return self.summing.round_facts(server_round)
+
+    def fall_back(self, server_round: int, refused: list[int]) -> ArrayRecord:
+        """As the wrapped strategy: back to the last aggregate its clients accepted.
+
+        Without this a round whose broadcast every client refused would keep the refused
+        aggregate as the model (the wrapped strategy's fallback never reached).
+        """
+        if not isinstance(self.strategy, FallsBack):
+            raise ConfigError(f"{type(self.strategy).__name__} cannot fall back")
+        return self.strategy.fall_back(server_round, refused)
 
     def summary(self) -> None:
         """Log the wrapped strategy and the DP parameters."""
