@@ -127,3 +127,21 @@ def test_past_the_break_even_the_sum_travels_expanded(task_identity):
     assert strategy.round_facts(1).aggregate_form == "expanded"
     mean, total = decrypt_update(aggregate, client, encoding, 10)
     assert total == 289 and np.abs(mean - values).max() < 1e-4
+
+
+def test_server_side_dp_falls_back_as_the_strategy_it_wraps(task_identity, contexts):
+    """A round whose broadcast every client refused returns to the last accepted aggregate
+    through the DP wrapper too (else the refused aggregate would stay the model)."""
+    from flwr.app import ArrayRecord
+
+    from fedpriv.defenses.dp import DPSettings
+    from fedpriv.strategies.facts import FallsBack
+    from fedpriv.strategies.server_noise import ServerSideNoise
+
+    _, server, preset = contexts
+    inner = CkksFedAvg(server, _encoding(preset), SIZE, Sampling(), authenticated=True)
+    accepted = ArrayRecord()
+    inner.accepted = accepted
+    wrapped = ServerSideNoise(inner, DPSettings())
+    assert isinstance(wrapped, FallsBack)
+    assert wrapped.fall_back(3, [1, 2]) is accepted
