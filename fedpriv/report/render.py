@@ -12,14 +12,17 @@ from fedpriv.attacks.views import Capability
 from fedpriv.narrative import fmt
 from fedpriv.report.figures import FIGURES, comparison_figures
 from fedpriv.report.results import ComparisonResult, Headline
+from fedpriv.schemes.base import load_scheme
 
 WHO_NOTE = (
     "Each cell is the strongest attack of its family for that attacker (a maximum over "
     "ig, dlg and idlg, or over the membership attacks: biased upward), or why none applies. "
     "The malicious server acts in one round of a second federation beside the arm (the "
     "[malicious-server] table of the experiment): it crafts the models it sends (isolation, "
-    "imprint) or, under threshold CKKS, has the parties decrypt one client's upload "
-    "(decrypt-one)."
+    "imprint), under threshold CKKS asks the parties to decrypt one client's upload "
+    "(decrypt-one), under single-key CKKS broadcasts one client's upload as the aggregate "
+    "(broadcast-one). 'Holds against' names the adversary the arm's protocol holds against "
+    "(passive or deviating server, c colluding clients), as tests/adversarial plays it."
 )
 SUMMARY_HEADER = [
     "arm",
@@ -126,6 +129,7 @@ def summary_rows(results: ComparisonResult) -> list[list[str]]:
 
 WHO_HEADER = [
     "arm",
+    "holds against (tested)",
     "curious server (inversion)",
     "malicious server (isolated update)",
     "server + 1 colluding client (inversion)",
@@ -152,6 +156,7 @@ def who_learns_rows(results: ComparisonResult) -> list[list[str]]:
         rows.append(
             [
                 arm.name,
+                load_scheme(arm.config).holds_against(),
                 _cell(
                     h.server_inversion_psnr,
                     h.server_inversion_attack,

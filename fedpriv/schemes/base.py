@@ -287,6 +287,14 @@ class AggregationScheme(ABC):
         """Sentences, from an arm's numbers, on what this scheme hides and from whom."""
         return []
 
+    def holds_against(self) -> str:
+        """The adversary the run's aggregation holds against, as the tests play it.
+
+        ``passive``: the server follows the protocol; ``deviating``: it may send, ask, relay
+        and compute anything it can (``tests/adversarial``); ``c``: colluding clients.
+        """
+        return "nothing: the server reads every update"
+
 
 def identity_folders(keys: Path, num_nodes: int, min_signers: int) -> DeploymentKeys:
     """A deployment's identities: the roster once, then each node's folder with its own key.

@@ -461,6 +461,12 @@ class CkksScheme(AggregationScheme):
             return self.server_sight(rundir)
         return DecryptingSight(rundir, self.config, self._holder(key_dir), self.encodings().update)
 
+    def holds_against(self) -> str:
+        """Authenticated: a deviating server; either way no colluding client (shared key)."""
+        if self.config.ckks_authenticated:
+            return "a deviating server, c = 0"
+        return "a passive server, c = 0"
+
     def narrative(self, arm: Numbers) -> list[str]:
         """The single shared key is the weak point."""
         return [

@@ -105,6 +105,12 @@ class SecAggScheme(AggregationScheme):
         """
         return [*super().client_mods(), secaggplus_mod]
 
+    def holds_against(self) -> str:
+        """Flower's SecAgg+ is the semi-honest protocol; model consistency refuses crafting."""
+        c = self.config.secagg_reconstruction_threshold - 1
+        crafted = "; crafted models refused" if self.checks_consistency() else ""
+        return f"a passive server, c <= {c}{crafted}"
+
     def codec(self, node: Node) -> ClientCodec:
         """The legacy layout."""
         return LegacyCodec(initial_state(self.config), node.partition_id)

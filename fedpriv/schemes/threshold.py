@@ -753,6 +753,13 @@ class ThresholdScheme(AggregationScheme):
         """``colluders`` parties' shares: everything from ``t`` on, nothing individual below."""
         return ThresholdSight(rundir, self.config, colluders, key_dir)
 
+    def holds_against(self) -> str:
+        """Authenticated: a deviating server with ``c <= min(t - 1, m - 2)`` colluders."""
+        t = self.config.decryption_threshold
+        if self.config.threshold_authenticated:
+            return f"a deviating server, c <= {min(t - 1, self.min_uploads() - 2)}"
+        return f"a passive server, c <= {t - 1}"
+
     def narrative(self, arm: Numbers) -> list[str]:
         """Who can read what, with this run's t."""
         t, n = self.config.decryption_threshold, self.config.num_clients
