@@ -11,6 +11,7 @@ from pathlib import Path
 from fedpriv.cli.flags import add_federation_flags, resolve_run_config
 from fedpriv.cli.progress import console
 from fedpriv.cli.tables import print_history
+from fedpriv.crypto.signing import ROSTER_FILE
 from fedpriv.deploy.compose import render
 from fedpriv.deploy.credentials import (
     CA_CERT,
@@ -23,6 +24,7 @@ from fedpriv.deploy.credentials import (
     SUPERLINK_FOLDER,
     certificate_hosts,
     make_certificates,
+    make_node_identities,
     make_node_key,
     make_service_certificates,
 )
@@ -37,7 +39,7 @@ from fedpriv.errors import ConfigError
 
 
 def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """Register `fedpriv deploy local|certs|submit|compose|node-keys|register`."""
+    """Register `fedpriv deploy local|certs|submit|compose|node-keys|identities|register`."""
     deploy = commands.add_parser("deploy", help="Flower Deployment Engine: loopback, compose, TLS")
     sub = deploy.add_subparsers(dest="deploy_command", required=True)
 
@@ -87,6 +89,28 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     node_keys.add_argument("--nodes", type=int, required=True, help="number of SuperNodes")
     node_keys.add_argument("--exist-ok", action="store_true", help="keep existing keys, exit 0")
     node_keys.set_defaults(handler=handle_node_keys, parser=node_keys)
+
+    identities = sub.add_parser(
+        "identities", help="write each node's signing key (own folder) and the public roster"
+    )
+    identities.add_argument(
+        "--out", type=Path, required=True, help="folder: node-<p>/party-<p>.key, one per node"
+    )
+    identities.add_argument(
+        "--roster-out", type=Path, required=True, help="folder for roster.json (public)"
+    )
+    identities.add_argument("--nodes", type=int, required=True, help="number of SuperNodes")
+    identities.add_argument(
+        "--min-uploads",
+        type=int,
+        default=2,
+        help="fewest clients that must sign one model, and signed uploads in one "
+        "ckks-threshold sum (default: %(default)s)",
+    )
+    identities.add_argument(
+        "--exist-ok", action="store_true", help="keep identities made for these nodes, exit 0"
+    )
+    identities.set_defaults(handler=handle_identities, parser=identities)
 
     register = sub.add_parser(
         "register", help="register every node key of a folder with a running SuperLink"
@@ -155,6 +179,23 @@ def handle_node_keys(args: argparse.Namespace) -> int:
             continue
         make_node_key(folder)
     print(f"results: {args.out.resolve()} (node-<i>/auth_key 0600, node-<i>/auth_key.pub)")
+    return 0
+
+
+def handle_identities(args: argparse.Namespace) -> int:
+    """Write the nodes' signing keys and the roster (or keep them, with --exist-ok)."""
+    if args.nodes < 1:
+        raise ConfigError("--nodes must be at least 1")
+    kept = (args.roster_out / ROSTER_FILE).is_file()
+    roster = make_node_identities(
+        args.out, args.roster_out, args.nodes, args.min_uploads, args.exist_ok
+    )
+    print(
+        f"roster (public; {len(roster.keys)} nodes, {roster.min_uploads} signers per model): "
+        f"{(args.roster_out / ROSTER_FILE).resolve()}"
+    )
+    layout = "kept" if kept else "node-<p>/party-<p>.key 0600, each node's own only"
+    print(f"results: {args.out.resolve()} ({layout})")
     return 0
 
 

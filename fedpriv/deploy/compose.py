@@ -6,6 +6,8 @@ from typing import Any
 
 import yaml
 
+from fedpriv.config import RunConfig
+from fedpriv.crypto.signing import IDENTITIES_DIR
 from fedpriv.deploy import topology
 from fedpriv.deploy.credentials import CA_FOLDER, DEFAULT_HOSTS, SUPERLINK_FOLDER
 from fedpriv.errors import ConfigError
@@ -27,21 +29,29 @@ RUNS = "/runs"
 PROVISION = "/provision"
 NODE_KEYS = f"{PROVISION}/node-keys"  # all nodes' keys, in the one-shot services only
 NODE_KEY_DIR = "/node-key"  # one node's own key, in that SuperNode
+# Signing identities: each node's key in a volume of its own, mounted into that node's
+# ClientApp SuperExec over the (read-only) key set, where its key-dir expects it; the roster
+# (public) lies in the key set's volume.
+IDENTITIES = f"{PROVISION}/identities"  # all nodes' signing keys, in the one-shot service only
+NODE_IDENTITY_DIR = f"{KEY_DIR}/{IDENTITIES_DIR}"
 MAX_SUPERNODES = 64  # per-node mount points the image creates owned by its user (Dockerfile)
 # Read by compose from the environment (or an .env file) when the run is submitted.
 ENVIRONMENT = {
     "FEDPRIV_NUM_CLIENTS": "clients of the run (the SuperNodes holding partitions 0..N-1)",
     "FEDPRIV_MIN_CLIENTS": "clients a round needs (default: all); fewer let a round go on "
     "without a node that died",
-    "FEDPRIV_AGGREGATION": "plaintext, ckks or secagg",
+    "FEDPRIV_AGGREGATION": "plaintext, ckks, ckks-threshold or secagg",
     "FEDPRIV_ROUNDS": "num-server-rounds",
     "FEDPRIV_DATASET": "dataset of the run",
     "FEDPRIV_MODEL": "model of the run",
-    "FEDPRIV_CKKS_PRESET": "CKKS preset the keys are provisioned for",
-    "FEDPRIV_CKKS_AUTHENTICATED": "true for authenticated ckks (needs a packed preset, whose "
-    "key set then carries the MAC key)",
-    "FEDPRIV_MODEL_CONSISTENCY": "true for model consistency (needs per-node signing keys, "
-    "which this file does not provision yet: fedpriv deploy local does)",
+    "FEDPRIV_CKKS_PRESET": "CKKS preset the keys are provisioned for (a packed one carries "
+    "the MAC key authenticated ckks needs)",
+    "FEDPRIV_CKKS_AUTHENTICATED": "false for the unauthenticated ckks protocol (secure "
+    "against an honest server only; what a preset of another backend needs)",
+    "FEDPRIV_MODEL_CONSISTENCY": "false to let clients train on a model others did not sign "
+    "(plaintext, secagg, ckks-threshold)",
+    "FEDPRIV_THRESHOLD_AUTHENTICATED": "false for the passive ckks-threshold protocol (secure "
+    "against an honest server only)",
     "FEDPRIV_RUN_NAME": "run directory name in the runs volume",
     "FEDPRIV_BASE_IMAGE": "base image of the build (python3 with venv; see docs for offline)",
 }
@@ -50,9 +60,10 @@ DEFAULTS = {
     "FEDPRIV_ROUNDS": "3",
     "FEDPRIV_DATASET": "digits",
     "FEDPRIV_MODEL": "mlp",
-    "FEDPRIV_CKKS_PRESET": "n4096-compact",
-    "FEDPRIV_CKKS_AUTHENTICATED": "false",
-    "FEDPRIV_MODEL_CONSISTENCY": "false",
+    "FEDPRIV_CKKS_PRESET": "n4096-packed",
+    "FEDPRIV_CKKS_AUTHENTICATED": "true",
+    "FEDPRIV_MODEL_CONSISTENCY": "true",
+    "FEDPRIV_THRESHOLD_AUTHENTICATED": "true",
     "FEDPRIV_RUN_NAME": "run",
     "FEDPRIV_BASE_IMAGE": "python:3.11-slim",
 }
@@ -94,6 +105,24 @@ def node_key_volume(partition: int) -> str:
 def node_tls_volume(partition: int) -> str:
     """The volume holding one SuperNode's TLS certificate and key (that node's only)."""
     return f"{supernode_name(partition)}-tls"
+
+
+def node_identity_volume(partition: int) -> str:
+    """The volume holding one node's signing key (that node's ClientApp SuperExec only)."""
+    return f"{supernode_name(partition)}-identity"
+
+
+def min_uploads(num_clients: int) -> tuple[int, int]:
+    """Fewest uploads of an accepted sum: the MAC key's, and the roster's (also signers).
+
+    What ``fedpriv deploy local`` provisions for a run of every SuperNode with the default
+    settings: ``auth-min-uploads`` for authenticated ckks; for the roster, which model
+    consistency and authenticated ckks-threshold share, at least ckks-threshold's ``t``
+    too. Each capped at the clients.
+    """
+    config = RunConfig(num_clients=num_clients)
+    mac = min(config.auth_min_uploads, num_clients)
+    return mac, min(max(mac, config.decryption_threshold), num_clients)
 
 
 def _node_auth_services(num_clients: int, superlink: str) -> dict[str, Any]:
@@ -144,6 +173,7 @@ def compose_file(num_clients: int = 3, node_auth: bool = False) -> dict[str, Any
             "per-node mount points, docker/Dockerfile); start more SuperNodes elsewhere"
         )
     clients = _var("FEDPRIV_NUM_CLIENTS", num_clients)
+    mac_uploads, roster_uploads = min_uploads(num_clients)
     superlink = f"superlink:{topology.SUPERLINK_PORT}"
     ca_ro = ca_ro_volume()
     nodes = [supernode_name(i) for i in range(num_clients)]
@@ -151,7 +181,8 @@ def compose_file(num_clients: int = 3, node_auth: bool = False) -> dict[str, Any
     tls_folders.append(f"{SUPERLINK_TLS_VOLUME}:{PROVISION}/certs/{SUPERLINK_FOLDER}")
     tls_folders += [f"{node_tls_volume(i)}:{PROVISION}/certs/{n}" for i, n in enumerate(nodes)]
     services: dict[str, Any] = {
-        # One-shot provisioning: TLS material, then the CKKS key set (the key holder's job).
+        # One-shot provisioning: TLS material, then the CKKS key set and the nodes' signing
+        # identities (the key holder's job).
         "certs": _service(
             [
                 "fedpriv",
@@ -185,12 +216,36 @@ def compose_file(num_clients: int = 3, node_auth: bool = False) -> dict[str, Any
                 f"{PROVISION}/keys/server",
                 "--preset",
                 _var("FEDPRIV_CKKS_PRESET", DEFAULTS["FEDPRIV_CKKS_PRESET"]),
+                "--min-uploads",
+                str(mac_uploads),
             ],  # fmt: skip
             [
                 f"{CLIENT_KEYS_VOLUME}:{PROVISION}/keys/client",
                 f"{SERVER_KEYS_VOLUME}:{PROVISION}/keys/server",
             ],
             depends_on=_done("certs"),
+        ),
+        # Each node's signing key into its own volume; the roster beside the clients' keys.
+        "identities": _service(
+            [
+                "fedpriv",
+                "deploy",
+                "identities",
+                "--exist-ok",
+                "--out",
+                IDENTITIES,
+                "--roster-out",
+                f"{PROVISION}/keys/client",
+                "--nodes",
+                str(num_clients),
+                "--min-uploads",
+                str(roster_uploads),
+            ],  # fmt: skip
+            [
+                f"{CLIENT_KEYS_VOLUME}:{PROVISION}/keys/client",
+                *(f"{node_identity_volume(i)}:{IDENTITIES}/node-{i}" for i in range(num_clients)),
+            ],
+            depends_on=_done("keys"),
         ),
         "superlink": _service(
             [
@@ -236,12 +291,17 @@ def compose_file(num_clients: int = 3, node_auth: bool = False) -> dict[str, Any
             volumes,
             depends_on=depends,
         )
-        # The ClientApp runs here: only client-side services see the secret-key context.
+        # The ClientApp runs here: only client-side services see the secret-key context, and
+        # only this one its node's signing key (over the key set, in its identities/).
         services[f"superexec-clientapp-{partition}"] = _service(
             ["flower-superexec", *topology.superexec_args(CERTS, address)],
-            [ca_ro, f"{CLIENT_KEYS_VOLUME}:{KEY_DIR}:ro"],
+            [
+                ca_ro,
+                f"{CLIENT_KEYS_VOLUME}:{KEY_DIR}:ro",
+                f"{node_identity_volume(partition)}:{NODE_IDENTITY_DIR}:ro",
+            ],
             environment=dict(topology.SUPEREXEC_ENV),
-            depends_on={node: {"condition": "service_started"}, **_done("keys")},
+            depends_on={node: {"condition": "service_started"}, **_done("keys", "identities")},
         )
     services["submit"] = _service(
         [
@@ -272,11 +332,13 @@ def compose_file(num_clients: int = 3, node_auth: bool = False) -> dict[str, Any
             "--keys",
             KEY_DIR,
         ],  # fmt: skip
-        [f"{CLIENT_KEYS_VOLUME}:{KEY_DIR}:ro", f"runs:{RUNS}"],
+        # Writable: the key holder notes each run it released (one aggregate per run).
+        [f"{CLIENT_KEYS_VOLUME}:{KEY_DIR}", f"runs:{RUNS}"],
         profiles=["release"],
     )
     volumes = [CA_VOLUME, SUPERLINK_TLS_VOLUME, *(node_tls_volume(i) for i in range(num_clients))]
     volumes += [CLIENT_KEYS_VOLUME, SERVER_KEYS_VOLUME, "runs", "superlink-state"]
+    volumes += [node_identity_volume(i) for i in range(num_clients)]
     if node_auth:
         volumes += [node_key_volume(i) for i in range(num_clients)]
     return {"name": "fedpriv", "services": services, "volumes": {v: {} for v in volumes}}
@@ -284,6 +346,7 @@ def compose_file(num_clients: int = 3, node_auth: bool = False) -> dict[str, Any
 
 def _run_config(clients: str) -> str:
     """The run's ``--run-config``, from the environment of ``docker compose run submit``."""
+    threshold = "FEDPRIV_THRESHOLD_AUTHENTICATED"
     return " ".join(
         [
             f"aggregation='{_var('FEDPRIV_AGGREGATION', DEFAULTS['FEDPRIV_AGGREGATION'])}'",
@@ -297,6 +360,7 @@ def _run_config(clients: str) -> str:
             f"{_var('FEDPRIV_CKKS_AUTHENTICATED', DEFAULTS['FEDPRIV_CKKS_AUTHENTICATED'])}",
             "model-consistency="
             f"{_var('FEDPRIV_MODEL_CONSISTENCY', DEFAULTS['FEDPRIV_MODEL_CONSISTENCY'])}",
+            f"threshold-authenticated={_var(threshold, DEFAULTS[threshold])}",
             f"key-dir='{KEY_DIR}'",
             f"out-dir='{RUNS}/{_var('FEDPRIV_RUN_NAME', DEFAULTS['FEDPRIV_RUN_NAME'])}'",
         ]
@@ -307,10 +371,12 @@ HEADER = """\
 # Generated by `fedpriv deploy compose {command}`; edit that, not this file.
 # The fedpriv topology on Flower's Deployment Engine, TLS on every connection:
 #   certs, keys            one-shot provisioning (TLS material; CKKS key set, split by side)
+#   identities             one-shot: each node's signing key (its own volume), the roster
 #   superlink              Fleet + Control + ServerApp Runtime API on port {port}
 #   superexec-serverapp    runs the ServerApp: parameters-only context, writes the run
 #   supernode-i            one per client (node config: partition, key-dir)
-#   superexec-clientapp-i  runs that client's ClientApp: the only holders of the secret key
+#   superexec-clientapp-i  runs that client's ClientApp: the only holders of the secret key,
+#                          and of node i's signing key (/keys/identities)
 #   submit   (profile run)      `flwr run` of this app against the SuperLink
 #   release  (profile release)  the key holder decrypts the final model
 #   node-keys, register    with --node-auth: each node's key, registered before the nodes start

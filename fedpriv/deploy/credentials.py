@@ -1,9 +1,10 @@
-"""Credentials of a deployment: a private CA, TLS certificates, SuperNode key pairs."""
+"""Credentials of a deployment: a private CA, TLS certificates, SuperNode key pairs, identities."""
 
 from __future__ import annotations
 
 import datetime
 import ipaddress
+import json
 from pathlib import Path
 
 from cryptography import x509
@@ -12,6 +13,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from fedpriv.crypto.files import write_private, write_public
+from fedpriv.crypto.signing import IDENTITIES_DIR, ROSTER_FILE, Roster, SigningKey, load_roster
+from fedpriv.errors import ConfigError, KeyMaterialError
 
 # Names the SuperLink is reached by: the compose service name and loopback.
 DEFAULT_HOSTS = ("superlink", "localhost", "127.0.0.1")
@@ -202,3 +205,93 @@ def make_node_key(directory: Path) -> tuple[Path, Path]:
         ),
     )
     return private, public
+
+
+def identity_file(partition: int) -> str:
+    """The file name of partition ``partition``'s signing key (as ``identities/`` holds it)."""
+    return f"party-{partition}.key"
+
+
+def make_node_identities(
+    nodes_dir: str | Path,
+    roster_dir: str | Path,
+    num_nodes: int,
+    min_uploads: int,
+    exist_ok: bool = False,
+) -> Roster:
+    """Each node's Ed25519 signing key in a folder of its own, and the roster of them all.
+
+    ``nodes_dir/node-<p>/party-<p>.key`` (0600): partition ``p``'s key and nothing else, the
+    folder a deployment mounts as that node's ``<key-dir>/identities/``;
+    ``roster_dir/roster.json`` (0644, public): every node's public key and ``min_uploads``,
+    beside an empty ``roster_dir/identities/`` (that mount's point in a read-only key
+    directory). No folder holds two nodes' keys. The roster is written last: a provisioning
+    cut short leaves none, and the next one starts over.
+
+    Parameters
+    ----------
+    nodes_dir, roster_dir : str | Path
+        Where the nodes' folders and the roster go.
+    num_nodes : int
+        Nodes (partitions ``0..num_nodes-1``).
+    min_uploads : int
+        The roster's fewest signers of one model (and signed uploads of one sum).
+    exist_ok : bool
+        Keep identities made before for the same nodes and minimum (a second
+        ``docker compose up``).
+
+    Raises
+    ------
+    ConfigError
+        If identities exist and ``exist_ok`` is false, or they were made for other nodes,
+        another minimum, or a node's key is missing or not the roster's.
+
+    """
+    nodes, roster_folder = Path(nodes_dir), Path(roster_dir)
+    if num_nodes < 1 or not 1 <= min_uploads <= num_nodes:
+        raise ConfigError(f"need 1 <= min-uploads <= nodes, got {min_uploads} of {num_nodes}")
+    if (roster_folder / ROSTER_FILE).is_file():
+        if not exist_ok:
+            raise ConfigError(f"{roster_folder} already holds a roster; refusing to overwrite it")
+        roster = _check_identities(nodes, roster_folder, num_nodes, min_uploads)
+        (roster_folder / IDENTITIES_DIR).mkdir(mode=0o700, exist_ok=True)
+        return roster
+    (roster_folder / IDENTITIES_DIR).mkdir(mode=0o700, parents=True, exist_ok=True)
+    keys = {}
+    for partition in range(num_nodes):
+        key, raw = SigningKey.generate()
+        folder = nodes / f"node-{partition}"
+        folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+        write_private(folder / identity_file(partition), raw)
+        keys[partition] = key.public()
+    roster = Roster(keys, min_uploads)
+    write_public(roster_folder / ROSTER_FILE, json.dumps(roster.to_json(), indent=1).encode())
+    return roster
+
+
+def _check_identities(nodes: Path, roster_dir: Path, num_nodes: int, min_uploads: int) -> Roster:
+    """The existing roster, if it is this deployment's and each node holds its own key."""
+    start_over = "remove the identities (docker compose down -v) to make new ones"
+    try:
+        roster = load_roster(roster_dir)
+    except (KeyMaterialError, ValueError) as err:
+        raise ConfigError(f"{roster_dir / ROSTER_FILE}: {err}; {start_over}") from err
+    if sorted(roster.keys) != list(range(num_nodes)):
+        raise ConfigError(
+            f"{roster_dir / ROSTER_FILE} was made for {len(roster.keys)} node(s), not "
+            f"{num_nodes}; {start_over}"
+        )
+    if roster.min_uploads != min_uploads:
+        raise ConfigError(
+            f"{roster_dir / ROSTER_FILE} requires {roster.min_uploads} signer(s), not "
+            f"{min_uploads}; {start_over}"
+        )
+    for partition, public in roster.keys.items():
+        path = nodes / f"node-{partition}" / identity_file(partition)
+        try:
+            held = SigningKey(path.read_bytes()).public()
+        except (OSError, KeyMaterialError) as err:
+            raise ConfigError(f"{path}: {err}; {start_over}") from err
+        if held != public:
+            raise ConfigError(f"{path} is not the roster's key of node {partition}; {start_over}")
+    return roster

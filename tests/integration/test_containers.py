@@ -245,14 +245,37 @@ def test_containerized_ckks_run_equals_the_simulation(deployment: Deployment, tm
     assert "finished:completed" in out
     deployment.compose("run", "--rm", "release", step="release", FEDPRIV_RUN_NAME="ckks")
     run_dir = deployment.run_files("ckks", tmp_path / "deployed")
+    # The released model lies in the runs volume; copied out as docs/how-to/deploy.md does.
+    copy = [
+        "run",
+        "--rm",
+        "--no-deps",
+        "-T",
+        "--entrypoint",
+        "cat",
+        "release",
+        "/runs/ckks/model.pt",
+    ]
+    copied = subprocess.run(
+        ["docker", "compose", "-p", PROJECT, *copy],
+        cwd=ROOT,
+        env=deployment.env,
+        capture_output=True,
+        timeout=300,
+        check=True,
+    )
+    assert copied.stdout == RunDirectory(run_dir).model_path.read_bytes()
     config = RunDirectory(run_dir).read_config()
     assert (config.aggregation, config.num_clients, config.num_server_rounds) == ("ckks", 3, 2)
+    # The hardened protocol by default: MAC-tagged uploads under the packed preset's key set.
+    assert (config.ckks_preset, config.ckks_authenticated) == ("n4096-packed", True)
     simulated = run_simulation(config.replace(out_dir=str(tmp_path / "simulated"), key_dir=""))
     deployed_model, simulated_model = (
         state_to_vector(state_from_bytes(RunDirectory(p).model_path.read_bytes()))
         for p in (run_dir, simulated)
     )
-    # Both decrypt CKKS sums (their own keys, their own noise: 2^-32 relative per value).
+    # Both decrypt CKKS sums (their own keys, their own noise: about 1e-7 per value of a
+    # mean under n4096-packed, docs/reference/wire-format.md).
     assert np.abs(deployed_model - simulated_model).max() <= 1e-6
     accuracies = [
         [r.accuracy for r in RunDirectory(p).read_history()] for p in (run_dir, simulated)
@@ -285,10 +308,67 @@ def test_secrets_are_readable_only_where_they_must_be(deployment: Deployment):
     assert holders("superlink", "/certs/tls/server.key") == {"superlink"}
     for i in range(3):
         assert holders(f"supernode-{i}", "/certs/tls/server.key") == {f"supernode-{i}"}
+    clients = {f"superexec-clientapp-{i}" for i in range(3)}
     secret_context = holders("superexec-clientapp-0", "/keys/client.ctx")
-    assert secret_context == {f"superexec-clientapp-{i}" for i in range(3)} | {"release"}
+    assert secret_context == clients | {"release"}
+    assert holders("superexec-clientapp-0", "/keys/mac.key") == clients | {"release"}
+    # Each node's signing key in its own ClientApp's container only; the roster is public
+    # (beside the key set) and the server side needs none of it.
+    for i in range(3):
+        key = f"/keys/identities/party-{i}.key"
+        assert holders(f"superexec-clientapp-{i}", key) == {f"superexec-clientapp-{i}"}
+        assert [p for p in readable[f"superexec-clientapp-{i}"].values() if "/party-" in p] == [key]
+    assert holders("superexec-clientapp-0", "/keys/roster.json") == clients | {"release"}
     # No volume received another service's folders (Docker copies a mount point's contents).
     assert not [p for files in readable.values() for p in files.values() if "/provision/" in p]
+
+
+def _key_files(deployment: Deployment, service: str) -> dict[str, str]:
+    """sha256 -> path of the keys and certificates ``service`` reads (not the SuperLink's
+    state, which changes)."""
+    files = _digests(deployment, service).items()
+    return {d: p for d, p in files if p.startswith(("/keys/", "/certs/", "/node-key/"))}
+
+
+def test_second_up_keeps_every_key(deployment: Deployment):
+    """The one-shot services run again and keep what they made, identities included."""
+    before = {service: _key_files(deployment, service) for service in SERVICES}
+    deployment.compose("up", "-d", step="second up")
+    assert {service: _key_files(deployment, service) for service in SERVICES} == before
+    logs = deployment.compose("logs", "--no-color", "identities")
+    assert logs.count("(kept)") >= 1, logs[-2000:]
+
+
+def _hardened_run(deployment: Deployment, tmp_path: Path, name: str, **variables: str) -> Path:
+    """A 1-round run of the defaults under another aggregation; its run directory."""
+    out = deployment.compose(
+        "run", "--rm", "submit", step=name, FEDPRIV_ROUNDS="1", FEDPRIV_RUN_NAME=name, **variables
+    )
+    assert "finished:completed" in out
+    run_dir = deployment.run_files(name, tmp_path)
+    rounds = list(RunDirectory(run_dir).read_history())
+    # Every client took part: none refused the broadcast or the key setup.
+    assert [(r.round, len(r.clients), r.failed, r.skipped) for r in rounds] == [(1, 3, {}, None)], (
+        rounds
+    )
+    assert "[ROUND 1/1]" in (tmp_path / f"logs-{name}" / "serverapp.log").read_text()
+    return run_dir
+
+
+def test_model_consistency_signs_with_each_nodes_own_key(deployment: Deployment, tmp_path):
+    """plaintext: each ClientApp signs the model's digest with its node's key (mounted in
+    its container only) and trains only on a model the roster's minimum signed."""
+    run_dir = _hardened_run(deployment, tmp_path, "consistency", FEDPRIV_AGGREGATION="plaintext")
+    assert RunDirectory(run_dir).read_config().model_consistency
+
+
+def test_authenticated_threshold_ckks(deployment: Deployment, tmp_path):
+    """ckks-threshold: the signed key setup and signed uploads, under the same identities."""
+    run_dir = _hardened_run(deployment, tmp_path, "threshold", FEDPRIV_AGGREGATION="ckks-threshold")
+    config = RunDirectory(run_dir).read_config()
+    assert config.threshold_authenticated and config.model_consistency
+    setup = json.loads((run_dir / "threshold.json").read_text())
+    assert setup["threshold"] == 2 and len(setup["parties"]) == 3
 
 
 def _wait_rounds(deployment: Deployment, name: str, rounds: int, submit: subprocess.Popen) -> None:
