@@ -45,9 +45,9 @@ def train_handler(msg: Message, context: Context) -> Message:
     return ClientRun(context).train(msg)
 
 
-@app.query("threshold")
-def threshold_handler(msg: Message, context: Context) -> Message:
-    """A step of threshold CKKS's protocol: key setup, or a decryption share of a sum."""
+@app.query("protocol")
+def protocol_handler(msg: Message, context: Context) -> Message:
+    """A step of the run's scheme's own protocol (threshold CKKS: key setup, decryption)."""
     return ClientRun(context).query(msg)
 
 

@@ -26,23 +26,16 @@ class ServerAttack(StrEnum):
     ``broadcast-one`` (single-key CKKS): the server cannot craft a model it cannot encrypt
     (a trivial ciphertext is refused), but it can recombine what it holds: it broadcasts the
     target's own upload as the round's aggregate (a linear combination of the uploads with
-    one coefficient 1). The clients accept it; the server, holding no key, reads nothing.
+    one coefficient 1).
+
+    Each is played by a class in :mod:`fedpriv.adversaries` (``fedpriv.registry.ADVERSARIES``
+    says which, and what it needs of the scheme and the model).
     """
 
     ISOLATION = "isolation"
     IMPRINT = "imprint"
     DECRYPT_ONE = "decrypt-one"
     BROADCAST_ONE = "broadcast-one"
-
-    @property
-    def acts_on_next_round(self) -> bool:
-        """Whether what it does shows in the round after it acts (a broadcast clients read)."""
-        return self == ServerAttack.BROADCAST_ONE
-
-    @property
-    def crafts_models(self) -> bool:
-        """Whether the attack sends crafted plaintext models (else it reuses ciphertexts)."""
-        return self in (ServerAttack.ISOLATION, ServerAttack.IMPRINT)
 
 
 @dataclass(frozen=True)

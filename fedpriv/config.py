@@ -13,16 +13,15 @@ from fedpriv.crypto.presets import DEFAULT_PRESET, DEFAULT_THRESHOLD_PRESET, PRE
 from fedpriv.device import DEVICE_CHOICES, check_device_name
 from fedpriv.errors import ConfigError
 from fedpriv.registry import (
-    ATTACK_TRAITS,
     DATASETS,
     DEFENSES,
-    MISSING_TRAIT,
     MODELS,
     PARTITIONERS,
     SCHEMES,
     Aggregation,
     Defense,
     Trait,
+    adversary_refusal,
     check_dataset_name,
     unknown_name,
 )
@@ -224,22 +223,11 @@ class RunConfig:
 
     def _check_adversary(self) -> None:
         plan = self.adversary_plan
-        if plan.honest:
+        if plan.attack is None:
             return
-        assert plan.attack is not None
-        needed = ATTACK_TRAITS[plan.attack]
-        if needed not in SCHEMES.entry(self.aggregation).provides:
-            able = ", ".join(SCHEMES.providing(needed))
-            why = MISSING_TRAIT[needed]
-            raise ConfigError(
-                f"adversary {plan.attack} needs a scheme in which {needed.value} ({able}); "
-                f"under aggregation {str(self.aggregation)!r} {why}"
-            )
-        if plan.attack.crafts_models and self.model != "mlp":
-            raise ConfigError(
-                f"adversary {plan.attack} crafts the first layers of model 'mlp'; got model "
-                f"{self.model!r}"
-            )
+        refusal = adversary_refusal(plan.attack, self.aggregation, self.model)
+        if refusal is not None:
+            raise ConfigError(f"adversary {plan.attack}: {refusal}")
         if plan.target >= self.num_clients:
             raise ConfigError(
                 f"adversary target {plan.target} is no client partition (0..{self.num_clients - 1})"

@@ -33,6 +33,7 @@ class Trait(StrEnum):
     DECRYPTION_ORACLE = "the server asks clients to decrypt ciphertexts it chooses"
     ENCRYPTED_BROADCAST = "the server broadcasts an encrypted sum it may recombine"
     PER_SAMPLE_GRADIENTS = "each record's gradient is its own (no BatchNorm mixes the batch)"
+    CRAFTABLE_LAYERS = "its first layers are linear, two hidden ones a server can craft"
 
 
 @dataclass(frozen=True)
@@ -139,14 +140,7 @@ class Defense(StrEnum):
 
 NOISY_SUM = frozenset({Trait.NOISY_SUM})
 PLAIN_BROADCAST = frozenset({Trait.PLAINTEXT_BROADCAST})
-# What a malicious server's attack needs of the scheme.
-ATTACK_TRAITS = {
-    ServerAttack.ISOLATION: Trait.PLAINTEXT_BROADCAST,
-    ServerAttack.IMPRINT: Trait.PLAINTEXT_BROADCAST,
-    ServerAttack.DECRYPT_ONE: Trait.DECRYPTION_ORACLE,
-    ServerAttack.BROADCAST_ONE: Trait.ENCRYPTED_BROADCAST,
-}
-# Why a scheme without the trait leaves the server no way to play the attack.
+# Why a federation without the trait leaves a malicious server no way to play its attack.
 MISSING_TRAIT = {
     Trait.PLAINTEXT_BROADCAST: (
         "it can only send ciphertexts, and clients refuse a trivial one (c1 = 0) that would "
@@ -156,7 +150,28 @@ MISSING_TRAIT = {
         "no client holds a key share to decrypt a ciphertext the server chooses"
     ),
     Trait.ENCRYPTED_BROADCAST: "the server broadcasts no ciphertext it could recombine",
+    Trait.CRAFTABLE_LAYERS: "the attack crafts the hidden layers of model 'mlp'",
 }
+CRAFTS_MODELS = frozenset({Trait.PLAINTEXT_BROADCAST, Trait.CRAFTABLE_LAYERS})
+# Each value is a :class:`fedpriv.adversaries.base.MaliciousServer` subclass; ``requires``
+# is what it needs of the scheme and the model (the only place this is decided).
+ADVERSARIES: Registry[Any] = Registry(
+    "malicious-server attack",
+    {
+        ServerAttack.ISOLATION: Entry(
+            "fedpriv.adversaries.isolation:Isolation", requires=CRAFTS_MODELS
+        ),
+        ServerAttack.IMPRINT: Entry("fedpriv.adversaries.imprint:Imprint", requires=CRAFTS_MODELS),
+        ServerAttack.DECRYPT_ONE: Entry(
+            "fedpriv.adversaries.decrypt_one:DecryptOne",
+            requires=frozenset({Trait.DECRYPTION_ORACLE}),
+        ),
+        ServerAttack.BROADCAST_ONE: Entry(
+            "fedpriv.adversaries.broadcast_one:BroadcastOne",
+            requires=frozenset({Trait.ENCRYPTED_BROADCAST}),
+        ),
+    },
+)
 # Each value is an :class:`fedpriv.schemes.base.AggregationScheme` subclass.
 SCHEMES: Registry[Any] = Registry(
     "aggregation",
@@ -168,7 +183,7 @@ SCHEMES: Registry[Any] = Registry(
             "fedpriv.schemes.ckks:CkksScheme", provides=NOISY_SUM | {Trait.ENCRYPTED_BROADCAST}
         ),
         Aggregation.CKKS_THRESHOLD: Entry(
-            "fedpriv.schemes.threshold:ThresholdScheme",
+            "fedpriv.schemes.threshold.scheme:ThresholdScheme",
             provides=PLAIN_BROADCAST | {Trait.DECRYPTION_ORACLE},
         ),
         Aggregation.SECAGG: Entry("fedpriv.schemes.secagg:SecAggScheme", provides=PLAIN_BROADCAST),
@@ -191,7 +206,7 @@ PER_SAMPLE = frozenset({Trait.PER_SAMPLE_GRADIENTS})
 MODELS: Registry[Any] = Registry(
     "model",
     {
-        "mlp": Entry("fedpriv.models.nets:MLP", provides=PER_SAMPLE),
+        "mlp": Entry("fedpriv.models.nets:MLP", provides=PER_SAMPLE | {Trait.CRAFTABLE_LAYERS}),
         "cnn": Entry("fedpriv.models.nets:LeNet", provides=PER_SAMPLE),
         "convnet": Entry("fedpriv.models.nets:ConvNet", provides=PER_SAMPLE),
         "resnet18": "fedpriv.models.resnet:ResNet18",
@@ -228,3 +243,24 @@ def check_dataset_name(name: str) -> str:
     if name in DATASETS or (name.startswith(HUB_PREFIX) and len(name) > len(HUB_PREFIX)):
         return name
     raise unknown_name("dataset", name, [*DATASETS.names(), "hf:<name-or-path>"])
+
+
+def adversary_refusal(attack: str, aggregation: str, model: str) -> str | None:
+    """Why a malicious server playing ``attack`` cannot act in this federation (``None``: it can).
+
+    The one place that decides it (configuration, comparisons and views ask here): the
+    adversary's required traits against what the scheme and the model provide.
+    """
+    missing = ADVERSARIES.entry(attack).requires - (
+        SCHEMES.entry(aggregation).provides | MODELS.entry(model).provides
+    )
+    if not missing:
+        return None
+    trait = min(missing)  # deterministic: one reason, the same every time
+    if trait == Trait.CRAFTABLE_LAYERS:
+        return f"{MISSING_TRAIT[trait]}; got model {model!r}"
+    able = ", ".join(SCHEMES.providing(trait))
+    return (
+        f"it needs a scheme in which {trait.value} ({able}); under aggregation "
+        f"{aggregation!r} {MISSING_TRAIT[trait]}"
+    )

@@ -9,12 +9,14 @@ from support import FakeGrid
 from fedpriv.apps.client import refusal
 from fedpriv.config import RunConfig
 from fedpriv.errors import CiphertextFormatError, ConfigError, CryptoError, ReplyCode
-from fedpriv.federation import threshold as protocol
 from fedpriv.federation.recording import RecordingGrid
 from fedpriv.parameters import state_to_vector, vector_to_state
 from fedpriv.rundir import RunDirectory
 from fedpriv.schemes.base import Node
-from fedpriv.schemes.threshold import ThresholdCodec, ThresholdScheme
+from fedpriv.schemes.threshold import messages as protocol
+from fedpriv.schemes.threshold.party import ThresholdCodec
+from fedpriv.schemes.threshold.scheme import ThresholdScheme
+from fedpriv.schemes.threshold.server import ThresholdSession
 from fedpriv.task import initial_state
 from fedpriv.training import LocalUpdate
 from fedpriv.wire import record_to_state
@@ -54,7 +56,7 @@ class ThresholdFederation:
         rundir.create()
         self.grid = RecordingGrid(FakeGrid(NODES, self.answer), rundir, False, protocol.stage_of)
         self.strategy, self.arrays = ThresholdScheme(self.config).strategy()
-        self.session = protocol.ThresholdSession(
+        self.session = ThresholdSession(
             self.grid,
             self.strategy.wire,
             self.config.decryption_threshold,

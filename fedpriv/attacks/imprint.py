@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from fedpriv.adversaries.crafting import linear_layers, read_imprint
 from fedpriv.adversary import ServerAttack
 from fedpriv.attacks.base import Attack
 from fedpriv.attacks.context import AttackContext
@@ -17,7 +18,6 @@ from fedpriv.attacks.results import (
     Status,
 )
 from fedpriv.attacks.views import Capability, MaliciousServerView, NotApplicable, View
-from fedpriv.federation.adversary import linear_layers, read_imprint
 
 
 class Imprint(Attack):
@@ -25,7 +25,7 @@ class Imprint(Attack):
 
     Fowl et al., "Robbing the Fed: Directly Obtaining Private Data in Federated Learning
     with Modified Models", ICLR 2022. The malicious server sent the target a first layer of
-    brightness bins (:func:`fedpriv.federation.adversary.imprint_model`) and isolated its
+    brightness bins (:func:`fedpriv.adversaries.crafting.imprint_model`) and isolated its
     update from the aggregate; each bin one record fell in gives that record back. Scored
     as the share of the target's records recovered at >= 30 dB PSNR (after Hungarian
     matching), with their mean PSNR and SSIM.

@@ -9,22 +9,15 @@ from typing import ClassVar
 import numpy as np
 import torch
 
+from fedpriv.adversaries.record import AttackRecord, Isolated, Outcome, isolate, read_attack
 from fedpriv.adversary import ServerAttack
 from fedpriv.attacks.results import OUTPUTS, Threat
 from fedpriv.config import RunConfig
 from fedpriv.defenses.base import ReleasedModel
 from fedpriv.device import torch_device
 from fedpriv.errors import ConfigError
-from fedpriv.federation.adversary import (
-    RECOMBINED,
-    REFUSED,
-    AttackRecord,
-    Isolated,
-    isolate,
-    read_attack,
-)
 from fedpriv.models import load_state, state_from_bytes
-from fedpriv.registry import ATTACK_TRAITS, MISSING_TRAIT, SCHEMES, Trait
+from fedpriv.registry import SCHEMES, Trait, adversary_refusal
 from fedpriv.rundir import RELEASE_REFUSED, RunDirectory
 from fedpriv.schemes.base import load_scheme
 from fedpriv.schemes.sight import NotVisible, ObservedUpdate, Sight
@@ -270,7 +263,7 @@ class MaliciousServerView(SightView):
     """A server that crafted the models of one round (the run's ``adversary`` key).
 
     It holds the aggregate its scheme lets it read and the models it sent; from them it
-    reads back the target's update (:func:`fedpriv.federation.adversary.isolate`).
+    reads back the target's update (:func:`fedpriv.adversaries.record.isolate`).
     """
 
     threat = Threat.MALICIOUS_SERVER
@@ -283,8 +276,10 @@ class MaliciousServerView(SightView):
             return View.missing(self, capability)
         plan = self.config.adversary_plan
         scheme = SCHEMES.entry(self.config.aggregation)
-        if plan.attack is not None and ATTACK_TRAITS[plan.attack] not in scheme.provides:
-            return MISSING_TRAIT[ATTACK_TRAITS[plan.attack]]
+        if plan.attack is not None:
+            refusal = adversary_refusal(plan.attack, self.config.aggregation, self.config.model)
+            if refusal is not None:
+                return refusal
         if plan.honest:
             if Trait.PLAINTEXT_BROADCAST not in scheme.provides:
                 return CIPHERTEXT_ONLY
@@ -302,9 +297,9 @@ class MaliciousServerView(SightView):
         refused = _refused_crafted_models(self.rundir, record)
         if refused is not None:
             return refused
-        if record.aggregate == REFUSED:
+        if record.aggregate == Outcome.REFUSED:
             return DECRYPTION_REFUSED.format(node=record.target_node, round=record.server_round)
-        if record.aggregate == RECOMBINED:
+        if record.aggregate == Outcome.RECOMBINED:
             rounds = list(self.rundir.read_history())
             after = rounds[record.server_round] if record.server_round < len(rounds) else None
             if self.config.ckks_authenticated:

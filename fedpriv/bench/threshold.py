@@ -21,8 +21,7 @@ from fedpriv.crypto.shamir import lagrange_at_zero, share
 from fedpriv.crypto.signing import Roster, SigningKey, digest
 from fedpriv.crypto.threshold import ThresholdCkks
 from fedpriv.crypto.thresholdwire import ThresholdWire
-from fedpriv.federation.threshold import polys_record
-from fedpriv.schemes.threshold import upload_digests, upload_statement
+from fedpriv.schemes.threshold.messages import polys_record, upload_digests, upload_statement
 from fedpriv.wire import payload_size
 
 

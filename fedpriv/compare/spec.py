@@ -16,7 +16,7 @@ from fedpriv.attacks.settings import (
 from fedpriv.config import RunConfig
 from fedpriv.errors import ConfigError
 from fedpriv.experiment import check_keys, read_experiment, run_table
-from fedpriv.registry import ATTACK_TRAITS, SCHEMES
+from fedpriv.registry import ADVERSARIES, adversary_refusal
 
 # [malicious-server] keys: the attack (or attacks, in order of preference), the target
 # partition, the round it acts in.
@@ -78,20 +78,18 @@ class Comparison:
         if self.quick:
             return None
         config = arm.config
-        provides = SCHEMES.entry(config.aggregation).provides
         playable = [
             plan
             for plan in self.malicious
             if plan.attack is not None
-            and ATTACK_TRAITS[plan.attack] in provides
-            and (config.model == "mlp" or not plan.attack.crafts_models)
+            and adversary_refusal(plan.attack, config.aggregation, config.model) is None
         ]
         if not playable:
             return None
         plan = playable[0]
         assert plan.attack is not None
         # A recombined broadcast is read (or refused) by the clients of the next round.
-        later = 1 if plan.attack.acts_on_next_round else 0
+        later = 1 if ADVERSARIES.load(plan.attack).acts_on_next_round else 0
         twin = config.replace(
             adversary=str(plan),
             num_server_rounds=plan.round + later,

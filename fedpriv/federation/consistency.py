@@ -23,7 +23,6 @@ then receives does not match what it signed). Signatures are Ed25519 under the r
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Iterable
 from logging import WARNING
 from pathlib import Path
@@ -34,6 +33,8 @@ from flwr.serverapp import Grid
 
 from fedpriv.crypto.signing import digest, load_identity, load_roster, statement
 from fedpriv.errors import CryptoError, KeyMaterialError, ReplyCode
+from fedpriv.federation import cancel
+from fedpriv.federation.ledger import Ledger, Step
 from fedpriv.flower import Run, log
 
 MESSAGE_TYPE = "query.consistency"
@@ -123,7 +124,9 @@ class ConsistentGrid(Grid):
         self, messages: Iterable[Message], *, timeout: float | None = None
     ) -> Iterable[Message]:
         """Push (with the signing round first), then pull until every reply or the timeout."""
-        return self._exchange(list(messages), timeout, self.push_messages)
+        return cancel.exchange(
+            self.push_messages, self.inner.pull_messages, list(messages), timeout
+        )
 
     # -- the signing round ----------------------------------------------------------------
     def push_messages(self, messages: Iterable[Message]) -> Iterable[str]:
@@ -137,24 +140,6 @@ class ConsistentGrid(Grid):
                 content[RECORD] = signatures
                 message.content = content
         return self.inner.push_messages(messages)
-
-    def _exchange(
-        self,
-        messages: list[Message],
-        timeout: float | None,
-        push: Callable[[list[Message]], Iterable[str]],
-    ) -> list[Message]:
-        pending = set(push(messages))
-        deadline = None if timeout is None else time.monotonic() + timeout
-        replies: list[Message] = []
-        while pending:
-            arrived = list(self.inner.pull_messages(pending))
-            replies.extend(arrived)
-            pending.difference_update(m.metadata.reply_to_message_id for m in arrived)
-            if not pending or (deadline is not None and time.monotonic() >= deadline):
-                break
-            time.sleep(0.05)
-        return replies
 
     def _gather(self, carrying: list[Message]) -> ConfigRecord:
         server_round = round_of(carrying[0])
@@ -174,7 +159,9 @@ class ConsistentGrid(Grid):
             )
         partitions: list[int] = []
         signatures: list[bytes] = []
-        for reply in self._exchange(queries, self.timeout, self.inner.push_messages):
+        for reply in cancel.exchange(
+            self.inner.push_messages, self.inner.pull_messages, queries, self.timeout
+        ):
             if reply.has_error() or RECORD not in reply.content.config_records:
                 continue
             record = reply.content.config_records[RECORD]
@@ -225,7 +212,7 @@ def _node(context: Context) -> tuple[int, Path]:
 
 def _state(context: Context) -> ConfigRecord:
     if STATE not in context.state.config_records:
-        context.state.config_records[STATE] = ConfigRecord({"round": 0})
+        context.state.config_records[STATE] = ConfigRecord()
     return context.state.config_records[STATE]
 
 
@@ -243,15 +230,15 @@ def sign_digest(msg: Message, context: Context) -> RecordDict:
     model = None if record is None else record.get("digest")
     if not isinstance(server_round, int) or not isinstance(model, bytes):
         raise CryptoError("a signing request without a round and a digest")
-    state = _state(context)
-    last = state.get("round", 0)
-    if not isinstance(last, int) or server_round <= last:
-        raise CryptoError(f"round {server_round}: this client signed round {last!r} already")
+    ledger = Ledger.of(context.state)
+    ledger.check_fresh(Step.SIGN, server_round)
     partition, key_dir = _node(context)
     signature = load_identity(key_dir, partition).sign(
         signed_digest(msg.metadata.run_id, server_round, model)
     )
-    state["round"], state["digest"] = server_round, model
+    ledger.answer(Step.SIGN, server_round)
+    ledger.save(context.state)
+    _state(context)["digest"] = model
     return RecordDict({RECORD: ConfigRecord({"partition": partition, "signature": signature})})
 
 
@@ -267,8 +254,8 @@ def check_consistent(msg: Message, context: Context, model: bytes) -> None:
     record = msg.content.config_records.get(RECORD)
     if record is None:
         raise CryptoError("the model comes without the round's signatures")
-    state = _state(context)
-    server_round, signed = state.get("round"), state.get("digest")
+    server_round = Ledger.of(context.state).answered[Step.SIGN]
+    signed = _state(context).get("digest")
     if record.get("round") != server_round or not isinstance(signed, bytes):
         raise CryptoError(f"signatures for round {record.get('round')!r}, not the one signed")
     if model != signed:
@@ -279,7 +266,6 @@ def check_consistent(msg: Message, context: Context, model: bytes) -> None:
         raise CryptoError("malformed signatures")
     partition, key_dir = _node(context)
     roster = load_roster(key_dir)
-    assert isinstance(server_round, int)
     message = signed_digest(msg.metadata.run_id, server_round, model)
     valid = {
         int(p)

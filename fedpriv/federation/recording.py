@@ -6,19 +6,17 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from logging import WARNING
-from typing import Protocol
 
 from flwr.app import ConfigRecord, Message, RecordDict
 from flwr.serverapp import Grid
 
+from fedpriv.adversaries.base import HONEST, ServerAdversary
 from fedpriv.federation import cancel
 from fedpriv.flower import NodeInfo, Run, log
 from fedpriv.rundir import RunDirectory
 from fedpriv.wire import payload_bytes, payload_size
 
 TRAIN, EVALUATE = "train", "evaluate"
-# Seconds between two pulls of replies (Flower's grids poll the same way).
-PULL_INTERVAL = 0.1
 # The query that asks a node for its partition id (answered by the ClientApp's
 # ``query.roster`` handler), and how long the server waits for the answers.
 ROSTER = "fedpriv-roster"
@@ -78,16 +76,6 @@ def phase(message: Message) -> str:
     return EVALUATE if message.metadata.message_type.startswith(EVALUATE) else TRAIN
 
 
-class Tamperer(Protocol):
-    """A server that alters what it sends (``fedpriv.federation.adversary.MaliciousServer``)."""
-
-    def tamper(self, messages: list[Message], server_round: int) -> None:
-        """Alter ``messages`` in place before they are recorded and sent."""
-
-    def observe(self, replies: Iterable[Message]) -> None:
-        """Learn from the replies."""
-
-
 class RecordingGrid(Grid):
     """A ``Grid`` that accounts for, and stores, every message the server sends and receives.
 
@@ -109,8 +97,9 @@ class RecordingGrid(Grid):
         The protocol stage a message belongs to (SecAgg+), or ``None``.
     update_stage : str
         The stage whose training replies carry the updates ("" when there are no stages).
-    adversary : Tamperer | None
-        A malicious server's hands on the messages (``None``: the server is honest).
+    adversary : ServerAdversary
+        The server's hands on the messages (:data:`~fedpriv.adversaries.base.HONEST`: it
+        follows the protocol).
 
     """
 
@@ -121,7 +110,7 @@ class RecordingGrid(Grid):
         record_view: bool | frozenset[int],
         stage_of: StageOf | None = None,
         update_stage: str = "",
-        adversary: Tamperer | None = None,
+        adversary: ServerAdversary = HONEST,
     ) -> None:
         self.adversary = adversary
         self._grid = grid
@@ -203,8 +192,7 @@ class RecordingGrid(Grid):
             value = reply.content.config_records[ROSTER].get("partition-id")
             if isinstance(value, int) and not isinstance(value, bool):
                 self.partitions[reply.metadata.src_node_id] = value
-        if self.adversary is not None:
-            self.adversary.observe(replies)
+        self.adversary.observe(replies)
 
     def get_nodes(self) -> Iterable[NodeInfo]:
         """As the wrapped grid."""
@@ -233,12 +221,11 @@ class RecordingGrid(Grid):
         Ctrl-C must not wait for clients that will never answer.
         """
         messages = list(messages)
-        if self.adversary is not None and messages:
+        if messages:
             self.adversary.tamper(messages, self._round(messages[0]))
         self._record_sent(messages)
         replies = self._exchange(messages, timeout)
-        if self.adversary is not None:
-            self.adversary.observe(replies)
+        self.adversary.observe(replies)
         stages = {m.metadata.dst_node_id: self._stage_of(m) for m in messages}
         received = time.perf_counter()
         for reply in replies:
@@ -268,18 +255,9 @@ class RecordingGrid(Grid):
         return replies
 
     def _exchange(self, messages: list[Message], timeout: float | None) -> list[Message]:
-        pending = set(self._grid.push_messages(messages))
-        deadline = None if timeout is None else time.monotonic() + timeout
-        replies: list[Message] = []
-        while pending:
-            cancel.check()
-            arrived = list(self._grid.pull_messages(pending))
-            replies.extend(arrived)
-            pending.difference_update(m.metadata.reply_to_message_id for m in arrived)
-            if not pending or (deadline is not None and time.monotonic() >= deadline):
-                break
-            time.sleep(PULL_INTERVAL)
-        return replies
+        return cancel.exchange(
+            self._grid.push_messages, self._grid.pull_messages, messages, timeout
+        )
 
     def _record_sent(self, messages: list[Message]) -> None:
         sent_at = time.perf_counter()

@@ -16,9 +16,9 @@ from flwr.server.strategy import FedAvg
 from flwr.server.workflow import DefaultWorkflow, SecAggPlusWorkflow
 from flwr.serverapp import Grid
 
+from fedpriv.adversaries.base import HONEST, ServerAdversary, server_adversary
 from fedpriv.config import RunConfig
-from fedpriv.federation.adversary import malicious_server
-from fedpriv.federation.recording import EVALUATE, TRAIN, RecordingGrid, Tamperer, phase
+from fedpriv.federation.recording import EVALUATE, TRAIN, RecordingGrid, phase
 from fedpriv.flower import legacy_evaluate_parameters, legacy_state_parameters
 from fedpriv.history import History, RoundRecord
 from fedpriv.parameters import State
@@ -47,7 +47,7 @@ class SecAggGrid(RecordingGrid):
         grid: Grid,
         rundir: RunDirectory,
         record_view: bool | frozenset[int],
-        adversary: Tamperer | None = None,
+        adversary: ServerAdversary = HONEST,
     ) -> None:
         super().__init__(grid, rundir, record_view, secagg_stage, UPDATE_STAGE, adversary)
         self.models: dict[int, NDArrays] = {}
@@ -125,7 +125,7 @@ def run_secagg(
         fit_metrics_aggregation_fn=lambda m: _weighted(m, "train-loss"),
         evaluate_metrics_aggregation_fn=lambda m: _weighted(m, "accuracy"),
     )
-    adversary = malicious_server(config, rundir)
+    adversary = server_adversary(config, rundir)
     recording = SecAggGrid(grid, rundir, config.recorded_rounds, adversary)
     legacy_context = LegacyContext(
         context=context,

@@ -13,12 +13,12 @@ from flwr.app import ArrayRecord, Context, Message, RecordDict
 from flwr.serverapp import Grid
 from flwr.serverapp.strategy import Strategy
 
+from fedpriv.adversaries.base import HONEST, ServerAdversary, server_adversary
 from fedpriv.config import RunConfig
 from fedpriv.crypto.files import write_private, write_public
 from fedpriv.crypto.signing import IDENTITIES_DIR, ROSTER_FILE, provision_identities
 from fedpriv.defenses.base import Defense, Numbers, load_defense
 from fedpriv.errors import ConfigError
-from fedpriv.federation.adversary import MaliciousServer, malicious_server
 from fedpriv.federation.consistency import ConsistentGrid, consistency_mod
 from fedpriv.federation.recording import RecordingGrid
 from fedpriv.federation.rounds import RoundLoop, RoundPolicy
@@ -31,6 +31,9 @@ from fedpriv.task import sampled_per_round
 from fedpriv.training import LocalUpdate
 from fedpriv.wire import arrays_of, record_to_state
 
+# Every query of a scheme's own protocol (threshold CKKS's key setup and decryption): the
+# ClientApp hands it to the run's scheme (``ClientCodec.query``) without naming the scheme.
+PROTOCOL_MESSAGE = "query.protocol"
 # A Flower ClientApp mod: (message, context, next handler) -> reply.
 Mod = Callable[[Message, Context, Callable[[Message, Context], Message]], Message]
 
@@ -107,6 +110,9 @@ class ClientCodec(ABC):
 
     def query(self, msg: Message) -> RecordDict:
         """The content of the reply to a protocol query (schemes with more than two phases).
+
+        The server sends its protocol's steps as :data:`PROTOCOL_MESSAGE` queries; the
+        ClientApp hands every one to the run's scheme here, whatever the scheme.
 
         Raises
         ------
@@ -194,8 +200,12 @@ class AggregationScheme(ABC):
         return None
 
     @abstractmethod
-    def strategy(self) -> tuple[Strategy, ArrayRecord]:
-        """The server's strategy (without defenses) and the arrays it starts from."""
+    def strategy(self, adversary: ServerAdversary = HONEST) -> tuple[Strategy, ArrayRecord]:
+        """The server's strategy (without defenses) and the arrays it starts from.
+
+        ``adversary`` is the server at the points where the strategy could deviate (it
+        chooses what is broadcast or asked); the grid gets the same one for its messages.
+        """
 
     def serve(
         self,
@@ -207,13 +217,11 @@ class AggregationScheme(ABC):
     ) -> None:
         """Run the federation's rounds after those in ``history``; write the run directory."""
         grid = self.consistent(grid)
-        strategy, arrays = self.strategy()
+        adversary = server_adversary(self.config, rundir)
+        strategy, arrays = self.strategy(adversary)
         if resume_from is not None:
             arrays = resume_from
             self.resumed(strategy, arrays)
-        adversary = malicious_server(self.config, rundir)
-        if adversary is not None:
-            self.give_adversary(strategy, adversary)
         strategy = self.defense.wrap_strategy(strategy)
         strategy.summary()
         recording = RecordingGrid(grid, rundir, self.config.recorded_rounds, adversary=adversary)
@@ -221,14 +229,6 @@ class AggregationScheme(ABC):
         loop = RoundLoop(recording, strategy, rundir, history, policy)
         final = loop.run(arrays, len(history) + 1, self.config.num_server_rounds)
         self.finish(rundir, final)
-
-    def give_adversary(self, strategy: Strategy, adversary: MaliciousServer) -> None:
-        """Hand a malicious server the hooks this scheme's strategy offers beyond the grid.
-
-        Every scheme's messages pass through the adversary (it may alter what is sent);
-        a scheme whose server also combines or decrypts ciphertexts lets it choose those.
-        """
-        return None
 
     def resumed(self, strategy: Strategy, arrays: ArrayRecord) -> None:
         """Tell a fresh strategy that the run continues from ``arrays``."""

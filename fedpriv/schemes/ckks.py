@@ -10,6 +10,7 @@ import numpy as np
 from flwr.app import ArrayRecord, Message, MessageType, RecordDict
 from flwr.serverapp.strategy import Strategy
 
+from fedpriv.adversaries.base import HONEST, ServerAdversary
 from fedpriv.config import RunConfig
 from fedpriv.crypto.authenticated import (
     MAC_FILE,
@@ -28,7 +29,7 @@ from fedpriv.data.datasets import load_dataset
 from fedpriv.defenses.base import Defense, Numbers
 from fedpriv.defenses.canary import canary_weight, total_weight
 from fedpriv.errors import AggregateRejectedError, ConfigError, FedprivError, KeyMaterialError
-from fedpriv.federation.adversary import MaliciousServer
+from fedpriv.federation.ledger import Ledger, Step
 from fedpriv.flower import log
 from fedpriv.models import state_from_bytes, state_to_bytes
 from fedpriv.narrative import fmt
@@ -42,7 +43,6 @@ from fedpriv.schemes.base import (
     Evaluation,
     Node,
 )
-from fedpriv.schemes.ledger import Ledger
 from fedpriv.schemes.sight import Blind, ObservedUpdate, Sight
 from fedpriv.strategies.ckks import EVALUATION_STATE, CkksFedAvg
 from fedpriv.strategies.sampling import Sampling
@@ -96,7 +96,7 @@ class CkksCodec(ClientCodec):
     """Decrypt the broadcast sum into the weighted mean; encrypt an update and its weight.
 
     Under an authenticated key set (a ``mac.key`` beside the context, the default) the
-    client answers each round once (:class:`~fedpriv.schemes.ledger.Ledger`), tags every
+    client answers each round once (:class:`~fedpriv.federation.ledger.Ledger`), tags every
     upload with its run, round and partition, and decrypts a broadcast only after it
     verifies as the sum of enough uploads of one earlier round of this run: whether it
     refuses depends on nothing it decrypted. The key set decides, not the run config: a
@@ -132,7 +132,7 @@ class CkksCodec(ClientCodec):
             return vector_to_state(mean, initial_state(self.config)), current
         purpose = _purpose(msg)
         ledger = Ledger.of(self.node.state)
-        ledger.check_fresh(purpose, current)
+        ledger.check_fresh(Step.of(purpose), current)
         if len(record) == 0:
             if ledger.accepted_round:
                 raise AggregateRejectedError(
@@ -178,9 +178,7 @@ class CkksCodec(ClientCodec):
         if not self.holder.authenticated:
             return None
         current = server_round(msg.content)
-        ledger = Ledger.of(self.node.state)
-        ledger.answer(purpose, current)
-        ledger.save(self.node.state)
+        Ledger.record_answer(self.node.state, Step.of(purpose), current)
         return UploadIdentity.fresh(msg.metadata.run_id, current, self.node.partition_id, purpose)
 
     def train_reply(self, msg: Message, update: LocalUpdate) -> RecordDict:
@@ -332,7 +330,7 @@ class CkksScheme(AggregationScheme):
         """How this run's updates and metrics are laid out."""
         return encodings(self.config, self.defense, max(self.config.num_clients, num_partitions))
 
-    def strategy(self) -> tuple[Strategy, ArrayRecord]:
+    def strategy(self, adversary: ServerAdversary = HONEST) -> tuple[Strategy, ArrayRecord]:
         """CKKS FedAvg on the parameters-only context; no model: clients start from the seed."""
         self.check_server()
         strategy = CkksFedAvg(
@@ -341,13 +339,9 @@ class CkksScheme(AggregationScheme):
             num_parameters(self.config),
             Sampling.from_config(self.config),
             authenticated=self.config.ckks_authenticated,
+            adversary=adversary,
         )
         return strategy, ArrayRecord()
-
-    def give_adversary(self, strategy: Strategy, adversary: MaliciousServer) -> None:
-        """The server may broadcast any combination of the uploads instead of their sum."""
-        if isinstance(strategy, CkksFedAvg):
-            strategy.recombiner = adversary.recombine
 
     def resumed(self, strategy: Strategy, arrays: ArrayRecord) -> None:
         """The resumed global sum is what the clients last accepted."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 from flwr.app import ArrayRecord, Message, MetricRecord, RecordDict
 from flwr.serverapp.strategy import Strategy
 
+from fedpriv.adversaries.base import HONEST, ServerAdversary
 from fedpriv.models import state_to_bytes
 from fedpriv.parameters import State
 from fedpriv.registry import Aggregation
@@ -57,7 +58,7 @@ class PlaintextScheme(AggregationScheme):
     name = Aggregation.PLAINTEXT
     hides_nothing = True
 
-    def strategy(self) -> tuple[Strategy, ArrayRecord]:
+    def strategy(self, adversary: ServerAdversary = HONEST) -> tuple[Strategy, ArrayRecord]:
         """Flower's FedAvg (replies checked one by one) from the seed's initial model."""
         strategy = PlaintextFedAvg(Sampling.from_config(self.config))
         return strategy, state_to_record(initial_state(self.config))

@@ -10,6 +10,7 @@ from flwr.client.mod import secaggplus_mod
 from flwr.serverapp import Grid
 from flwr.serverapp.strategy import Strategy
 
+from fedpriv.adversaries.base import HONEST, ServerAdversary
 from fedpriv.data.datasets import load_dataset
 from fedpriv.defenses.base import Numbers
 from fedpriv.defenses.canary import largest_weight
@@ -74,7 +75,7 @@ class SecAggScheme(AggregationScheme):
     # Flower's legacy workflow keeps its state in memory only.
     resumable = False
 
-    def strategy(self) -> tuple[Strategy, ArrayRecord]:
+    def strategy(self, adversary: ServerAdversary = HONEST) -> tuple[Strategy, ArrayRecord]:
         """Not used: Flower's legacy workflow drives SecAgg+ rounds itself."""
         raise ConfigError("secagg runs through Flower's SecAgg+ workflow, not a strategy")
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from logging import INFO, WARNING
 from typing import Any
@@ -12,6 +12,7 @@ from flwr.app import ArrayRecord, ConfigRecord, Message, MetricRecord
 from flwr.serverapp import Grid
 from flwr.serverapp.strategy import FedAvg
 
+from fedpriv.adversaries.base import HONEST, ServerAdversary
 from fedpriv.crypto.authenticated import Authenticator, attach, split
 from fedpriv.crypto.encoding import NUM_METRICS, UpdateEncoding
 from fedpriv.crypto.keys import CkksContext
@@ -32,9 +33,6 @@ from fedpriv.strategies.sampling import Sampling
 UPDATE_KEY = "arrays"
 METRICS_KEY = "metrics"
 EVALUATION_STATE = "evaluation"
-# A malicious server's recombination of the uploads (``broadcast-one``): called with the
-# round, each node's parsed upload and the strategy's sum; returns what to broadcast instead.
-Recombiner = Callable[[int, dict[int, Any], Callable[[list[Any]], Any]], Any]
 
 
 class CkksFedAvg(FedAvg, ReportsFacts):
@@ -62,6 +60,9 @@ class CkksFedAvg(FedAvg, ReportsFacts):
         refuses an upload without one, or of another round or purpose, or from a sender it
         already summed this round, and adds the tags of what it sums. It cannot check a
         tag (it holds no key); the clients and the key holder do.
+    adversary : ServerAdversary
+        Chooses what is broadcast (:meth:`~fedpriv.adversaries.base.ServerAdversary.
+        choose_broadcast`); the honest server broadcasts the sum.
 
     """
 
@@ -72,6 +73,7 @@ class CkksFedAvg(FedAvg, ReportsFacts):
         num_values: int,
         sampling: Sampling,
         authenticated: bool = False,
+        adversary: ServerAdversary = HONEST,
     ) -> None:
         held = context.held_keys()
         if held:
@@ -91,7 +93,7 @@ class CkksFedAvg(FedAvg, ReportsFacts):
         # broadcast this round.
         self.accepted = ArrayRecord()
         self.broadcast = ArrayRecord()
-        self.recombiner: Recombiner | None = None
+        self.adversary = adversary
         self.authenticated = authenticated
 
     def configure_train(
@@ -164,11 +166,10 @@ class CkksFedAvg(FedAvg, ReportsFacts):
         facts = self.round_facts(server_round)
         facts.summed = len(parsed)
         summed = self._sum(list(parsed.values()), self.update_size)
-        if self.recombiner is not None:
-            chosen = self.recombiner(
-                server_round, parsed, lambda uploads: self._sum(uploads, self.update_size)
-            )
-            summed = chosen if isinstance(chosen, ArrayRecord) else summed
+        chosen = self.adversary.choose_broadcast(
+            server_round, parsed, lambda uploads: self._sum(uploads, self.update_size)
+        )
+        summed = chosen if chosen is not None else summed
         facts.aggregate_form = aggregate_form(summed, self.preset)
         return summed, None
 

@@ -23,10 +23,11 @@ from fedpriv.crypto.channels import new_private_key, open_from, public_key
 from fedpriv.crypto.signing import digest
 from fedpriv.crypto.threshold import Ciphertext, PublicKey
 from fedpriv.errors import ConfigError, CryptoError
-from fedpriv.federation import threshold as protocol
-from fedpriv.federation.threshold import SignedUpload
 from fedpriv.parameters import state_to_vector, vector_to_state
-from fedpriv.schemes.threshold import SEALED
+from fedpriv.schemes.threshold import messages as protocol
+from fedpriv.schemes.threshold.messages import SignedUpload
+from fedpriv.schemes.threshold.party import SEALED
+from fedpriv.schemes.threshold.server import SetupFailed
 from fedpriv.training import LocalUpdate
 from fedpriv.wire import record_to_state
 
@@ -172,13 +173,13 @@ def test_channel_key_substitution(tmp_path, task_identity, authenticated):
             federation.tamper[(node, protocol.SHARE)] = substitute
             federation.misbehave[(node, protocol.SHARE)] = keep
     if authenticated:
-        with pytest.raises(protocol.SetupFailed):
+        with pytest.raises(SetupFailed):
             federation.session.setup(NODES, 0.0)
         assert sealed_for_2 == []
         return
     # The server reads the shares as they pass (the setup then fails for party 2, which
     # cannot open them: a full man in the middle would re-seal them; reading is the point).
-    with pytest.raises(protocol.SetupFailed):
+    with pytest.raises(SetupFailed):
         federation.session.setup(NODES, 0.0)
     crs = federation.codecs[NODES[0]].node.state.config_records["fedpriv-threshold"]["crs"]
     opened = 0
@@ -212,12 +213,12 @@ def test_collective_key_substitution(tmp_path, task_identity, authenticated):
     for node in NODES:
         federation.tamper[(node, protocol.DELIVER)] = substitute
     if authenticated:
-        with pytest.raises(protocol.SetupFailed):
+        with pytest.raises(SetupFailed):
             federation.session.setup(NODES, 0.0)
         return
     # Every party accepted the key (the honest session's own digest check fails; a
     # deviating server skips it), and encrypts its next upload under it.
-    with pytest.raises(protocol.SetupFailed):
+    with pytest.raises(SetupFailed):
         federation.session.setup(NODES, 0.0)
     codec = federation.codecs[TARGET]
     request = Message(

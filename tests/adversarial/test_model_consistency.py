@@ -114,7 +114,7 @@ def test_too_few_signers_and_a_second_signature_are_refused(tmp_path, task_ident
     first = consistency_mod(request, context, lambda m, c: m)
     assert not first.has_error()
     again = consistency_mod(request, context, lambda m, c: m)
-    assert again.has_error() and "signed round 5 already" in again.error.reason
+    assert again.has_error() and "already answered round 5" in again.error.reason
 
 
 def test_the_digest_covers_names_formats_and_bytes():

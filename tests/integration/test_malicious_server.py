@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from fedpriv.adversaries.record import read_attack
 from fedpriv.attacks.gradient_inversion import LocalRecipe, invert
 from fedpriv.attacks.metrics import image_metrics, match_reconstructions
 from fedpriv.attacks.runner import run_attacks
@@ -14,7 +15,6 @@ from fedpriv.attacks.settings import InversionSettings, SuiteSettings
 from fedpriv.attacks.views import CIPHERTEXT_ONLY, MaliciousServerView
 from fedpriv.config import RunConfig
 from fedpriv.data.datasets import load_dataset
-from fedpriv.federation.adversary import read_attack
 from fedpriv.models import build_model, load_state
 from fedpriv.parameters import State, state_to_vector
 from fedpriv.rundir import RunDirectory

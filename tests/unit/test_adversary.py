@@ -6,19 +6,17 @@ import numpy as np
 import pytest
 import torch
 
-from fedpriv.adversary import Adversary, ServerAttack
-from fedpriv.config import RunConfig
-from fedpriv.errors import ConfigError
-from fedpriv.federation.adversary import (
-    AttackRecord,
-    SentModels,
+from fedpriv.adversaries.crafting import (
     brightness_thresholds,
     imprint_model,
-    isolate,
     isolation_models,
     linear_layers,
     read_imprint,
 )
+from fedpriv.adversaries.record import AttackRecord, Outcome, SentModels, isolate
+from fedpriv.adversary import Adversary, ServerAttack
+from fedpriv.config import RunConfig
+from fedpriv.errors import ConfigError
 from fedpriv.models import build_model, load_state
 from fedpriv.parameters import State
 from fedpriv.training import train
@@ -95,7 +93,7 @@ def test_isolation_recovers_the_targets_update_from_a_weighted_average(
         for k in honest
     }
     record = AttackRecord(
-        Adversary.parse("malicious-server:isolation"), 2, 7, [1, 2, 3, 4], "models"
+        Adversary.parse("malicious-server:isolation"), 2, 7, [1, 2, 3, 4], Outcome.MODELS
     )
     isolated = isolate(record, SentModels(honest, target, others), aggregate)
     assert isolated.share == pytest.approx(weights[0] / total, rel=1e-9)

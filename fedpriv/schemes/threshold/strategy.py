@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from logging import INFO, WARNING
 from typing import Any
 
@@ -10,21 +10,21 @@ import numpy as np
 from flwr.app import ArrayRecord, ConfigRecord, Message, MetricRecord
 from flwr.serverapp import Grid
 
+from fedpriv.adversaries.base import HONEST, ServerAdversary
 from fedpriv.crypto.encoding import UpdateEncoding
 from fedpriv.crypto.packing import deserialize_update, expected_layout
 from fedpriv.crypto.signing import digest
 from fedpriv.crypto.thresholdwire import Summed, ThresholdWire
 from fedpriv.errors import CiphertextFormatError
-from fedpriv.federation.threshold import UPLOAD, SignedUpload, ThresholdSession
 from fedpriv.flower import log
 from fedpriv.parameters import State, state_to_vector, vector_to_state
+from fedpriv.schemes.threshold.messages import SignedUpload, UploadSignature
+from fedpriv.schemes.threshold.server import ThresholdSession
 from fedpriv.strategies.plaintext import PlaintextFedAvg
 from fedpriv.strategies.sampling import Sampling
 from fedpriv.wire import record_to_state, state_to_record
 
 UPDATE_KEY = "arrays"
-Decryptor = Callable[[Any], tuple[State, int] | None]
-Oracle = Callable[[int, State, dict[int, Any], Decryptor], None]
 
 
 class ThresholdFedAvg(PlaintextFedAvg):
@@ -46,11 +46,19 @@ class ThresholdFedAvg(PlaintextFedAvg):
         How clients lay out their updates (drift from the broadcast model).
     template : State
         The model's layout (names, shapes, dtypes).
+    adversary : ServerAdversary
+        What the server asks the parties besides the sum
+        (:meth:`~fedpriv.adversaries.base.ServerAdversary.query_decryption`).
 
     """
 
     def __init__(
-        self, sampling: Sampling, wire: ThresholdWire, encoding: UpdateEncoding, template: State
+        self,
+        sampling: Sampling,
+        wire: ThresholdWire,
+        encoding: UpdateEncoding,
+        template: State,
+        adversary: ServerAdversary = HONEST,
     ) -> None:
         super().__init__(sampling)
         self.wire = wire
@@ -60,9 +68,8 @@ class ThresholdFedAvg(PlaintextFedAvg):
         self.update_size = encoding.size(self.num_values)
         self.session: ThresholdSession | None = None
         self.reference = state_to_vector(template)
-        # A malicious server's use of the parties as a decryption oracle (``decrypt-one``):
-        # called with the round, the broadcast model, each node's upload and a decryptor.
-        self.oracle: Oracle | None = None
+        # What the server asks the parties besides the sum (the honest one: nothing).
+        self.adversary = adversary
 
     def configure_train(
         self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid
@@ -126,20 +133,18 @@ class ThresholdFedAvg(PlaintextFedAvg):
         mean, total_weight = opened
         log(INFO, "round %d: decrypted the sum of %d updates (weight %d)",
             server_round, len(nodes), total_weight)  # fmt: skip
-        if self.oracle is not None:
-            broadcast = vector_to_state(self.reference, self.template)
-            self.oracle(
+        self.adversary.query_decryption(
+            server_round,
+            vector_to_state(self.reference, self.template),
+            parsed,
+            # The same decrypting set, asked for one upload (its own evidence only).
+            lambda upload: self._decrypt(
                 server_round,
-                broadcast,
-                parsed,
-                # The same decrypting set, asked for the one upload (its own evidence only).
-                lambda upload: self._decrypt(
-                    server_round,
-                    upload,
-                    nodes,
-                    {n: e for n, e in evidence.items() if parsed[n] is upload},
-                )[0],
-            )
+                upload,
+                nodes,
+                {n: e for n, e in evidence.items() if parsed[n] is upload},
+            )[0],
+        )
         return state_to_record(mean), None
 
     def _evidence(self, message: Message, upload: list[Any]) -> SignedUpload:
@@ -151,14 +156,10 @@ class ThresholdFedAvg(PlaintextFedAvg):
             If the reply carries no signature.
 
         """
-        config = message.content.config_records.get(UPLOAD)
-        partition = None if config is None else config.get("partition")
-        signature = None if config is None else config.get("signature")
-        if not isinstance(partition, int) or not isinstance(signature, bytes):
-            raise CiphertextFormatError("the upload carries no signature")
+        signed = UploadSignature.from_record(message.content)
         return SignedUpload(
-            partition,
-            signature,
+            signed.partition,
+            signed.signature,
             [digest(self.wire.write_polynomial(c.c0)) for c in upload],
             [c.c1 for c in upload],
         )

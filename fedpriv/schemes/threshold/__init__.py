@@ -1,0 +1,1 @@
+"""Threshold CKKS, one package: scheme, party, server, strategy, sight, messages, state."""
