@@ -7,6 +7,7 @@ import os
 import numpy as np
 from flwr.serverapp.strategy import Strategy
 
+from fedpriv.defenses.accounting import ClientSampling
 from fedpriv.defenses.base import Defense, Numbers
 from fedpriv.defenses.dp import DPSettings, clip_update, noise_share
 from fedpriv.narrative import fmt
@@ -34,7 +35,9 @@ class ClientLevelDP(Defense):
 
     def wrap_strategy(self, strategy: Strategy) -> Strategy:
         """The strategy with server-side noise around it."""
-        return ServerSideNoise(strategy, DPSettings.from_config(self.config))
+        return ServerSideNoise(
+            strategy, DPSettings.from_config(self.config), ClientSampling.from_config(self.config)
+        )
 
     def client_update(self, update: LocalUpdate) -> LocalUpdate:
         """The global model plus the clipped update, with weight 1 (a bounded contribution)."""
@@ -70,9 +73,12 @@ class ClientLevelDP(Defense):
         """The privacy spent, what it cost, and whether the epsilon promises anything."""
         cost = arm.get("accuracy_cost")
         epsilon = arm.get("dp_epsilon")
+        sampling = ClientSampling.from_config(self.config)
         lines = [
             f"Client-level DP spends epsilon {fmt(epsilon, '.2f')} (delta "
-            f"{self.config.dp_delta}) and costs "
+            f"{self.config.dp_delta}; replace-one adjacency, {sampling.sampled} of "
+            f"{sampling.population} clients sampled each round without replacement, as the "
+            "federation samples) and costs "
             f"{fmt(None if cost is None else 100 * float(cost), '.1f')} accuracy points "
             f"against {baseline_name}."
         ]

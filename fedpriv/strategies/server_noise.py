@@ -12,7 +12,7 @@ from flwr.app import ArrayRecord, ConfigRecord, Message, MetricRecord
 from flwr.serverapp import Grid
 from flwr.serverapp.strategy import Strategy
 
-from fedpriv.defenses.accounting import privacy_spent
+from fedpriv.defenses.accounting import ClientSampling, client_level_epsilon
 from fedpriv.defenses.dp import DPSettings, draw_noise
 from fedpriv.errors import ConfigError
 from fedpriv.flower import log
@@ -24,7 +24,6 @@ class NoisySum(Protocol):
     """A strategy whose aggregate is a sum to which plaintext can be added before release."""
 
     num_values: int
-    fraction_train: float
     # Whether its sums are authenticated: the server may add nothing, the clients add the
     # noise in shares (``fedpriv.defenses.dp.noise_share``).
     authenticated: bool
@@ -49,7 +48,8 @@ class ServerSideNoise(Strategy):
     Clients send ``w + clip(w_k - w, C)`` with weight 1, so one client changes the sum by at
     most ``C``. After the wrapped strategy has summed the round's updates, this adds Gaussian
     noise ``N(0, sigma^2 C^2)`` to every model slot of the sum and accounts for the privacy
-    spent (Opacus's RDP accountant, sampling rate = ``fraction-train``). Under unauthenticated
+    spent (:func:`~fedpriv.defenses.accounting.client_level_epsilon`: ``sampled`` of
+    ``population`` clients without replacement, replace-one adjacency). Under unauthenticated
     ckks the noise is added to a sum nobody has read yet: the server never sees the sum, the
     clients never see the noise. An authenticated sum takes nothing from the server: there
     the clients add the noise in shares and this only accounts for it. As Flower's DP
@@ -61,10 +61,12 @@ class ServerSideNoise(Strategy):
         A strategy implementing :class:`NoisySum`.
     settings : DPSettings
         sigma, C and delta.
+    sampling : ClientSampling
+        How many clients a round samples, of how many: what the accountant assumes.
 
     """
 
-    def __init__(self, strategy: Strategy, settings: DPSettings) -> None:
+    def __init__(self, strategy: Strategy, settings: DPSettings, sampling: ClientSampling) -> None:
         if not isinstance(strategy, NoisySum):
             raise ConfigError(
                 f"server-side DP needs a strategy that adds noise to its sum; "
@@ -73,6 +75,7 @@ class ServerSideNoise(Strategy):
         self.strategy: Strategy = strategy
         self.summing: NoisySum = strategy
         self.settings = settings
+        self.sampling = sampling
 
     def round_facts(self, server_round: int) -> RoundFacts:
         """The wrapped strategy's facts, with the privacy spent."""
@@ -113,11 +116,8 @@ class ServerSideNoise(Strategy):
         facts = self.round_facts(server_round)
         if arrays is None or facts.summed == 0:
             return arrays, metrics  # no new sum (nothing arrived, or a fallback): no release
-        facts.epsilon = privacy_spent(
-            self.settings.noise_multiplier,
-            self.summing.fraction_train,
-            server_round,
-            self.settings.delta,
+        facts.epsilon = client_level_epsilon(
+            self.settings.noise_multiplier, self.sampling, server_round, self.settings.delta
         )
         facts.delta = self.settings.delta
         if self.summing.authenticated:

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from fedpriv.config import RunConfig
-from fedpriv.defenses.accounting import privacy_spent
+from fedpriv.defenses.accounting import ClientSampling, client_level_epsilon
 from fedpriv.defenses.dp import DPSettings, draw_noise, noise_share
 
 
@@ -61,5 +61,5 @@ def test_ckks_dp_aggregate_is_clipped_sum_plus_server_noise(tmp_path, authentica
         expected = np.sum([u - reference for u in uploads], axis=0) + noise
         assert np.abs(drift - expected).max() / 3 < 1e-6  # the mean clients receive
         assert np.abs(weights - 3).max() < 1e-3
-        expected = privacy_spent(0.3, 1.0, server_round, 1e-5)
+        expected = client_level_epsilon(0.3, ClientSampling(3, 3), server_round, 1e-5)
         assert history[server_round - 1].dp_epsilon == pytest.approx(expected)

@@ -1,19 +1,24 @@
 """Defenses: DP clipping, noise and accounting, DP-SGD, MemGuard."""
 
+import dp_accounting
+import dp_accounting.rdp
 import numpy as np
 import pytest
 import torch
+from flwr.app import ArrayRecord
 from opacus.accountants import RDPAccountant
 from scipy import stats
 
 from fedpriv.config import RunConfig
 from fedpriv.data import load_dataset
-from fedpriv.defenses.accounting import dp_sgd_epsilon, privacy_spent
+from fedpriv.defenses.accounting import ClientSampling, client_level_epsilon, dp_sgd_epsilon
 from fedpriv.defenses.dp import DPSettings, clip_update, draw_noise
 from fedpriv.defenses.dp_sgd import train_dp_sgd
 from fedpriv.defenses.memguard import MemGuard, MemGuardSettings, train_defense_classifier
 from fedpriv.errors import ConfigError
 from fedpriv.models import build_model
+from fedpriv.strategies.facts import ReportsFacts
+from fedpriv.strategies.server_noise import ServerSideNoise
 from fedpriv.training import Recipe, train
 
 
@@ -44,13 +49,74 @@ def test_noise_has_the_configured_standard_deviation():
     assert not np.array_equal(draw_noise(fresh, 10, 1), draw_noise(fresh, 10, 1))
 
 
-@pytest.mark.parametrize(("sigma", "rate", "rounds"), [(1.0, 1.0, 5), (0.7, 0.1, 50)])
-def test_epsilon_is_the_accountants_value(sigma, rate, rounds):
-    accountant = RDPAccountant()
-    for _ in range(rounds):
-        accountant.step(noise_multiplier=sigma, sample_rate=rate)
-    assert privacy_spent(sigma, rate, rounds, 1e-5) == pytest.approx(accountant.get_epsilon(1e-5))
-    assert privacy_spent(0.0, rate, rounds, 1e-5) == float("inf")
+class _Summing(ReportsFacts):
+    """A summing strategy that has summed every round (authenticated: nothing to add)."""
+
+    num_values = 4
+    authenticated = True
+
+    def aggregate_train(self, server_round, replies):
+        self.round_facts(server_round).summed = 3
+        return ArrayRecord(), None
+
+    def add_plain(self, record, values):
+        raise AssertionError("authenticated sums take nothing from the server")
+
+
+def _dp_accounting_epsilon(population, sampled, sigma, rounds, delta):
+    """The independent accountant: Google's dp-accounting, from its primitive events."""
+    gaussian = dp_accounting.GaussianDpEvent(sigma / 2)  # replace-one: sensitivity 2 C
+    event = (
+        gaussian
+        if sampled == population
+        else dp_accounting.SampledWithoutReplacementDpEvent(population, sampled, gaussian)
+    )
+    accountant = dp_accounting.rdp.RdpAccountant(
+        neighboring_relation=dp_accounting.NeighboringRelation.REPLACE_ONE
+    )
+    accountant.compose(dp_accounting.SelfComposedDpEvent(event, rounds))
+    return accountant.get_epsilon(delta)
+
+
+# (clients, canaries, fraction-train, clients a round samples, sigma, rounds)
+SETTINGS = [(30, 0, 0.5, 15, 2.5, 40), (100, 0, 0.1, 10, 1.0, 25), (5, 0, 1.0, 5, 1.0, 5),
+            (20, 4, 0.25, 6, 4.0, 12)]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("clients", "canaries", "fraction", "sampled", "sigma", "rounds"), SETTINGS
+)
+def test_the_reported_epsilon_is_dp_accountings_for_the_sampling_the_run_does(
+    clients, canaries, fraction, sampled, sigma, rounds
+):
+    """The epsilon a run reports each round is dp-accounting's for ``sampled`` of all nodes
+    (canaries included) without replacement, replace-one adjacency (within 1%)."""
+    config = RunConfig(
+        aggregation="ckks",
+        defense="dp",
+        num_clients=clients,
+        dp_canaries=canaries,
+        fraction_train=fraction,
+        dp_noise_multiplier=sigma,
+    )
+    sampling = ClientSampling.from_config(config)
+    assert (sampling.population, sampling.sampled) == (clients + canaries, sampled)
+    strategy = ServerSideNoise(_Summing(), DPSettings.from_config(config), sampling)
+    for server_round in (1, rounds):
+        strategy.aggregate_train(server_round, [])
+        reported = strategy.round_facts(server_round).epsilon
+        expected = _dp_accounting_epsilon(clients + canaries, sampled, sigma, server_round, 1e-5)
+        assert reported == pytest.approx(expected, rel=0.01)
+    assert client_level_epsilon(0.0, sampling, rounds, 1e-5) == float("inf")
+
+
+def test_the_default_comparison_spends_what_dp_accounting_says():
+    """15 of 30 clients a round, sigma 2.5, 40 rounds, delta 1e-5: about 35.7 under
+    replace-one adjacency, not the 6.79 that Poisson sampling with add/remove would give."""
+    sampling = ClientSampling(30, 15)
+    assert client_level_epsilon(2.5, sampling, 40, 1e-5) == pytest.approx(35.73, abs=0.05)
+    with pytest.raises(ConfigError, match="samples 1..30 clients"):
+        ClientSampling(30, 31)
 
 
 def test_dp_needs_ckks_and_valid_parameters():

@@ -48,13 +48,14 @@ def test_traits_decide_which_defense_composes_with_which_scheme():
     with pytest.raises(ConfigError, match="defense 'dp' needs aggregation 'ckks'"):
         RunConfig(aggregation="secagg", defense="dp")
     # The trait is what the DP wrapper needs from the strategy it wraps.
+    from fedpriv.defenses.accounting import ClientSampling
     from fedpriv.defenses.dp import DPSettings
     from fedpriv.strategies.plaintext import PlaintextFedAvg
     from fedpriv.strategies.sampling import Sampling
     from fedpriv.strategies.server_noise import ServerSideNoise
 
     with pytest.raises(ConfigError, match="PlaintextFedAvg cannot"):
-        ServerSideNoise(PlaintextFedAvg(Sampling()), DPSettings())
+        ServerSideNoise(PlaintextFedAvg(Sampling()), DPSettings(), ClientSampling(2, 2))
 
 
 def test_a_registry_is_ordered_and_loads_lazily():

@@ -134,6 +134,7 @@ def test_server_side_dp_falls_back_as_the_strategy_it_wraps(task_identity, conte
     through the DP wrapper too (else the refused aggregate would stay the model)."""
     from flwr.app import ArrayRecord
 
+    from fedpriv.defenses.accounting import ClientSampling
     from fedpriv.defenses.dp import DPSettings
     from fedpriv.strategies.facts import FallsBack
     from fedpriv.strategies.server_noise import ServerSideNoise
@@ -142,6 +143,6 @@ def test_server_side_dp_falls_back_as_the_strategy_it_wraps(task_identity, conte
     inner = CkksFedAvg(server, _encoding(preset), SIZE, Sampling(), authenticated=True)
     accepted = ArrayRecord()
     inner.accepted = accepted
-    wrapped = ServerSideNoise(inner, DPSettings())
+    wrapped = ServerSideNoise(inner, DPSettings(), ClientSampling(2, 2))
     assert isinstance(wrapped, FallsBack)
     assert wrapped.fall_back(3, [1, 2]) is accepted
