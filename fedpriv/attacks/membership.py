@@ -1,4 +1,4 @@
-"""Membership inference on the released model: thresholds, shadow models (Shokri), LiRA."""
+"""Membership inference on the released model: thresholds, shadow-model attacks, LiRA, RMIA."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import numpy as np
 import torch
 from scipy.stats import norm
 from sklearn.ensemble import GradientBoostingClassifier
+from sklearn.neural_network import MLPClassifier
 
 from fedpriv.attacks.settings import MembershipSettings
 from fedpriv.config import RunConfig
@@ -19,7 +20,9 @@ from fedpriv.models import build_model
 from fedpriv.training import model_logits, train
 
 THRESHOLD_ATTACKS = ("loss", "confidence", "entropy", "label-only")
-SHADOW_ATTACKS = ("shokri", "lira-offline", "lira-online", "rmia-offline", "rmia-online")
+SHADOW_ATTACKS = (
+    "shokri", "ml-leaks", "lira-offline", "lira-online", "rmia-offline", "rmia-online"
+)  # fmt: skip
 ATTACKS = THRESHOLD_ATTACKS + SHADOW_ATTACKS
 _TINY = 1e-45
 
@@ -324,3 +327,30 @@ def _shokri_features(probabilities: np.ndarray, labels: np.ndarray) -> np.ndarra
     p_true = probabilities[np.arange(len(labels)), labels][:, None].astype(np.float64)
     loss = cross_entropy(probabilities, labels)[:, None]
     return np.hstack([ordered, p_true, loss])
+
+
+# How many of the largest posteriors ML-Leaks' attack classifier reads (Salem et al. use 3).
+ML_LEAKS_TOP_K = 3
+
+
+def top_posteriors(probabilities: np.ndarray, k: int = ML_LEAKS_TOP_K) -> np.ndarray:
+    """Each answer's ``k`` largest probabilities, in decreasing order (no label involved)."""
+    ordered: np.ndarray = -np.sort(-probabilities.astype(np.float64), axis=1)
+    return ordered[:, :k]
+
+
+def ml_leaks_scores(
+    target_probabilities: np.ndarray, shadows: ShadowSet, seed: int = 0
+) -> np.ndarray:
+    """Salem et al., "ML-Leaks" (NDSS 2019), adversary 1: label-blind membership inference.
+
+    An attack classifier (a multilayer perceptron, as in the paper) learns IN/OUT from the
+    shadow models' sorted top-k posteriors on the candidate pool, then scores the released
+    model's answers. It never reads a record's label: the defense MemGuard (Jia et al.,
+    CCS 2019) is built against exactly this kind of attack.
+    """
+    features = np.concatenate([top_posteriors(p) for p in shadows.probabilities])
+    targets = np.concatenate(list(shadows.included))
+    classifier = MLPClassifier(hidden_layer_sizes=(64,), max_iter=500, random_state=seed)
+    classifier.fit(features, targets)
+    return np.asarray(classifier.predict_proba(top_posteriors(target_probabilities))[:, 1])

@@ -1,4 +1,4 @@
-"""Membership inference as attack plug-ins: thresholds, label-only, Shokri, LiRA and RMIA."""
+"""Membership inference as attack plug-ins: thresholds, label-only, Shokri, ML-Leaks, LiRA, RMIA."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from fedpriv.attacks.base import Attack
 from fedpriv.attacks.context import AttackContext
 from fedpriv.attacks.membership import (
     lira_scores,
+    ml_leaks_scores,
     rmia_scores,
     shokri_scores,
     threshold_scores,
@@ -44,6 +45,9 @@ class MembershipAttack(Attack):
         "outsider_output",
     )
     uses_shadows: ClassVar[bool] = False
+    # Whether it reads the record's true label (label-aware) or only the model's answer
+    # (label-blind: what MemGuard is built to fool). Recorded in every result's settings.
+    uses_labels: ClassVar[bool] = True
 
     def __init__(self) -> None:
         # Settings an attack chose on the attacker's own models (recorded in the result).
@@ -61,7 +65,7 @@ class MembershipAttack(Attack):
         labels = context.truth.y[pool.indices]
         answers = view.query(context.truth.x[pool.indices])
         scores = self.scores(context, answers, labels)
-        settings: dict[str, Json] = {"output": view.output}
+        settings: dict[str, Json] = {"output": view.output, "uses_labels": self.uses_labels}
         if self.uses_shadows:
             settings.update(context.settings.membership.to_dict())
         settings.update(self.chosen)
@@ -93,15 +97,17 @@ class LossAttack(MembershipAttack):
 
 
 class ConfidenceAttack(MembershipAttack):
-    """Members get higher top confidence."""
+    """Members get higher top confidence (Yeom et al. 2018's threshold, without the label)."""
 
     name = "confidence"
+    uses_labels = False
 
 
 class EntropyAttack(MembershipAttack):
-    """Members get lower-entropy answers."""
+    """Members get lower-entropy answers (Salem et al. 2019, adversary 3; label-blind)."""
 
     name = "entropy"
+    uses_labels = False
 
 
 class LabelOnlyAttack(MembershipAttack):
@@ -121,6 +127,19 @@ class ShokriAttack(MembershipAttack):
     def scores(self, context: AttackContext, answers: np.ndarray, labels: np.ndarray) -> np.ndarray:
         """The attack classifier's membership probability."""
         return shokri_scores(answers, labels, context.shadows(), context.settings.membership.seed)
+
+
+class MLLeaksAttack(MembershipAttack):
+    """Salem et al. 2019 (ML-Leaks), adversary 1: shadow-trained classifier on top-3 posteriors."""
+
+    name = "ml-leaks"
+    uses_shadows = True
+    uses_labels = False
+    uses = ("membership", "outsider_output")
+
+    def scores(self, context: AttackContext, answers: np.ndarray, labels: np.ndarray) -> np.ndarray:
+        """The attack classifier's membership probability (labels unused)."""
+        return ml_leaks_scores(answers, context.shadows(), context.settings.membership.seed)
 
 
 class LiRAOffline(MembershipAttack):

@@ -19,6 +19,7 @@ ATTACKS: Registry[Any] = Registry(
         "entropy": "fedpriv.attacks.membership_attacks:EntropyAttack",
         "label-only": "fedpriv.attacks.membership_attacks:LabelOnlyAttack",
         "shokri": "fedpriv.attacks.membership_attacks:ShokriAttack",
+        "ml-leaks": "fedpriv.attacks.membership_attacks:MLLeaksAttack",
         "lira-offline": "fedpriv.attacks.membership_attacks:LiRAOffline",
         "lira-online": "fedpriv.attacks.membership_attacks:LiRAOnline",
         "rmia-offline": "fedpriv.attacks.membership_attacks:RMIAOffline",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import ClassVar
 
 import numpy as np
@@ -100,6 +101,34 @@ class Defense:
     def narrative(self, arm: Numbers, baseline: Numbers, baseline_name: str) -> list[str]:
         """Sentences, from an arm's numbers, on what this defense changed."""
         return []
+
+    def effects(self) -> tuple[Effect, ...]:
+        """Headline numbers the report tests against the baseline's, across seeds.
+
+        Each becomes a sentence that calls the difference an effect only where the seeds'
+        95% intervals separate (``fedpriv.report.narrative.effect``).
+        """
+        return ()
+
+
+@dataclass(frozen=True)
+class Effect:
+    """A headline number a defense is expected to move (or to leave alone).
+
+    Attributes
+    ----------
+    key : str
+        The :class:`~fedpriv.report.results.Headline` field.
+    what : str
+        What it measures, as a sentence names it.
+    attack_key : str | None
+        The field naming the attack it comes from, where it is a maximum over attacks.
+
+    """
+
+    key: str
+    what: str
+    attack_key: str | None = None
 
 
 class NoDefense(Defense):

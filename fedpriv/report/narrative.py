@@ -29,24 +29,23 @@ def noise_floor(dataset: str) -> float:
     return float(10 * np.log10(1.0 / np.mean((x - x.mean()) ** 2)))
 
 
-def membership_effect(arm: ArmResult, baseline: ArmResult) -> str:
-    """Whether the arm's lower (or higher) outsider AUC is an effect or run-to-run noise.
+def effect(arm: ArmResult, baseline: ArmResult, key: str, what: str) -> str:
+    """Whether the arm's ``key`` differs from the baseline's by an effect or by run-to-run noise.
 
-    A protection is claimed only when the difference exceeds the seeds' spread: the 95%
+    A difference is called an effect only when it exceeds the seeds' spread: the 95%
     half-widths of both arms, combined. With one seed the spread is unmeasured, and the
     sentence says so instead of claiming anything.
     """
-    a, b = arm.headline.membership_auc, baseline.headline.membership_auc
-    if a is None or b is None:
-        return "The outsider's membership AUC is missing on one side: no effect is claimed."
-    difference = b - a
-    key = "membership_auc"
+    a, b = arm.headline.numbers().get(key), baseline.headline.numbers().get(key)
+    if not isinstance(a, int | float) or not isinstance(b, int | float):
+        return f"{what.capitalize()} is missing on one side: no effect is claimed."
+    difference = float(b) - float(a)
     if len(arm.seeds) < 2 or len(baseline.seeds) < 2 or key not in arm.spread:
         return (
-            f"Against {baseline.name} the strongest outsider AUC differs by "
-            f"{fmt(difference, '+.3f')} on one seed; identical runs of a federation can differ "
-            "by as much (training is chaotic), so this is no measured effect: run "
-            "`fedpriv compare --seeds 3` before reading one."
+            f"Against {baseline.name}, {what} differs by {fmt(-difference, '+.3f')} on one "
+            "seed; identical runs of a federation can differ by as much (training is "
+            "chaotic), so this is no measured effect: run `fedpriv compare --seeds 3` before "
+            "reading one."
         )
     spread = math.hypot(arm.spread[key], baseline.spread.get(key, 0.0))
     verdict = (
@@ -54,11 +53,17 @@ def membership_effect(arm: ArmResult, baseline: ArmResult) -> str:
         if abs(difference) > spread
         else "within the seeds' spread: no effect is claimed"
     )
+    direction = "lower" if difference >= 0 else "higher"
     return (
-        f"Against {baseline.name} the strongest outsider AUC is lower by "
-        f"{fmt(difference, '.3f')} (95% spread {fmt(spread, '.3f')} over "
+        f"Against {baseline.name}, {what} is {direction} by {fmt(abs(difference), '.3f')} "
+        f"({fmt(a)} against {fmt(b)}; 95% spread {fmt(spread, '.3f')} over "
         f"{len(arm.seeds)} seeds), {verdict}."
     )
+
+
+def membership_effect(arm: ArmResult, baseline: ArmResult) -> str:
+    """Whether the arm's strongest outsider AUC is lower than the baseline's by an effect."""
+    return effect(arm, baseline, "membership_auc", "the strongest outsider AUC")
 
 
 def protection_text(arm: ArmResult, baseline: ArmResult) -> list[str]:
@@ -130,6 +135,10 @@ def protection_text(arm: ArmResult, baseline: ArmResult) -> list[str]:
     lines += scheme.defense.narrative(numbers, baseline.headline.numbers(), baseline.name)
     if arm.name != baseline.name:
         lines.append(membership_effect(arm, baseline))
+        for expected in scheme.defense.effects():
+            attack = numbers.get(expected.attack_key) if expected.attack_key else None
+            what = f"{expected.what} ({attack})" if attack else expected.what
+            lines.append(effect(arm, baseline, expected.key, what))
     lines.append(
         f"Cost: {fmt(h.bytes_vs_plaintext, '.2f')}x the plaintext bytes per round, "
         f"{fmt(h.seconds_vs_plaintext, '.2f')}x its seconds per round."

@@ -5,12 +5,14 @@ from __future__ import annotations
 import dataclasses
 import math
 import statistics
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 from scipy import stats
 
+from fedpriv.attacks.registry import ATTACKS
 from fedpriv.attacks.results import AttackResult, Family, Json, Threat
 from fedpriv.attacks.runner import read_results
 from fedpriv.config import RunConfig
@@ -59,6 +61,12 @@ class Headline:
     membership_tpr_0_1: float | None = None
     label_only_auc: float | None = None
     shokri_auc: float | None = None
+    # The strongest membership attack that never reads a record's label (what MemGuard is
+    # built to fool), and the strongest that does.
+    label_blind_attack: str | None = None
+    label_blind_auc: float | None = None
+    label_aware_attack: str | None = None
+    label_aware_auc: float | None = None
     model_inversion_accuracy: float | None = None
     memguard_l1: float | None = None
     rmia_auc: float | None = None
@@ -98,13 +106,21 @@ class ArmResult:
         """One attack's result, if it ran."""
         return self.attacks.get(threat, {}).get(name)
 
-    def strongest(self, threat: Threat, family: Family) -> AttackResult | None:
+    def strongest(
+        self,
+        threat: Threat,
+        family: Family,
+        where: Callable[[AttackResult], bool] | None = None,
+    ) -> AttackResult | None:
         """The scored attack of ``family`` with the highest headline metric for ``threat``.
 
-        A maximum over several attacks is biased upward; reports say so where they use it.
+        ``where`` keeps only the attacks it accepts. A maximum over several attacks is biased
+        upward; reports say so where they use it.
         """
         scored = [
-            r for r in self.attacks.get(threat, {}).values() if r.family == family and r.scored
+            r
+            for r in self.attacks.get(threat, {}).values()
+            if r.family == family and r.scored and (where is None or where(r))
         ]
         return max(scored, key=lambda r: r.headline() or float("-inf"), default=None)
 
@@ -223,6 +239,11 @@ class ComparisonResult:
         )
 
 
+def uses_labels(result: AttackResult) -> bool:
+    """Whether a membership attack reads the records' true labels (its class says)."""
+    return bool(getattr(ATTACKS.load(result.attack), "uses_labels", True))
+
+
 def headline(arm: ArmResult) -> Headline:
     """An arm's own numbers (the ratios to the baseline are filled in by the caller)."""
     rounds = arm.history.rounds
@@ -238,6 +259,8 @@ def headline(arm: ArmResult) -> Headline:
         Threat.MALICIOUS_SERVER, "ig"
     )
     strongest = arm.strongest(Threat.OUTSIDER, Family.MEMBERSHIP)
+    blind = arm.strongest(Threat.OUTSIDER, Family.MEMBERSHIP, lambda r: not uses_labels(r))
+    aware = arm.strongest(Threat.OUTSIDER, Family.MEMBERSHIP, uses_labels)
     label_only = arm.attack(Threat.OUTSIDER, "label-only")
     shokri = arm.attack(Threat.OUTSIDER, "shokri")
     mi_face = arm.attack(Threat.OUTSIDER, "mi-face")
@@ -289,6 +312,10 @@ def headline(arm: ArmResult) -> Headline:
         ),
         label_only_auc=label_only.headline() if label_only else None,
         shokri_auc=shokri.headline() if shokri else None,
+        label_blind_attack=blind.attack if blind else None,
+        label_blind_auc=blind.headline() if blind else None,
+        label_aware_attack=aware.attack if aware else None,
+        label_aware_auc=aware.headline() if aware else None,
         model_inversion_accuracy=mi_face.headline() if mi_face else None,
         memguard_l1=_float(defended.get("mean_l1_distortion")) if defended else None,
         rmia_auc=max(

@@ -111,6 +111,7 @@ MEMBERSHIP = [
     "entropy",
     "label-only",
     "shokri",
+    "ml-leaks",
     "lira-offline",
     "lira-online",
 ]

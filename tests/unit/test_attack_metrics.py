@@ -87,3 +87,52 @@ def test_low_fpr_rates_say_when_they_rest_on_no_false_positive():
     assert metrics.non_members == 150 and metrics.resolved(0.01)
     assert not metrics.resolved(0.001) and not metrics.resolved(0.0001)
     assert metrics.tpr_at_0_01pct_fpr == metrics.tpr_at_0_1pct_fpr == 1.0
+
+
+def _answers(seed: int, records: int = 200, classes: int = 10) -> np.ndarray:
+    logits = np.random.default_rng(seed).normal(0, 2, (records, classes))
+    exp = np.exp(logits - logits.max(axis=1, keepdims=True))
+    return exp / exp.sum(axis=1, keepdims=True)
+
+
+def test_label_blind_attacks_agree_with_a_direct_computation_and_ignore_labels():
+    """Confidence, entropy and ML-Leaks read the answer only: their scores equal the formula
+    (and, for ML-Leaks, an MLP trained directly on the shadows' sorted top-3 posteriors)
+    and do not move when the labels are shuffled; the label-aware loss does."""
+    from sklearn.neural_network import MLPClassifier
+
+    from fedpriv.attacks.membership import ShadowSet, ml_leaks_scores, threshold_scores
+    from fedpriv.attacks.membership_attacks import MembershipAttack
+    from fedpriv.attacks.registry import ATTACKS
+
+    answers = _answers(0)
+    labels = np.random.default_rng(1).integers(0, 10, len(answers))
+    shuffled = np.random.default_rng(2).permutation(labels)
+    assert np.array_equal(threshold_scores("confidence", answers, labels), answers.max(axis=1))
+    entropy = (answers * np.log(answers)).sum(axis=1)
+    assert np.allclose(threshold_scores("entropy", answers, labels), entropy)
+    # Shadows on which members (the first half of the pool) get peaked answers.
+    rng = np.random.default_rng(3)
+    included = np.zeros((4, len(answers)), bool)
+    included[:, : len(answers) // 2] = True
+    probabilities = np.stack([_answers(10 + i) for i in range(4)])
+    probabilities[included] = _answers(20)[: included.sum() // 4].repeat(4, axis=0) ** 3
+    probabilities /= probabilities.sum(axis=2, keepdims=True)
+    shadows = ShadowSet(probabilities, included)
+    scores = ml_leaks_scores(answers, shadows, seed=5)
+    features = np.concatenate([-np.sort(-p, axis=1)[:, :3] for p in probabilities])
+    direct = MLPClassifier(hidden_layer_sizes=(64,), max_iter=500, random_state=5)
+    direct.fit(features, included.reshape(-1))
+    expected = direct.predict_proba(-np.sort(-answers, axis=1)[:, :3])[:, 1]
+    assert np.array_equal(scores, expected)
+    del rng
+    for name in ("confidence", "entropy"):
+        assert np.array_equal(
+            threshold_scores(name, answers, labels), threshold_scores(name, answers, shuffled)
+        )
+    assert not np.array_equal(
+        threshold_scores("loss", answers, labels), threshold_scores("loss", answers, shuffled)
+    )
+    blind = {n for n in ATTACKS if issubclass(c := ATTACKS.load(n), MembershipAttack)
+             and not c.uses_labels}  # fmt: skip
+    assert blind == {"confidence", "entropy", "ml-leaks"}

@@ -19,6 +19,7 @@ MEMBERSHIP = (
     "entropy",
     "label-only",
     "shokri",
+    "ml-leaks",
     "lira-offline",
     "lira-online",
     "rmia-offline",
