@@ -13,7 +13,7 @@ from fedpriv.registry import unknown_name
 
 # The tables an experiment file may hold: the federation, the attack budgets of a comparison,
 # and a comparison's arms (each a table of run-config overrides).
-TABLES = ("run", "attacks", "arms", "malicious-server", "comparison")
+TABLES = ("run", "attacks", "arms", "malicious-server", "comparison", "sweep")
 
 
 def read_toml(path: str | Path, what: str) -> dict[str, Any]:

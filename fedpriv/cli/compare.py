@@ -11,6 +11,7 @@ from rich.table import Table
 
 from fedpriv.cli.progress import Reporter
 from fedpriv.compare.spec import DEFAULT_EXPERIMENT, load_comparison
+from fedpriv.compare.sweep import Sweep
 from fedpriv.errors import InterruptedRunError
 
 
@@ -45,12 +46,21 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="run each arm with K seeds and report means with 95%% intervals "
         "(default: [comparison] seeds, else 1)",
     )
+    compare.add_argument(
+        "--sweep",
+        default=None,
+        metavar="KEY=V1,V2,...",
+        help="run the arms a run-config key tunes across its values and draw one "
+        "privacy-utility frontier per arm (e.g. dp-noise-multiplier=0.5,1,2,4; default: the "
+        "experiment's [sweep] table)",
+    )
     compare.set_defaults(handler=handle, parser=compare)
 
 
 def handle(args: argparse.Namespace) -> int:
     """Run the comparison; print the summary table and where the report went."""
-    comparison = load_comparison(args.experiment, quick=args.quick, seeds=args.seeds)
+    sweep = Sweep.parse(args.sweep) if args.sweep else None
+    comparison = load_comparison(args.experiment, quick=args.quick, seeds=args.seeds, sweep=sweep)
     from fedpriv.compare.run import run_comparison
     from fedpriv.report.render import SUMMARY_HEADER, summary_rows
 
@@ -60,9 +70,11 @@ def handle(args: argparse.Namespace) -> int:
         done: list[str] = []
 
         def step(arm: str, what: str) -> None:
-            # Seeds and malicious twins (``<arm>.<what>``) count with their arm.
-            if arm.split(".")[0] not in done:
-                done.append(arm.split(".")[0])
+            # Seeds, malicious twins (``<arm>.<what>``) and sweep points (``<arm>@<key>=<v>``)
+            # count with their arm.
+            name = arm.split("@")[0].split(".")[0]
+            if name not in done:
+                done.append(name)
             reporter.update("comparison", f"{arm}: {what}", len(done) - 1, total)
 
         def attack_step(name: str, fraction: float) -> None:

@@ -15,7 +15,7 @@ from fedpriv.attacks.dp_audit import dp_audit
 from fedpriv.attacks.registry import ATTACKS, VIEWS, attacks_for
 from fedpriv.attacks.results import Threat
 from fedpriv.attacks.runner import read_results, run_attacks
-from fedpriv.compare.spec import Arm, Comparison
+from fedpriv.compare.spec import Arm, Comparison, SweepJob
 from fedpriv.device import torch_device
 from fedpriv.provenance import code_digest, command, commit, today, versions
 from fedpriv.report.figures import attack_figures
@@ -25,6 +25,7 @@ from fedpriv.report.results import (
     ArmResult,
     ComparisonResult,
     Provenance,
+    SweepPoint,
     headline,
     relate,
     summarize,
@@ -120,6 +121,12 @@ def run_comparison(
         for run_arm in [arm, *comparison.repeats(arm)]:
             _run_arm(comparison, run_arm, out, force, say, attack_progress)
         timings[arm.name] = time.perf_counter() - start
+    names = {arm.name for arm in comparison.arms}
+    for job in comparison.sweep_jobs():
+        if job.run.name in names:
+            continue  # the arm's own value: its runs are the arm's
+        for run_arm in [job.run, *comparison.repeats(job.run)]:
+            _run_arm(comparison, run_arm, out, force, say, attack_progress, frontier=True)
     results = collect(comparison, out, timings)
     write_json(out / "results.json", results.to_json())
     write_report(out, results)
@@ -133,8 +140,13 @@ def _run_arm(
     force: bool,
     say: Progress,
     attack_progress: AttackProgress | None,
+    frontier: bool = False,
 ) -> None:
-    """One federation of an arm (one seed), every threat's attacks, the twin and the audit."""
+    """One federation of an arm (one seed), every threat's attacks, the twin and the audit.
+
+    A sweep's point (``frontier``) runs what its frontier draws: the federation, the
+    honest threats' attacks and the DP audit; no malicious twin, no coalitions.
+    """
     run_dir = out / "runs" / arm.name
     rundir = RunDirectory(run_dir)
     key = run_key(arm)
@@ -147,6 +159,11 @@ def _run_arm(
     for threat in VIEWS:
         if threat != Threat.MALICIOUS_SERVER:
             refresh_attacks(comparison, rundir, threat, key, force, say, attack_progress)
+    if arm.config.dp_canaries >= 2 and (force or not rundir.audit_path.exists()):
+        say(arm.name, "DP audit (canaries)")
+        dp_audit(rundir.path)
+    if frontier:
+        return
     twin = comparison.malicious_twin(arm)
     if twin is None:
         # Why the malicious server gets nothing here, from the honest run itself.
@@ -155,9 +172,6 @@ def _run_arm(
         )
     else:
         _run_malicious_twin(comparison, twin, rundir, force, say, attack_progress)
-    if arm.config.dp_canaries >= 2 and (force or not rundir.audit_path.exists()):
-        say(arm.name, "DP audit (canaries)")
-        dp_audit(rundir.path)
     _measure_coalitions(comparison, arm, rundir, key, force, say, attack_progress)
 
 
@@ -238,6 +252,7 @@ def collect(comparison: Comparison, out: Path, timings: dict[str, float]) -> Com
         relate(arm.headline, baseline.headline)
     for arm in arms:
         arm.protection = protection_text(arm, baseline)
+    sweeps = [_point(comparison, job, out, baseline) for job in comparison.sweep_jobs()]
     return ComparisonResult(
         experiment=comparison.source,
         baseline=baseline.name,
@@ -245,6 +260,25 @@ def collect(comparison: Comparison, out: Path, timings: dict[str, float]) -> Com
         arms=arms,
         provenance=Provenance(command(), commit(), today()),
         quick=comparison.quick,
+        sweeps=sweeps,
+    )
+
+
+def _point(comparison: Comparison, job: SweepJob, out: Path, baseline: ArmResult) -> SweepPoint:
+    """One frontier point: its federations' headline (means over seeds), against the baseline."""
+    runs = [job.run, *comparison.repeats(job.run)]
+    results = [ArmResult.read(r.name, out / "runs" / r.name) for r in runs]
+    summary, spread = summarize([headline(r) for r in results])
+    relate(summary, baseline.headline)
+    assert comparison.sweep is not None
+    return SweepPoint(
+        job.arm,
+        comparison.sweep.key,
+        job.value,
+        job.run.name,
+        summary,
+        spread if len(runs) > 1 else {},
+        [r.config.seed for r in runs],
     )
 
 

@@ -13,7 +13,8 @@ from fedpriv.attacks.settings import (
     MIFaceSettings,
     SuiteSettings,
 )
-from fedpriv.config import RunConfig
+from fedpriv.compare.sweep import Sweep, tunes
+from fedpriv.config import FlowerValue, RunConfig
 from fedpriv.errors import ConfigError
 from fedpriv.experiment import check_keys, read_experiment, run_table
 from fedpriv.registry import ADVERSARIES, adversary_refusal
@@ -23,6 +24,8 @@ from fedpriv.registry import ADVERSARIES, adversary_refusal
 MALICIOUS_KEYS = ("attack", "target", "round")
 # [comparison] keys: how many seeds each arm runs with.
 COMPARISON_KEYS = ("seeds",)
+# [sweep] keys: the run-config key, its values, the arms swept (default: those it tunes).
+SWEEP_KEYS = ("key", "values", "arms")
 
 DEFAULT_EXPERIMENT = Path(__file__).resolve().parents[2] / "experiments" / "compare.toml"
 
@@ -47,6 +50,18 @@ class Arm:
 
 
 @dataclass(frozen=True)
+class SweepJob:
+    """One point of a sweep: an arm at one value of the swept key, and the federation it is.
+
+    ``run`` is the arm itself where the value is the arm's own (its run is reused).
+    """
+
+    arm: str
+    value: FlowerValue
+    run: Arm
+
+
+@dataclass(frozen=True)
 class Comparison:
     """The arms to run and the attack settings used on each."""
 
@@ -59,6 +74,32 @@ class Comparison:
     malicious: tuple[Adversary, ...] = ()
     # Federations per arm, with seeds ``seed, seed + 1, ...``.
     seeds: int = 1
+    # One run-config key across values, for the arms it tunes (a frontier per arm).
+    sweep: Sweep | None = None
+
+    def swept_arms(self) -> tuple[str, ...]:
+        """The arms the sweep runs across its values (none without a sweep)."""
+        if self.sweep is None:
+            return ()
+        return self.sweep.arms or tuple(
+            a.name for a in self.arms if tunes(a.config, self.sweep.key)
+        )
+
+    def sweep_jobs(self) -> list[SweepJob]:
+        """Every point of the sweep, arm by arm, in the order of its values."""
+        if self.sweep is None:
+            return []
+        jobs = []
+        for arm in self.arms:
+            if arm.name not in self.swept_arms():
+                continue
+            for value in self.sweep.values:
+                config = self.sweep.config(arm.config, value)
+                run = (
+                    arm if config == arm.config else Arm(arm.name + self.sweep.label(value), config)
+                )
+                jobs.append(SweepJob(arm.name, value, run))
+        return jobs
 
     def repeats(self, arm: Arm) -> list[Arm]:
         """The arm's federations beyond its first seed (``seeds - 1`` of them)."""
@@ -107,6 +148,16 @@ class Comparison:
             raise ConfigError(f"arm names must be unique, got {names}")
         if self.seeds < 1:
             raise ConfigError(f"seeds must be >= 1, got {self.seeds}")
+        if self.sweep is not None:
+            unknown = [name for name in self.sweep.arms if name not in names]
+            if unknown:
+                raise ConfigError(f"[sweep] arms {unknown} are no arms of this comparison: {names}")
+            if not self.swept_arms():
+                raise ConfigError(
+                    f"no arm runs what {self.sweep.key} tunes; name the arms to sweep "
+                    "([sweep] arms = [...])"
+                )
+            self.sweep_jobs()  # every point must be a valid federation: refused here
 
 
 def suite_settings(attacks: dict[str, Any], quick: bool) -> SuiteSettings:
@@ -128,10 +179,13 @@ def suite_settings(attacks: dict[str, Any], quick: bool) -> SuiteSettings:
     )
 
 
-def load_comparison(path: str | Path, quick: bool = False, seeds: int | None = None) -> Comparison:
+def load_comparison(
+    path: str | Path, quick: bool = False, seeds: int | None = None, sweep: Sweep | None = None
+) -> Comparison:
     """Read a comparison TOML; ``quick`` shrinks rounds and attack budgets for a smoke run.
 
-    ``seeds`` (else ``[comparison] seeds``, else 1) federations run per arm.
+    ``seeds`` (else ``[comparison] seeds``, else 1) federations run per arm; ``sweep`` (else
+    the ``[sweep]`` table, else none) runs the arms it tunes across its values.
 
     Raises
     ------
@@ -170,7 +224,30 @@ def load_comparison(path: str | Path, quick: bool = False, seeds: int | None = N
     check_keys(f"[comparison] of {path}", table, COMPARISON_KEYS)
     repeats = seeds if seeds is not None else int(table.get("seeds", 1))
     suite = suite_settings(attacks, quick)
-    return Comparison(tuple(arms), suite, _display(Path(path)), quick, tuple(plans), repeats)
+    return Comparison(
+        tuple(arms),
+        suite,
+        _display(Path(path)),
+        quick,
+        tuple(plans),
+        repeats,
+        sweep if sweep is not None else _sweep_table(data.get("sweep"), path),
+    )
+
+
+def _sweep_table(table: Any, path: str | Path) -> Sweep | None:
+    """The ``[sweep]`` table (``key``, ``values``, optional ``arms``), or ``None``."""
+    if table is None:
+        return None
+    if not isinstance(table, dict):
+        raise ConfigError(f"[sweep] of {path} must be a table")
+    check_keys(f"[sweep] of {path}", table, SWEEP_KEYS)
+    values, arms = table.get("values"), table.get("arms", [])
+    if not isinstance(table.get("key"), str) or not isinstance(values, list):
+        raise ConfigError(f"[sweep] of {path} needs key = <run-config key> and values = [...]")
+    if not isinstance(arms, list) or not all(isinstance(a, str) for a in arms):
+        raise ConfigError(f"[sweep] arms of {path} must be a list of arm names")
+    return Sweep(table["key"], tuple(values), tuple(arms))
 
 
 def _display(path: Path) -> str:

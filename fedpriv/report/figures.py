@@ -8,6 +8,7 @@ import numpy as np
 
 from fedpriv.attacks.metrics import image_metrics
 from fedpriv.attacks.results import AttackResult, Family, Threat
+from fedpriv.report.frontier import frontier_figure, frontier_name, swept
 from fedpriv.report.plots import (
     ImageRow,
     Series,
@@ -140,4 +141,7 @@ def comparison_figures(out: Path, results: ComparisonResult) -> dict[str, Path]:
                 reason = str(result.reason if result else "not run").split(":")[0]
                 rows.append((f"{arm.name}, {label}: not applicable ({reason})", None, None))
     labelled_rows(rows, paths["reconstructions"])
+    for swept_arm in swept(results):
+        name = frontier_name(swept_arm)
+        paths[name] = frontier_figure(results, swept_arm, folder / f"{name}.png")
     return paths

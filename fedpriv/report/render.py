@@ -11,6 +11,7 @@ from fedpriv.attacks.results import Status
 from fedpriv.attacks.views import Capability
 from fedpriv.narrative import fmt
 from fedpriv.report.figures import FIGURES, comparison_figures
+from fedpriv.report.frontier import FRONTIER_HEADER, frontier_name, frontier_rows, swept
 from fedpriv.report.results import ComparisonResult, Headline
 from fedpriv.schemes.base import load_scheme
 
@@ -206,6 +207,13 @@ def _html_table(header: list[str], rows: list[list[str]]) -> str:
     return f"<table><tr>{head}</tr>{body}</table>"
 
 
+FRONTIER_NOTE = (
+    "Each point is a swept arm at one value of the swept key (means over its seeds): final "
+    "accuracy against the strongest attack of each family, with epsilon claimed by the "
+    "accountant and audited from canaries where DP runs. The baseline arm is the reference."
+)
+
+
 def stamp(results: ComparisonResult) -> str:
     """Where the numbers come from: experiment, command, commit and date."""
     p = results.provenance
@@ -236,6 +244,11 @@ def render_markdown(results: ComparisonResult) -> str:
         lines.append("")
         lines += [f"- {sentence}" for sentence in arm.protection]
         lines.append("")
+    if results.sweeps:
+        lines += ["## Privacy-utility frontiers", "", FRONTIER_NOTE, ""]
+        lines += [*_markdown(FRONTIER_HEADER, frontier_rows(results)), ""]
+        for name in swept(results):
+            lines += [f"![{name}: frontier](figures/{frontier_name(name)}.png)", ""]
     lines += ["## Figures", ""]
     for name, caption in FIGURES.items():
         lines += [f"![{caption}](figures/{name}.png)", "", f"*{caption}*", ""]
@@ -258,6 +271,18 @@ def render_html(results: ComparisonResult, figures: dict[str, bytes]) -> str:
         for name, caption in FIGURES.items()
         if name in figures
     )
+    frontiers = ""
+    if results.sweeps:
+        frontiers = (
+            f"<h2>Privacy-utility frontiers</h2><p>{esc(FRONTIER_NOTE)}</p>"
+            f"{_html_table(FRONTIER_HEADER, frontier_rows(results))}"
+            + "".join(
+                f'<figure><img alt="{esc(name)}: frontier" src="data:image/png;base64,'
+                f'{base64.b64encode(figures[frontier_name(name)]).decode()}"></figure>'
+                for name in swept(results)
+                if frontier_name(name) in figures
+            )
+        )
     style = (
         "body{font-family:sans-serif;max-width:1100px;margin:2em auto;color:#222}"
         "table{border-collapse:collapse;font-size:14px}td,th{border:1px solid #bbb;"
@@ -274,6 +299,7 @@ def render_html(results: ComparisonResult, figures: dict[str, bytes]) -> str:
         f"{_html_table(SUMMARY_HEADER, summary_rows(results))}"
         f"<h2>Who learns what</h2><p>{esc(WHO_NOTE)}</p>"
         f"{_html_table(WHO_HEADER, who_learns_rows(results))}"
+        f"{frontiers}"
         f"<h2>What each arm protects against</h2>{arms}"
         f"<h2>Figures</h2>{images}</body></html>"
     )

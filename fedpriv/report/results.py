@@ -187,6 +187,57 @@ class ArmResult:
 
 
 @dataclass
+class SweepPoint:
+    """One point of a privacy-utility frontier: an arm at one value of the swept key.
+
+    Attributes
+    ----------
+    arm, key : str
+        The swept arm and run-config key.
+    value : Json
+        The key's value at this point.
+    run : str
+        The federation's name (the arm's own where the value is the arm's).
+    headline : Headline
+        Its numbers (means over ``seeds``), ``spread`` the 95% half-widths where several.
+
+    """
+
+    arm: str
+    key: str
+    value: Json
+    run: str
+    headline: Headline
+    spread: dict[str, float] = field(default_factory=dict)
+    seeds: list[int] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Json]:
+        """The point as ``results.json`` holds it."""
+        return {
+            "arm": self.arm,
+            "key": self.key,
+            "value": self.value,
+            "run": self.run,
+            "headline": self.headline.numbers(),
+            "spread": self.spread,
+            "seeds": self.seeds,
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Json]) -> SweepPoint:
+        """Read a point written by :meth:`to_json`."""
+        return cls(
+            str(data["arm"]),
+            str(data["key"]),
+            data["value"],
+            str(data["run"]),
+            Headline(**data["headline"]),
+            {str(k): float(v) for k, v in data.get("spread", {}).items()},
+            [int(s) for s in data.get("seeds", [])],
+        )
+
+
+@dataclass
 class Provenance:
     """Where numbers come from: the command, the code's commit and the date."""
 
@@ -206,6 +257,12 @@ class ComparisonResult:
     provenance: Provenance
     # A smoke run (``--quick``): one round and the smallest budgets; its numbers mean little.
     quick: bool = False
+    # The sweep's points, arm by arm in the order of the values (empty without a sweep).
+    sweeps: list[SweepPoint] = field(default_factory=list)
+
+    def frontier(self, arm: str) -> list[SweepPoint]:
+        """The sweep's points of one arm."""
+        return [p for p in self.sweeps if p.arm == arm]
 
     def arm(self, name: str) -> ArmResult:
         """The arm called ``name``."""
@@ -222,6 +279,7 @@ class ComparisonResult:
             "settings": self.settings,
             "quick": self.quick,
             "arms": [arm.to_json() for arm in self.arms],
+            "sweeps": [point.to_json() for point in self.sweeps],
         }
 
     @classmethod
@@ -233,6 +291,7 @@ class ComparisonResult:
             settings=data["settings"],
             arms=[ArmResult.from_json(a) for a in data["arms"]],
             quick=bool(data.get("quick", False)),
+            sweeps=[SweepPoint.from_json(p) for p in data.get("sweeps", [])],
             provenance=Provenance(
                 data.get("command", ""), data.get("commit", ""), data["generated"]
             ),

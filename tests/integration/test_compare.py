@@ -237,3 +237,44 @@ def test_coalitions_below_and_at_the_threshold_are_measured(quick):
     )
     report = (quick / "report.md").read_text()
     assert f"t = {t}:" in report
+
+
+def test_a_sweep_writes_one_point_per_value_and_a_frontier(tmp_path):
+    """`--sweep dp-noise-multiplier=0.5,1,2` on a tiny experiment: the DP arm at each value
+    (the arm's own value reuses its run), one frontier figure, points in results.json with
+    the epsilon each value spends; the plaintext arm is not swept."""
+    experiment = tmp_path / "sweep.toml"
+    experiment.write_text(
+        tomli_w.dumps(
+            {
+                "run": {"dataset": "digits", "num-clients": 4, "num-server-rounds": 1},
+                "arms": {
+                    "plaintext": {"aggregation": "plaintext"},
+                    "dp": {"aggregation": "ckks", "defense": "dp", "dp-noise-multiplier": 1.0},
+                },
+            }
+        )
+    )
+    out = tmp_path / "out"
+    argv = ["compare", str(experiment), "--out", str(out), "--quick"]
+    assert main([*argv, "--sweep", "dp-noise-multiplier=0.5,1,2"]) == 0
+    results = json.loads((out / "results.json").read_text())
+    points = results["sweeps"]
+    assert [(p["arm"], p["value"]) for p in points] == [("dp", 0.5), ("dp", 1), ("dp", 2)]
+    assert [p["run"] for p in points] == [
+        "dp@dp-noise-multiplier=0.5",
+        "dp",
+        "dp@dp-noise-multiplier=2",
+    ]
+    epsilons = [p["headline"]["dp_epsilon"] for p in points]
+    assert epsilons[0] > epsilons[1] > epsilons[2] > 0  # more noise, less privacy spent
+    assert all(p["headline"]["final_accuracy"] is not None for p in points)
+    assert (out / "figures" / "frontier-dp.png").stat().st_size > 10_000
+    report = (out / "report.md").read_text()
+    assert "## Privacy-utility frontiers" in report and "dp-noise-multiplier=0.5" in report
+    runs = sorted(p.name for p in (out / "runs").iterdir())
+    assert runs == ["dp", "dp@dp-noise-multiplier=0.5", "dp@dp-noise-multiplier=2", "plaintext"]
+    # The same sweep again reuses every run (nothing is retrained).
+    before = {p: (out / "runs" / p / "history.json").stat().st_mtime_ns for p in runs}
+    assert main([*argv, "--sweep", "dp-noise-multiplier=0.5,1,2"]) == 0
+    assert before == {p: (out / "runs" / p / "history.json").stat().st_mtime_ns for p in runs}

@@ -1,0 +1,86 @@
+"""Sweep specifications: parsing, which arms a key tunes, and refusals that name the problem."""
+
+from __future__ import annotations
+
+import pytest
+import tomli_w
+
+from fedpriv.compare.spec import load_comparison
+from fedpriv.compare.sweep import Sweep, parse_value, tunes
+from fedpriv.config import RunConfig
+from fedpriv.errors import ConfigError
+
+
+def test_values_parse_as_toml_scalars():
+    assert [parse_value(v) for v in ("0.5", "4", "true", "dirichlet")] == [
+        0.5,
+        4,
+        True,
+        "dirichlet",
+    ]
+    sweep = Sweep.parse("dp-noise-multiplier=0.5,1,2,4")
+    assert sweep.key == "dp-noise-multiplier" and sweep.values == (0.5, 1, 2, 4)
+
+
+def test_a_knob_tunes_the_arms_that_run_its_defense_or_scheme():
+    dp = RunConfig(aggregation="ckks", defense="dp")
+    plain = RunConfig()
+    assert tunes(dp, "dp-noise-multiplier") and not tunes(plain, "dp-noise-multiplier")
+    assert not tunes(dp, "memguard-epsilon")
+    assert tunes(RunConfig(aggregation="ckks-threshold", num_clients=5), "threshold")
+    assert not tunes(dp, "threshold")
+    assert tunes(plain, "local-epochs") and tunes(dp, "num-clients")
+
+
+def test_bad_sweeps_are_refused_naming_the_problem(tmp_path):
+    with pytest.raises(ConfigError, match="KEY=V1,V2"):
+        Sweep.parse("dp-noise-multiplier")
+    with pytest.raises(ConfigError, match="did you mean 'dp-noise-multiplier'"):
+        Sweep.parse("dp-noise-multiplyer=1,2")
+    with pytest.raises(ConfigError, match="at least two distinct values"):
+        Sweep.parse("local-epochs=2,2")
+    with pytest.raises(ConfigError, match="no knob"):
+        Sweep.parse("seed=1,2")
+    experiment = tmp_path / "e.toml"
+    experiment.write_text(tomli_w.dumps({"arms": {"plaintext": {"aggregation": "plaintext"}}}))
+    with pytest.raises(ConfigError, match="no arm runs what dp-noise-multiplier tunes"):
+        load_comparison(experiment, sweep=Sweep.parse("dp-noise-multiplier=1,2"))
+    # Every point must be a valid federation: a negative sigma is refused before anything runs.
+    experiment.write_text(tomli_w.dumps({"arms": {"dp": {"aggregation": "ckks", "defense": "dp"}}}))
+    with pytest.raises(ConfigError, match="dp-noise-multiplier must be >= 0"):
+        load_comparison(experiment, sweep=Sweep.parse("dp-noise-multiplier=1,-1"))
+    experiment.write_text(
+        tomli_w.dumps(
+            {
+                "arms": {"dp": {"aggregation": "ckks", "defense": "dp"}},
+                "sweep": {"key": "dp-noise-multiplier", "values": [1, 2], "arms": ["nope"]},
+            }
+        )
+    )
+    with pytest.raises(ConfigError, match=r"\[sweep\] arms \['nope'\]"):
+        load_comparison(experiment)
+
+
+def test_a_sweep_table_expands_into_points_that_reuse_the_arms_own_value(tmp_path):
+    experiment = tmp_path / "e.toml"
+    experiment.write_text(
+        tomli_w.dumps(
+            {
+                "arms": {
+                    "plaintext": {"aggregation": "plaintext"},
+                    "dp": {"aggregation": "ckks", "defense": "dp", "dp-noise-multiplier": 2.0},
+                },
+                "sweep": {"key": "dp-noise-multiplier", "values": [1.0, 2.0, 4.0]},
+            }
+        )
+    )
+    comparison = load_comparison(experiment)
+    assert comparison.swept_arms() == ("dp",)
+    jobs = comparison.sweep_jobs()
+    assert [(j.arm, j.value, j.run.name) for j in jobs] == [
+        ("dp", 1.0, "dp@dp-noise-multiplier=1.0"),
+        ("dp", 2.0, "dp"),
+        ("dp", 4.0, "dp@dp-noise-multiplier=4.0"),
+    ]
+    assert jobs[2].run.config.dp_noise_multiplier == 4.0
+    assert jobs[1].run is comparison.arms[1]
