@@ -7,7 +7,9 @@ and alter the uploads it names. Played against real parties (``ThresholdCodec``)
 real server session, with ``c = 0`` colluders: authenticated (the default), each is refused
 and the server reads nothing individual; passive (``threshold-authenticated = false``), the
 decryption oracle, the channel-key and the collective-key substitutions hand it one
-client's update or every share, so these tests can fail.
+client's update or every share, so these tests can fail. The last test adds colluders: up
+to the bound the scheme states (``c <= min(t - 1, m - 2)``) the target stays hidden, one
+beyond it the server reads the target's update from a sum the protocol lets it decrypt.
 """
 
 from __future__ import annotations
@@ -299,3 +301,37 @@ def test_uploads_are_signed_and_an_honest_round_decrypts(tmp_path, task_identity
     assert np.abs(mean - federation.fedavg()).max() < 1e-6
     assert digest(b"") != digest(b"x")  # the digests the signatures cover are SHA-256
     assert isinstance(PublicKey, type)
+
+
+@pytest.mark.parametrize("colluders", [1, 2])
+def test_colluders_within_the_bound_hide_the_target_and_beyond_it_do_not(
+    tmp_path, task_identity, colluders
+):
+    """The bound ``holds_against`` states, tested at its edge (t = 3, m = 3 here, so
+    c <= min(t - 1, m - 2) = 1). The server trains only the target, ``c`` colluders and
+    ``3 - 1 - c`` honest parties, so the round's sum holds exactly ``m = 3`` signed uploads;
+    every party (the honest target too) gives its one share for it, as the protocol allows.
+    The colluders hand the server their own updates; it subtracts them. With c = 1 the rest
+    mixes the target with another honest update; with c = 2 (beyond the bound) it is the
+    target's update, exactly: the bound is tight, not an artefact of the test."""
+    from fedpriv.schemes.threshold.scheme import ThresholdScheme
+
+    federation = _setup(tmp_path, True)
+    assert ThresholdScheme(federation.config).holds_against() == "a deviating server, c <= 1"
+    colluding = [n for n in NODES if n != TARGET][:colluders]
+    honest = [n for n in NODES if n not in (TARGET, *colluding)][: 3 - 1 - colluders]
+    chosen = {TARGET, *colluding, *honest}
+    replies = [r for r in federation.uploads(1) if r.metadata.src_node_id in chosen]
+    arrays, _ = federation.strategy.aggregate_train(1, replies)
+    assert arrays is not None  # a sum of m signed uploads decrypts, as it should
+    reference = state_to_vector(record_to_state(federation.arrays))
+    total = sum(federation.weights[n] for n in chosen)
+    residual = (state_to_vector(record_to_state(arrays)) - reference) * total
+    for node in colluding:  # what the colluders tell the server about their own uploads
+        residual -= federation.weights[node] * (federation.models[node] - reference)
+    guess = reference + residual / federation.weights[TARGET]
+    error = np.abs(guess - federation.models[TARGET]).max()
+    if colluders <= 1:
+        assert error > 1e-2  # still mixed with an honest update
+    else:
+        assert error < 1e-5  # c > m - 2: the target's update, read off the sum
