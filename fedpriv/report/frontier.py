@@ -31,7 +31,7 @@ def point_label(point: SweepPoint) -> str:
     h = point.headline
     if h.dp_epsilon is not None:
         audited = f" / {fmt(h.audit_epsilon, '.1f')}" if h.audit_epsilon is not None else ""
-        label += f"\neps {fmt(h.dp_epsilon, '.1f')}{audited}"
+        label += f"\neps {fmt(h.dp_epsilon, '.1f')}{audited} (claimed / audited)"
     return label
 
 
@@ -65,7 +65,7 @@ def frontier_figure(results: ComparisonResult, arm: str, path: Path) -> Path:
                 ax.annotate(point_label(point), (x, y), fontsize=7, xytext=(4, 4),
                             textcoords="offset points")  # fmt: skip
         else:
-            ax.text(0.5, 0.5, "not applicable at any point", ha="center", va="center",
+            ax.text(0.5, 0.9, "not applicable at any point", ha="center", va="center",
                     transform=ax.transAxes, fontsize=8)  # fmt: skip
         reference = _value(baseline.headline, key)
         if reference is not None and baseline.headline.final_accuracy is not None:

@@ -161,13 +161,27 @@ class ThresholdScheme(AggregationScheme):
         return f"a passive server, c <= {t - 1}"
 
     def narrative(self, arm: Numbers) -> list[str]:
-        """Who can read what, with this run's t."""
+        """Who can read what, with this run's t (and m, where the protocol is authenticated)."""
         t, n = self.config.decryption_threshold, self.config.num_clients
-        return [
+        split = (
             f"Threshold CKKS splits the key among the {n} clients: decrypting anything takes "
-            f"{t} of them. A server that follows the protocol asks them to decrypt each "
-            "round's sum only, so it reads each aggregate (as under SecAgg+) but no "
-            f"individual update unless {t} clients collude with it; the parties cannot tell "
-            "a sum from one upload, so this holds against an honest server only (the "
-            "malicious-server result above says what a deviating one reads)."
+            f"{t} of them, and the server reads each round's aggregate (as under SecAgg+)."
+        )
+        if not self.config.threshold_authenticated:
+            return [
+                f"{split} A server that follows the protocol asks the parties to decrypt each "
+                f"round's sum only, so it reads no individual update unless {t} clients collude "
+                "with it; under this passive protocol the parties cannot tell a sum from one "
+                "upload, so this holds against an honest server only (the malicious-server "
+                "result above says what a deviating one reads)."
+            ]
+        m = self.min_uploads()
+        return [
+            f"{split} Each party gives one decryption share a round, only for a sum it "
+            f"recomputes from at least {m} signed uploads of that round, after checking the "
+            "collective key and the share channels at setup: against a deviating server "
+            f"with up to {min(t - 1, m - 2)} colluding clients no individual update is "
+            f"readable ({self.holds_against()}; tests/adversarial/test_deviating_threshold.py "
+            "plays each manipulation, and one colluder more reads the target from a sum of "
+            f"{m})."
         ]
