@@ -49,6 +49,11 @@ def coalition_dir(run_dir: Path, colluders: int) -> Path:
     return run_dir.parent / f"{run_dir.name}.coalition-{colluders}"
 
 
+def undefended_dir(run_dir: Path) -> Path:
+    """Where a comparison keeps the outsider's attacks on a run's model without its defense."""
+    return run_dir.parent / f"{run_dir.name}.undefended"
+
+
 # Written where the key holder refused to release a run's final checkpoint (a malicious
 # server's run whose last aggregate does not verify); no model.pt is written then.
 RELEASE_REFUSED = "release-refused.json"

@@ -16,8 +16,10 @@ from fedpriv.attacks.registry import ATTACKS, VIEWS, attacks_for
 from fedpriv.attacks.results import Threat
 from fedpriv.attacks.runner import read_results, run_attacks
 from fedpriv.compare.spec import Arm, Comparison, SweepJob
+from fedpriv.defenses.base import load_defense
 from fedpriv.device import torch_device
 from fedpriv.provenance import code_digest, command, commit, today, versions
+from fedpriv.registry import Defense as DefenseName
 from fedpriv.report.figures import attack_figures
 from fedpriv.report.narrative import protection_text
 from fedpriv.report.render import write_report
@@ -31,7 +33,15 @@ from fedpriv.report.results import (
     summarize,
 )
 from fedpriv.rundir import ATTACKS as ATTACKS_DIR
-from fedpriv.rundir import RELEASE_REFUSED, REUSE, RunDirectory, coalition_dir, write_json
+from fedpriv.rundir import (
+    CONFIG,
+    RELEASE_REFUSED,
+    REUSE,
+    RunDirectory,
+    coalition_dir,
+    undefended_dir,
+    write_json,
+)
 from fedpriv.schemes.base import load_scheme
 from fedpriv.simulation import run_simulation
 
@@ -162,6 +172,7 @@ def _run_arm(
     if arm.config.dp_canaries >= 2 and (force or not rundir.audit_path.exists()):
         say(arm.name, "DP audit (canaries)")
         dp_audit(rundir.path)
+    _measure_undefended(comparison, arm, rundir, key, force, say, attack_progress)
     if frontier:
         return
     twin = comparison.malicious_twin(arm)
@@ -173,6 +184,41 @@ def _run_arm(
     else:
         _run_malicious_twin(comparison, twin, rundir, force, say, attack_progress)
     _measure_coalitions(comparison, arm, rundir, key, force, say, attack_progress)
+
+
+def _measure_undefended(
+    comparison: Comparison,
+    arm: Arm,
+    rundir: RunDirectory,
+    key: dict[str, Any],
+    force: bool,
+    say: Progress,
+    attack_progress: AttackProgress | None,
+) -> None:
+    """The outsider's attacks on the same released model without a query-time defense.
+
+    MemGuard changes answers, not the model: attacking the model with and without it, seed
+    by seed, measures what it does free of training's run-to-run spread. The twin folder
+    links the run's files and holds its own configuration (``defense = none``).
+    """
+    if not load_defense(arm.config).guards_queries:
+        return
+    folder = RunDirectory(undefended_dir(rundir.path))
+    if not folder.path.exists():
+        folder.path.mkdir(parents=True)
+    for entry in rundir.path.iterdir():
+        link = folder.path / entry.name
+        if entry.name in (ATTACKS_DIR, REUSE, CONFIG) or link.is_symlink() or link.exists():
+            continue
+        link.symlink_to(entry.resolve())
+    undefended = arm.config.replace(defense=DefenseName.NONE, out_dir=str(folder.path))
+    if not (folder.path / CONFIG).exists() or folder.read_config() != undefended:
+        folder.write_config(undefended)
+    refresh_attacks(
+        comparison, folder, Threat.OUTSIDER, key, force,
+        lambda _name, what: say(arm.name, f"{what} without {arm.config.defense}"),
+        attack_progress,
+    )  # fmt: skip
 
 
 def _measure_coalitions(

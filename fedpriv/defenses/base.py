@@ -102,6 +102,15 @@ class Defense:
         """Sentences, from an arm's numbers, on what this defense changed."""
         return []
 
+    @property
+    def guards_queries(self) -> bool:
+        """Whether the defense stands between the released model and its queries only.
+
+        Such a defense leaves the model as it is: a comparison then also attacks the same
+        model without it, and reports the difference paired, seed by seed.
+        """
+        return type(self).released is not Defense.released
+
     def effects(self) -> tuple[Effect, ...]:
         """Headline numbers the report tests against the baseline's, across seeds.
 
@@ -123,12 +132,17 @@ class Effect:
         What it measures, as a sentence names it.
     attack_key : str | None
         The field naming the attack it comes from, where it is a maximum over attacks.
+    paired : bool
+        ``key`` is already a difference measured on the same model with and without the
+        defense (seed by seed): it is an effect where its interval excludes zero.
+        Otherwise it is compared with the baseline arm's value.
 
     """
 
     key: str
     what: str
     attack_key: str | None = None
+    paired: bool = False
 
 
 class NoDefense(Defense):

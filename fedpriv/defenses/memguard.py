@@ -239,8 +239,16 @@ class MemGuardDefense(Defense):
         ]
 
     def effects(self) -> tuple[Effect, ...]:
-        """Both families' strongest AUC, each tested against the baseline across seeds."""
+        """What MemGuard takes off each family's strongest AUC on the same model, paired."""
         return (
-            Effect("label_blind_auc", "the strongest label-blind AUC", "label_blind_attack"),
-            Effect("label_aware_auc", "the strongest label-aware AUC", "label_aware_attack"),
+            Effect(
+                "label_blind_auc_drop",
+                "MemGuard's drop of the strongest label-blind AUC on the same model",
+                paired=True,
+            ),
+            Effect(
+                "label_aware_auc_drop",
+                "MemGuard's drop of the strongest label-aware AUC on the same model",
+                paired=True,
+            ),
         )

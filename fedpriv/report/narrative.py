@@ -38,7 +38,7 @@ def effect(arm: ArmResult, baseline: ArmResult, key: str, what: str) -> str:
     """
     a, b = arm.headline.numbers().get(key), baseline.headline.numbers().get(key)
     if not isinstance(a, int | float) or not isinstance(b, int | float):
-        return f"{what.capitalize()} is missing on one side: no effect is claimed."
+        return f"{_sentence(what)} is missing on one side: no effect is claimed."
     difference = float(b) - float(a)
     if len(arm.seeds) < 2 or len(baseline.seeds) < 2 or key not in arm.spread:
         return (
@@ -59,6 +59,37 @@ def effect(arm: ArmResult, baseline: ArmResult, key: str, what: str) -> str:
         f"({fmt(a)} against {fmt(b)}; 95% spread {fmt(spread, '.3f')} over "
         f"{len(arm.seeds)} seeds), {verdict}."
     )
+
+
+def paired_effect(arm: ArmResult, key: str, what: str) -> str:
+    """Whether a difference measured on the same model, seed by seed, is an effect.
+
+    ``key`` holds the difference itself (its mean over seeds, its 95% half-width in the
+    spread): an effect where the interval excludes zero.
+    """
+    value = arm.headline.numbers().get(key)
+    if not isinstance(value, int | float):
+        return f"{_sentence(what)} was not measured: no effect is claimed."
+    if len(arm.seeds) < 2 or key not in arm.spread:
+        return (
+            f"{_sentence(what)}: {fmt(value, '+.3f')} on one seed (no interval: run "
+            "`fedpriv compare --seeds 3` to measure one)."
+        )
+    spread = arm.spread[key]
+    verdict = (
+        "the interval excludes zero: an effect"
+        if abs(value) > spread
+        else "the interval includes zero: no effect is claimed"
+    )
+    return (
+        f"{_sentence(what)}: {fmt(value, '+.3f')} (95% interval ±{fmt(spread, '.3f')} over "
+        f"{len(arm.seeds)} seeds); {verdict}."
+    )
+
+
+def _sentence(text: str) -> str:
+    """``text`` as a sentence starts (its first letter upper case, the rest as written)."""
+    return text[:1].upper() + text[1:]
 
 
 def membership_effect(arm: ArmResult, baseline: ArmResult) -> str:
@@ -138,7 +169,10 @@ def protection_text(arm: ArmResult, baseline: ArmResult) -> list[str]:
         for expected in scheme.defense.effects():
             attack = numbers.get(expected.attack_key) if expected.attack_key else None
             what = f"{expected.what} ({attack})" if attack else expected.what
-            lines.append(effect(arm, baseline, expected.key, what))
+            if expected.paired:
+                lines.append(paired_effect(arm, expected.key, what))
+            else:
+                lines.append(effect(arm, baseline, expected.key, what))
     lines.append(
         f"Cost: {fmt(h.bytes_vs_plaintext, '.2f')}x the plaintext bytes per round, "
         f"{fmt(h.seconds_vs_plaintext, '.2f')}x its seconds per round."

@@ -17,7 +17,7 @@ from fedpriv.attacks.results import AttackResult, Family, Json, Threat
 from fedpriv.attacks.runner import read_results
 from fedpriv.config import RunConfig
 from fedpriv.history import History
-from fedpriv.rundir import RunDirectory, coalition_dir, read_json
+from fedpriv.rundir import RunDirectory, coalition_dir, read_json, undefended_dir
 from fedpriv.schemes.base import load_scheme
 
 
@@ -67,6 +67,10 @@ class Headline:
     label_blind_auc: float | None = None
     label_aware_attack: str | None = None
     label_aware_auc: float | None = None
+    # Under a query-time defense (MemGuard): how much lower each family's strongest AUC is
+    # with the defense than on the same model without it (paired, seed by seed).
+    label_blind_auc_drop: float | None = None
+    label_aware_auc_drop: float | None = None
     model_inversion_accuracy: float | None = None
     memguard_l1: float | None = None
     rmia_auc: float | None = None
@@ -320,6 +324,9 @@ def headline(arm: ArmResult) -> Headline:
     strongest = arm.strongest(Threat.OUTSIDER, Family.MEMBERSHIP)
     blind = arm.strongest(Threat.OUTSIDER, Family.MEMBERSHIP, lambda r: not uses_labels(r))
     aware = arm.strongest(Threat.OUTSIDER, Family.MEMBERSHIP, uses_labels)
+    bare = _undefended(arm)
+    bare_blind = bare.strongest(Threat.OUTSIDER, Family.MEMBERSHIP, lambda r: not uses_labels(r))
+    bare_aware = bare.strongest(Threat.OUTSIDER, Family.MEMBERSHIP, uses_labels)
     label_only = arm.attack(Threat.OUTSIDER, "label-only")
     shokri = arm.attack(Threat.OUTSIDER, "shokri")
     mi_face = arm.attack(Threat.OUTSIDER, "mi-face")
@@ -375,6 +382,8 @@ def headline(arm: ArmResult) -> Headline:
         label_blind_auc=blind.headline() if blind else None,
         label_aware_attack=aware.attack if aware else None,
         label_aware_auc=aware.headline() if aware else None,
+        label_blind_auc_drop=_drop(bare_blind, blind),
+        label_aware_auc_drop=_drop(bare_aware, aware),
         model_inversion_accuracy=mi_face.headline() if mi_face else None,
         memguard_l1=_float(defended.get("mean_l1_distortion")) if defended else None,
         rmia_auc=max(
@@ -421,6 +430,21 @@ def summarize(headlines: list[Headline]) -> tuple[Headline, dict[str, float]]:
     for key, mean in means.items():
         setattr(summary, key, mean)
     return summary, spread
+
+
+def _undefended(arm: ArmResult) -> ArmResult:
+    """The outsider's attacks on the arm's model without its query-time defense (if measured)."""
+    folder = undefended_dir(Path(arm.run_dir))
+    attacks = {Threat.OUTSIDER: read_results(folder, Threat.OUTSIDER)} if folder.is_dir() else {}
+    return ArmResult(f"{arm.name} (undefended)", arm.config, str(folder), arm.history, attacks)
+
+
+def _drop(without: AttackResult | None, with_: AttackResult | None) -> float | None:
+    """How much lower the defended headline is than the undefended one (``None``: unmeasured)."""
+    if without is None or with_ is None:
+        return None
+    before, after = without.headline(), with_.headline()
+    return None if before is None or after is None else before - after
 
 
 def _target(result: AttackResult | None) -> str | None:

@@ -278,3 +278,36 @@ def test_a_sweep_writes_one_point_per_value_and_a_frontier(tmp_path):
     before = {p: (out / "runs" / p / "history.json").stat().st_mtime_ns for p in runs}
     assert main([*argv, "--sweep", "dp-noise-multiplier=0.5,1,2"]) == 0
     assert before == {p: (out / "runs" / p / "history.json").stat().st_mtime_ns for p in runs}
+
+
+def test_memguard_is_measured_against_the_same_model_without_it(tmp_path):
+    """A query-time defense: the outsider's attacks also run on the same released model
+    without it (``runs/<arm>.undefended``), and the report gives each family's drop, paired
+    seed by seed, with its interval."""
+    experiment = tmp_path / "memguard.toml"
+    experiment.write_text(
+        tomli_w.dumps(
+            {
+                "run": {"dataset": "digits", "num-clients": 3, "num-server-rounds": 1},
+                "arms": {
+                    "plaintext": {"aggregation": "plaintext"},
+                    "memguard": {"aggregation": "plaintext", "defense": "memguard"},
+                },
+            }
+        )
+    )
+    out = tmp_path / "out"
+    assert main(["compare", str(experiment), "--out", str(out), "--quick", "--seeds", "2"]) == 0
+    for run in ("memguard", "memguard.seed-43"):
+        bare = out / "runs" / f"{run}.undefended"
+        assert json.loads((bare / "config.json").read_text())["defense"] == "none"
+        assert (bare / "attacks" / "outsider" / "ml-leaks.json").exists()
+        assert (out / "runs" / run / "attacks" / "outsider" / "ml-leaks.json").exists()
+    assert not (out / "runs" / "plaintext.undefended").exists()  # nothing to take away
+    arms = {a["name"]: a for a in json.loads((out / "results.json").read_text())["arms"]}
+    assert isinstance(arms["memguard"]["headline"]["label_blind_auc_drop"], float)
+    assert "label_blind_auc_drop" in arms["memguard"]["spread"]
+    assert arms["plaintext"]["headline"]["label_blind_auc_drop"] is None
+    report = (out / "report.md").read_text()
+    assert "MemGuard's drop of the strongest label-blind AUC on the same model" in report
+    assert "95% interval" in report

@@ -47,3 +47,30 @@ def test_the_headline_splits_membership_attacks_by_whether_they_read_labels(tmp_
     h = headline(arm)
     assert (h.label_blind_attack, h.label_blind_auc) == ("ml-leaks", 0.65)
     assert (h.label_aware_attack, h.label_aware_auc) == ("lira-online", 0.72)
+
+
+def test_a_paired_drop_is_an_effect_where_its_interval_excludes_zero():
+    from fedpriv.report.narrative import paired_effect
+
+    what = "MemGuard's drop of the strongest label-blind AUC on the same model"
+    arm = _arm("memguard", 0.6, 0.7, [0, 1, 2], 0.0)
+    arm.headline.label_blind_auc_drop, arm.spread = 0.05, {"label_blind_auc_drop": 0.02}
+    sentence = paired_effect(arm, "label_blind_auc_drop", what)
+    assert sentence.startswith("MemGuard's drop") and "+0.050" in sentence
+    assert "excludes zero: an effect" in sentence
+    arm.spread = {"label_blind_auc_drop": 0.08}
+    assert "includes zero: no effect" in paired_effect(arm, "label_blind_auc_drop", what)
+    assert "was not measured" in paired_effect(arm, "label_aware_auc_drop", what)
+
+
+def test_the_drop_is_measured_on_the_same_model_without_the_defense(tmp_path):
+    from fedpriv.report.results import _drop
+
+    def result(auc: float) -> AttackResult:
+        metrics = MembershipMetrics(auc, 0.0, 0.0, 0.0, 10, 10)
+        return AttackResult(
+            "ml-leaks", Threat.OUTSIDER, Family.MEMBERSHIP, Status.SCORED, metrics=metrics
+        )
+
+    assert _drop(result(0.80), result(0.55)) == 0.80 - 0.55
+    assert _drop(None, result(0.55)) is None
