@@ -204,13 +204,7 @@ def _measure_undefended(
     if not load_defense(arm.config).guards_queries:
         return
     folder = RunDirectory(undefended_dir(rundir.path))
-    if not folder.path.exists():
-        folder.path.mkdir(parents=True)
-    for entry in rundir.path.iterdir():
-        link = folder.path / entry.name
-        if entry.name in (ATTACKS_DIR, REUSE, CONFIG) or link.is_symlink() or link.exists():
-            continue
-        link.symlink_to(entry.resolve())
+    _link_run(rundir, folder.path, own=(ATTACKS_DIR, REUSE, CONFIG))
     undefended = arm.config.replace(defense=DefenseName.NONE, out_dir=str(folder.path))
     if not (folder.path / CONFIG).exists() or folder.read_config() != undefended:
         folder.write_config(undefended)
@@ -219,6 +213,19 @@ def _measure_undefended(
         lambda _name, what: say(arm.name, f"{what} without {arm.config.defense}"),
         attack_progress,
     )  # fmt: skip
+
+
+def _link_run(rundir: RunDirectory, folder: Path, own: tuple[str, ...]) -> None:
+    """``folder`` reading ``rundir``'s files through links, except the entries it keeps ``own``.
+
+    A twin view of one run (a coalition, the model without its defense) writes its own
+    attack results beside the run's without copying the run.
+    """
+    folder.mkdir(parents=True, exist_ok=True)
+    for entry in rundir.path.iterdir():
+        link = folder / entry.name
+        if entry.name not in own and not (link.is_symlink() or link.exists()):
+            link.symlink_to(entry.resolve())
 
 
 def _measure_coalitions(
@@ -244,10 +251,7 @@ def _measure_coalitions(
             continue
         say(arm.name, f"attacks: a coalition of {colluders} clients (ig)")
         shutil.rmtree(folder.path, ignore_errors=True)
-        folder.path.mkdir(parents=True)
-        for entry in rundir.path.iterdir():
-            if entry.name not in (ATTACKS_DIR, REUSE):
-                (folder.path / entry.name).symlink_to(entry.resolve())
+        _link_run(rundir, folder.path, own=(ATTACKS_DIR, REUSE))
         suite = dataclasses.replace(comparison.suite, colluders=colluders, max_clients=1)
         run_attacks(folder.path, Threat.COLLUDING_CLIENT, ["ig"], suite, progress=attack_progress)
         folder.write_reuse_key("coalition", key)
