@@ -23,6 +23,7 @@ from fedpriv.bench.settings import BenchSettings
 from fedpriv.bench.threshold import (
     ThresholdVerificationCost,
     measure_threshold,
+    measure_threshold_verification,
 )
 from fedpriv.crypto.presets import get_preset
 from fedpriv.provenance import command, commit, today
@@ -98,6 +99,11 @@ def run_bench(
             if get_preset(preset).backend == "packed":
                 say(f"{preset}: authenticated against unauthenticated, {size:,} parameters")
                 result.authentication.append(measure_authentication(preset, size, settings.clients))
+            if get_preset(preset).backend == "threshold":
+                say(f"{preset}: signed uploads and verified sums, {size:,} parameters")
+                result.threshold_verification.append(
+                    measure_threshold_verification(preset, size, settings.clients)
+                )
     if settings.end_to_end is not None:
         say("end to end: plaintext and ckks federations")
         result.end_to_end = measure_end_to_end(settings.end_to_end, out)
