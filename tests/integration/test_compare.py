@@ -96,7 +96,7 @@ def test_report_states_what_each_arm_protects(quick):
     assert f"decrypting anything takes {t} of them" in threshold
     assert results["ckks-threshold"]["headline"]["server_inversion_target"] == "round aggregates"
     assert "epsilon" in " ".join(results["ckks-dp"]["protection"])
-    assert "label-only attack is unchanged" in " ".join(results["ckks-memguard"]["protection"])
+    assert "label-only attack cannot change" in " ".join(results["ckks-memguard"]["protection"])
     plaintext = results["plaintext"]["headline"]
     assert plaintext["server_inversion_psnr"] is not None
     assert results["ckks"]["headline"]["server_inversion_psnr"] is None
