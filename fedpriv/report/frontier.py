@@ -10,6 +10,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from fedpriv.narrative import fmt  # noqa: E402
+from fedpriv.report.plots import save_figure  # noqa: E402
 from fedpriv.report.results import ComparisonResult, Headline, SweepPoint  # noqa: E402
 
 # Each panel: the headline field on the vertical axis, and what it is.
@@ -85,10 +86,7 @@ def frontier_figure(results: ComparisonResult, arm: str, path: Path) -> Path:
     seeds = max((len(p.seeds) for p in points), default=1)
     spread = f"means and 95% intervals over {seeds} seeds" if seeds > 1 else "one seed"
     fig.suptitle(f"{arm}: privacy-utility frontier over {key} ({spread})", fontsize=10)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    save_figure(fig, path)
     return path
 
 

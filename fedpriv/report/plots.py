@@ -9,7 +9,21 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
+
+
+def save_figure(
+    fig: Figure, path: Path, dpi: int = 100, rect: tuple[float, float, float, float] | None = None
+) -> None:
+    """Lay ``fig`` out (within ``rect``), write it to ``path`` as PNG and free it."""
+    if rect is None:
+        fig.tight_layout()
+    else:
+        fig.tight_layout(rect=rect)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=dpi)
+    plt.close(fig)
 
 
 def image_grid(rows: dict[str, np.ndarray], path: Path, title: str = "") -> Path:
@@ -34,10 +48,7 @@ def image_grid(rows: dict[str, np.ndarray], path: Path, title: str = "") -> Path
         axes[r][0].set_ylabel(name, rotation=0, ha="right", va="center", fontsize=9)
     if title:
         fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save_figure(fig, path, dpi=110)
     return path
 
 
@@ -69,10 +80,7 @@ def roc_plot(
     # The title inside the axes: it stays with the figure wherever the figure goes.
     ax.text(0.02, 0.98, title, transform=ax.transAxes, fontsize=9, va="top", wrap=True)
     ax.legend(fontsize=7, loc="lower right")
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save_figure(fig, path, dpi=110)
     return path
 
 
@@ -102,10 +110,7 @@ def line_plot(
         ax.legend(fontsize=7, ncol=2)
     if note:
         fig.text(0.01, 0.01, note, fontsize=7, style="italic")
-    fig.tight_layout(rect=(0, 0.04 if note else 0, 1, 1))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    save_figure(fig, path, dpi=100, rect=(0, 0.04 if note else 0, 1, 1))
     return path
 
 
@@ -135,10 +140,7 @@ def spread_plot(
         ax.set_title(metric, fontsize=9)
     spread = f"mean and 95% interval over {seeds} seeds" if seeds > 1 else "one seed"
     fig.suptitle(f"per arm ({spread})", fontsize=9)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    save_figure(fig, path, dpi=100)
     return path
 
 
@@ -168,8 +170,5 @@ def labelled_rows(rows: list[ImageRow], path: Path, columns: int = 4) -> Path:
                 for spine in ax.spines.values():
                     spine.set_visible(False)
         axes[i][0].set_ylabel(name, rotation=0, ha="right", va="center", fontsize=7)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    save_figure(fig, path, dpi=100)
     return path
