@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +31,9 @@ from fedpriv.report.results import (
     headline,
     relate,
     summarize,
+    undefended,
 )
+from fedpriv.report.rows import ROWS, ResultRow, run_rows, write_rows
 from fedpriv.rundir import ATTACKS as ATTACKS_DIR
 from fedpriv.rundir import (
     CONFIG,
@@ -128,17 +130,19 @@ def run_comparison(
     timings: dict[str, float] = {}
     for arm in comparison.arms:
         start = time.perf_counter()
-        for run_arm in [arm, *comparison.repeats(arm)]:
-            _run_arm(comparison, run_arm, out, force, say, attack_progress)
+        _run_arm(comparison, arm, out, force, say, attack_progress)
+        for repeat in comparison.repeats(arm):
+            _run_arm(comparison, repeat, out, force, say, attack_progress, twins=False)
         timings[arm.name] = time.perf_counter() - start
     names = {arm.name for arm in comparison.arms}
     for job in comparison.sweep_jobs():
         if job.run.name in names:
             continue  # the arm's own value: its runs are the arm's
         for run_arm in [job.run, *comparison.repeats(job.run)]:
-            _run_arm(comparison, run_arm, out, force, say, attack_progress, frontier=True)
+            _run_arm(comparison, run_arm, out, force, say, attack_progress, twins=False)
     results = collect(comparison, out, timings)
     write_json(out / "results.json", results.to_json())
+    write_rows(out / ROWS, comparison_rows(comparison, out))
     write_report(out, results)
     return results
 
@@ -150,12 +154,14 @@ def _run_arm(
     force: bool,
     say: Progress,
     attack_progress: AttackProgress | None,
-    frontier: bool = False,
+    twins: bool = True,
 ) -> None:
-    """One federation of an arm (one seed), every threat's attacks, the twin and the audit.
+    """One federation of an arm (one seed), every threat's attacks, the twins and the audit.
 
-    A sweep's point (``frontier``) runs what its frontier draws: the federation, the
-    honest threats' attacks and the DP audit; no malicious twin, no coalitions.
+    Without ``twins`` (an arm's further seeds, a sweep's points) it runs what intervals and
+    frontiers draw: the federation, the honest threats' attacks and the DP audit. The
+    malicious server's twin and the coalitions measure what the protocol lets through, a
+    yes or no that does not vary with the seed, so the first seed's answer stands.
     """
     run_dir = out / "runs" / arm.name
     rundir = RunDirectory(run_dir)
@@ -173,7 +179,7 @@ def _run_arm(
         say(arm.name, "DP audit (canaries)")
         dp_audit(rundir.path)
     _measure_undefended(comparison, arm, rundir, key, force, say, attack_progress)
-    if frontier:
+    if not twins:
         return
     twin = comparison.malicious_twin(arm)
     if twin is None:
@@ -312,6 +318,27 @@ def collect(comparison: Comparison, out: Path, timings: dict[str, float]) -> Com
         quick=comparison.quick,
         sweeps=sweeps,
     )
+
+
+def comparison_rows(comparison: Comparison, out: Path) -> Iterator[ResultRow]:
+    """Every federation's numbers in long format: each arm's seeds, then each sweep point's.
+
+    A sweep point at the arm's own value reads the arm's federations again, labelled with
+    the point, so that a frontier is complete on its own rows.
+    """
+    for arm in comparison.arms:
+        for run in [arm, *comparison.repeats(arm)]:
+            result = ArmResult.read(run.name, out / "runs" / run.name)
+            yield from run_rows(result, arm.name)
+            bare = undefended(result)
+            if bare.attacks:  # the same model without its query-time defense
+                yield from run_rows(bare, bare.name.replace(run.name, arm.name), runs=False)
+    for job in comparison.sweep_jobs():
+        assert comparison.sweep is not None
+        point = f"{comparison.sweep.key}={job.value}"
+        for run in [job.run, *comparison.repeats(job.run)]:
+            result = ArmResult.read(run.name, out / "runs" / run.name)
+            yield from run_rows(result, job.arm, point)
 
 
 def _point(comparison: Comparison, job: SweepJob, out: Path, baseline: ArmResult) -> SweepPoint:

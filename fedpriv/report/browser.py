@@ -17,6 +17,8 @@ from fedpriv.errors import FedprivError
 BROWSERS = ("chromium", "chromium-browser", "google-chrome")
 FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars")
 WIDTH = 1200
+# A laptop's first screen at WIDTH: what a reader sees before scrolling.
+FIRST_SCREEN = 1000
 # Runs in the page once everything has loaded; the title carries the answer out of --dump-dom.
 PROBE = """<script>
 window.addEventListener("load", () => {
@@ -25,6 +27,15 @@ window.addEventListener("load", () => {
     images: images.length,
     loaded: images.filter((i) => i.complete && i.naturalWidth > 0).length,
     height: document.documentElement.scrollHeight,
+    first: (() => {
+      const lead = document.getElementById("first-screen");
+      if (!lead) return null;
+      const table = lead.querySelector("table"), image = lead.querySelector("img");
+      return {
+        table: table ? table.getBoundingClientRect().bottom : null,
+        image: image ? image.getBoundingClientRect().bottom : null,
+      };
+    })(),
   });
 });
 </script>"""
@@ -41,6 +52,10 @@ class Rendering:
     images: int
     loaded: int
     height: int
+    # Where the first screen's summary table and picture end (px from the top; ``None``
+    # where the page has no such element).
+    table_bottom: float | None = None
+    picture_bottom: float | None = None
 
 
 def find_browser() -> str | None:
@@ -64,7 +79,14 @@ def render(report: Path, timeout: float = 120.0) -> Rendering:
         probe = Path(tmp) / report.name
         probe.write_text(page.replace("</body>", PROBE + "</body>", 1))
         done = subprocess.run(
-            [_browser(), *FLAGS, "--virtual-time-budget=10000", "--dump-dom", probe.as_uri()],
+            [
+                _browser(),
+                *FLAGS,
+                f"--window-size={WIDTH},{FIRST_SCREEN}",
+                "--virtual-time-budget=10000",
+                "--dump-dom",
+                probe.as_uri(),
+            ],
             capture_output=True,
             text=True,
             timeout=timeout,
@@ -73,7 +95,14 @@ def render(report: Path, timeout: float = 120.0) -> Rendering:
     if found is None:
         raise BrowserError(f"Chromium did not render {report}: {done.stderr.strip()[-500:]}")
     data = json.loads(found.group(1))
-    return Rendering(int(data["images"]), int(data["loaded"]), int(data["height"]))
+    first = data.get("first") or {}
+    return Rendering(
+        int(data["images"]),
+        int(data["loaded"]),
+        int(data["height"]),
+        first.get("table"),
+        first.get("image"),
+    )
 
 
 def screenshot(report: Path, out: Path, timeout: float = 120.0) -> Rendering:

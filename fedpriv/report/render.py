@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import base64
 import html
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
+
+import markdown
 
 from fedpriv.attacks.inversion import TARGETS
 from fedpriv.attacks.results import Status
@@ -71,7 +75,11 @@ def setup_lines(results: ComparisonResult) -> list[str]:
         f"{c.max_train_samples or 'all'} training records per client, {c.local_epochs} epochs "
         f"of batch {c.batch_size}, learning rate {c.learning_rate}, momentum {c.momentum}; "
         f"seeds {', '.join(str(s) for s in seeds)}"
-        + (" (means with 95% intervals over them)" if len(seeds) > 1 else "")
+        + (
+            " (means with 95% intervals over them)"
+            if len(seeds) > 1
+            else " (one seed: no intervals; `--seeds 3` gives means with 95% intervals)"
+        )
         + ".",
         f"Attack budgets: gradient inversion {inversion.get('iterations')} iterations x "
         f"{inversion.get('restarts')} restarts on up to "
@@ -198,15 +206,6 @@ def _markdown(header: list[str], rows: list[list[str]]) -> list[str]:
     ]
 
 
-def _html_table(header: list[str], rows: list[list[str]]) -> str:
-    esc = html.escape
-    head = "".join(f"<th>{esc(h)}</th>" for h in header)
-    body = "".join(
-        "<tr>" + "".join(f"<td>{esc(cell)}</td>" for cell in row) + "</tr>" for row in rows
-    )
-    return f"<table><tr>{head}</tr>{body}</table>"
-
-
 FRONTIER_NOTE = (
     "Each point is a swept arm at one value of the swept key (means over its seeds): final "
     "accuracy against the strongest attack of each family, with epsilon claimed by the "
@@ -233,75 +232,104 @@ def who_learns_table(results: ComparisonResult) -> list[str]:
     return [WHO_NOTE, "", *_markdown(WHO_HEADER, who_learns_rows(results))]
 
 
+@dataclass(frozen=True)
+class Section:
+    """A part of the report: a heading and its Markdown; ``first_screen`` ones stay open."""
+
+    title: str
+    body: str
+    first_screen: bool = False
+
+
+# The ``src`` a figure's image gets in the Markdown, from the figure's name.
+ImageSource = Callable[[str], str]
+
+
+def _figure(name: str, caption: str, source: ImageSource, note: bool = True) -> list[str]:
+    """A figure as Markdown: the image and, with ``note``, its caption beneath in italics."""
+    return [f"![{caption}]({source(name)})", "", *([f"*{caption}*", ""] if note else [])]
+
+
+def report_sections(results: ComparisonResult, source: ImageSource) -> list[Section]:
+    """The report, section by section: the table and one picture first, the detail after.
+
+    The first screen holds what a reader came for: the summary table and one frontier (the
+    first swept arm's) or, without a sweep, the per-arm picture of accuracy against attack
+    success. Everything else (setup, who learns what, each arm's sentences, every figure)
+    follows in sections the HTML report folds.
+    """
+    lead = [stamp(results), "", *markdown_table(results), ""]
+    arms = swept(results)
+    if arms:
+        lead += _figure(frontier_name(arms[0]), f"{arms[0]}: privacy-utility frontier", source)
+    else:
+        lead += _figure("spread", FIGURES["spread"], source)
+    sections = [
+        Section("Summary", "\n".join(lead), first_screen=True),
+        Section("Setup", "\n".join(f"- {line}" for line in setup_lines(results))),
+        Section("Who learns what", "\n".join(who_learns_table(results))),
+    ]
+    protects: list[str] = []
+    for arm in results.arms:
+        protects += [f"### {arm.name}", "", *(f"- {s}" for s in arm.protection), ""]
+    sections.append(Section("What each arm protects against", "\n".join(protects)))
+    if results.sweeps:
+        lines = [FRONTIER_NOTE, "", *_markdown(FRONTIER_HEADER, frontier_rows(results)), ""]
+        for name in swept(results):
+            lines += _figure(frontier_name(name), f"{name}: frontier", source, note=False)
+        sections.append(Section("Privacy-utility frontiers", "\n".join(lines)))
+    figures: list[str] = []
+    for name, caption in FIGURES.items():
+        figures += _figure(name, caption, source)
+    sections.append(Section("Figures", "\n".join(figures)))
+    return sections
+
+
 def render_markdown(results: ComparisonResult) -> str:
     """report.md, from the results alone."""
-    lines = ["# fedpriv comparison", "", stamp(results), ""]
-    lines += [*(f"- {line}" for line in setup_lines(results)), "", *markdown_table(results)]
-    lines += ["", "## Who learns what", "", *who_learns_table(results)]
-    lines += ["", "## What each arm protects against", ""]
-    for arm in results.arms:
-        lines.append(f"### {arm.name}")
-        lines.append("")
-        lines += [f"- {sentence}" for sentence in arm.protection]
-        lines.append("")
-    if results.sweeps:
-        lines += ["## Privacy-utility frontiers", "", FRONTIER_NOTE, ""]
-        lines += [*_markdown(FRONTIER_HEADER, frontier_rows(results)), ""]
-        for name in swept(results):
-            lines += [f"![{name}: frontier](figures/{frontier_name(name)}.png)", ""]
-    lines += ["## Figures", ""]
-    for name, caption in FIGURES.items():
-        lines += [f"![{caption}](figures/{name}.png)", "", f"*{caption}*", ""]
-    return "\n".join(lines)
+    lines = ["# fedpriv comparison", ""]
+    for section in report_sections(results, lambda name: f"figures/{name}.png"):
+        heading = [] if section.first_screen else [f"## {section.title}", ""]
+        lines += [*heading, section.body.rstrip(), ""]
+    return "\n".join(lines).rstrip("\n") + "\n"
+
+
+STYLE = (
+    "body{font-family:sans-serif;max-width:1100px;margin:1.5em auto;color:#222}"
+    "table{border-collapse:collapse;font-size:13px}td,th{border:1px solid #bbb;"
+    "padding:3px 6px;text-align:right}th{background:#eee}td:first-child{text-align:left}"
+    "img{max-width:100%}p>img{display:block;margin:0.5em 0}em{color:#444}"
+    "details{margin:0.8em 0;border-top:1px solid #ddd;padding-top:0.4em}"
+    "summary{font-size:1.3em;font-weight:bold;cursor:pointer}"
+)
 
 
 def render_html(results: ComparisonResult, figures: dict[str, bytes]) -> str:
-    """report.html (figures embedded), from the results and the figure files alone."""
-    esc = html.escape
-    arms = "".join(
-        f"<h3>{esc(arm.name)}</h3><ul>"
-        + "".join(f"<li>{esc(s)}</li>" for s in arm.protection)
-        + "</ul>"
-        for arm in results.arms
-    )
-    images = "".join(
-        f'<figure><img alt="{esc(caption)}" src="data:image/png;base64,'
-        f'{base64.b64encode(figures[name]).decode()}"><figcaption>{esc(caption)}</figcaption>'
-        "</figure>"
-        for name, caption in FIGURES.items()
-        if name in figures
-    )
-    frontiers = ""
-    if results.sweeps:
-        frontiers = (
-            f"<h2>Privacy-utility frontiers</h2><p>{esc(FRONTIER_NOTE)}</p>"
-            f"{_html_table(FRONTIER_HEADER, frontier_rows(results))}"
-            + "".join(
-                f'<figure><img alt="{esc(name)}: frontier" src="data:image/png;base64,'
-                f'{base64.b64encode(figures[frontier_name(name)]).decode()}"></figure>'
-                for name in swept(results)
-                if frontier_name(name) in figures
+    """report.html (figures embedded), from the results and the figure files alone.
+
+    Each section's Markdown is rendered by the ``markdown`` library (tables, code spans,
+    emphasis as in report.md); sections after the first screen are folded in
+    ``<details>`` so the page opens on the table and one picture.
+    """
+
+    def embedded(name: str) -> str:
+        data = figures.get(name)
+        return f"data:image/png;base64,{base64.b64encode(data).decode()}" if data else ""
+
+    parts = []
+    for section in report_sections(results, embedded):
+        body = markdown.markdown(section.body, extensions=["tables"])
+        if section.first_screen:
+            parts.append(f'<section id="first-screen">{body}</section>')
+        else:
+            parts.append(
+                f"<details><summary>{html.escape(section.title)}</summary>{body}</details>"
             )
-        )
-    style = (
-        "body{font-family:sans-serif;max-width:1100px;margin:2em auto;color:#222}"
-        "table{border-collapse:collapse;font-size:14px}td,th{border:1px solid #bbb;"
-        "padding:4px 8px;text-align:right}th{background:#eee}td:first-child{text-align:left}"
-        "figure{margin:1.5em 0}img{max-width:100%}figcaption{font-style:italic}"
-    )
     return (
         "<!DOCTYPE html><html><head><meta charset='utf-8'><title>fedpriv comparison</title>"
-        f"<style>{style}</style></head><body><h1>fedpriv comparison</h1>"
-        f"<p>{esc(stamp(results))}</p>"
-        + "<ul>"
-        + "".join(f"<li>{esc(line)}</li>" for line in setup_lines(results))
-        + "</ul>"
-        f"{_html_table(SUMMARY_HEADER, summary_rows(results))}"
-        f"<h2>Who learns what</h2><p>{esc(WHO_NOTE)}</p>"
-        f"{_html_table(WHO_HEADER, who_learns_rows(results))}"
-        f"{frontiers}"
-        f"<h2>What each arm protects against</h2>{arms}"
-        f"<h2>Figures</h2>{images}</body></html>"
+        f"<style>{STYLE}</style></head><body><h1>fedpriv comparison</h1>"
+        + "".join(parts)
+        + "</body></html>"
     )
 
 

@@ -324,7 +324,7 @@ def headline(arm: ArmResult) -> Headline:
     strongest = arm.strongest(Threat.OUTSIDER, Family.MEMBERSHIP)
     blind = arm.strongest(Threat.OUTSIDER, Family.MEMBERSHIP, lambda r: not uses_labels(r))
     aware = arm.strongest(Threat.OUTSIDER, Family.MEMBERSHIP, uses_labels)
-    bare = _undefended(arm)
+    bare = undefended(arm)
     bare_blind = bare.strongest(Threat.OUTSIDER, Family.MEMBERSHIP, lambda r: not uses_labels(r))
     bare_aware = bare.strongest(Threat.OUTSIDER, Family.MEMBERSHIP, uses_labels)
     label_only = arm.attack(Threat.OUTSIDER, "label-only")
@@ -432,7 +432,7 @@ def summarize(headlines: list[Headline]) -> tuple[Headline, dict[str, float]]:
     return summary, spread
 
 
-def _undefended(arm: ArmResult) -> ArmResult:
+def undefended(arm: ArmResult) -> ArmResult:
     """The outsider's attacks on the arm's model without its query-time defense (if measured)."""
     folder = undefended_dir(Path(arm.run_dir))
     attacks = {Threat.OUTSIDER: read_results(folder, Threat.OUTSIDER)} if folder.is_dir() else {}
