@@ -94,5 +94,5 @@ def handle(args: argparse.Namespace) -> int:
     for row in summary_rows(results):
         table.add_row(*row)
     Console(width=200).print(table)
-    print(f"results: {args.out.resolve()} (report.html, report.md, results.json)")
+    print(f"results: {args.out.resolve()} (report.html, report.md, results.json, results.csv)")
     return 0
