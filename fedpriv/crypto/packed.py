@@ -46,6 +46,32 @@ def polynomial_bytes(n: int, high: int) -> int:
     return 4 * n + n * high // 8
 
 
+# What a reader of a sum pays for each form of its c1. Seeds: 64 bytes each, but every reader
+# (each client that verifies or decrypts the sum) expands every seed first, about half a
+# millisecond per seed and ciphertext through SEAL on a 2-core machine (`fedpriv bench`
+# measures it: the decrypt columns). Expanded: one polynomial more to download, expanded once
+# by the server for all readers. A 100 Mbit/s link prices the bytes.
+LINK_BYTES_PER_SECOND = 100e6 / 8
+EXPAND_SECONDS_PER_SEED = 5e-4
+
+
+def seed_break_even(
+    polynomial: int,
+    link_bytes_per_second: float = LINK_BYTES_PER_SECOND,
+    expand_seconds_per_seed: float = EXPAND_SECONDS_PER_SEED,
+) -> int:
+    """The most seeds a sum carries before an expanded c1 costs its readers less time.
+
+    A reader's seconds for ``k`` seeds are ``k * (expand + 64 / link)``; for the expanded
+    form ``polynomial / link``. Seeds are kept while they are cheaper (at least one: an
+    upload is always its seed). Under ``n4096-packed`` at 100 Mbit/s that is 2 uploads: a
+    sum of three or more travels expanded (one polynomial more per ciphertext to download,
+    no expansion on any client).
+    """
+    per_seed_bytes = expand_seconds_per_seed * link_bytes_per_second + SEED_BYTES
+    return max(1, int(polynomial / per_seed_bytes + 1e-9))
+
+
 @dataclass
 class Polynomial:
     """A polynomial mod q split in its low 32 bits and its high bits (an accumulator: u64)."""
@@ -136,9 +162,10 @@ class PackedContext:
         self.tag = compute_parms_id(self.n, [self.q])[:8]
         self.polynomial = polynomial_bytes(self.n, self.high)
         self.max_ciphertext_bytes = HEADER.size + 2 * self.polynomial
-        # Seeds cost 64 bytes each, an expanded c1 one polynomial: past this many, expand.
-        self.break_even = self.polynomial // SEED_BYTES
-        self.max_seeds = self.break_even
+        # A sum travels with its seeds up to ``break_even`` of them, else with c1 expanded;
+        # more seeds than one polynomial's bytes is never the smaller form: refused.
+        self.break_even = seed_break_even(self.polynomial)
+        self.max_seeds = self.polynomial // SEED_BYTES
 
     # -- keys and files: SEAL's ----------------------------------------------------------------
     @classmethod

@@ -14,6 +14,7 @@ from fedpriv.crypto.packed import (
     PackedContext,
     high_bits,
     polynomial_bytes,
+    seed_break_even,
 )
 from fedpriv.crypto.presets import DEFAULT_PRESET, get_preset
 from fedpriv.crypto.seal import save_uncompressed
@@ -126,11 +127,11 @@ def _server_sum(server, blobs, size=N):
 
 
 def test_server_sum_of_c0_and_seeds_equals_seals_sum(client, server):
-    blobs = [client.encrypt(v) for v in _values(5)]
+    blobs = [client.encrypt(v) for v in _values(server.break_even)]
     summed = _server_sum(server, blobs)
     fields = _fields(summed)
-    assert fields["seeds"] == 5 and not fields["flags"] & EXPANDED
-    assert len(summed) == HEADER.size + polynomial_bytes(N, 4) + 5 * SEED_BYTES
+    assert fields["seeds"] == server.break_even and not fields["flags"] & EXPANDED
+    assert len(summed) == HEADER.size + polynomial_bytes(N, 4) + server.break_even * SEED_BYTES
     reference = _seal_sum(client, blobs)
     parsed = server.parse(summed, "sum", N)
     assert np.array_equal(parsed.c0.reduced(server.q), reference.c0[0])
@@ -154,14 +155,19 @@ def test_expanded_sum_equals_seals_sum_byte_for_byte(client, server):
     assert np.array_equal(again.c1.reduced(server.q), reference.c1[0])
 
 
-def test_break_even_is_where_seeds_cost_a_polynomial(client, server):
-    assert server.break_even == polynomial_bytes(N, 4) // SEED_BYTES == 288
+def test_break_even_weighs_client_seconds_against_bytes(client, server):
+    """Seeds travel while expanding them costs a reader less than downloading c1 would."""
+    polynomial = polynomial_bytes(N, 4)
+    assert server.break_even == seed_break_even(polynomial) == 2  # 100 Mbit/s, 0.5 ms a seed
+    assert server.max_seeds == polynomial // SEED_BYTES == 288  # never the smaller form past it
+    # A slower link or a faster expansion keeps seeds longer; bytes alone give the old 288.
+    assert seed_break_even(polynomial, link_bytes_per_second=1e6 / 8) == 145
+    assert seed_break_even(polynomial, expand_seconds_per_seed=0.0) == 288
     values = np.full(8, 0.001)
     blobs = [client.encrypt(values) for _ in range(server.break_even + 1)]
     at = _server_sum(server, blobs[:-1], size=8)
     past = _server_sum(server, blobs, size=8)
     assert not PackedContext.expanded(at) and PackedContext.expanded(past)
-    assert len(past) < len(at) + SEED_BYTES
     for blob_sum, count in ((at, server.break_even), (past, server.break_even + 1)):
         decrypted = client.decrypt(client.parse(blob_sum, "sum", 8), 8)
         assert np.abs(decrypted - count * values).max() < 5e-3

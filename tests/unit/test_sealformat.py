@@ -199,6 +199,21 @@ def test_expansion_exercises_rejection_sampling(heavy):
     assert np.array_equal(c1, expected)
 
 
+def test_batched_expansion_equals_seals_one_seed_at_a_time(seal):
+    """``expand_seeds`` (BLAKE2Xb across seeds at once, rejections redrawn per seed) gives
+    SEAL's c1 for every seed, in order; under the heavy primes most seeds need a redraw."""
+    seeds = [seal.parse(seal.encrypt(seal.values(np.random.default_rng(i)))).seed for i in range(5)]
+    expanded = list(stream.expand_seeds(seeds * 14, seal.primes, seal.n))  # two batches
+    assert len(expanded) == 70
+    for index, c1 in enumerate(expanded):
+        assert np.array_equal(c1, stream.expand_seed(seeds[index % 5], seal.primes, seal.n))
+    total = stream.sum_seeds(seeds, seal.primes, seal.n)
+    reference = modq.sum_mod(
+        (stream.expand_seed(seed, seal.primes, seal.n) for seed in seeds), seal.primes
+    )
+    assert np.array_equal(total, reference)
+
+
 def test_seeds_of_other_prng_type_and_seed_are_loaded_by_seal(heavy):
     # A seeded ciphertext written by fedpriv with a SHAKE256 seed: SEAL expands it as we do.
     parsed = heavy.parse(heavy.encrypt(heavy.values(np.random.default_rng(3))))

@@ -112,21 +112,23 @@ def test_plaintext_aggregate_does_not_depend_on_arrival_order(task_identity):
 
 
 def test_past_the_break_even_the_sum_travels_expanded(task_identity):
-    """289 uploads: c0 and c1 in full instead of 289 seeds; recorded as the round's form."""
+    """One upload past the break-even: c0 and c1 in full instead of the seeds; recorded as
+    the round's form, and decrypted to the same mean."""
     preset = get_preset("n4096-packed")
     client = make_context(preset)
     server = server_context_from_bytes(server_context_bytes(client), preset)
-    encoding = UpdateEncoding(preset, max_total_weight=289.0, num_clients=289)
+    count = server.break_even + 1
+    encoding = UpdateEncoding(preset, max_total_weight=float(count), num_clients=count)
     values = np.full(10, 0.25)
     replies = [
         _reply(node, RecordDict({"arrays": encrypt_update(client, encoding, values, 1.0)}))
-        for node in range(289)
+        for node in range(count)
     ]
     strategy = CkksFedAvg(server, encoding, 10, Sampling())
     aggregate, _ = strategy.aggregate_train(1, replies)
     assert strategy.round_facts(1).aggregate_form == "expanded"
     mean, total = decrypt_update(aggregate, client, encoding, 10)
-    assert total == 289 and np.abs(mean - values).max() < 1e-4
+    assert total == count and np.abs(mean - values).max() < 1e-4
 
 
 def test_server_side_dp_falls_back_as_the_strategy_it_wraps(task_identity, contexts):
