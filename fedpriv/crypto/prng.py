@@ -310,7 +310,7 @@ def expand_seeds(
         stream = _blake2xb_outputs(_words(roots).reshape(len(batch) * refills, 8), _REFILL)
         words = stream.view("<u8").reshape(len(batch), -1)[:, :total]
         words = words.astype(np.uint64).reshape(len(batch), len(primes), n)
-        rejected = (words >= limits.reshape(1, -1, 1)).any(axis=(1, 2))
+        rejected = np.asarray((words >= limits.reshape(1, -1, 1)).any(axis=(1, 2)))
         words %= moduli
         for index, seed_bytes in enumerate(batch):
             if rejected[index]:
