@@ -424,8 +424,10 @@ def performance_page() -> str:
         "Synthetic update vectors of each size, under each preset. *up* is one client's "
         "serialized upload, *down × K* what each client downloads for the model when K "
         "uploads were summed (the packed sum carries one 64-byte seed per upload and "
-        "ciphertext, up to its break-even of 288 uploads), each against the same model's "
-        "plaintext payload.",
+        "ciphertext up to its break-even, the most seeds that cost a client less time to "
+        "expand than the expanded `c1` costs to download, and `c1` expanded past it: "
+        "[CKKS](../explanation/ckks.md#the-packed-wire-format)), each against the same "
+        "model's plaintext payload.",
         "",
     ]
     rows = [
@@ -448,7 +450,9 @@ def performance_page() -> str:
         "and for the server's work on one client's update: *parse* reads the ciphertexts "
         "with the parameters-only context, *add* adds them to the running sum. A packed "
         "client's decryption expands one seed per summed upload up to the break-even, so it "
-        "is given for sums of 10, 100 and 1,000 uploads. The last two columns compare the "
+        "is given for sums of 10, 100 and 1,000 uploads (past the break-even the server "
+        "expands them once, and the client's time no longer grows). The last two columns "
+        "compare the "
         "server with plaintext aggregation: the addition alone against numpy's float32 add, "
         "and parse plus add against Flower's deserialization plus add. *clients* updates are "
         "added per size.",
@@ -751,8 +755,9 @@ def wire_format_page() -> str:
         f"Header {HEADER.size} bytes. An upload is {upload:,} bytes for {n:,} values: "
         f"{upload / n:.3f} bytes a value, {upload / (4 * n):.3f}× float32. A sum of K "
         f"uploads adds {SEED_BYTES} bytes per upload ({SEED_BYTES / n:.4f} bytes a value) "
-        f"up to the break-even of {context.break_even} uploads, past which the server "
-        f"sends `c1` expanded ({HEADER.size + 2 * context.polynomial:,} bytes, "
+        f"up to the break-even of {context.break_even} uploads (the most seeds that cost a "
+        "client less time to expand than `c1` costs to download at 100 Mbit/s), past which "
+        f"the server sends `c1` expanded ({HEADER.size + 2 * context.polynomial:,} bytes, "
         f"{(HEADER.size + 2 * context.polynomial) / (4 * n):.3f}× float32).",
         "",
         "## The preset's derivation",
