@@ -15,7 +15,8 @@ from fedpriv.attacks.dp_audit import dp_audit
 from fedpriv.attacks.registry import ATTACKS, VIEWS, attacks_for
 from fedpriv.attacks.results import Threat
 from fedpriv.attacks.runner import read_results, run_attacks
-from fedpriv.compare.spec import Arm, Comparison, SweepJob
+from fedpriv.compare.plan import Federation, distinct_runs, plan, point_runs, point_value
+from fedpriv.compare.spec import Arm, Comparison
 from fedpriv.defenses.base import load_defense
 from fedpriv.device import torch_device
 from fedpriv.provenance import code_digest, command, commit, today, versions
@@ -26,6 +27,7 @@ from fedpriv.report.render import write_report
 from fedpriv.report.results import (
     ArmResult,
     ComparisonResult,
+    Headline,
     Provenance,
     SweepPoint,
     headline,
@@ -128,18 +130,11 @@ def run_comparison(
     out.mkdir(parents=True, exist_ok=True)
     say = progress or (lambda _arm, _what: None)
     timings: dict[str, float] = {}
-    for arm in comparison.arms:
+    for job in distinct_runs(plan(comparison)):
         start = time.perf_counter()
-        _run_arm(comparison, arm, out, force, say, attack_progress)
-        for repeat in comparison.repeats(arm):
-            _run_arm(comparison, repeat, out, force, say, attack_progress, twins=False)
-        timings[arm.name] = time.perf_counter() - start
-    names = {arm.name for arm in comparison.arms}
-    for job in comparison.sweep_jobs():
-        if job.run.name in names:
-            continue  # the arm's own value: its runs are the arm's
-        for run_arm in [job.run, *comparison.repeats(job.run)]:
-            _run_arm(comparison, run_arm, out, force, say, attack_progress, twins=False)
+        _run_arm(comparison, job, out, force, say, attack_progress)
+        if not job.point:
+            timings[job.arm] = timings.get(job.arm, 0.0) + time.perf_counter() - start
     results = collect(comparison, out, timings)
     write_json(out / "results.json", results.to_json())
     write_rows(out / ROWS, comparison_rows(comparison, out))
@@ -149,20 +144,17 @@ def run_comparison(
 
 def _run_arm(
     comparison: Comparison,
-    arm: Arm,
+    job: Federation,
     out: Path,
     force: bool,
     say: Progress,
     attack_progress: AttackProgress | None,
-    twins: bool = True,
 ) -> None:
-    """One federation of an arm (one seed), every threat's attacks, the twins and the audit.
+    """One federation of the plan: its run, every honest threat's attacks and the DP audit.
 
-    Without ``twins`` (an arm's further seeds, a sweep's points) it runs what intervals and
-    frontiers draw: the federation, the honest threats' attacks and the DP audit. The
-    malicious server's twin and the coalitions measure what the protocol lets through, a
-    yes or no that does not vary with the seed, so the first seed's answer stands.
+    Where the job has ``twins``, also the malicious server's twin and the coalitions.
     """
+    arm = job.run
     run_dir = out / "runs" / arm.name
     rundir = RunDirectory(run_dir)
     key = run_key(arm)
@@ -179,7 +171,7 @@ def _run_arm(
         say(arm.name, "DP audit (canaries)")
         dp_audit(rundir.path)
     _measure_undefended(comparison, arm, rundir, key, force, say, attack_progress)
-    if not twins:
+    if not job.twins:
         return
     twin = comparison.malicious_twin(arm)
     if twin is None:
@@ -289,26 +281,37 @@ def _run_malicious_twin(
 
 
 def collect(comparison: Comparison, out: Path, timings: dict[str, float]) -> ComparisonResult:
-    """Gather every arm's history and attack results into the comparison's results."""
+    """Gather every arm's history and attack results into the comparison's results.
+
+    An arm's headline is the mean over its seeds' federations (with the half-widths of
+    their 95% intervals where several ran); so is each sweep point's.
+    """
+    jobs = plan(comparison)
     arms = []
     for spec in comparison.arms:
-        result = ArmResult.read(spec.name, out / "runs" / spec.name)
-        result.headline = headline(result)
+        runs = [job.run for job in jobs if job.arm == spec.name and not job.point]
+        result, summary, spread = _summary(runs, out)
+        result.headline, result.spread = summary, spread
         result.wall_seconds = timings.get(spec.name)
-        repeats = [ArmResult.read(r.name, out / "runs" / r.name) for r in comparison.repeats(spec)]
-        if repeats:
-            # Means over the seeds, with the half-widths of their 95% intervals beside them.
-            result.headline, result.spread = summarize(
-                [result.headline, *(headline(r) for r in repeats)]
-            )
-        result.seeds = [spec.config.seed, *(r.config.seed for r in repeats)]
+        result.seeds = [run.config.seed for run in runs]
         arms.append(result)
     baseline = next((a for a in arms if load_scheme(a.config).unprotected()), arms[0])
     for arm in arms:
         relate(arm.headline, baseline.headline)
     for arm in arms:
         arm.protection = protection_text(arm, baseline)
-    sweeps = [_point(comparison, job, out, baseline) for job in comparison.sweep_jobs()]
+    sweeps = []
+    points = dict.fromkeys((job.arm, job.point) for job in jobs if job.point)
+    for arm_name, point in points:
+        runs = point_runs(jobs, arm_name, point)
+        first, summary, spread = _summary(runs, out)
+        relate(summary, baseline.headline)
+        assert comparison.sweep is not None
+        value = point_value(comparison, point)
+        seeds = [run.config.seed for run in runs]
+        sweeps.append(
+            SweepPoint(arm_name, comparison.sweep.key, value, first.name, summary, spread, seeds)
+        )
     return ComparisonResult(
         experiment=comparison.source,
         baseline=baseline.name,
@@ -320,43 +323,28 @@ def collect(comparison: Comparison, out: Path, timings: dict[str, float]) -> Com
     )
 
 
+def _summary(runs: list[Arm], out: Path) -> tuple[ArmResult, Headline, dict[str, float]]:
+    """The first run's results, and the headline's means and 95% half-widths over ``runs``."""
+    results = [ArmResult.read(run.name, out / "runs" / run.name) for run in runs]
+    headlines = [headline(result) for result in results]
+    if len(headlines) == 1:
+        return results[0], headlines[0], {}
+    summary, spread = summarize(headlines)
+    return results[0], summary, spread
+
+
 def comparison_rows(comparison: Comparison, out: Path) -> Iterator[ResultRow]:
-    """Every federation's numbers in long format: each arm's seeds, then each sweep point's.
+    """Every federation's numbers in long format, job by job of the plan.
 
     A sweep point at the arm's own value reads the arm's federations again, labelled with
     the point, so that a frontier is complete on its own rows.
     """
-    for arm in comparison.arms:
-        for run in [arm, *comparison.repeats(arm)]:
-            result = ArmResult.read(run.name, out / "runs" / run.name)
-            yield from run_rows(result, arm.name)
-            bare = undefended(result)
-            if bare.attacks:  # the same model without its query-time defense
-                yield from run_rows(bare, bare.name.replace(run.name, arm.name), runs=False)
-    for job in comparison.sweep_jobs():
-        assert comparison.sweep is not None
-        point = f"{comparison.sweep.key}={job.value}"
-        for run in [job.run, *comparison.repeats(job.run)]:
-            result = ArmResult.read(run.name, out / "runs" / run.name)
-            yield from run_rows(result, job.arm, point)
-
-
-def _point(comparison: Comparison, job: SweepJob, out: Path, baseline: ArmResult) -> SweepPoint:
-    """One frontier point: its federations' headline (means over seeds), against the baseline."""
-    runs = [job.run, *comparison.repeats(job.run)]
-    results = [ArmResult.read(r.name, out / "runs" / r.name) for r in runs]
-    summary, spread = summarize([headline(r) for r in results])
-    relate(summary, baseline.headline)
-    assert comparison.sweep is not None
-    return SweepPoint(
-        job.arm,
-        comparison.sweep.key,
-        job.value,
-        job.run.name,
-        summary,
-        spread if len(runs) > 1 else {},
-        [r.config.seed for r in runs],
-    )
+    for job in plan(comparison):
+        result = ArmResult.read(job.run.name, out / "runs" / job.run.name)
+        yield from run_rows(result, job.arm, job.point)
+        bare = undefended(result)
+        if bare.attacks and not job.point:  # the same model without its query-time defense
+            yield from run_rows(bare, f"{job.arm} (undefended)", runs=False)
 
 
 def _scope(threat: str, attack: str) -> str:

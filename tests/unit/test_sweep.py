@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import tomli_w
 
+from fedpriv.compare.plan import distinct_runs, plan, point_runs, point_value
 from fedpriv.compare.spec import load_comparison
 from fedpriv.compare.sweep import Sweep, parse_value, tunes
 from fedpriv.config import RunConfig
@@ -84,3 +85,39 @@ def test_a_sweep_table_expands_into_points_that_reuse_the_arms_own_value(tmp_pat
     ]
     assert jobs[2].run.config.dp_noise_multiplier == 4.0
     assert jobs[1].run is comparison.arms[1]
+
+
+def test_the_plan_runs_each_federation_once_with_twins_on_first_seeds_only(tmp_path):
+    """Arms x seeds x sweep points: the first seed of each arm carries the twins; a point at
+    the arm's own value is the arm's runs (listed under the point, run once)."""
+    experiment = tmp_path / "e.toml"
+    experiment.write_text(
+        tomli_w.dumps(
+            {
+                "comparison": {"seeds": 2},
+                "arms": {
+                    "plaintext": {"aggregation": "plaintext"},
+                    "dp": {"aggregation": "ckks", "defense": "dp", "dp-noise-multiplier": 2.0},
+                },
+                "sweep": {"key": "dp-noise-multiplier", "values": [1.0, 2.0]},
+            }
+        )
+    )
+    comparison = load_comparison(experiment)
+    jobs = plan(comparison)
+    assert [(j.arm, j.run.name, j.point, j.twins) for j in jobs] == [
+        ("plaintext", "plaintext", "", True),
+        ("plaintext", "plaintext.seed-43", "", False),
+        ("dp", "dp", "", True),
+        ("dp", "dp.seed-43", "", False),
+        ("dp", "dp@dp-noise-multiplier=1.0", "dp-noise-multiplier=1.0", False),
+        ("dp", "dp@dp-noise-multiplier=1.0.seed-43", "dp-noise-multiplier=1.0", False),
+        ("dp", "dp", "dp-noise-multiplier=2.0", False),
+        ("dp", "dp.seed-43", "dp-noise-multiplier=2.0", False),
+    ]
+    runs = [j.run.name for j in distinct_runs(jobs)]
+    assert len(runs) == len(set(runs)) == 6
+    assert next(j for j in distinct_runs(jobs) if j.run.name == "dp").twins
+    point = "dp-noise-multiplier=1.0"
+    assert [r.config.seed for r in point_runs(jobs, "dp", point)] == [42, 43]
+    assert point_value(comparison, point) == 1.0
