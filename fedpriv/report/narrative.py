@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-import math
 
 import numpy as np
 
@@ -32,9 +31,9 @@ def noise_floor(dataset: str) -> float:
 def effect(arm: ArmResult, baseline: ArmResult, key: str, what: str) -> str:
     """Whether the arm's ``key`` differs from the baseline's by an effect or by run-to-run noise.
 
-    A difference is called an effect only when it exceeds the seeds' spread: the 95%
-    half-widths of both arms, combined. With one seed the spread is unmeasured, and the
-    sentence says so instead of claiming anything.
+    A difference is called an effect only where the two arms' 95% intervals over their seeds
+    separate (the difference exceeds the sum of their half-widths). With one seed the
+    spread is unmeasured, and the sentence says so instead of claiming anything.
     """
     a, b = arm.headline.numbers().get(key), baseline.headline.numbers().get(key)
     if not isinstance(a, int | float) or not isinstance(b, int | float):
@@ -47,17 +46,17 @@ def effect(arm: ArmResult, baseline: ArmResult, key: str, what: str) -> str:
             "chaotic), so this is no measured effect: run `fedpriv compare --seeds 3` before "
             "reading one."
         )
-    spread = math.hypot(arm.spread[key], baseline.spread.get(key, 0.0))
+    half, other = arm.spread[key], baseline.spread.get(key, 0.0)
     verdict = (
-        "beyond the seeds' spread: an effect"
-        if abs(difference) > spread
-        else "within the seeds' spread: no effect is claimed"
+        "the intervals separate: an effect"
+        if abs(difference) > half + other
+        else "the intervals overlap: no effect is claimed"
     )
     direction = "lower" if difference >= 0 else "higher"
     return (
         f"Against {baseline.name}, {what} is {direction} by {fmt(abs(difference), '.3f')} "
-        f"({fmt(a)} against {fmt(b)}; 95% spread {fmt(spread, '.3f')} over "
-        f"{len(arm.seeds)} seeds), {verdict}."
+        f"({fmt(a)} ± {fmt(half, '.3f')} against {fmt(b)} ± {fmt(other, '.3f')}, 95% "
+        f"intervals over {len(arm.seeds)} seeds); {verdict}."
     )
 
 

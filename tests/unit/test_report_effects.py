@@ -29,6 +29,12 @@ def test_an_effect_is_claimed_only_beyond_the_seeds_spread():
     assert "lower by 0.200" in lowered and "an effect" in lowered and "no effect" not in lowered
     kept = effect(guarded, base, "label_aware_auc", "the strongest label-aware AUC")
     assert "no effect is claimed" in kept
+    # 0.015 apart with half-widths 0.01 each: past the half-widths' hypot (0.014) but the
+    # intervals [0.725, 0.745] and [0.74, 0.76] overlap: no effect.
+    near = effect(_arm("m", 0.6, 0.735, [0, 1, 2], 0.01), base, "label_aware_auc", "x")
+    assert "the intervals overlap" in near
+    apart = effect(_arm("m", 0.6, 0.725, [0, 1, 2], 0.01), base, "label_aware_auc", "x")
+    assert "the intervals separate: an effect" in apart
     one_seed = effect(_arm("m", 0.6, 0.7, [0], 0.0), _arm("p", 0.8, 0.7, [0], 0.0),
                       "label_blind_auc", "the strongest label-blind AUC")  # fmt: skip
     assert "one seed" in one_seed and "no measured effect" in one_seed
