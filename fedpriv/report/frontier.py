@@ -114,6 +114,68 @@ def frontier_rows(results: ComparisonResult) -> list[list[str]]:
     return rows
 
 
+# How close to the baseline's accuracy a point must come to count as usable (issue 26: within
+# five points of plaintext).
+USABLE_GAP = 0.05
+
+
+def frontier_sentences(results: ComparisonResult, gap: float = USABLE_GAP) -> list[str]:
+    """Per swept arm: where its accuracy comes within ``gap`` of the baseline's, at what cost.
+
+    Names the usable point that spends the least epsilon (under DP; else the largest knob
+    value that stays usable) and the first point beyond it, from the numbers alone.
+    """
+    baseline = results.arm(results.baseline)
+    reference = baseline.headline.final_accuracy
+    if reference is None:
+        return []
+    lines = []
+    for arm in swept(results):
+        points = [p for p in results.frontier(arm) if p.headline.final_accuracy is not None]
+        if not points:
+            continue
+        usable = [p for p in points if reference - float(p.headline.final_accuracy or 0) <= gap]
+        seeds = max(len(p.seeds) for p in points)
+        over = f"means over {seeds} seeds" if seeds > 1 else "one seed each: no intervals"
+        if not usable:
+            best = max(points, key=lambda p: float(p.headline.final_accuracy or 0))
+            lines.append(
+                f"`{arm}`: no point of {best.key} comes within {fmt(100 * gap, '.0f')} points "
+                f"of {baseline.name}'s accuracy {fmt(reference, '.4f')}; the closest is "
+                f"{_describe(best)} ({over})."
+            )
+            continue
+        chosen = min(
+            usable,
+            key=lambda p: (
+                p.headline.dp_epsilon if p.headline.dp_epsilon is not None else 0.0,
+                -_numeric(p.value),
+            ),
+        )
+        lines.append(
+            f"`{arm}` comes within {fmt(100 * gap, '.0f')} points of {baseline.name}'s "
+            f"accuracy {fmt(reference, '.4f')} at {_describe(chosen)}; {len(usable)} of "
+            f"{len(points)} points do ({over})."
+        )
+    return lines
+
+
+def _describe(point: SweepPoint) -> str:
+    """A point as a sentence names it: its value, accuracy, attack AUC and epsilon."""
+    h = point.headline
+    text = f"{point.key} = {point.value} (accuracy {fmt(h.final_accuracy, '.4f')}"
+    if h.membership_auc is not None:
+        text += f", strongest membership AUC {fmt(h.membership_auc)} ({h.membership_attack})"
+    if h.dp_epsilon is not None:
+        audited = f", audited lower bound {fmt(h.audit_epsilon, '.2f')}" if h.audit_epsilon else ""
+        text += f", epsilon {fmt(h.dp_epsilon, '.2f')} claimed{audited}"
+    return text + ")"
+
+
+def _numeric(value: object) -> float:
+    return float(value) if isinstance(value, int | float) else 0.0
+
+
 FRONTIER_HEADER = [
     "arm",
     "point",

@@ -15,7 +15,13 @@ from fedpriv.attacks.results import Status
 from fedpriv.attacks.views import Capability
 from fedpriv.narrative import fmt
 from fedpriv.report.figures import FIGURES, comparison_figures
-from fedpriv.report.frontier import FRONTIER_HEADER, frontier_name, frontier_rows, swept
+from fedpriv.report.frontier import (
+    FRONTIER_HEADER,
+    frontier_name,
+    frontier_rows,
+    frontier_sentences,
+    swept,
+)
 from fedpriv.report.results import ComparisonResult, Headline
 from fedpriv.schemes.base import load_scheme
 
@@ -275,6 +281,7 @@ def report_sections(results: ComparisonResult, source: ImageSource) -> list[Sect
     sections.append(Section("What each arm protects against", "\n".join(protects)))
     if results.sweeps:
         lines = [FRONTIER_NOTE, "", *_markdown(FRONTIER_HEADER, frontier_rows(results)), ""]
+        lines += [*(f"- {sentence}" for sentence in frontier_sentences(results)), ""]
         for name in swept(results):
             lines += _figure(frontier_name(name), f"{name}: frontier", source, note=False)
         sections.append(Section("Privacy-utility frontiers", "\n".join(lines)))
