@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from fedpriv.errors import ConfigError
@@ -150,9 +151,7 @@ class CkksPreset:
         """
         if self.backend == "threshold":
             # q is the product of every prime; the smudging of the decryption shares comes
-            # off the room first (``fedpriv.crypto.threshold.threshold_capacity``).
-            from fedpriv.crypto.threshold import smudging_bits
-
+            # off the room first.
             q_bits = sum(self.coeff_mod_bit_sizes)
             room = 2.0 ** (q_bits - 1) - self.max_parties * 2.0 ** smudging_bits(self)
             return 0.7 * room * (1 - 2.0**-10) / 2.0**self.scale_bits
@@ -169,6 +168,36 @@ class CkksPreset:
     def wire_name(self) -> str:
         """The ``dtype`` tag ciphertext arrays of this preset carry."""
         return f"ckks:{self.name}"
+
+
+# -- threshold noise: what a preset's parameters bound (no key, no SEAL) -----------------
+
+# A high-probability bound (twelve standard deviations) on a coefficient's noise.
+_TAIL = 12.0
+
+
+def fresh_noise_std(n: int, parties: int) -> float:
+    """Standard deviation of a coefficient of a fresh ciphertext's noise.
+
+    Under a key of ``parties`` parties: ``u*e + e0 + e1*s`` with ternary ``u`` and ``s_i``,
+    noise of deviation 3.2.
+    """
+    sigma = 3.2
+    return math.sqrt(2 * n * parties * (2 / 3) * sigma**2 + sigma**2)
+
+
+def aggregate_noise_bound(preset: CkksPreset) -> float:
+    """A bound on a coefficient's noise in a sum of fresh ciphertexts (twelve deviations).
+
+    For up to ``max_parties`` ciphertexts under a key of up to ``max_parties`` parties.
+    """
+    parties = preset.max_parties
+    return _TAIL * math.sqrt(parties) * fresh_noise_std(preset.poly_modulus_degree, parties)
+
+
+def smudging_bits(preset: CkksPreset) -> int:
+    """``log2 E``: smudging noise is uniform in ``[-E, E]``, ``E >= 2^lambda * bound``."""
+    return math.ceil(preset.smudging_bits + math.log2(aggregate_noise_bound(preset)))
 
 
 PRESETS: dict[str, CkksPreset] = {

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import numpy as np
 import tenseal.sealapi as sealapi
 
 from fedpriv.crypto.modq import add_mod, mul_mod, neg_mod, sum_mod
-from fedpriv.crypto.presets import CkksPreset
+from fedpriv.crypto.presets import CkksPreset, smudging_bits
 from fedpriv.crypto.prng import expand_seed
 from fedpriv.crypto.sampling import (
     clipped_gaussian,
@@ -56,9 +55,6 @@ from fedpriv.errors import CryptoError, KeyMaterialError
 # ciphertexts, where a share of the sum also decrypts each client's own ciphertext, does not
 # exist here: every upload has its own ``c1 = u*a + e1``.
 
-# A high-probability bound (twelve standard deviations) on a coefficient's noise.
-_TAIL = 12.0
-
 
 @dataclass(frozen=True)
 class PublicKey:
@@ -82,30 +78,6 @@ class Ciphertext:
 
     c0: np.ndarray
     c1: np.ndarray
-
-
-def fresh_noise_std(n: int, parties: int) -> float:
-    """Standard deviation of a coefficient of a fresh ciphertext's noise.
-
-    Under a key of ``parties`` parties: ``u*e + e0 + e1*s`` with ternary ``u`` and ``s_i``,
-    noise of deviation 3.2.
-    """
-    sigma = 3.2
-    return math.sqrt(2 * n * parties * (2 / 3) * sigma**2 + sigma**2)
-
-
-def aggregate_noise_bound(preset: CkksPreset) -> float:
-    """A bound on a coefficient's noise in a sum of fresh ciphertexts (twelve deviations).
-
-    For up to ``max_parties`` ciphertexts under a key of up to ``max_parties`` parties.
-    """
-    parties = preset.max_parties
-    return _TAIL * math.sqrt(parties) * fresh_noise_std(preset.poly_modulus_degree, parties)
-
-
-def smudging_bits(preset: CkksPreset) -> int:
-    """``log2 E``: smudging noise is uniform in ``[-E, E]``, ``E >= 2^lambda * bound``."""
-    return math.ceil(preset.smudging_bits + math.log2(aggregate_noise_bound(preset)))
 
 
 class ThresholdCkks:

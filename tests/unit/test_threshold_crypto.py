@@ -7,7 +7,13 @@ import pytest
 
 from fedpriv.crypto.channels import new_private_key, open_from, public_key, seal_to
 from fedpriv.crypto.modq import mul_mod, sub_mod, sum_mod
-from fedpriv.crypto.presets import DEFAULT_THRESHOLD_PRESET, get_preset
+from fedpriv.crypto.presets import (
+    DEFAULT_THRESHOLD_PRESET,
+    aggregate_noise_bound,
+    fresh_noise_std,
+    get_preset,
+    smudging_bits,
+)
 from fedpriv.crypto.sampling import (
     NOISE_BOUND,
     clipped_gaussian,
@@ -16,13 +22,7 @@ from fedpriv.crypto.sampling import (
     uniform_ternary,
 )
 from fedpriv.crypto.shamir import lagrange_at_zero, reconstruct, share
-from fedpriv.crypto.threshold import (
-    Ciphertext,
-    ThresholdCkks,
-    aggregate_noise_bound,
-    fresh_noise_std,
-    smudging_bits,
-)
+from fedpriv.crypto.threshold import Ciphertext, ThresholdCkks
 from fedpriv.crypto.thresholdwire import HEADER, ThresholdWire
 from fedpriv.errors import CiphertextFormatError, ConfigError, CryptoError
 
