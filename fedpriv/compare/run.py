@@ -22,19 +22,10 @@ from fedpriv.device import torch_device
 from fedpriv.provenance import code_digest, command, commit, today, versions
 from fedpriv.registry import Defense as DefenseName
 from fedpriv.report.figures import attack_figures
+from fedpriv.report.headline import headline, relate, summarize, undefended
 from fedpriv.report.narrative import protection_text
 from fedpriv.report.render import write_report
-from fedpriv.report.results import (
-    ArmResult,
-    ComparisonResult,
-    Headline,
-    Provenance,
-    SweepPoint,
-    headline,
-    relate,
-    summarize,
-    undefended,
-)
+from fedpriv.report.results import ArmResult, ComparisonResult, Headline, Provenance, SweepPoint
 from fedpriv.report.rows import ROWS, ResultRow, run_rows, write_rows
 from fedpriv.rundir import ATTACKS as ATTACKS_DIR
 from fedpriv.rundir import (

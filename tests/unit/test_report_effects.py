@@ -5,8 +5,9 @@ from __future__ import annotations
 from fedpriv.attacks.results import AttackResult, Family, MembershipMetrics, Status, Threat
 from fedpriv.config import RunConfig
 from fedpriv.history import History
+from fedpriv.report.headline import headline
 from fedpriv.report.narrative import effect
-from fedpriv.report.results import ArmResult, Headline, headline
+from fedpriv.report.results import ArmResult, Headline
 
 
 def _arm(name: str, blind: float, aware: float, seeds: list[int], spread: float) -> ArmResult:
@@ -70,7 +71,7 @@ def test_a_paired_drop_is_an_effect_where_its_interval_excludes_zero():
 
 
 def test_the_drop_is_measured_on_the_same_model_without_the_defense(tmp_path):
-    from fedpriv.report.results import _drop
+    from fedpriv.report.headline import _drop
 
     def result(auc: float) -> AttackResult:
         metrics = MembershipMetrics(auc, 0.0, 0.0, 0.0, 10, 10)
