@@ -6,6 +6,9 @@ simulates that training on dummy records and optimizes the records until the sim
 matches the observed one. With one local step this is exactly gradient matching (Zhu et al.
 2019, DLG; Zhao et al. 2020, iDLG); with several it is the multi-step attack of Geiping et al.
 2020 (Inverting Gradients).
+
+One module: the three attacks share the simulated local training and the matching of
+reconstructions to true records.
 """
 
 from __future__ import annotations

@@ -1,4 +1,8 @@
-"""Membership inference on the released model: thresholds, shadow-model attacks, LiRA, RMIA."""
+"""Membership inference on the released model: thresholds, shadow-model attacks, LiRA, RMIA.
+
+One module: the attacks share the shadow models, the candidate pool and the score
+conventions (higher = member) defined here.
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,8 @@
-"""Threat-model views: exactly what the curious server, a coalition and an outsider see."""
+"""Threat-model views: exactly what the curious server, a coalition and an outsider see.
+
+One module: the views are one hierarchy over one run directory; what each threat may see is
+easiest to audit side by side.
+"""
 
 from __future__ import annotations
 

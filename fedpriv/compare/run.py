@@ -1,4 +1,8 @@
-"""Running a comparison: each arm's federation and attacks, reused when nothing changed."""
+"""Running a comparison: each arm's federation and attacks, reused when nothing changed.
+
+One module: running the plan's federations, their twins and attacks, and collecting their
+results share the reuse keys defined here.
+"""
 
 from __future__ import annotations
 

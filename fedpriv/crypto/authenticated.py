@@ -9,6 +9,9 @@ a model) checks it against an :class:`Expectation` *before* decrypting anything,
 whether it accepts depends only on what the server could compute itself.
 
 Authentication needs the ciphertext polynomials in numpy: the ``packed`` backend's format.
+
+One module: the authenticator's bytes, the polynomials a tag covers and what a verifier
+accepts are one format and must change together.
 """
 
 from __future__ import annotations

@@ -1,4 +1,8 @@
-"""Arithmetic mod the CKKS primes in numpy (add, subtract, multiply, sum) and bit packing."""
+"""Arithmetic mod the CKKS primes in numpy (add, subtract, multiply, sum) and bit packing.
+
+One module: every helper is arithmetic on uint64 residues with the same overflow rules
+(reduce before a u64 could wrap); keeping them together keeps those rules in one place.
+"""
 
 from __future__ import annotations
 

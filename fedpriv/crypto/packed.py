@@ -1,4 +1,8 @@
-"""The packed CKKS format: SEAL encrypts and decrypts on clients; the server adds in numpy."""
+"""The packed CKKS format: SEAL encrypts and decrypts on clients; the server adds in numpy.
+
+One module: the byte format, the client's SEAL calls and the server's numpy sum are one wire
+format; its parse and serialize must change together.
+"""
 
 from __future__ import annotations
 

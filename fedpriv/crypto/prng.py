@@ -1,4 +1,8 @@
-"""SEAL 4.3's PRNG in numpy: BLAKE2Xb (or SHAKE256) streams and the polynomials they seed."""
+"""SEAL 4.3's PRNG in numpy: BLAKE2Xb (or SHAKE256) streams and the polynomials they seed.
+
+One module: BLAKE2Xb, the stream SEAL draws from it and the rejection sampling that turns it
+into polynomials must agree byte for byte with SEAL; they are tested as one.
+"""
 
 from __future__ import annotations
 

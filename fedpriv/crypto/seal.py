@@ -1,4 +1,8 @@
-"""Compact CKKS through ``tenseal.sealapi``: seeded symmetric ciphertexts with complex packing."""
+"""Compact CKKS through ``tenseal.sealapi``: seeded symmetric ciphertexts with complex packing.
+
+One module: the only code that calls ``tenseal.sealapi`` for the packed format, so that
+SEAL's file-path I/O and its quirks stay in one place.
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,8 @@
-"""``docker-compose.yml``: the topology as containers, generated from the same flags as loopback."""
+"""``docker-compose.yml``: the topology as containers, generated from the same flags as loopback.
+
+One module: the compose file is one document; its services share the volumes, identities and
+flags defined together here.
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,8 @@
-"""One recording ``Grid`` for every scheme: bytes each way, who replied, and the server view."""
+"""One recording ``Grid`` for every scheme: bytes each way, who replied, and the server view.
+
+One module: the Grid wrapper and the per-round bookkeeping it writes are one object's state;
+split, each half would reach into the other's fields.
+"""
 
 from __future__ import annotations
 

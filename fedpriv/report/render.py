@@ -1,4 +1,8 @@
-"""report.md and a self-contained report.html, as pure functions of the comparison's results."""
+"""report.md and a self-contained report.html, as pure functions of the comparison's results.
+
+One module: report.md and report.html are one document in two renderings, built from the
+same sections.
+"""
 
 from __future__ import annotations
 

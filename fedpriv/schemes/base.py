@@ -1,4 +1,8 @@
-"""The interface every aggregation scheme implements, on the server, the client and after a run."""
+"""The interface every aggregation scheme implements, on the server, the client and after a run.
+
+One module: the interface is one contract (server, client and post-run sides of a scheme),
+and its default methods are the honest behaviour every scheme overrides.
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,8 @@
-"""Single-key CKKS: clients encrypt under one shared key; the server adds what it cannot read."""
+"""Single-key CKKS: clients encrypt under one shared key; the server adds what it cannot read.
+
+One module: the single-key scheme's server, client and release sides share the key layout
+and the verification policy defined here.
+"""
 
 from __future__ import annotations
 

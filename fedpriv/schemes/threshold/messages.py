@@ -13,6 +13,9 @@ to what it asked.
 Signed statements (authenticated threshold CKKS) are domain-separated byte strings
 (:func:`fedpriv.crypto.signing.statement`): a party's key contribution, the setup
 transcript it saw, and each of its uploads.
+
+One module: the protocol's messages are one vocabulary; what each stage sends and what
+parties sign are checked side by side.
 """
 
 from __future__ import annotations

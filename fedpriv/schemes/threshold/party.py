@@ -7,6 +7,8 @@ exploit is checked here, before anything secret is used (DESIGN.md, "Active secu
 signed key contributions, the collective key computed by each party itself, the dealers'
 signatures on the transcript each saw (Bonawitz et al., CCS 2017, consistency round), and
 one decryption share per round, only for a sum the party recomputes from signed uploads.
+
+One module: a party's codec answers every stage of the protocol from one persisted state.
 """
 
 from __future__ import annotations

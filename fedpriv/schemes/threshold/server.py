@@ -2,6 +2,9 @@
 
 The server relays and combines; it reads no secret. Every message it sends and parses is
 a typed message of :mod:`fedpriv.schemes.threshold.messages`.
+
+One module: the key setup and each round's decryption are one protocol state machine on the
+server, sharing its roster and transcript.
 """
 
 from __future__ import annotations
