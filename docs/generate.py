@@ -40,6 +40,11 @@ from fedpriv.bench.settings import SIZE_MODELS  # noqa: E402
 from fedpriv.cli import build_parser  # noqa: E402
 from fedpriv.cli.flags import SPECIAL_KEYS, flag_name  # noqa: E402
 from fedpriv.config import RunConfig  # noqa: E402
+from fedpriv.report.frontier import (  # noqa: E402
+    FRONTIER_HEADER,
+    frontier_rows,
+    frontier_sentences,
+)
 from fedpriv.report.render import (  # noqa: E402
     markdown_table,
     setup_lines,
@@ -52,6 +57,7 @@ DOCS = ROOT / "docs"
 README = ROOT / "README.md"
 COMPARE_JSON = DOCS / "results" / "compare.json"
 REALISTIC_JSON = DOCS / "results" / "realistic.json"
+DP_FRONTIER_JSON = DOCS / "results" / "dp-frontier.json"
 BENCH_JSON = DOCS / "results" / "bench.json"
 AUDITING_JSON = DOCS / "results" / "auditing.json"
 ATTACKS_README = ROOT / "fedpriv" / "attacks" / "README.md"
@@ -283,6 +289,36 @@ def realistic_section() -> list[str]:
     ]
 
 
+def dp_frontier_section() -> list[str]:
+    """Client-level DP where it can train, from ``docs/results/dp-frontier.json``."""
+    results = load_comparison(DP_FRONTIER_JSON)
+    return [
+        "## Client-level DP where it can train",
+        "",
+        "`experiments/dp-frontier.toml` runs client-level DP on a federation large enough for "
+        "it: many clients a round, each holding its own records, swept over the noise "
+        "multiplier (`[sweep]`). Each point's epsilon is the accountant's (sampling without "
+        "replacement, replace-one adjacency) beside the one-run audit's lower bound. Read "
+        "from `docs/results/dp-frontier.json`:",
+        "",
+        stamp(results),
+        "",
+        *[f"- {line}" for line in setup_lines(results)],
+        "",
+        *markdown_table(results),
+        "",
+        *table(FRONTIER_HEADER, frontier_rows(results)),
+        "",
+        *[f"- {sentence}" for sentence in frontier_sentences(results)],
+        "",
+        "![The DP arm's privacy-utility frontier](../images/frontier-dp.png)",
+        "",
+        "*The frontier figure of the run stamped above (`figures/frontier-ckks-dp.png` of its "
+        "output, copied).*",
+        "",
+    ]
+
+
 def _differences(results: ComparisonResult) -> list[list[str]]:
     base = results.arm(results.baseline).config
     rows = []
@@ -352,6 +388,7 @@ def results_page() -> str:
         lines += [f"- {sentence}" for sentence in arm.protection]
         lines.append("")
     lines += realistic_section()
+    lines += dp_frontier_section()
     lines += [
         "## Attack settings",
         "",

@@ -1,4 +1,4 @@
-"""The package's shape: no import circle no long module unexplained."""
+"""The package's shape: no import circle, and no long module left unexplained."""
 
 from __future__ import annotations
 
