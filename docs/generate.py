@@ -291,6 +291,14 @@ def realistic_section() -> list[str]:
 
 def dp_frontier_section() -> list[str]:
     """Client-level DP where it can train, from ``docs/results/dp-frontier.json``."""
+    if not DP_FRONTIER_JSON.exists():
+        return [
+            "## Client-level DP where it can train",
+            "",
+            "No `docs/results/dp-frontier.json` yet: run `fedpriv compare "
+            "experiments/dp-frontier.toml` and copy its `results.json` there.",
+            "",
+        ]
     results = load_comparison(DP_FRONTIER_JSON)
     return [
         "## Client-level DP where it can train",
