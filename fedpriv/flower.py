@@ -3,13 +3,15 @@
 Everything here is used by Flower itself but is not part of its documented API: the
 in-process Simulation Engine entry point that accepts a run config, the protobuf codecs of
 a ``RecordDict``, the legacy fit/evaluate layouts that SecAgg+ still needs, the types of
-Flower's ``Grid`` interface, and the SuperNode's idle poll.
+Flower's ``Grid`` interface, the SuperNode's idle poll and the SuperExec's executor.
 ``tests/unit/test_flower_adapter.py`` checks each against the installed Flower, so an
 upgrade fails there first.
 """
 
 from __future__ import annotations
 
+import os
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -141,6 +143,131 @@ def run_supernode(poll_seconds: float) -> int:
         raise RuntimeError(f"Flower's SuperNode loop changed (fedpriv expects {FLOWER_VERSION})")
     vars(start_client_internal)["time"] = _CappedSleep(time, poll_seconds)
     flower_supernode()
+    return 0
+
+
+# -- the SuperExec's ClientApp processes ---------------------------------------------------------
+# Modules a forked ClientApp finds imported: the libraries every fedpriv ClientApp imports
+# before it answers a message (torch, Flower's ClientApp runtime, TenSEAL, scikit-learn's
+# bundled datasets: about 1.3 s of its own), never the app's own code (the FAB's copy of it
+# must be the one that runs) and nothing that starts a thread.
+CLIENTAPP_PRELOAD = (
+    "numpy",
+    "torch",
+    "sklearn.datasets",
+    "tenseal.sealapi",
+    "flwr.supernode.runtime.run_clientapp",
+)
+# Set to 0, the SuperExec starts ClientApps as Flower does (the bench compares both).
+FORK_ENV = "FEDPRIV_CLIENTAPP_FORK"
+
+
+class ForkingExecutor:
+    """Flower's SuperExec executor, with ClientApp tasks forked from a warm process.
+
+    Flower 1.42 starts a fresh ``flwr-clientapp`` process for every message a SuperNode
+    receives (``SubprocessExecutor.launch``): each one imports torch and Flower again, about
+    two seconds, twice a round per client. This executor keeps a ``forkserver`` with those
+    imports done (:data:`CLIENTAPP_PRELOAD`) and forks each ClientApp task from it, calling
+    Flower's own ``run_clientapp`` with what ``flwr-clientapp`` would parse from its command
+    line; the child installs the FAB and runs the app as before. Every other task, and a
+    task whose output is to be suppressed, goes to Flower's executor unchanged.
+    """
+
+    def __init__(
+        self,
+        inner: Any,
+        preload: tuple[str, ...] = CLIENTAPP_PRELOAD,
+        target: Callable[..., None] | None = None,
+    ) -> None:
+        import multiprocessing
+
+        from flwr.supernode.runtime.run_clientapp import run_clientapp
+
+        self._inner = inner
+        # What a forked task runs: Flower's ClientApp process body, with the keyword
+        # arguments ``flwr-clientapp`` would pass it.
+        self._target = target or run_clientapp
+        self._context = multiprocessing.get_context("forkserver")
+        self._context.set_forkserver_preload(list(preload))
+        self._children: list[Any] = []
+        # Start the server now, not on the first message: its imports are the wait saved.
+        from multiprocessing import forkserver
+
+        forkserver.ensure_running()
+
+    def get_eligible_capacity(self, *args: Any, **kwargs: Any) -> Any:
+        """Flower's executor's answer (a fork has no capacity gate either)."""
+        return self._inner.get_eligible_capacity(*args, **kwargs)
+
+    def wait_for_capacity(self, *args: Any, **kwargs: Any) -> None:
+        """Flower's executor's wait."""
+        self._inner.wait_for_capacity(*args, **kwargs)
+
+    def launch(self, spec: Any) -> Any:
+        """Fork a ClientApp task from the warm process; hand anything else to Flower's."""
+        from flwr.supercore.constant import TaskType
+        from flwr.supercore.superexec.executor import LaunchResult
+        from flwr.supercore.tls import validate_and_resolve_root_certificates
+
+        if spec.task_type != TaskType.CLIENT_APP or spec.suppress_output:
+            return self._inner.launch(spec)
+        child = self._context.Process(
+            target=self._target,
+            kwargs={
+                "runtime_api_address": spec.runtime_api_address,
+                "token": spec.token,
+                "insecure": spec.insecure,
+                "certificates": validate_and_resolve_root_certificates(
+                    spec.root_certificates_path, spec.insecure
+                ),
+                "parent_pid": spec.parent_pid,
+                "runtime_dependency_install": spec.runtime_dependency_install,
+            },
+            daemon=False,
+        )
+        child.start()
+        self._children.append(child)
+        return LaunchResult.accepted()
+
+    def reconcile(self) -> None:
+        """Reap the ClientApp processes that have finished; then Flower's upkeep."""
+        self._children = [child for child in self._children if child.is_alive()]
+        self._inner.reconcile()
+
+    def close(self) -> None:
+        """Flower's executor's cleanup (running ClientApps finish their message)."""
+        self._inner.close()
+
+
+def install_forking_executor() -> None:
+    """Make Flower's SuperExec wrap its local executor in :class:`ForkingExecutor`.
+
+    Flower's SuperExec takes its executor from ``get_executor``; the ``subprocess`` one is
+    wrapped (unless ``FEDPRIV_CLIENTAPP_FORK=0``). Nothing else changes.
+    """
+    from flwr.supercore.constant import ExecutorType
+    from flwr.supercore.superexec import run_superexec as module
+
+    flower_get_executor = getattr(module, "get_executor", None)
+    if flower_get_executor is None or not hasattr(module, "run_superexec"):
+        raise RuntimeError(f"Flower's SuperExec changed (fedpriv expects {FLOWER_VERSION})")
+
+    def get_executor(executor_type: Any, *args: Any, **kwargs: Any) -> Any:
+        executor = flower_get_executor(executor_type, *args, **kwargs)
+        if executor_type == ExecutorType.SUBPROCESS and os.environ.get(FORK_ENV, "1") != "0":
+            return ForkingExecutor(executor)
+        return executor
+
+    vars(module)["get_executor"] = get_executor
+
+
+def run_superexec() -> int:
+    """``flower-superexec`` (its command line from ``sys.argv``) with ClientApps forked warm."""
+    from flwr.supercore.cli.flower_superexec import flower_superexec
+
+    install_forking_executor()
+    flower_superexec()
     return 0
 
 

@@ -298,7 +298,7 @@ def compose_file(num_clients: int = 3, node_auth: bool = False) -> dict[str, Any
         # The ClientApp runs here: only client-side services see the secret-key context, and
         # only this one its node's signing key (over the key set, in its identities/).
         services[f"superexec-clientapp-{partition}"] = _service(
-            ["flower-superexec", *topology.superexec_args(CERTS, address)],
+            [topology.CLIENTAPP_SUPEREXEC_BINARY, *topology.superexec_args(CERTS, address)],
             [
                 ca_ro,
                 f"{CLIENT_KEYS_VOLUME}:{KEY_DIR}:ro",

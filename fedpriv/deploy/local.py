@@ -168,7 +168,7 @@ def _deploy(
         argv = topology.superexec_args(tls, address)
         processes.start(
             f"superexec-node-{partition}",
-            [binary("flower-superexec"), *argv],
+            [binary(topology.CLIENTAPP_SUPEREXEC_BINARY), *argv],
             out / "nodes" / f"node-{partition}",
             superexec_env,
         )

@@ -90,6 +90,12 @@ def supernode_args(
 # :func:`fedpriv.flower.run_supernode`.
 SUPERNODE_BINARY = "fedpriv-supernode"
 SUPERNODE_POLL_SECONDS = 0.2
+# The SuperExec that runs a node's ClientApps, started through fedpriv's entry point
+# (``fedpriv-superexec``), which forks each ClientApp from a process that has imported torch
+# and Flower already instead of starting a fresh one per message:
+# :class:`fedpriv.flower.ForkingExecutor`. The ServerApp's SuperExec is Flower's own (one
+# process per run).
+CLIENTAPP_SUPEREXEC_BINARY = "fedpriv-superexec"
 # A SuperExec polls its Runtime API for a task every second by default; every message of a
 # deployment waits on that poll (a round: training and evaluation), so poll faster.
 SUPEREXEC_ENV = {"FLWR_SUPEREXEC_TASK_POLL_INTERVAL": "0.2"}

@@ -69,3 +69,96 @@ def test_run_supernode_refuses_a_changed_loop(monkeypatch):
     monkeypatch.setattr(start_client_internal, "time", object())
     with pytest.raises(RuntimeError, match="SuperNode loop changed"):
         flower.run_supernode(0.2)
+
+
+def _record_kwargs(out: str, **kwargs) -> None:
+    """A stand-in for Flower's ``run_clientapp`` in a forked child: it writes its arguments."""
+    import json
+    import os
+
+    with open(out, "w", encoding="utf-8") as handle:
+        json.dump({"pid": os.getpid(), "kwargs": kwargs}, handle)
+
+
+class _Inner:
+    """Flower's executor, as far as ForkingExecutor delegates to it."""
+
+    def __init__(self) -> None:
+        self.launched: list[object] = []
+
+    def launch(self, spec):
+        self.launched.append(spec)
+        return "inner"
+
+    def reconcile(self) -> None: ...
+
+    def close(self) -> None: ...
+
+
+def _spec(task_type, **changes):
+    from flwr.supercore.superexec.executor import ExecutionSpec
+
+    fields = {
+        "task_type": task_type,
+        "runtime_api_address": "127.0.0.1:9",
+        "token": "a-token",
+        "insecure": True,
+        "root_certificates_path": None,
+        "runtime_dependency_install": False,
+        "parent_pid": 4242,
+        "suppress_output": False,
+        "task_id": 1,
+    }
+    return ExecutionSpec(**{**fields, **changes})
+
+
+def test_forking_executor_forks_clientapps_with_flowers_arguments(tmp_path):
+    """A ClientApp task runs in a child forked from the warm process, with what
+    ``flwr-clientapp`` would pass ``run_clientapp``; other tasks go to Flower's executor."""
+    import functools
+    import json
+    import os
+    import time
+
+    from flwr.supercore.constant import TaskType
+    from flwr.supercore.superexec.executor import LaunchResultStatus
+
+    out = tmp_path / "child.json"
+    inner = _Inner()
+    executor = flower.ForkingExecutor(
+        inner, preload=("numpy",), target=functools.partial(_record_kwargs, str(out))
+    )
+    result = executor.launch(_spec(TaskType.CLIENT_APP))
+    assert result.status == LaunchResultStatus.ACCEPTED and inner.launched == []
+    deadline = time.monotonic() + 60
+    while not out.exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    child = json.loads(out.read_text())
+    assert child["pid"] != os.getpid()
+    assert child["kwargs"] == {
+        "runtime_api_address": "127.0.0.1:9",
+        "token": "a-token",
+        "insecure": True,
+        "certificates": None,
+        "parent_pid": 4242,
+        "runtime_dependency_install": False,
+    }
+    assert executor.launch(_spec(TaskType.SERVER_APP)) == "inner"
+    assert executor.launch(_spec(TaskType.CLIENT_APP, suppress_output=True)) == "inner"
+    deadline = time.monotonic() + 30
+    while executor._children and time.monotonic() < deadline:
+        executor.reconcile()  # the finished child is reaped
+        time.sleep(0.1)
+    assert executor._children == []
+    executor.close()
+
+
+def test_the_superexec_wraps_only_its_local_executor(monkeypatch):
+    from flwr.supercore.constant import ExecutorType
+    from flwr.supercore.superexec import run_superexec as module
+
+    monkeypatch.setattr(module, "get_executor", lambda executor_type, *a, **k: _Inner())
+    flower.install_forking_executor()
+    assert isinstance(module.get_executor(ExecutorType.SUBPROCESS), flower.ForkingExecutor)
+    monkeypatch.setenv(flower.FORK_ENV, "0")  # as Flower does, for the bench's comparison
+    assert isinstance(module.get_executor(ExecutorType.SUBPROCESS), _Inner)
