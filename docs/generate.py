@@ -688,13 +688,28 @@ def performance_page() -> str:
     if "deploy" in bench:
         deploy = bench["deploy"]
         fed = deploy["config"]
+        engines = [
+            ("deployment (ClientApps forked warm)", "deployment", "deployment_round_seconds"),
+            ("simulation", "simulation", "simulation_round_seconds"),
+        ]
+        if deploy.get("flower_executor"):
+            engines.insert(
+                1,
+                (
+                    "deployment (Flower's executor)",
+                    "flower_executor",
+                    "flower_executor_round_seconds",
+                ),
+            )
         lines += [
             "## Deployment",
             "",
             f"`fedpriv deploy local --aggregation {fed['aggregation']} --clients "
             f"{fed['num_clients']} --rounds {fed['num_server_rounds']}` (Flower's Deployment "
-            "Engine on loopback, TLS, a fresh ClientApp process per message) beside the same "
-            "federation in simulation, median seconds of the rounds after the first:",
+            "Engine on loopback, TLS; each ClientApp forked by `fedpriv-superexec` from a "
+            "process that has imported torch and Flower, and the same deployment with "
+            "Flower's own executor, a fresh `flwr-clientapp` process per message) beside the "
+            "same federation in simulation, median seconds of the rounds after the first:",
             "",
             *table(
                 ["engine", "seconds per round", "every round", "final accuracy"],
@@ -707,14 +722,16 @@ def performance_page() -> str:
                         if deploy[arm]["final_accuracy"] is None
                         else f"{deploy[arm]['final_accuracy']:.4f}",
                     ]
-                    for name, arm, key in (
-                        ("deployment", "deployment", "deployment_round_seconds"),
-                        ("simulation", "simulation", "simulation_round_seconds"),
-                    )
+                    for name, arm, key in engines
                 ],
             ),
             "",
-            f"Ratio (deployment / simulation): {deploy['round_seconds_ratio']:.1f}.",
+            f"Ratio (deployment / simulation): {deploy['round_seconds_ratio']:.1f}"
+            + (
+                f"; Flower's executor / forked: {deploy['fork_speedup']:.1f}."
+                if "fork_speedup" in deploy
+                else "."
+            ),
             "",
         ]
     if "scale" in bench:

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import statistics
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -10,6 +13,7 @@ from typing import Any
 from fedpriv.bench.federation import scratch
 from fedpriv.config import RunConfig
 from fedpriv.deploy.local import LocalDeployment, deploy_local
+from fedpriv.flower import FORK_ENV
 from fedpriv.history import History
 from fedpriv.rundir import RunDirectory
 from fedpriv.simulation import run_simulation
@@ -45,17 +49,20 @@ class EngineCost:
 class DeployResult:
     """Seconds per round on the Deployment Engine against the Simulation Engine.
 
-    The deployment starts a fresh ClientApp process per message, TLS on loopback; the two
-    federations run one after the other.
+    The deployment runs TLS on loopback, each ClientApp forked from a warm process
+    (``fedpriv-superexec``); ``flower_executor`` is the same deployment with Flower's own
+    executor (a fresh ``flwr-clientapp`` process per message). The federations run one after
+    the other.
     """
 
     config: dict[str, Any]
     deployment: EngineCost
     simulation: EngineCost
+    flower_executor: EngineCost | None = None
 
     def to_json(self) -> dict[str, Any]:
-        """As ``bench.json`` holds it, with the medians and their ratio."""
-        return {
+        """As ``bench.json`` holds it, with the medians and their ratios."""
+        data = {
             **asdict(self),
             "deployment_round_seconds": self.deployment.median_later_round,
             "simulation_round_seconds": self.simulation.median_later_round,
@@ -63,16 +70,42 @@ class DeployResult:
                 self.deployment.median_later_round / self.simulation.median_later_round
             ),
         }
+        if self.flower_executor is not None:
+            data["flower_executor_round_seconds"] = self.flower_executor.median_later_round
+            data["fork_speedup"] = (
+                self.flower_executor.median_later_round / self.deployment.median_later_round
+            )
+        return data
 
 
 def measure_deploy(out: Path, changes: dict[str, Any] | None = None) -> DeployResult:
-    """Run the federation on loopback processes, then in simulation; compare round seconds."""
+    """Run the federation twice on loopback (forked, Flower's executor), then in simulation.
+
+    The three run one after the other, so their round seconds compare side by side.
+    """
     settings = {**DEPLOY_RUN, **(changes or {})}
     config = RunConfig(**settings)
     deployed = deploy_local(LocalDeployment(config, scratch(out, "deploy")))
+    with _environment(FORK_ENV, "0"):
+        unforked = deploy_local(LocalDeployment(config, scratch(out, "deploy-flower-executor")))
     simulated = run_simulation(config.replace(out_dir=str(scratch(out, "deploy-simulation"))))
     return DeployResult(
         settings,
         EngineCost.of(RunDirectory(deployed).read_history()),
         EngineCost.of(RunDirectory(simulated).read_history()),
+        EngineCost.of(RunDirectory(unforked).read_history()),
     )
+
+
+@contextmanager
+def _environment(name: str, value: str) -> Iterator[None]:
+    """``os.environ[name] = value`` inside the block (the deployment's processes inherit it)."""
+    before = os.environ.get(name)
+    os.environ[name] = value
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = before

@@ -143,6 +143,12 @@ def print_bench(results: dict[str, Any]) -> None:
             f"{deploy['deployment_round_seconds']:.1f}s a round on the Deployment Engine, "
             f"{deploy['simulation_round_seconds']:.2f}s in simulation, ratio "
             f"{deploy['round_seconds_ratio']:.1f}"
+            + (
+                f" (Flower's executor: {deploy['flower_executor_round_seconds']:.1f}s a round, "
+                f"{deploy['fork_speedup']:.1f}x the forked)"
+                if "fork_speedup" in deploy
+                else ""
+            )
         )
     if "scale" in results:
         scale = results["scale"]
