@@ -33,7 +33,7 @@ lint: setup
 
 # Everything, slow tests included: what CI runs (.ci/run).
 test: lint
-	$(BIN)/python -m pytest -q -rs
+	$(BIN)/python -m pytest -q -rs --durations=30
 
 # The edit loop: unit and adversarial tests without the slow federations.
 test-fast: setup
