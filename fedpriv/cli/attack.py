@@ -21,7 +21,10 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     attack = commands.add_parser(
         "attack", help="run privacy attacks on a run directory, as each attacker sees it"
     )
-    attack.add_argument("--run", type=Path, required=True, help="run directory")
+    attack.add_argument(
+        "run_dir", nargs="?", type=Path, metavar="RUN", help="run directory (or --run RUN)"
+    )
+    attack.add_argument("--run", type=Path, help="run directory (as the positional RUN)")
     attack.add_argument(
         "--threat",
         choices=VIEWS.names(),
@@ -48,6 +51,11 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 def handle(args: argparse.Namespace) -> int:
     """Check the arguments, then run the attacks and print one line per result."""
+    if args.run_dir is not None and args.run is not None and args.run_dir != args.run:
+        args.parser.error(f"two run directories given: {args.run_dir} and --run {args.run}")
+    args.run = args.run or args.run_dir
+    if args.run is None:
+        args.parser.error("the run directory is required: fedpriv attack RUN (or --run RUN)")
     if not (args.run / CONFIG).exists():
         raise ConfigError(f"{args.run} is not a run directory (no {CONFIG})")
     names = [name.strip() for name in args.attacks.split(",")] if args.attacks else None

@@ -97,6 +97,19 @@ def test_attack_arguments_are_checked_first(tmp_path, capsys):
     assert "unknown attack 'lira'" in err and "valid choices: ig, dlg, idlg, loss" in err
 
 
+def test_attack_takes_the_run_directory_as_an_argument_or_with_run(tmp_path, capsys):
+    """`fedpriv attack RUN` as `fedpriv attack --run RUN`; neither, or two, is refused."""
+    assert main(["attack", str(tmp_path / "nope")]) == 2
+    assert "nope is not a run directory" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as missing:
+        main(["attack"])
+    assert missing.value.code == 2
+    assert "the run directory is required" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["attack", str(tmp_path / "a"), "--run", str(tmp_path / "b")])
+    assert "two run directories given" in capsys.readouterr().err
+
+
 def test_attacks_without_a_threat_select_the_threats_they_apply_to():
     from fedpriv.cli.attack import plan_attacks
 
