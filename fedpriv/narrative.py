@@ -10,3 +10,9 @@ def fmt(value: float | str | None, spec: str = ".3f") -> str:
     if isinstance(value, str):
         return value
     return format(value, spec)
+
+
+def count(number: int, noun: str, plural: str | None = None) -> str:
+    """``number`` and ``noun`` agreeing: ``1 round``, ``3 rounds``, ``1,000 clients``."""
+    word = noun if number == 1 else (plural or f"{noun}s")
+    return f"{number:,} {word}"

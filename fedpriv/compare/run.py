@@ -23,6 +23,7 @@ from fedpriv.compare.plan import Federation, distinct_runs, plan, point_runs, po
 from fedpriv.compare.spec import Arm, Comparison
 from fedpriv.defenses.base import load_defense
 from fedpriv.device import torch_device
+from fedpriv.narrative import count
 from fedpriv.provenance import code_digest, command, commit, today, versions
 from fedpriv.registry import Defense as DefenseName
 from fedpriv.report.figures import attack_figures
@@ -242,7 +243,7 @@ def _measure_coalitions(
         folder = RunDirectory(coalition_dir(rundir.path, colluders))
         if not force and folder.reuse_key("coalition") == key:
             continue
-        say(arm.name, f"attacks: a coalition of {colluders} clients (ig)")
+        say(arm.name, f"attacks: a coalition of {count(colluders, 'client')} (ig)")
         shutil.rmtree(folder.path, ignore_errors=True)
         _link_run(rundir, folder.path, own=(ATTACKS_DIR, REUSE))
         suite = dataclasses.replace(comparison.suite, colluders=colluders, max_clients=1)

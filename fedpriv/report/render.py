@@ -17,7 +17,7 @@ import markdown
 from fedpriv.attacks.inversion import TARGETS
 from fedpriv.attacks.results import Status
 from fedpriv.attacks.views import Capability
-from fedpriv.narrative import fmt
+from fedpriv.narrative import count, fmt
 from fedpriv.report.figures import FIGURES, comparison_figures
 from fedpriv.report.frontier import (
     FRONTIER_HEADER,
@@ -79,10 +79,15 @@ def setup_lines(results: ComparisonResult) -> list[str]:
     membership = results.settings.get("membership", {})
     assert isinstance(inversion, dict) and isinstance(membership, dict)
     lines = [
-        f"Setup: dataset `{c.dataset}`, model `{c.model}`, {c.num_clients} clients "
+        f"Setup: dataset `{c.dataset}`, model `{c.model}`, {count(c.num_clients, 'client')} "
         f"({c.held_out_clients} held out), {fmt(c.fraction_train, '.2f')} of them trained per "
-        f"round, {c.num_server_rounds} rounds; local recipe: "
-        f"{c.max_train_samples or 'all'} training records per client, {c.local_epochs} epochs "
+        f"round, {count(c.num_server_rounds, 'round')}; local recipe: "
+        + (
+            f"{count(c.max_train_samples, 'training record')} per client"
+            if c.max_train_samples
+            else "all training records per client"
+        )
+        + f", {count(c.local_epochs, 'epoch')} "
         f"of batch {c.batch_size}, learning rate {c.learning_rate}, momentum {c.momentum}; "
         f"seeds {', '.join(str(s) for s in seeds)}"
         + (

@@ -49,3 +49,12 @@ def test_no_usable_point_is_said_with_the_closest():
     (sentence,) = frontier_sentences(results)
     assert "no point of dp-noise-multiplier comes within 5 points" in sentence
     assert "the closest is dp-noise-multiplier = 2.0 (accuracy 0.8000" in sentence
+
+
+def test_counts_agree_with_their_nouns():
+    from fedpriv.narrative import count
+
+    assert count(1, "round") == "1 round" and count(3, "round") == "3 rounds"
+    assert count(1000, "client") == "1,000 clients"
+    assert count(1, "training record") == "1 training record"
+    assert count(2, "query", "queries") == "2 queries"
