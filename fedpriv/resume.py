@@ -46,7 +46,9 @@ def resume_point(rundir: RunDirectory, config: RunConfig) -> ResumePoint:
 
     """
     stored = rundir.read_config()
-    changed = config.differences(stored, ignore=RunConfig.RESUMABLE_CHANGES)
+    # More rounds extend the run (``fedpriv run --resume DIR --rounds N``); nothing else may
+    # change the federation.
+    changed = config.differences(stored, ignore=(*RunConfig.RESUMABLE_CHANGES, "num_server_rounds"))
     if changed:
         raise ConfigError(
             f"cannot resume {rundir.path}: {', '.join(changed)} differ(s) from the run it holds"
@@ -58,5 +60,10 @@ def resume_point(rundir: RunDirectory, config: RunConfig) -> ResumePoint:
         if record.round != finished + 1 or record.round not in checkpoints:
             break
         finished = record.round
+    if finished > config.num_server_rounds:
+        raise ConfigError(
+            f"cannot resume {rundir.path} for {config.num_server_rounds} rounds: it has "
+            f"finished {finished}"
+        )
     arrays = arrays_of(rundir.read_checkpoint(finished)) if finished else None
     return ResumePoint(finished, history.upto(finished), arrays)

@@ -49,6 +49,11 @@ def serve(grid: Grid, context: Context) -> Path:
             raise ConfigError(f"{config.aggregation} runs cannot be resumed")
         history, resume_from = point.history, point.arrays
         log(INFO, "resuming %s after round %d", rundir.path, point.last_round)
+        if config.num_server_rounds != rundir.read_config().num_server_rounds:
+            # Extended: the run directory describes the run it now holds.
+            rundir.write_config(
+                rundir.read_config().replace(num_server_rounds=config.num_server_rounds)
+            )
     else:
         rundir.create()
         rundir.write_config(config.replace(resume=False))

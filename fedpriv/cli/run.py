@@ -7,7 +7,13 @@ import logging
 import threading
 from pathlib import Path
 
-from fedpriv.cli.flags import add_federation_flags, given_flags, resolve_run_config
+from fedpriv.cli.flags import (
+    add_federation_flags,
+    federation_fields,
+    flag_name,
+    given_flags,
+    resolve_run_config,
+)
 from fedpriv.cli.progress import Reporter
 from fedpriv.cli.tables import print_history
 from fedpriv.config import RunConfig
@@ -28,21 +34,42 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "--resume",
         type=Path,
         metavar="DIR",
-        help="continue the run in DIR after its last finished round (its config.json)",
+        help="continue the run in DIR after its last finished round (its config.json); "
+        "with --rounds, extend it to that many rounds",
     )
     run.add_argument("--verbose", action="store_true", help="show Flower's logs")
     run.set_defaults(handler=handle, parser=run)
 
 
 def resumed_config(args: argparse.Namespace) -> RunConfig:
-    """The configuration of the run in ``--resume DIR`` (no other federation flag allowed)."""
-    given = [f"--{key}" for key in given_flags(args)]
-    if given or args.config is not None or args.out is not None:
-        raise ConfigError(f"--resume takes the run's own configuration; drop {given or '--out'}")
+    """The configuration of the run in ``--resume DIR``, extended by ``--rounds`` if given.
+
+    Every other federation flag, ``--config`` and ``--out`` are refused, named as typed: a
+    resumed run is the same federation.
+    """
+    given = given_flags(args)
+    rounds = given.pop("num-server-rounds", None)
+    flags = {f.name.replace("_", "-"): flag_name(f) for f in federation_fields()}
+    refused = [flags[key] for key in given]
+    refused += [flag for flag, value in (("--config", args.config), ("--out", args.out)) if value]
+    if refused:
+        raise ConfigError(
+            "--resume continues the run with its own configuration (only --rounds may extend "
+            f"it); drop {', '.join(refused)}"
+        )
     rundir = RunDirectory(args.resume.resolve())
     if not rundir.holds_run():
         raise ConfigError(f"{rundir.path} holds no run to resume")
-    return rundir.read_config().replace(resume=True, out_dir=str(rundir.path))
+    config = rundir.read_config().replace(resume=True, out_dir=str(rundir.path))
+    if rounds is not None:
+        finished = len(rundir.read_history()) if rundir.has_history() else 0
+        if rounds < finished:
+            raise ConfigError(
+                f"--rounds {rounds} is fewer than the {finished} rounds {rundir.path} has "
+                "finished; a run can be extended, not shortened"
+            )
+        config = config.replace(num_server_rounds=rounds)
+    return config
 
 
 class RoundFollower:

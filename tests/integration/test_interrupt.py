@@ -69,3 +69,21 @@ def test_one_signal_stops_the_run_which_then_resumes(tmp_path, sig):
     )
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert _rounds(out) == ROUNDS and (out / "model.pt").exists()
+
+
+def test_a_finished_run_is_extended_by_more_rounds(tmp_path):
+    """`fedpriv run --resume DIR --rounds N`: a finished 1-round run continued to 2 rounds
+    ends on the model an uninterrupted 2-round run releases, bit for bit."""
+    from fedpriv.cli import main
+
+    common = ["run", "--aggregation", "plaintext", "--clients", "3"]
+    extended, straight = tmp_path / "extended", tmp_path / "straight"
+    assert main([*common, "--rounds", "1", "--out", str(extended)]) == 0
+    assert main(["run", "--resume", str(extended), "--rounds", "2"]) == 0
+    assert main([*common, "--rounds", "2", "--out", str(straight)]) == 0
+    assert _rounds(extended) == 2
+    assert json.loads((extended / "config.json").read_text())["num-server-rounds"] == 2
+    assert (extended / "model.pt").read_bytes() == (straight / "model.pt").read_bytes()
+    # Shorter than what finished, or another federation: refused, naming the flag as typed.
+    assert main(["run", "--resume", str(extended), "--rounds", "1"]) == 2
+    assert main(["run", "--resume", str(extended), "--lr", "0.1"]) == 2

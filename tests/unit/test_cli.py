@@ -120,3 +120,11 @@ def test_attacks_without_a_threat_select_the_threats_they_apply_to():
         "malicious-server": ["ig"],
     }
     assert plan_attacks("outsider", None)["outsider"][0] == "loss"
+
+
+def test_resume_names_the_flags_to_drop_as_typed(tmp_path, capsys):
+    assert main(["run", "--resume", str(tmp_path), "--lr", "0.1", "--clients", "4"]) == 2
+    err = capsys.readouterr().err
+    assert "only --rounds may extend it); drop --clients, --lr" in err and "[" not in err
+    assert main(["run", "--resume", str(tmp_path), "--out", str(tmp_path / "x")]) == 2
+    assert "drop --out" in capsys.readouterr().err
