@@ -28,6 +28,7 @@ from fedpriv.registry import (
     adversary_refusal,
     check_dataset_name,
     unknown_name,
+    unknown_names,
 )
 
 FlowerValue = str | int | float | bool
@@ -382,9 +383,9 @@ class RunConfig:
     def from_flower(cls, run_config: dict[str, Any]) -> RunConfig:
         """Build from Flower run-config; unknown keys raise :class:`ConfigError`."""
         known = {_key(f.name): f.name for f in fields(cls)}
-        for key in run_config:
-            if key not in known:
-                raise unknown_name("run-config key", key, known)
+        unknown = [key for key in run_config if key not in known]
+        if unknown:
+            raise unknown_names("run-config key", unknown, known)
         return cls(**{known[key]: value for key, value in run_config.items()})
 
     @classmethod

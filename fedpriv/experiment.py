@@ -9,7 +9,7 @@ from typing import Any
 
 from fedpriv.config import RunConfig
 from fedpriv.errors import ConfigError
-from fedpriv.registry import unknown_name
+from fedpriv.registry import unknown_name, unknown_names
 
 # The tables an experiment file may hold: the federation, the attack budgets of a comparison,
 # and a comparison's arms (each a table of run-config overrides).
@@ -28,11 +28,11 @@ def read_toml(path: str | Path, what: str) -> dict[str, Any]:
 
 
 def check_keys(where: str, table: Mapping[str, Any], valid: Iterable[str]) -> None:
-    """Refuse a key of ``table`` that is not in ``valid``, naming it and the closest one."""
+    """Refuse the keys of ``table`` that are not in ``valid``, naming each and its closest."""
     valid = list(valid)
-    for key in table:
-        if key not in valid:
-            raise unknown_name(f"key in {where}", key, valid)
+    unknown = [key for key in table if key not in valid]
+    if unknown:
+        raise unknown_names(f"key in {where}", unknown, valid)
 
 
 def read_experiment(path: str | Path, what: str = "experiment file") -> dict[str, Any]:

@@ -58,10 +58,27 @@ class Entry:
 
 def unknown_name(kind: str, name: str, valid: Iterable[str]) -> ConfigError:
     """The error for a name that is not one of ``valid``: all of them, and the closest."""
+    return unknown_names(kind, [name], valid)
+
+
+def unknown_names(kind: str, names: Iterable[str], valid: Iterable[str]) -> ConfigError:
+    """The error for every name that is not one of ``valid``, each with its closest match.
+
+    One error names them all, so that a file with two typos is fixed in one go.
+    """
     valid = list(valid)
-    close = difflib.get_close_matches(name, valid, n=1)
-    hint = f" (did you mean {close[0]!r}?)" if close else ""
-    return ConfigError(f"unknown {kind} {name!r}{hint}; valid choices: {', '.join(valid)}")
+    named = []
+    for name in names:
+        close = difflib.get_close_matches(name, valid, n=1)
+        named.append(f"{name!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
+    kinds = kind if len(named) == 1 else _plural(kind)
+    return ConfigError(f"unknown {kinds} {', '.join(named)}; valid choices: {', '.join(valid)}")
+
+
+def _plural(kind: str) -> str:
+    """``run-config key`` -> ``run-config keys``; ``key in [run]`` -> ``keys in [run]``."""
+    head, sep, tail = kind.partition(" in ")
+    return f"{head}s{sep}{tail}"
 
 
 class Registry(Generic[T]):

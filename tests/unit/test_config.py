@@ -58,3 +58,13 @@ def test_from_toml_reads_run_table_and_overrides(tmp_path):
 def test_experiment_files_in_repo_are_valid():
     for path in sorted((ROOT / "experiments").glob("*.toml")):
         load_run_config(path)
+
+
+def test_every_unknown_key_is_named_at_once():
+    """Two typos in one file: one error names both, each with its closest key."""
+    with pytest.raises(ConfigError) as refused:
+        RunConfig.from_flower({"num-clientz": 3, "learning-rat": 0.1, "dataset": "digits"})
+    message = str(refused.value)
+    assert message.startswith("unknown run-config keys 'num-clientz'")
+    assert "(did you mean 'num-clients'?)" in message
+    assert "'learning-rat' (did you mean 'learning-rate'?)" in message
