@@ -6,9 +6,6 @@ import argparse
 import logging
 from pathlib import Path
 
-from rich.console import Console
-from rich.table import Table
-
 from fedpriv.cli.progress import Reporter
 from fedpriv.compare.spec import DEFAULT_EXPERIMENT, load_comparison
 from fedpriv.compare.sweep import Sweep
@@ -61,6 +58,7 @@ def handle(args: argparse.Namespace) -> int:
     """Run the comparison; print the summary table and where the report went."""
     sweep = Sweep.parse(args.sweep) if args.sweep else None
     comparison = load_comparison(args.experiment, quick=args.quick, seeds=args.seeds, sweep=sweep)
+    from fedpriv.cli.tables import print_summary
     from fedpriv.compare.run import run_comparison
     from fedpriv.report.render import SUMMARY_HEADER, summary_rows
 
@@ -88,11 +86,6 @@ def handle(args: argparse.Namespace) -> int:
                 "arms and attacks are reused"
             ) from err
         reporter.update("comparison", "report written", total, total)
-    table = Table(title="fedpriv comparison")
-    for column in SUMMARY_HEADER:
-        table.add_column(column, justify="right")
-    for row in summary_rows(results):
-        table.add_row(*row)
-    Console(width=200).print(table)
+    print_summary(SUMMARY_HEADER, summary_rows(results))
     print(f"results: {args.out.resolve()} (report.html, report.md, results.json, results.csv)")
     return 0

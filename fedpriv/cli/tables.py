@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import shutil
+
+from rich.console import Console
 from rich.table import Table
 
 from fedpriv.attacks.results import AttackResult, MembershipMetrics, ReconstructionMetrics
@@ -25,6 +28,52 @@ def print_history(history: History) -> None:
             str(len(record.clients)),
         )
     console.print(table)
+
+
+# The widest a summary table is printed (a terminal's usual width; the files hold all of it).
+SUMMARY_WIDTH = 120
+
+
+def print_summary(header: list[str], rows: list[list[str]], width: int | None = None) -> None:
+    """The comparison's summary table, split into tables that fit the terminal (120 at most).
+
+    Every part starts with the arm; headers wrap at spaces, cells stay whole. report.md and
+    results.json hold the table in one piece.
+    """
+    columns = width or min(shutil.get_terminal_size((SUMMARY_WIDTH, 24)).columns, SUMMARY_WIDTH)
+    console = Console(width=columns)
+    for part, indices in enumerate(_parts(header, rows, columns)):
+        title = "fedpriv comparison" + (f" ({part + 1})" if part else "")
+        table = Table(title=title)
+        for index in indices:
+            table.add_column(
+                header[index], justify="left" if index == 0 else "right", no_wrap=index == 0
+            )
+        for row in rows:
+            table.add_row(*(row[index] for index in indices))
+        console.print(table)
+
+
+def _parts(header: list[str], rows: list[list[str]], width: int) -> list[list[int]]:
+    """Column indices of each part: the arm, then as many columns as fit, in order."""
+
+    def needs(index: int) -> int:
+        # The longest cell, or the longest word of the header (headers wrap at spaces),
+        # plus the border and padding of a column.
+        words = max((len(word) for word in header[index].split()), default=0)
+        return max([words, *(len(row[index]) for row in rows)]) + 3
+
+    parts: list[list[int]] = []
+    current = [0]
+    used = needs(0) + 1
+    for index in range(1, len(header)):
+        if len(current) > 1 and used + needs(index) > width:
+            parts.append(current)
+            current, used = [0], needs(0) + 1
+        current.append(index)
+        used += needs(index)
+    parts.append(current)
+    return parts
 
 
 def attack_summary(result: AttackResult) -> str:
