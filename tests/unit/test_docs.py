@@ -181,3 +181,60 @@ def test_the_site_builds_without_warnings(tmp_path):
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert (tmp_path / "site" / "index.html").is_file()
+
+
+SHELL_OPERATORS = {">", ">>", "<", "|", "&&", "||", ";", "&", "2>&1"}
+
+
+def documented_commands() -> list[tuple[str, int, list[str]]]:
+    """Every ``fedpriv ...`` command line of a shell block in the README and the docs.
+
+    Continuation lines are joined and comments dropped; lines with shell placeholders
+    (``<...>``, ``$VAR``) are skipped: they are templates, not commands; a path with
+    ``...`` in it parses as any path.
+    """
+    import shlex
+
+    found = []
+    for path in markdown_files():
+        fenced, language, pending, start = False, "", "", 0
+        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+            stripped = line.strip()
+            if stripped.startswith("```"):
+                fenced, language = (not fenced), stripped[3:].strip()
+                continue
+            if not fenced or language not in ("bash", "sh", "console", "shell", ""):
+                continue
+            text = pending + " " + stripped if pending else stripped
+            start = start if pending else number
+            if text.endswith("\\"):
+                pending = text[:-1]
+                continue
+            pending = ""
+            text = text.removeprefix("$ ").split(" #")[0].strip()
+            if text.split(" ", 1)[0] not in ("fedpriv", ".venv/bin/fedpriv"):
+                continue
+            words = shlex.split(text, comments=True)
+            # The command ends where the shell takes over (a redirection, a pipe, a list).
+            ends = [i for i, word in enumerate(words) if word in SHELL_OPERATORS]
+            words = words[: ends[0]] if ends else words
+            if words:
+                if not any(("<" in w or "$" in w) for w in words):
+                    found.append((str(path.relative_to(ROOT)), start, words[1:]))
+    return found
+
+
+def test_every_documented_command_line_parses():
+    """Each documented `fedpriv` command parses (subcommand, flags, values): a documented
+    command cannot fail on its arguments."""
+    from fedpriv.cli import build_parser
+
+    commands = documented_commands()
+    assert len(commands) > 20
+    refused = []
+    for where, line, argv in commands:
+        try:
+            build_parser().parse_args(argv)
+        except SystemExit:
+            refused.append(f"{where}:{line}: fedpriv {' '.join(argv)}")
+    assert refused == []
