@@ -437,6 +437,12 @@ def readme_text(current: str) -> str:
 # -- the benchmark -------------------------------------------------------------------------
 
 
+def _expanded(row: dict[str, Any]) -> str:
+    """A size row's download with c1 expanded (blank where the format has no seed list)."""
+    ratio = row.get("bytes_down_expanded_ratio")
+    return _ratio(ratio) if ratio else ""
+
+
 def _ratio(value: float) -> str:
     return f"{value:.2f}"
 
@@ -468,11 +474,12 @@ def performance_page() -> str:
         "",
         "Synthetic update vectors of each size, under each preset. *up* is one client's "
         "serialized upload, *down × K* what each client downloads for the model when K "
-        "uploads were summed (the packed sum carries one 64-byte seed per upload and "
-        "ciphertext up to its break-even, the most seeds that cost a client less time to "
-        "expand than the expanded `c1` costs to download, and `c1` expanded past it: "
-        "[CKKS](../explanation/ckks.md#the-packed-wire-format)), each against the same "
-        "model's plaintext payload.",
+        "uploads were summed with the sum's `c1` as its seeds (one 64-byte seed per upload "
+        "and ciphertext), and *down expanded* with `c1` expanded by the server, each against "
+        "the same model's plaintext payload. Which one a run sends depends on its "
+        "`ckks-link-mbps`: seeds up to the break-even, the most seeds that cost a client less "
+        "time to expand than the expanded `c1` costs to download (2 uploads at the default "
+        "100 Mbit/s, 145 at 1 Mbit/s; [CKKS](../explanation/ckks.md#the-packed-wire-format)).",
         "",
     ]
     rows = [
@@ -483,21 +490,23 @@ def performance_page() -> str:
             f"{row['ckks']['bytes_up']:,}",
             _ratio(row["bytes_up_ratio"]),
             *(_ratio(row["bytes_down_ratio_by_clients"][k]) for k in ("10", "100", "1000")),
+            _expanded(row),
         ]
         for row in bench["sizes"]
     ]
     head = ["preset", "parameters", "plaintext bytes", "ckks bytes up", "up ×"]
-    lines += table([*head, "down × 10", "down × 100", "down × 1000"], rows) + [""]
+    head += ["down × 10", "down × 100", "down × 1000", "down expanded"]
+    lines += table(head, rows) + [""]
     lines += [
         "## Seconds per model size",
         "",
         "Seconds per million parameters (*s/1M*) for the clients' encryption and decryption "
         "and for the server's work on one client's update: *parse* reads the ciphertexts "
         "with the parameters-only context, *add* adds them to the running sum. A packed "
-        "client's decryption expands one seed per summed upload up to the break-even, so it "
-        "is given for sums of 10, 100 and 1,000 uploads (past the break-even the server "
-        "expands them once, and the client's time no longer grows). The last two columns "
-        "compare the "
+        "client's decryption of a seed list expands one seed per summed upload, so it is "
+        "given for sums of 10, 100 and 1,000 uploads; *decrypt expanded* is the same sum "
+        "with `c1` expanded by the server, which does not grow with the uploads. The last "
+        "two columns compare the "
         "server with plaintext aggregation: the addition alone against numpy's float32 add, "
         "and parse plus add against Flower's deserialization plus add. *clients* updates are "
         "added per size.",
@@ -514,6 +523,9 @@ def performance_page() -> str:
                 str(row["clients"]),
                 f"{row['encrypt_seconds_per_1m']:.3f}",
                 *(f"{decrypt[k]:.3f}" for k in ("10", "100", "1000")),
+                f"{row['decrypt_seconds_expanded_per_1m']:.3f}"
+                if row.get("bytes_down_expanded_ratio")
+                else "",
                 f"{row['ckks']['server_parse_seconds'] * per_million:.4f}",
                 f"{row['ckks']['server_add_seconds'] * per_million:.4f}",
                 f"{row['server_add_ratio']:.1f}",
@@ -521,7 +533,8 @@ def performance_page() -> str:
             ]
         )
     head = ["preset", "parameters", "clients", "encrypt s/1M"]
-    head += ["decrypt s/1M × 10", "× 100", "× 1000", "server parse s/1M", "server add s/1M"]
+    head += ["decrypt s/1M × 10", "× 100", "× 1000", "expanded"]
+    head += ["server parse s/1M", "server add s/1M"]
     head += ["add × numpy", "parse+add × plaintext"]
     lines += table(head, rows) + [""]
     threshold = [r for r in bench["sizes"] if r.get("server_finish_seconds_per_1m")]

@@ -118,6 +118,13 @@ class RunConfig:
         "CKKS (packed presets): largest drift of a parameter from its initial value that a "
         "client sends; doubling it costs one bit of precision",
     )
+    ckks_link_mbps: float = setting(
+        100.0,
+        "CKKS (packed presets): the clients' download link in Mbit/s, which prices bytes "
+        "against the seconds a client spends expanding the seeds of a sum: the server sends "
+        "a sum's c1 expanded once that costs a client less time (100: past 2 uploads; 1: "
+        "past 145)",
+    )
     ckks_authenticated: bool = setting(
         True,
         "ckks: uploads carry MAC tags and clients and the key holder accept only an aggregate "
@@ -292,6 +299,7 @@ class RunConfig:
             "memguard_epsilon",
             "dp_clipping_norm",
             "ckks_update_bound",
+            "ckks_link_mbps",
         ):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{_key(name)} must be > 0, got {getattr(self, name)}")

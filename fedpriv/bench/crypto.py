@@ -6,6 +6,7 @@ the ratios it prints are side by side.
 
 from __future__ import annotations
 
+import copy
 import statistics
 import time
 from collections.abc import Callable
@@ -52,9 +53,12 @@ class CkksCost:
     """The ckks arm under one preset.
 
     ``bytes_down`` is what each client receives for the model when ``clients`` updates were
-    added; ``bytes_down_by_clients`` the same for other numbers of clients (the packed format
-    sends one seed per update up to its break-even, the expanded sum past it), and
-    ``decrypt_seconds_by_clients`` what decrypting that costs a client (expanding the seeds).
+    added; ``bytes_down_by_clients`` the same for other numbers of clients with the sum's
+    ``c1`` as its seeds (the packed format's seed list, what a run on a slow link sends, up to
+    one polynomial's bytes in seeds), and ``decrypt_seconds_by_clients`` what decrypting that
+    costs a client (expanding the seeds). ``bytes_down_expanded`` and
+    ``decrypt_seconds_expanded`` are the same sum with ``c1`` expanded by the server (what a
+    run sends past its break-even: ``ckks-link-mbps``); they do not grow with the clients.
     """
 
     bytes_up: int
@@ -71,6 +75,9 @@ class CkksCost:
     predicted_std: float
     # ckks-threshold: combining t decryption shares and decoding the sum.
     server_finish_seconds: float = 0.0
+    # Packed presets: the sum with c1 expanded (0 where the format has no seed list).
+    bytes_down_expanded: int = 0
+    decrypt_seconds_expanded: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -99,6 +106,8 @@ class SizeRow:
             "decrypt_seconds_per_1m_by_clients": {
                 k: v * per_million for k, v in ckks.decrypt_seconds_by_clients.items()
             },
+            "bytes_down_expanded_ratio": ckks.bytes_down_expanded / plain.bytes_down,
+            "decrypt_seconds_expanded_per_1m": ckks.decrypt_seconds_expanded * per_million,
             "server_parse_add_seconds_per_1m": ckks.server_parse_add_seconds * per_million,
             "server_finish_seconds_per_1m": ckks.server_finish_seconds * per_million,
             "server_add_ratio": ckks.server_add_seconds / plain.server_add_seconds,
@@ -173,7 +182,12 @@ def bench_encoding(preset_name: str, clients: int, weights: list[int]) -> Update
 
 
 def download_bytes(
-    context: CkksContext, preset: CkksPreset, upload: list[Any], size: int, clients: int
+    context: CkksContext,
+    preset: CkksPreset,
+    upload: list[Any],
+    size: int,
+    clients: int,
+    expanded: bool = False,
 ) -> int:
     """Bytes of the sum of ``clients`` updates, by its structure (contents do not change it).
 
@@ -190,26 +204,35 @@ def download_bytes(
             context.add_(accumulator, ciphertext)  # a sum of two has a sum's size
         return payload_size(RecordDict({"arrays": add_encrypted([total], context, preset, layout)}))
     record = ArrayRecord()
+    # The seed list as it travels at any link where it is the cheaper form.
+    seeds_form = copy.copy(context)
+    seeds_form.break_even = context.max_seeds
     for index, (ciphertext, n) in enumerate(zip(upload, layout, strict=True)):
         summed = PackedCiphertext(ciphertext.c0, ciphertext.seeds * clients)
-        if clients > context.break_even:
+        if expanded or clients > context.max_seeds:
             summed = PackedCiphertext(ciphertext.c0, [], ciphertext.c0)  # c1 travels expanded
         record[KEY_FORMAT.format(index)] = Array(
             dtype=preset.wire_name(),
             shape=(n,),
             stype=stype(preset),
-            data=context.serialize(summed),
+            data=seeds_form.serialize(summed),
         )
     return payload_size(RecordDict({"arrays": record}))
 
 
 def decrypt_seconds(
-    context: CkksContext, preset: CkksPreset, upload: list[Any], size: int, clients: int
+    context: CkksContext,
+    preset: CkksPreset,
+    upload: list[Any],
+    size: int,
+    clients: int,
+    expanded: bool = False,
 ) -> float:
     """Seconds a client takes to decrypt the sum of ``clients`` updates of ``size`` slots.
 
-    Under the packed format a client expands every upload's seed (through SEAL) up to the
-    break-even, so its time grows with the clients; it is measured on one full ciphertext
+    Under the packed format a client expands every upload's seed (through SEAL) of a sum
+    that carries its seeds, so its time grows with the clients (``expanded``: the server
+    expanded them, and it does not); it is measured on one full ciphertext
     and scaled to the layout. The other formats' sums do not depend on the clients: their
     time is measured on the full record by :func:`measure_ckks`.
     """
@@ -217,7 +240,7 @@ def decrypt_seconds(
         return float("nan")
     first = upload[0]
     summed = PackedCiphertext(first.c0, first.seeds * clients)
-    if clients > context.break_even:
+    if expanded or clients > context.max_seeds:
         summed = PackedCiphertext(first.c0, [], first.c0)
     with Stopwatch() as timer:
         context.decrypt(summed, preset.slots)
@@ -283,6 +306,16 @@ def measure_ckks(preset_name: str, size: int, clients: int) -> CkksCost:
         max_abs_error=float(np.abs(mean - expected).max()),
         std_error=float(np.std(mean - expected)),
         predicted_std=encoding.error_std(clients, float(sum(weights))),
+        bytes_down_expanded=(
+            download_bytes(context, preset, first, payload, 1, expanded=True)
+            if isinstance(context, PackedContext)
+            else 0
+        ),
+        decrypt_seconds_expanded=(
+            decrypt_seconds(context, preset, first, payload, 1, expanded=True)
+            if isinstance(context, PackedContext)
+            else 0.0
+        ),
     )
 
 

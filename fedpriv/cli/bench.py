@@ -79,7 +79,8 @@ def print_bench(results: dict[str, Any]) -> None:
     table = Table(title="ckks against plaintext (ratios measured side by side)")
     columns = (
         "preset", "parameters", "up ×", "down × 10", "down × 100", "down × 1000",
-        "encrypt s/1M", "decrypt s/1M × 10", "× 100", "× 1000", "server parse+add s/1M",
+        "down expanded", "encrypt s/1M", "decrypt s/1M × 10", "× 100", "× 1000", "expanded",
+        "server parse+add s/1M",
         "parse+add × plaintext",
     )  # fmt: skip
     for column in columns:
@@ -92,8 +93,14 @@ def print_bench(results: dict[str, Any]) -> None:
             f"{row['parameters']:,}",
             f"{row['bytes_up_ratio']:.2f}",
             *(f"{down[k]:.2f}" for k in ("10", "100", "1000")),
+            f"{row['bytes_down_expanded_ratio']:.2f}"
+            if row.get("bytes_down_expanded_ratio")
+            else "-",
             f"{row['encrypt_seconds_per_1m']:.3f}",
             *(f"{decrypt[k]:.3f}" for k in ("10", "100", "1000")),
+            f"{row['decrypt_seconds_expanded_per_1m']:.3f}"
+            if row.get("bytes_down_expanded_ratio")
+            else "-",
             f"{row['server_parse_add_seconds_per_1m']:.3f}",
             f"{row['server_parse_add_ratio']:.1f}",
         )

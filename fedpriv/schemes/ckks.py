@@ -28,6 +28,7 @@ from fedpriv.crypto.encoding import LOSS_CAP, NUM_METRICS, UpdateEncoding
 from fedpriv.crypto.keyholder import KeyHolder
 from fedpriv.crypto.keys import CLIENT_CONTEXT, check_preset, load_server_context, provision_keys
 from fedpriv.crypto.mac import Purpose, UploadIdentity
+from fedpriv.crypto.packed import PackedContext, seed_break_even
 from fedpriv.crypto.presets import get_preset
 from fedpriv.data.datasets import load_dataset
 from fedpriv.defenses.base import Defense, Numbers
@@ -337,8 +338,14 @@ class CkksScheme(AggregationScheme):
     def strategy(self, adversary: ServerAdversary = HONEST) -> tuple[Strategy, ArrayRecord]:
         """CKKS FedAvg on the parameters-only context; no model: clients start from the seed."""
         self.check_server()
+        context = load_server_context(self._key_dir())
+        if isinstance(context, PackedContext):
+            # The sum's form follows the clients' link (``ckks-link-mbps``).
+            context.break_even = seed_break_even(
+                context.polynomial, link_bytes_per_second=self.config.ckks_link_mbps * 1e6 / 8
+            )
         strategy = CkksFedAvg(
-            load_server_context(self._key_dir()),
+            context,
             self.encodings().update,
             num_parameters(self.config),
             Sampling.from_config(self.config),

@@ -45,13 +45,18 @@ def test_quick_bench_writes_every_field(tmp_path, capsys):
         )
         assert set(row["bytes_down_ratio_by_clients"]) == {"10", "100", "1000"}
     # Sizes are deterministic: the packed format's upload is 4.5 bytes a value (1.125x
-    # float32), its download adds a 64-byte seed per client and ciphertext up to the
-    # break-even; the compact format stays under 2x, TenSEAL's vectors cost 8x, NVFlare's
-    # setting ~14.5x.
+    # float32), its seed-list download adds a 64-byte seed per client and ciphertext, its
+    # expanded one a second polynomial (2.25x, what the default link gets past 2 uploads);
+    # the compact format stays under 2x, TenSEAL's vectors cost 8x, NVFlare's setting ~14.5x.
     packed = rows[("n4096-packed", 200_000)]
     assert packed["bytes_up_ratio"] < 1.2
     down = packed["bytes_down_ratio_by_clients"]
     assert down["10"] < 1.2 and down["100"] < 1.7 and down["1000"] < 2.3
+    assert 2.2 < packed["bytes_down_expanded_ratio"] < 2.3
+    assert packed["bytes_down_ratio"] == pytest.approx(packed["bytes_down_expanded_ratio"])
+    # Expanded, a client's decryption no longer expands a seed per upload.
+    decrypt = packed["decrypt_seconds_per_1m_by_clients"]
+    assert packed["decrypt_seconds_expanded_per_1m"] < decrypt["100"]
     assert rows[("n4096-compact", 200_000)]["bytes_up_ratio"] < 2.0
     assert 7.5 < rows[("n4096-additive", 200_000)]["bytes_up_ratio"] < 8.5
     assert 14 < rows[("nvflare-default", 200_000)]["bytes_up_ratio"] < 15
