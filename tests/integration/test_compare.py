@@ -65,9 +65,9 @@ def test_report_files_and_arms(quick):
     for name in FIGURES:
         assert (quick / "figures" / f"{name}.png").stat().st_size > 1000
     html = (quick / "report.html").read_text()
-    assert html.startswith("<!DOCTYPE html>") and html.count("data:image/png;base64,") == len(
-        FIGURES
-    )
+    # Every figure, and the first screen's picture again (no sweep: the per-arm figure).
+    assert html.startswith("<!DOCTYPE html>")
+    assert html.count("data:image/png;base64,") == len(FIGURES) + 1
     assert 'src="figures/' not in html  # self-contained: opens from disk anywhere
 
 
