@@ -702,7 +702,13 @@ def performance_page() -> str:
         deploy = bench["deploy"]
         fed = deploy["config"]
         engines = [
-            ("deployment (ClientApps forked warm)", "deployment", "deployment_round_seconds"),
+            (
+                "deployment (ClientApps forked warm)"
+                if deploy.get("flower_executor")
+                else "deployment",
+                "deployment",
+                "deployment_round_seconds",
+            ),
             ("simulation", "simulation", "simulation_round_seconds"),
         ]
         if deploy.get("flower_executor"):
@@ -719,10 +725,17 @@ def performance_page() -> str:
             "",
             f"`fedpriv deploy local --aggregation {fed['aggregation']} --clients "
             f"{fed['num_clients']} --rounds {fed['num_server_rounds']}` (Flower's Deployment "
-            "Engine on loopback, TLS; each ClientApp forked by `fedpriv-superexec` from a "
-            "process that has imported torch and Flower, and the same deployment with "
-            "Flower's own executor, a fresh `flwr-clientapp` process per message) beside the "
-            "same federation in simulation, median seconds of the rounds after the first:",
+            "Engine on loopback, TLS; "
+            + (
+                "each ClientApp forked by `fedpriv-superexec` from a process that has "
+                "imported torch and Flower, and the same deployment with Flower's own "
+                "executor, a fresh `flwr-clientapp` process per message"
+                if deploy.get("flower_executor")
+                else "measured before `fedpriv-superexec`: a fresh `flwr-clientapp` process "
+                "per message; the next `fedpriv bench --deploy` adds the forked ClientApps"
+            )
+            + ") beside the same federation in simulation, median seconds of the rounds after "
+            "the first:",
             "",
             *table(
                 ["engine", "seconds per round", "every round", "final accuracy"],
