@@ -286,3 +286,15 @@ def test_noise_of_a_fresh_ciphertext_is_what_the_encoding_assumes(client):
         decrypted = client.decrypt(client.parse(client.encrypt(values), "ct", N), N)
         errors.append((decrypted - values) * 2.0**PRESET.scale_bits)
     assert 0.85 * NOISE_STD < np.std(errors) < 1.15 * NOISE_STD
+
+
+def test_the_run_sets_the_break_even_from_the_clients_link(key_dir):
+    """`ckks-link-mbps` reaches the server's context: seeds past 2 uploads at 100 Mbit/s,
+    past 145 at 1 Mbit/s."""
+    from fedpriv.config import RunConfig
+    from fedpriv.schemes.base import load_scheme
+
+    for mbps, expected in ((100.0, 2), (1.0, 145)):
+        config = RunConfig(aggregation="ckks", key_dir=str(key_dir), ckks_link_mbps=mbps)
+        strategy, _ = load_scheme(config).strategy()
+        assert strategy.context.break_even == expected
