@@ -6,6 +6,9 @@ a ``RecordDict``, the legacy fit/evaluate layouts that SecAgg+ still needs, the 
 Flower's ``Grid`` interface, the SuperNode's idle poll and the SuperExec's executor.
 ``tests/unit/test_flower_adapter.py`` checks each against the installed Flower, so an
 upgrade fails there first.
+
+One module: every reach into Flower's internals stays in one place, so that a Flower upgrade
+has one file (and one test file) to check.
 """
 
 from __future__ import annotations
