@@ -268,6 +268,18 @@ def load_comparison(path: Path = COMPARE_JSON) -> ComparisonResult:
     return ComparisonResult.from_json(json.loads(path.read_text(encoding="utf-8")))
 
 
+def comparison_summary(results: ComparisonResult) -> list[str]:
+    """A comparison's stamp, setup lines and summary table (every results section opens so)."""
+    return [
+        stamp(results),
+        "",
+        *[f"- {line}" for line in setup_lines(results)],
+        "",
+        *markdown_table(results),
+        "",
+    ]
+
+
 def realistic_section() -> list[str]:
     """The less leaky federation's tables, from ``docs/results/realistic.json``."""
     results = load_comparison(REALISTIC_JSON)
@@ -278,12 +290,7 @@ def realistic_section() -> list[str]:
         "all of its records for 5 local epochs of mini-batches of 16, with labels skewed "
         "across clients (Dirichlet 0.5). Read from `docs/results/realistic.json`:",
         "",
-        stamp(results),
-        "",
-        *[f"- {line}" for line in setup_lines(results)],
-        "",
-        *markdown_table(results),
-        "",
+        *comparison_summary(results),
         *who_learns_table(results),
         "",
     ]
@@ -309,12 +316,7 @@ def dp_frontier_section() -> list[str]:
         "replacement, replace-one adjacency) beside the one-run audit's lower bound. Read "
         "from `docs/results/dp-frontier.json`:",
         "",
-        stamp(results),
-        "",
-        *[f"- {line}" for line in setup_lines(results)],
-        "",
-        *markdown_table(results),
-        "",
+        *comparison_summary(results),
         *table(FRONTIER_HEADER, frontier_rows(results)),
         "",
         *[f"- {sentence}" for sentence in frontier_sentences(results)],

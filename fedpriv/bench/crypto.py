@@ -6,7 +6,6 @@ the ratios it prints are side by side.
 
 from __future__ import annotations
 
-import copy
 import statistics
 import time
 from collections.abc import Callable
@@ -204,9 +203,6 @@ def download_bytes(
             context.add_(accumulator, ciphertext)  # a sum of two has a sum's size
         return payload_size(RecordDict({"arrays": add_encrypted([total], context, preset, layout)}))
     record = ArrayRecord()
-    # The seed list as it travels at any link where it is the cheaper form.
-    seeds_form = copy.copy(context)
-    seeds_form.break_even = context.max_seeds
     for index, (ciphertext, n) in enumerate(zip(upload, layout, strict=True)):
         summed = PackedCiphertext(ciphertext.c0, ciphertext.seeds * clients)
         if expanded or clients > context.max_seeds:
@@ -215,7 +211,8 @@ def download_bytes(
             dtype=preset.wire_name(),
             shape=(n,),
             stype=stype(preset),
-            data=seeds_form.serialize(summed),
+            # The seed list as it travels at any link where it is the cheaper form.
+            data=context.serialize(summed, break_even=context.max_seeds),
         )
     return payload_size(RecordDict({"arrays": record}))
 

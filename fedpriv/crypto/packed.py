@@ -333,9 +333,13 @@ class PackedContext:
             total.summed = True
         total.c0.add_(Polynomial.pack_from(plain).accumulator())
 
-    def serialize(self, ciphertext: PackedCiphertext) -> bytes:
-        """The packed bytes; a sum with more seeds than the break-even sends c1 expanded."""
-        if len(ciphertext.seeds) > self.break_even:
+    def serialize(self, ciphertext: PackedCiphertext, break_even: int | None = None) -> bytes:
+        """The packed bytes; a sum with more seeds than the break-even sends c1 expanded.
+
+        ``break_even`` overrides the context's (the bench writes the seed-list form of sums
+        a slow link would get).
+        """
+        if len(ciphertext.seeds) > (self.break_even if break_even is None else break_even):
             self.expand_(ciphertext)
         expanded = ciphertext.c1 is not None
         parts = [
