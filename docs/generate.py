@@ -457,6 +457,11 @@ def _size(parameters: int) -> str:
 
 def performance_page() -> str:
     """``docs/reference/performance.md``."""
+    from fedpriv.crypto.packed import PackedContext, seed_break_even
+    from fedpriv.crypto.presets import DEFAULT_PRESET, get_preset
+    from fedpriv.crypto.seeded import SEED_BYTES
+
+    polynomial = PackedContext(get_preset(DEFAULT_PRESET)).polynomial
     lines = [header("docs/results/bench.json"), "# Performance", ""]
     if not BENCH_JSON.exists():
         lines += ["No `docs/results/bench.json` yet: run `fedpriv bench` and copy its output."]
@@ -476,12 +481,14 @@ def performance_page() -> str:
         "",
         "Synthetic update vectors of each size, under each preset. *up* is one client's "
         "serialized upload, *down × K* what each client downloads for the model when K "
-        "uploads were summed with the sum's `c1` as its seeds (one 64-byte seed per upload "
-        "and ciphertext), and *down expanded* with `c1` expanded by the server, each against "
-        "the same model's plaintext payload. Which one a run sends depends on its "
-        "`ckks-link-mbps`: seeds up to the break-even, the most seeds that cost a client less "
-        "time to expand than the expanded `c1` costs to download (2 uploads at the default "
-        "100 Mbit/s, 145 at 1 Mbit/s; [CKKS](../explanation/ckks.md#the-packed-wire-format)).",
+        f"uploads were summed with the sum's `c1` as its seeds (one {SEED_BYTES}-byte seed "
+        "per upload and ciphertext), and *down expanded* with `c1` expanded by the server, "
+        "each against the same model's plaintext payload. Which one a run sends depends on "
+        "its `ckks-link-mbps`: seeds up to the break-even, the most seeds that cost a client "
+        "less time to expand than the expanded `c1` costs to download "
+        f"({seed_break_even(polynomial):,} uploads at the default 100 Mbit/s, "
+        f"{seed_break_even(polynomial, link_bytes_per_second=1e6 / 8):,} at 1 Mbit/s; "
+        "[CKKS](../explanation/ckks.md#the-packed-wire-format)).",
         "",
     ]
     rows = [
@@ -796,7 +803,7 @@ def wire_format_page() -> str:
     from fedpriv.crypto.encoding import NOISE_STD
     from fedpriv.crypto.packed import HEADER, PackedContext
     from fedpriv.crypto.presets import DEFAULT_PRESET, get_preset
-    from fedpriv.crypto.sealheader import SEED_BYTES
+    from fedpriv.crypto.seeded import SEED_BYTES
     from fedpriv.schemes.base import load_scheme
     from fedpriv.schemes.ckks import encodings
     from fedpriv.task import round_record_bounds
@@ -831,14 +838,19 @@ def wire_format_page() -> str:
                 ["reserved", "1", "0"],
                 ["parameter tag", "8", "the first 8 bytes of SEAL's `parms_id` of (N, q)"],
                 ["N", "4", f"{n:,}"],
-                ["seeds", "4", "how many 64-byte seeds follow"],
+                ["seeds", "4", f"how many {SEED_BYTES}-byte seeds follow"],
                 [
                     "`c0`",
                     f"{context.polynomial:,}",
                     f"N low words (u32), then N high parts of {high} bits, packed",
                 ],
                 ["`c1`", f"{context.polynomial:,}", "only when expanded"],
-                ["seeds", f"{SEED_BYTES} each", "SEAL's seeds of `c1`, one per summed upload"],
+                [
+                    "seeds",
+                    f"{SEED_BYTES} each",
+                    "the AES-256-CTR seeds of `c1` (`fedpriv/crypto/seeded.py`), one per "
+                    "summed upload",
+                ],
             ],
         ),
         "",

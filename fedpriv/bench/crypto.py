@@ -227,21 +227,24 @@ def decrypt_seconds(
 ) -> float:
     """Seconds a client takes to decrypt the sum of ``clients`` updates of ``size`` slots.
 
-    Under the packed format a client expands every upload's seed (through SEAL) of a sum
-    that carries its seeds, so its time grows with the clients (``expanded``: the server
-    expanded them, and it does not); it is measured on one full ciphertext
-    and scaled to the layout. The other formats' sums do not depend on the clients: their
-    time is measured on the full record by :func:`measure_ckks`.
+    Under the packed format a client expands every upload's seed of a sum that carries its
+    seeds, so its time grows with the clients (``expanded``: the server expanded them, and
+    it does not); it is measured on a batch of up to 16 full ciphertexts (as a client
+    decrypts them) and scaled to the layout. The other formats' sums do not depend on the
+    clients: their time is measured on the full record by :func:`measure_ckks`.
     """
     if not isinstance(context, PackedContext):
         return float("nan")
-    first = upload[0]
-    summed = PackedCiphertext(first.c0, first.seeds * clients)
-    if expanded or clients > context.max_seeds:
-        summed = PackedCiphertext(first.c0, [], first.c0)
+    count = min(len(upload), 16)
+    sums = []
+    for ciphertext in upload[:count]:
+        summed = PackedCiphertext(ciphertext.c0, ciphertext.seeds * clients)
+        if expanded or clients > context.max_seeds:
+            summed = PackedCiphertext(ciphertext.c0, [], ciphertext.c0)
+        sums.append(summed)
     with Stopwatch() as timer:
-        context.decrypt(summed, preset.slots)
-    return timer.seconds * size / preset.slots
+        context.decrypt_many(sums, [preset.slots] * count)
+    return timer.seconds * size / (preset.slots * count)
 
 
 def measure_ckks(preset_name: str, size: int, clients: int) -> CkksCost:

@@ -184,20 +184,16 @@ def attach(record: ArrayRecord, auth: Authenticator) -> ArrayRecord:
 
 
 def polynomials(
-    context: PackedContext, ciphertexts: Sequence[PackedCiphertext], seal: bool = False
+    context: PackedContext, ciphertexts: Sequence[PackedCiphertext]
 ) -> list[np.ndarray]:
     """``[c0, c1]`` of each ciphertext, reduced, in order: what a tag covers.
 
     A ciphertext that carries seeds has them expanded into ``c1`` (in place), so that
-    decrypting it afterwards reuses the expansion; ``seal``: by SEAL (a key holder's
-    context, about five times faster), else in numpy (anyone, the server's way).
+    decrypting it afterwards reuses the expansion.
     """
     polys = []
     for ciphertext in ciphertexts:
-        if seal:
-            context.expand_with_seal_(ciphertext)
-        else:
-            context.expand_(ciphertext)
+        context.expand_(ciphertext)
         assert ciphertext.c1 is not None
         polys += [ciphertext.c0.reduced(context.q), ciphertext.c1.reduced(context.q)]
     return polys
@@ -307,7 +303,7 @@ class Authentication:
 
     def tag(self, ciphertexts: Sequence[PackedCiphertext], identity: UploadIdentity) -> Tag:
         """The tag of one upload."""
-        polys = polynomials(self.context, ciphertexts, seal=True)
+        polys = polynomials(self.context, ciphertexts)
         return self.key.tag(polys, identity, self.context.q)
 
     def verify(
@@ -326,7 +322,7 @@ class Authentication:
         """
         expectation.check(auth)
         assert auth is not None
-        polys = polynomials(self.context, ciphertexts, seal=True)
+        polys = polynomials(self.context, ciphertexts)
         if not self.key.verify(polys, auth.identities, auth.tag, self.context.q):
             raise AggregateRejectedError(
                 "the aggregate's tag does not verify: it is not the sum of the uploads it "

@@ -1,8 +1,9 @@
-"""The interface both CKKS backends (SEAL's compact format, TenSEAL vectors) implement."""
+"""The interface every CKKS backend (packed, SEAL format, TenSEAL vectors, threshold) implements."""
 
 from __future__ import annotations
 
-from typing import Protocol, TypeVar
+from collections.abc import Sequence
+from typing import Any, Protocol, TypeVar
 
 import numpy as np
 
@@ -41,6 +42,14 @@ class CkksBackend(Protocol[CiphertextT]):
         """Decrypt one ciphertext into its first ``size`` reals."""
         ...
 
+    def encrypt_many(self, chunks: Sequence[np.ndarray]) -> list[bytes]:
+        """Encrypt each chunk (up to ``preset.slots`` reals) into its own ciphertext."""
+        ...
+
+    def decrypt_many(self, ciphertexts: Sequence[CiphertextT], sizes: Sequence[int]) -> np.ndarray:
+        """Decrypt ciphertexts into one vector of their first ``sizes[i]`` reals each."""
+        ...
+
     def parse(self, blob: bytes, what: str, size: int) -> CiphertextT:
         """Load one ciphertext carrying ``size`` values; refuse anything else."""
         ...
@@ -56,3 +65,23 @@ class CkksBackend(Protocol[CiphertextT]):
     def serialize(self, ciphertext: CiphertextT) -> bytes:
         """The bytes of a (summed) ciphertext."""
         ...
+
+
+class OneAtATime:
+    """``encrypt_many``/``decrypt_many`` for a backend that works one ciphertext at a time."""
+
+    def encrypt(self, values: np.ndarray) -> bytes:  # noqa: D102 - the backend's
+        raise NotImplementedError
+
+    def decrypt(self, ciphertext: Any, size: int) -> np.ndarray:  # noqa: D102 - the backend's
+        raise NotImplementedError
+
+    def encrypt_many(self, chunks: Sequence[np.ndarray]) -> list[bytes]:
+        """Each chunk through :meth:`encrypt`."""
+        return [self.encrypt(chunk) for chunk in chunks]
+
+    def decrypt_many(self, ciphertexts: Sequence[Any], sizes: Sequence[int]) -> np.ndarray:
+        """Each ciphertext through :meth:`decrypt`, concatenated."""
+        return np.concatenate(
+            [self.decrypt(c, size) for c, size in zip(ciphertexts, sizes, strict=True)]
+        )

@@ -1,40 +1,46 @@
-"""The packed CKKS format: SEAL encrypts and decrypts on clients; the server adds in numpy.
+"""The packed CKKS format: clients encrypt and decrypt in numpy; the server adds in numpy.
 
-One module: the byte format, the client's SEAL calls and the server's numpy sum are one wire
+One module: the byte format, the clients' encryption and the server's sum are one wire
 format; its parse and serialize must change together.
 """
 
 from __future__ import annotations
 
 import struct
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from fedpriv.crypto.modq import add_mod
+from fedpriv.crypto.embedding import decode, encode
+from fedpriv.crypto.modq import add_mod, mul_mod, sub_mod
+from fedpriv.crypto.ntt import ntt_for
 from fedpriv.crypto.presets import CkksPreset
-from fedpriv.crypto.prng import sum_seeds
-from fedpriv.crypto.seal import TRIVIAL, SealContext, save_uncompressed
-from fedpriv.crypto.sealformat import compute_parms_id, parse_ciphertext, write_ciphertext
-from fedpriv.crypto.sealheader import SEED_BYTES
+from fedpriv.crypto.sampling import clipped_gaussian
+from fedpriv.crypto.seal import TRIVIAL, SealContext
+from fedpriv.crypto.sealformat import compute_parms_id
+from fedpriv.crypto.seeded import SEED_BYTES, expand_many, new_seed, sum_expansions
 from fedpriv.errors import AggregateRejectedError, CiphertextFormatError, CryptoError
 
 # One ciphertext on the wire (all integers little endian):
 #
-#   magic "FPK2" | flags u8 (bit 0: c1 is present, expanded) | high_bits u8 | scale_bits u8 |
+#   magic "FPK3" | flags u8 (bit 0: c1 is present, expanded) | high_bits u8 | scale_bits u8 |
 #   reserved u8 (0) | parms tag (the first 8 bytes of SEAL's parms_id) | N u32 | seeds u32 |
-#   c0 | c1 (only when expanded) | seeds x 64 bytes
+#   c0 | c1 (only when expanded) | seeds x 32 bytes
 #
 # A polynomial mod q (q < 2^(32 + high_bits)), N coefficients in SEAL's NTT form, travels as
 # its low 32 bits (N x u32) followed by its high bits (N x high_bits, packed: two 4-bit values
-# per byte, or one 8-bit value). An upload is c0 and the 64-byte seed SEAL expands into c1;
-# the server's sum is the sum of the c0s (mod q) and every upload's seed, or -- past the
-# break-even number of seeds -- the sum of the expanded c1s instead. The server reads, adds
-# and writes these with numpy; only clients (the key holders) call SEAL.
+# per byte, or one 8-bit value). An upload is c0 = NTT(m + e) - c1 s and the 32-byte seed
+# that :mod:`fedpriv.crypto.seeded` expands into c1 (SEAL's symmetric encryption, with
+# AES-256-CTR in place of BLAKE2Xb as the expansion); the server's sum is the sum of the c0s
+# (mod q) and every upload's seed, or -- past the break-even number of seeds -- the sum of
+# the expanded c1s instead. Everything is numpy; SEAL makes and stores the secret key, and
+# the tests check that SEAL decrypts what numpy encrypts.
 HEADER = struct.Struct("<4sBBBB8sII")
-MAGIC = b"FPK2"
+MAGIC = b"FPK3"
 EXPANDED = 0x01
 HIGH_BITS = (0, 4, 8)
+_BATCH = 16  # ciphertexts encrypted or decrypted together (their arrays stay in cache)
 
 
 def high_bits(prime_bits: int) -> int:
@@ -50,13 +56,13 @@ def polynomial_bytes(n: int, high: int) -> int:
     return 4 * n + n * high // 8
 
 
-# What a reader of a sum pays for each form of its c1. Seeds: 64 bytes each, but every reader
-# (each client that verifies or decrypts the sum) expands every seed first, about half a
-# millisecond per seed and ciphertext through SEAL on a 2-core machine (`fedpriv bench`
+# What a reader of a sum pays for each form of its c1. Seeds: 32 bytes each, but every reader
+# (each client that verifies or decrypts the sum) expands every seed first, about 20
+# microseconds per seed and ciphertext by AES-256-CTR on a 2-core machine (`fedpriv bench`
 # measures it: the decrypt columns). Expanded: one polynomial more to download, expanded once
 # by the server for all readers. A 100 Mbit/s link prices the bytes.
 LINK_BYTES_PER_SECOND = 100e6 / 8
-EXPAND_SECONDS_PER_SEED = 5e-4
+EXPAND_SECONDS_PER_SEED = 2e-5
 
 
 def seed_break_even(
@@ -68,9 +74,9 @@ def seed_break_even(
 
     A reader's seconds for ``k`` seeds are ``k * (expand + 64 / link)``; for the expanded
     form ``polynomial / link``. Seeds are kept while they are cheaper (at least one: an
-    upload is always its seed). Under ``n4096-packed`` at 100 Mbit/s that is 2 uploads: a
-    sum of three or more travels expanded (one polynomial more per ciphertext to download,
-    no expansion on any client).
+    upload is always its seed). Under ``n4096-packed`` at 100 Mbit/s that is 65 uploads: a
+    larger sum travels expanded (one polynomial more per ciphertext to download, no
+    expansion on any client).
     """
     per_seed_bytes = expand_seconds_per_seed * link_bytes_per_second + SEED_BYTES
     return max(1, int(polynomial / per_seed_bytes + 1e-9))
@@ -143,10 +149,12 @@ class PackedCiphertext:
 
 
 class PackedContext:
-    """CKKS through SEAL on the clients and numpy on the server (``backend = "packed"``).
+    """CKKS in numpy on clients and server (``backend = "packed"``).
 
-    The secret key, encryption and decryption are SEAL's (:class:`SealContext`, whose context
-    file this shares); the server parses, adds and writes ciphertexts without SEAL.
+    SEAL generates and stores the secret key (:class:`SealContext`, whose context file this
+    shares); encryption, decryption and the server's sum are numpy
+    (:mod:`~fedpriv.crypto.embedding`, :mod:`~fedpriv.crypto.ntt`,
+    :mod:`~fedpriv.crypto.seeded`), batched over an update's ciphertexts.
 
     Parameters
     ----------
@@ -162,6 +170,7 @@ class PackedContext:
         self.seal = seal or SealContext(preset)
         self.n = preset.poly_modulus_degree
         self.q = int(self.seal.prime)
+        self.scale = 2.0**preset.scale_bits
         self.high = high_bits(self.q.bit_length())
         self.tag = compute_parms_id(self.n, [self.q])[:8]
         self.polynomial = polynomial_bytes(self.n, self.high)
@@ -170,6 +179,10 @@ class PackedContext:
         # more seeds than one polynomial's bytes is never the smaller form: refused.
         self.break_even = seed_break_even(self.polynomial)
         self.max_seeds = self.polynomial // SEED_BYTES
+        self._ntt = ntt_for(self.n, self.q)
+        self._secret: np.ndarray | None = (
+            self.seal.secret_ntt()[0] if self.seal.is_private() else None
+        )
 
     # -- keys and files: SEAL's ----------------------------------------------------------------
     @classmethod
@@ -186,7 +199,7 @@ class PackedContext:
 
     def is_private(self) -> bool:
         """Whether this context holds the secret key."""
-        return self.seal.is_private()
+        return self._secret is not None
 
     def held_keys(self) -> list[str]:
         """Names of the keys this context holds."""
@@ -198,14 +211,53 @@ class PackedContext:
 
     # -- clients ---------------------------------------------------------------------------
     def encrypt(self, values: np.ndarray) -> bytes:
-        """Encrypt up to N reals with SEAL (seeded, symmetric) and write the packed form."""
-        seeded = parse_ciphertext(self.seal.encrypt_uncompressed(values), [self.q], self.n)
-        if seeded.seed is None:
-            raise CryptoError("SEAL returned an unseeded ciphertext")
-        return self.serialize(PackedCiphertext(Polynomial.pack_from(seeded.c0[0]), [seeded.seed]))
+        """Encrypt up to N reals into one ciphertext of the packed format."""
+        return self.encrypt_many([values])[0]
+
+    def encrypt_many(self, chunks: Sequence[np.ndarray]) -> list[bytes]:
+        """Encrypt chunks of up to N reals each: ``c0 = NTT(m + e) - a s``, ``a`` from a seed.
+
+        As SEAL's ``encrypt_symmetric`` (``rlwe.cpp``: ``-(a s + e)`` plus the plaintext, ``e``
+        from SEAL's clipped normal), with ``a`` expanded from a fresh 32-byte seed.
+
+        Raises
+        ------
+        CryptoError
+            Without the secret key, or for values too large for q (the caller's bound check
+            keeps them far below).
+
+        """
+        secret = self._require_secret()
+        out: list[bytes] = []
+        for start in range(0, len(chunks), _BATCH):
+            batch = chunks[start : start + _BATCH]
+            rows = np.zeros((len(batch), self.n), dtype=np.float64)
+            for row, chunk in zip(rows, batch, strict=True):
+                values = np.asarray(chunk, dtype=np.float64).ravel()
+                if values.size > self.n:
+                    raise CryptoError(f"{values.size} values do not fit one ciphertext of {self.n}")
+                row[: values.size] = values
+            coefficients = encode(rows, self.scale, self.n)
+            if np.abs(coefficients).max(initial=0) >= self.q // 2:
+                raise CryptoError("values too large for the preset's modulus")
+            coefficients += clipped_gaussian(coefficients.shape)
+            plain = self._ntt.forward(np.mod(coefficients, self.q).astype(np.uint64))
+            seeds = [new_seed() for _ in batch]
+            c0 = sub_mod(plain, mul_mod(expand_many(seeds, self.q, self.n), secret, self.q), self.q)
+            out += [
+                self.serialize(PackedCiphertext(Polynomial.pack_from(poly), [seed]))
+                for poly, seed in zip(c0, seeds, strict=True)
+            ]
+        return out
 
     def decrypt(self, ciphertext: PackedCiphertext, size: int) -> np.ndarray:
-        """Decrypt with SEAL: c0 with c1 (expanded), or c0 with each seed's expansion added.
+        """Decrypt one ciphertext into its first ``size`` reals (see :meth:`decrypt_many`)."""
+        return self.decrypt_many([ciphertext], [size])
+
+    def decrypt_many(
+        self, ciphertexts: Sequence[PackedCiphertext], sizes: Sequence[int]
+    ) -> np.ndarray:
+        """``m + e = c0 + c1 s`` back from NTT form and decoded; c1 expanded or from seeds.
 
         Raises
         ------
@@ -214,25 +266,34 @@ class PackedContext:
             choosing under every key).
 
         """
-        c0 = ciphertext.c0.reduced(self.q)[None, :]
-        scale = 2.0**self.preset.scale_bits
-        if ciphertext.c1 is not None:
-            c1 = ciphertext.c1.reduced(self.q)[None, :]
-            if not c1.any():
-                raise AggregateRejectedError(TRIVIAL)
-            blob = write_ciphertext(c0, c1, primes=[self.q], scale=scale)
-            return self.seal.decrypt_unchecked(self.seal.parse_uncompressed(blob), size)
-        zero = np.zeros_like(c0)
-        parts = [
-            self.seal.parse_uncompressed(
-                write_ciphertext(c0 if i == 0 else zero, seed=seed, primes=[self.q], scale=scale)
-            )
-            for i, seed in enumerate(ciphertext.seeds)
-        ]
-        total = parts[0]
-        for part in parts[1:]:
-            self.seal.add_(total, part)
-        return self.seal.decrypt_unchecked(total, size)
+        secret = self._require_secret()
+        if len(ciphertexts) != len(sizes):
+            raise CryptoError(f"{len(ciphertexts)} ciphertexts, {len(sizes)} sizes")
+        parts = []
+        for start in range(0, len(ciphertexts), _BATCH):
+            batch = ciphertexts[start : start + _BATCH]
+            c0 = np.stack([c.c0.reduced(self.q) for c in batch])
+            c1 = np.stack([self._c1(c) for c in batch])
+            plain = self._ntt.inverse(add_mod(c0, mul_mod(c1, secret, self.q), self.q))
+            signed = plain.astype(np.int64)
+            signed[plain > np.uint64(self.q // 2)] -= self.q
+            values = decode(signed, self.scale)
+            batch_sizes = sizes[start : start + _BATCH]
+            parts += [row[:size] for row, size in zip(values, batch_sizes, strict=True)]
+        return np.concatenate(parts) if parts else np.zeros(0)
+
+    def _c1(self, ciphertext: PackedCiphertext) -> np.ndarray:
+        if ciphertext.c1 is None:
+            return sum_expansions(ciphertext.seeds, self.q, self.n)
+        c1 = ciphertext.c1.reduced(self.q)
+        if not c1.any():
+            raise AggregateRejectedError(TRIVIAL)
+        return c1
+
+    def _require_secret(self) -> np.ndarray:
+        if self._secret is None:
+            raise CryptoError("this context holds no secret key")
+        return self._secret
 
     # -- the server: parse, add, write ----------------------------------------------------------
     def parse(self, blob: bytes, what: str, size: int) -> PackedCiphertext:
@@ -292,42 +353,16 @@ class PackedContext:
             total.seeds += other.seeds
 
     def expand_(self, ciphertext: PackedCiphertext) -> None:
-        """Replace a ciphertext's seeds by the sum of their expansions (in numpy), in place."""
+        """Replace a ciphertext's seeds by the sum of their expansions, in place."""
         if ciphertext.c1 is None:
-            c1 = sum_seeds(ciphertext.seeds, [self.q], self.n)[0]
+            c1 = sum_expansions(ciphertext.seeds, self.q, self.n)
             ciphertext.c1 = Polynomial.pack_from(c1).accumulator()
             ciphertext.seeds = []
 
-    def expand_with_seal_(self, ciphertext: PackedCiphertext) -> None:
-        """As :meth:`expand_`, with SEAL expanding the seeds (a key holder's context).
-
-        SEAL's C++ expansion and addition are about five times numpy's; the sum is read
-        back once. The server never calls this (it holds no SEAL work beyond encoding).
-        """
-        if ciphertext.c1 is not None:
-            return
-        scale = 2.0**self.preset.scale_bits
-        zero = np.zeros((1, self.n), dtype=np.uint64)
-        parts = [
-            self.seal.parse_uncompressed(
-                write_ciphertext(zero, seed=seed, primes=[self.q], scale=scale)
-            )
-            for seed in ciphertext.seeds
-        ]
-        total = parts[0]
-        for part in parts[1:]:
-            self.seal.add_(total, part)
-        expanded = parse_ciphertext(save_uncompressed(total), [self.q], self.n)
-        assert expanded.c1 is not None
-        ciphertext.c1 = Polynomial.pack_from(expanded.c1[0]).accumulator()
-        ciphertext.seeds = []
-
     def add_plain_(self, total: PackedCiphertext, values: np.ndarray) -> None:
-        """``total += values``: the values encoded by SEAL's CKKS encoder, added to c0 mod q.
-
-        Encoding is not aggregation: the server's SEAL context holds parameters only.
-        """
-        plain = self.seal.encode_ntt(values)
+        """``total += values``: the values encoded (no key needed) and added to c0 mod q."""
+        coefficients = encode(np.asarray(values, dtype=np.float64)[None, :], self.scale, self.n)
+        plain = self._ntt.forward(np.mod(coefficients, self.q).astype(np.uint64))[0]
         if not total.summed:
             total.c0 = total.c0.accumulator()
             total.summed = True

@@ -26,7 +26,7 @@ from fedpriv.errors import (
 # every backend: the context object does the cryptography.
 
 STYPES = {
-    "packed": "fedpriv.ckks-packed.v2",
+    "packed": "fedpriv.ckks-packed.v3",
     "seal": "fedpriv.seal-ckks.v1",
     "tenseal": "fedpriv.tenseal-ckks-vector.v1",
     "threshold": "fedpriv.ckks-threshold.v1",
@@ -51,14 +51,15 @@ def encrypt_values(context: CkksContext, preset: CkksPreset, payload: np.ndarray
     checked that it cannot wrap around once summed.
     """
     payload = np.asarray(payload, dtype=np.float64).ravel()
+    starts = range(0, payload.size, preset.slots)
+    chunks = [payload[start : start + preset.slots] for start in starts]
     record = ArrayRecord()
-    for index, start in enumerate(range(0, payload.size, preset.slots)):
-        chunk = payload[start : start + preset.slots]
+    for index, (chunk, data) in enumerate(zip(chunks, context.encrypt_many(chunks), strict=True)):
         record[KEY_FORMAT.format(index)] = Array(
             dtype=preset.wire_name(),
             shape=(chunk.size,),
             stype=stype(preset),
-            data=context.encrypt(chunk),
+            data=data,
         )
     return record
 
@@ -205,9 +206,7 @@ def decrypt_parsed(vectors: list[Any], context: CkksContext, sizes: list[int]) -
     """Decrypt parsed ciphertexts (``sizes``: the values each carries) into one vector."""
     if not context.is_private():
         raise CryptoError("this context holds no secret key and cannot decrypt")
-    return np.concatenate(
-        [context.decrypt(v, size) for v, size in zip(vectors, sizes, strict=True)]
-    )
+    return context.decrypt_many(vectors, sizes)
 
 
 def decrypt_update(

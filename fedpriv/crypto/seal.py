@@ -15,6 +15,7 @@ from typing import Any, Protocol
 import numpy as np
 import tenseal.sealapi as sealapi
 
+from fedpriv.crypto.backend import OneAtATime
 from fedpriv.crypto.presets import CkksPreset
 from fedpriv.crypto.sealformat import parse_ciphertext, parse_plaintext
 from fedpriv.crypto.sealheader import decompress
@@ -137,7 +138,7 @@ def seal_parameters(preset: CkksPreset) -> sealapi.EncryptionParameters:
     return parms
 
 
-class SealContext:
+class SealContext(OneAtATime):
     """A seal-backend CKKS context: the parameters, and the secret key on the clients' side.
 
     The server's instance holds a ``SEALContext`` and an ``Evaluator`` and nothing else.
@@ -264,9 +265,15 @@ class SealContext:
         self._encoder.encode(reals.view(np.complex128).tolist(), self._scale, plain)
         return _scratch().dump(self._encryptor.encrypt_symmetric(plain))
 
-    def encrypt_uncompressed(self, values: np.ndarray) -> bytes:
-        """As :meth:`encrypt`, in SEAL's uncompressed form (what the packed format reads)."""
-        return decompress(self.encrypt(values), self.max_ciphertext_bytes, what="ciphertext")
+    def secret_ntt(self) -> np.ndarray:
+        """The secret key's polynomials in NTT form (``(L, N)`` u64), for numpy encryption."""
+        if self._secret_key is None:
+            raise CryptoError("this context holds no secret key")
+        data = save_uncompressed(self._secret_key)
+        key: np.ndarray = parse_plaintext(
+            data, self.primes, self.preset.poly_modulus_degree, what="secret key"
+        )
+        return key
 
     @property
     def prime(self) -> int:
@@ -278,7 +285,8 @@ class SealContext:
     def encode_ntt(self, values: np.ndarray) -> np.ndarray:
         """Up to N reals encoded at the preset's scale: the plaintext's NTT coefficients (u64).
 
-        Encoding needs the parameters only (the server adds DP noise to a sum this way).
+        Encoding needs the parameters only; SEAL's encoder is the reference the packed
+        backend's numpy encoding is tested against.
         """
         reals = np.zeros(self.preset.slots, dtype=np.float64)
         reals[: values.size] = values

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from fedpriv.crypto.backend import OneAtATime
 from fedpriv.crypto.modq import add_mod, pack_coefficients, unpack_coefficients
 from fedpriv.crypto.packing import STYPES as PACKING_STYPES
 from fedpriv.crypto.sealformat import compute_parms_id
@@ -39,7 +40,7 @@ class Summed:
     c1: np.ndarray
 
 
-class ThresholdWire:
+class ThresholdWire(OneAtATime):
     """Reads and writes threshold objects of one preset; encrypts under a public key.
 
     It offers what :mod:`fedpriv.crypto.packing` asks of a backend (``encrypt``, ``parse``,

@@ -7,11 +7,12 @@ import math
 import numpy as np
 import tenseal as ts
 
+from fedpriv.crypto.backend import OneAtATime
 from fedpriv.crypto.presets import CkksPreset
 from fedpriv.errors import CiphertextFormatError, CryptoError, KeyMaterialError
 
 
-class TensealContext:
+class TensealContext(OneAtATime):
     """A TenSEAL context of a tenseal-backend preset, with the same interface as ``SealContext``.
 
     Attributes

@@ -45,15 +45,15 @@ def test_quick_bench_writes_every_field(tmp_path, capsys):
         )
         assert set(row["bytes_down_ratio_by_clients"]) == {"10", "100", "1000"}
     # Sizes are deterministic: the packed format's upload is 4.5 bytes a value (1.125x
-    # float32), its seed-list download adds a 64-byte seed per client and ciphertext, its
-    # expanded one a second polynomial (2.25x, what the default link gets past 2 uploads);
+    # float32), its seed-list download adds a 32-byte seed per client and ciphertext, its
+    # expanded one a second polynomial (2.25x, what the default link gets past 65 uploads);
     # the compact format stays under 2x, TenSEAL's vectors cost 8x, NVFlare's setting ~14.5x.
     packed = rows[("n4096-packed", 200_000)]
     assert packed["bytes_up_ratio"] < 1.2
     down = packed["bytes_down_ratio_by_clients"]
-    assert down["10"] < 1.2 and down["100"] < 1.7 and down["1000"] < 2.3
+    assert down["10"] < 1.2 and down["100"] < 1.4 and down["1000"] < 2.3
     assert 2.2 < packed["bytes_down_expanded_ratio"] < 2.3
-    assert packed["bytes_down_ratio"] == pytest.approx(packed["bytes_down_expanded_ratio"])
+    assert packed["bytes_down_ratio"] < 1.2  # the bench's uploads are within the break-even
     # Expanded, a client's decryption no longer expands a seed per upload.
     decrypt = packed["decrypt_seconds_per_1m_by_clients"]
     assert packed["decrypt_seconds_expanded_per_1m"] < decrypt["100"]

@@ -1,4 +1,4 @@
-"""The packed wire format: byte layout, the numpy server against SEAL itself, refusals."""
+"""The packed wire format: byte layout, numpy clients and server against SEAL itself, refusals."""
 
 import struct
 
@@ -21,10 +21,11 @@ from fedpriv.crypto.seal import save_uncompressed
 from fedpriv.crypto.sealformat import (
     compute_parms_id,
     parse_ciphertext,
-    parse_plaintext,
+    parse_polys,
     write_ciphertext,
+    write_polys,
 )
-from fedpriv.crypto.sealheader import SEED_BYTES
+from fedpriv.crypto.seeded import SEED_BYTES, expand
 from fedpriv.errors import CiphertextFormatError
 
 PRESET = get_preset(DEFAULT_PRESET)
@@ -66,52 +67,88 @@ def test_upload_layout_is_header_packed_c0_and_one_seed(client):
     prime = client.q
     assert prime.bit_length() == 36 and high_bits(36) == 4
     assert len(blob) == HEADER.size + polynomial_bytes(N, 4) + SEED_BYTES
-    assert len(blob) == 24 + 4 * N + N // 2 + 64  # 4.5 bytes a value, 1.125 x float32
+    assert len(blob) == 24 + 4 * N + N // 2 + 32  # 4.5 bytes a value, 1.125 x float32
     fields = _fields(blob)
-    assert fields["magic"] == MAGIC == b"FPK2" and fields["flags"] == 0
+    assert fields["magic"] == MAGIC == b"FPK3" and fields["flags"] == 0
     assert (fields["high"], fields["scale"], fields["reserved"]) == (4, PRESET.scale_bits, 0)
     assert fields["tag"] == compute_parms_id(N, [prime])[:8]
     assert (fields["n"], fields["seeds"]) == (N, 1)
 
 
-def test_upload_carries_exactly_what_seal_encrypted(client):
-    """The packed c0 and seed are SEAL's: unpacked by hand (not by fedpriv's reader)."""
-    original = client.seal.encrypt_uncompressed
-    seen = []
-
-    def spy(values):
-        seen.append(original(values))
-        return seen[-1]
-
-    client.seal.encrypt_uncompressed = spy  # type: ignore[method-assign]
-    try:
-        blob = client.encrypt(np.linspace(-1, 1, N))
-    finally:
-        del client.seal.encrypt_uncompressed
-    sealed = parse_ciphertext(seen[0], [client.q], N)
+def _unpack_c0(blob):
+    """c0 of an upload, unpacked by hand (not by fedpriv's reader)."""
     start = HEADER.size
     low = np.frombuffer(blob, "<u4", N, start).astype(np.uint64)
     nibbles = np.frombuffer(blob, np.uint8, N // 2, start + 4 * N)
     high = np.empty(N, dtype=np.uint64)
     high[0::2], high[1::2] = nibbles & 0xF, nibbles >> 4
-    assert np.array_equal(low | (high << np.uint64(32)), sealed.c0[0])
-    assert blob[-SEED_BYTES:] == sealed.seed
+    return low | (high << np.uint64(32))
+
+
+def _as_seal(client, blob):
+    """An upload as a SEAL ciphertext: c0 unpacked by hand, c1 its seed's expansion."""
+    c1 = expand(blob[-SEED_BYTES:], client.q, N)
+    data = write_ciphertext(
+        _unpack_c0(blob)[None, :], c1[None, :], primes=[client.q], scale=2.0**PRESET.scale_bits
+    )
+    return client.seal.parse_uncompressed(data)
+
+
+def test_seal_decrypts_what_numpy_encrypted(client):
+    """SEAL's own decryptor and key read an upload: numpy's encryption is SEAL's scheme."""
+    values = np.linspace(-1, 1, N)
+    blob = client.encrypt(values)
+    decrypted = client.seal.decrypt_unchecked(_as_seal(client, blob), N)
+    assert np.abs(decrypted - values).max() < 5e-4  # about 4 x the noise's 3.5e-5
+    # Under another key the same bytes are noise: the secret key is what decrypts them.
+    other = PackedContext.generate(PRESET)
+    garbage = other.seal.decrypt_unchecked(_as_seal(client, blob), N)
+    assert np.abs(garbage - values).mean() > 1e3
+
+
+def test_c0_is_seals_encoding_plus_small_noise_minus_a_s(client):
+    """c0 + a s - SEAL's encoding of the values, taken out of NTT form by SEAL's evaluator,
+    is the encryption noise: integers within SEAL's bound of 19."""
+    values = np.random.default_rng(7).normal(0, 1, N)
+    blob = client.encrypt(values)
+    evaluator = sealapi.Evaluator(client.seal._context)
+    decrypted = client.seal.parse_uncompressed(
+        write_ciphertext(
+            (_unpack_c0(blob))[None, :],
+            expand(blob[-SEED_BYTES:], client.q, N)[None, :],
+            primes=[client.q],
+            scale=2.0**PRESET.scale_bits,
+        )
+    )
+    plain = sealapi.Plaintext()
+    sealapi.Decryptor(client.seal._context, client.seal._secret_key).decrypt(decrypted, plain)
+    m_plus_e = parse_plaintext_ntt(plain, client.q)
+    encoded = client.seal.encode_ntt(values)
+    difference = (m_plus_e + client.q - encoded) % client.q
+    container = sealapi.Ciphertext(client.seal._context)
+    ones = np.ones((1, N), dtype=np.uint64)
+    load = write_polys([difference[None, :], ones], [client.q], ntt_form=True)
+    from fedpriv.crypto.seal import _scratch
+
+    _scratch().load(container, load, client.seal._context)
+    evaluator.transform_from_ntt_inplace(container)
+    noise = parse_polys(save_uncompressed(container), [client.q], N, 2, ntt_form=False)[0][0]
+    signed = np.where(noise > client.q // 2, noise.astype(np.int64) - client.q, noise)
+    assert np.abs(signed).max() <= 19 and np.abs(signed).max() > 0
+
+
+def parse_plaintext_ntt(plain, q):
+    from fedpriv.crypto.sealformat import parse_plaintext
+
+    return parse_plaintext(save_uncompressed(plain), [q], N)[0]
 
 
 def _seal_sum(client, blobs):
-    """The same sum computed by SEAL: each upload loaded (SEAL expands c1), added by SEAL."""
+    """The same sum computed by SEAL: each upload loaded with c1 expanded, added by SEAL."""
     evaluator = sealapi.Evaluator(client.seal._context)
     total = None
     for blob in blobs:
-        packed = client.parse(blob, "ct", N)
-        loaded = client.seal.parse_uncompressed(
-            write_ciphertext(
-                packed.c0.reduced(client.q)[None, :],
-                seed=packed.seeds[0],
-                primes=[client.q],
-                scale=2.0**PRESET.scale_bits,
-            )
-        )
+        loaded = _as_seal(client, blob)
         if total is None:
             total = loaded
         else:
@@ -139,7 +176,7 @@ def test_server_sum_of_c0_and_seeds_equals_seals_sum(client, server):
 
 
 def test_expanded_sum_equals_seals_sum_byte_for_byte(client, server):
-    """Past the break-even the server expands the seeds with numpy: SEAL's c1, exactly."""
+    """Past the break-even the server expands the seeds: SEAL's sum of the same c1s, exactly."""
     blobs = [client.encrypt(v) for v in _values(3, seed=1)]
     parsed = [server.parse(blob, "ct", N) for blob in blobs]
     for other in parsed[1:]:
@@ -158,11 +195,11 @@ def test_expanded_sum_equals_seals_sum_byte_for_byte(client, server):
 def test_break_even_weighs_client_seconds_against_bytes(client, server):
     """Seeds travel while expanding them costs a reader less than downloading c1 would."""
     polynomial = polynomial_bytes(N, 4)
-    assert server.break_even == seed_break_even(polynomial) == 2  # 100 Mbit/s, 0.5 ms a seed
-    assert server.max_seeds == polynomial // SEED_BYTES == 288  # never the smaller form past it
-    # A slower link or a faster expansion keeps seeds longer; bytes alone give the old 288.
-    assert seed_break_even(polynomial, link_bytes_per_second=1e6 / 8) == 145
-    assert seed_break_even(polynomial, expand_seconds_per_seed=0.0) == 288
+    assert server.break_even == seed_break_even(polynomial) == 65  # 100 Mbit/s, 20 us a seed
+    assert server.max_seeds == polynomial // SEED_BYTES == 576  # never the smaller form past it
+    # A slower link or a faster expansion keeps seeds longer; bytes alone give 576.
+    assert seed_break_even(polynomial, link_bytes_per_second=1e6 / 8) == 534
+    assert seed_break_even(polynomial, expand_seconds_per_seed=0.0) == 576
     values = np.full(8, 0.001)
     blobs = [client.encrypt(values) for _ in range(server.break_even + 1)]
     at = _server_sum(server, blobs[:-1], size=8)
@@ -181,18 +218,16 @@ def test_decrypted_sum_matches_numpy(client, server):
 
 
 def test_plaintext_addend_is_encoded_as_seal_encodes_it(client, server):
-    """Server-side DP noise: SEAL's encoder gives the plaintext's NTT coefficients (read
-    back from SEAL's own serialization), numpy adds them to c0 mod q."""
+    """Server-side DP noise: numpy's encoding and NTT give SEAL's encoder's coefficients
+    exactly; numpy adds them to c0 mod q."""
     vectors = _values(2, seed=3)
     noise = np.random.default_rng(4).normal(0, 0.5, N)
-    plain = sealapi.Plaintext()
-    client.seal._encoder.encode(noise.view(np.complex128).tolist(), 2.0**PRESET.scale_bits, plain)
-    assert np.array_equal(
-        server.seal.encode_ntt(noise), parse_plaintext(save_uncompressed(plain), [client.q], N)[0]
-    )
     parsed = [server.parse(client.encrypt(v), "ct", N) for v in vectors]
     server.add_(parsed[0], parsed[1])
+    before = parsed[0].c0.reduced(server.q).copy()
     server.add_plain_(parsed[0], noise)
+    added = (parsed[0].c0.reduced(server.q) + server.q - before) % server.q
+    assert np.array_equal(added, client.seal.encode_ntt(noise))
     ours = client.parse(server.serialize(parsed[0]), "sum", N)
     decrypted = client.decrypt(ours, N)
     assert np.abs(decrypted - (vectors[0] + vectors[1] + noise)).max() < 1e-3
@@ -232,7 +267,7 @@ def _with(blob, **changes):
         ({"scale": 30}, "scale 2\\^30"),
         ({"seeds": 0}, "0 seeds"),
         ({"seeds": 2}, "bytes, expected"),
-        ({"seeds": 289}, "289 seeds"),
+        ({"seeds": 577}, "577 seeds"),
         ({"flags": EXPANDED}, "seeds \\(expanded: True\\)"),
     ],
 )
@@ -289,12 +324,12 @@ def test_noise_of_a_fresh_ciphertext_is_what_the_encoding_assumes(client):
 
 
 def test_the_run_sets_the_break_even_from_the_clients_link(key_dir):
-    """`ckks-link-mbps` reaches the server's context: seeds past 2 uploads at 100 Mbit/s,
-    past 145 at 1 Mbit/s."""
+    """`ckks-link-mbps` reaches the server's context: seeds up to 65 uploads at 100 Mbit/s,
+    534 at 1 Mbit/s."""
     from fedpriv.config import RunConfig
     from fedpriv.schemes.base import load_scheme
 
-    for mbps, expected in ((100.0, 2), (1.0, 145)):
+    for mbps, expected in ((100.0, 65), (1.0, 534)):
         config = RunConfig(aggregation="ckks", key_dir=str(key_dir), ckks_link_mbps=mbps)
         strategy, _ = load_scheme(config).strategy()
         assert strategy.context.break_even == expected
