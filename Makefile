@@ -31,9 +31,11 @@ lint: setup
 	$(BIN)/python docs/generate.py --check
 	$(BIN)/mkdocs build --strict --quiet --site-dir build/site
 
-# Everything, slow tests included: what CI runs (.ci/run).
+# Everything, slow tests included: what CI runs (.ci/run). Two workers (the machines have
+# two cores and much of a federation is waiting on processes); `serial` tests alone after.
 test: lint
-	$(BIN)/python -m pytest -q -rs --durations=30
+	$(BIN)/python -m pytest -q -rs --durations=30 -n 2 --dist loadgroup -m "not serial"
+	$(BIN)/python -m pytest -q -rs --durations=5 -m serial
 
 # The edit loop: unit and adversarial tests without the slow federations.
 test-fast: setup

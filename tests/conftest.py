@@ -10,6 +10,20 @@ from support import EQUIVALENCE
 
 from fedpriv.config import RunConfig
 
+# `make test` runs the suite on two workers (pytest-xdist, ``--dist loadgroup``): each file
+# runs on one worker, so its module fixtures are built once; the deployment and container
+# files share a worker (one Docker engine, the compose file's fixed host ports); the Ray
+# cluster test (marked ``serial``: a simulation started beside a running cluster attaches to
+# it) runs alone afterwards.
+SHARED_WORKER = {"test_containers.py": "infrastructure", "test_deploy.py": "infrastructure"}
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        name = item.path.name
+        item.add_marker(pytest.mark.xdist_group(SHARED_WORKER.get(name, name)))
+
 
 @pytest.fixture(scope="session", autouse=True)
 def offline_env(tmp_path_factory: pytest.TempPathFactory) -> None:

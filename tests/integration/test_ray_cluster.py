@@ -15,7 +15,7 @@ import pytest
 
 from fedpriv.deploy.processes import free_port, group_alive, signal_group
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.serial]
 
 ROOT = Path(__file__).resolve().parents[2]
 
