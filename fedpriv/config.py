@@ -122,8 +122,8 @@ class RunConfig:
         100.0,
         "CKKS (packed presets): the clients' download link in Mbit/s, which prices bytes "
         "against the seconds a client spends expanding the seeds of a sum: the server sends "
-        "a sum's c1 expanded once that costs a client less time (100: past 2 uploads; 1: "
-        "past 145)",
+        "a sum's c1 expanded once that costs a client less time (100: past 65 uploads; 1: "
+        "past 534)",
     )
     ckks_authenticated: bool = setting(
         True,

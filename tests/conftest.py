@@ -11,11 +11,13 @@ from support import EQUIVALENCE
 from fedpriv.config import RunConfig
 
 # `make test` runs the suite on two workers (pytest-xdist, ``--dist loadgroup``): each file
-# runs on one worker, so its module fixtures are built once; the deployment and container
-# files share a worker (one Docker engine, the compose file's fixed host ports); the Ray
+# runs on one worker, so its module fixtures are built once; the deployment, container and
+# simulation files share a worker (the compose file maps the SuperLink's port 9093 on the
+# host, where `flwr run . local` starts its own SuperLink by default); the Ray
 # cluster test (marked ``serial``: a simulation started beside a running cluster attaches to
 # it) runs alone afterwards.
-SHARED_WORKER = {"test_containers.py": "infrastructure", "test_deploy.py": "infrastructure"}
+INFRASTRUCTURE = ("test_containers.py", "test_deploy.py", "test_simulation.py")
+SHARED_WORKER = {name: "infrastructure" for name in INFRASTRUCTURE}
 
 
 @pytest.hookimpl(tryfirst=True)

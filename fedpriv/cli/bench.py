@@ -8,11 +8,9 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from rich.console import Console
-from rich.table import Table
-
 from fedpriv.bench.settings import full_settings, quick_settings
 from fedpriv.cli.progress import Reporter, console
+from fedpriv.cli.tables import print_summary
 
 
 def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -74,37 +72,49 @@ def handle(args: argparse.Namespace) -> int:
     return 0
 
 
+# What each column of the bench table means, printed under it (docs/how-to/benchmark.md
+# says the same at length).
+BENCH_LEGEND = (
+    "Ratios are ckks against plaintext, measured side by side; s/1M: seconds per million "
+    "parameters on this machine.",
+    "up ×: one client's upload. down × K: what each client downloads when K uploads were "
+    "summed and c1 travels as their seeds; down expanded: c1 expanded by the server (what a "
+    "sum past the break-even of ckks-link-mbps gets).",
+    "decrypt × K: a client's decryption of that sum (every seed expanded first); expanded: "
+    "of the expanded sum. '-': the preset has no seed list.",
+    "parse+add: the server's parse and sum of one upload (s/1M, and × plaintext FedAvg).",
+)
+
+
 def print_bench(results: dict[str, Any]) -> None:
-    """The ratios table and one line per extra measurement."""
-    table = Table(title="ckks against plaintext (ratios measured side by side)")
-    columns = (
-        "preset", "parameters", "up ×", "down × 10", "down × 100", "down × 1000",
-        "down expanded", "encrypt s/1M", "decrypt s/1M × 10", "× 100", "× 1000", "expanded",
-        "server parse+add s/1M",
+    """The ratios table (split to fit 120 columns, with its legend) and one line per extra."""
+    header = [
+        "preset / parameters", "up ×", "down × 10", "down × 100", "down × 1000",
+        "down expanded", "encrypt s/1M", "decrypt × 10 s/1M", "decrypt × 100 s/1M",
+        "decrypt × 1000 s/1M", "decrypt expanded s/1M", "parse+add s/1M",
         "parse+add × plaintext",
-    )  # fmt: skip
-    for column in columns:
-        table.add_column(column, justify="right")
+    ]  # fmt: skip
+    rows = []
     for row in results["sizes"]:
         down = row["bytes_down_ratio_by_clients"]
         decrypt = row["decrypt_seconds_per_1m_by_clients"]
-        table.add_row(
-            row["preset"],
-            f"{row['parameters']:,}",
-            f"{row['bytes_up_ratio']:.2f}",
-            *(f"{down[k]:.2f}" for k in ("10", "100", "1000")),
-            f"{row['bytes_down_expanded_ratio']:.2f}"
-            if row.get("bytes_down_expanded_ratio")
-            else "-",
-            f"{row['encrypt_seconds_per_1m']:.3f}",
-            *(f"{decrypt[k]:.3f}" for k in ("10", "100", "1000")),
-            f"{row['decrypt_seconds_expanded_per_1m']:.3f}"
-            if row.get("bytes_down_expanded_ratio")
-            else "-",
-            f"{row['server_parse_add_seconds_per_1m']:.3f}",
-            f"{row['server_parse_add_ratio']:.1f}",
+        seeded = bool(row.get("bytes_down_expanded_ratio"))
+        rows.append(
+            [
+                f"{row['preset']} / {row['parameters']:,}",
+                f"{row['bytes_up_ratio']:.2f}",
+                *(f"{down[k]:.2f}" for k in ("10", "100", "1000")),
+                f"{row['bytes_down_expanded_ratio']:.2f}" if seeded else "-",
+                f"{row['encrypt_seconds_per_1m']:.3f}",
+                *(_seconds(decrypt[k]) for k in ("10", "100", "1000")),
+                f"{row['decrypt_seconds_expanded_per_1m']:.3f}" if seeded else "-",
+                f"{row['server_parse_add_seconds_per_1m']:.3f}",
+                f"{row['server_parse_add_ratio']:.1f}",
+            ]
         )
-    Console(stderr=True, width=max(console.width, 150)).print(table)
+    print_summary(header, rows, title="ckks against plaintext (ratios measured side by side)")
+    for line in BENCH_LEGEND:
+        console.print(line)
     for entry in results["precision"]:
         console.print(
             f"precision {entry['preset']}: weighted mean of {entry['clients']} clients "
@@ -163,3 +173,8 @@ def print_bench(results: dict[str, Any]) -> None:
             f"scale: {scale['config']['num_clients']} clients, {len(scale['rounds'])} rounds in "
             f"{scale['wall_seconds']:.0f}s, peak RSS {scale['peak_rss_bytes'] / 1024**3:.2f} GiB"
         )
+
+
+def _seconds(value: float) -> str:
+    """Seconds, or '-' where the preset has none to measure (NaN)."""
+    return "-" if value != value else f"{value:.3f}"

@@ -34,20 +34,27 @@ def print_history(history: History) -> None:
 SUMMARY_WIDTH = 120
 
 
-def print_summary(header: list[str], rows: list[list[str]], width: int | None = None) -> None:
-    """The comparison's summary table, split into tables that fit the terminal (120 at most).
+def print_summary(
+    header: list[str],
+    rows: list[list[str]],
+    width: int | None = None,
+    title: str = "fedpriv comparison",
+) -> None:
+    """A wide table split into tables that fit the terminal (120 columns at most).
 
-    Every part starts with the arm; headers wrap at spaces, cells stay whole. report.md and
-    results.json hold the table in one piece.
+    Every part starts with the first column (the arm, the preset); headers wrap at spaces,
+    cells stay whole. The result files hold the table in one piece.
     """
     columns = width or min(shutil.get_terminal_size((SUMMARY_WIDTH, 24)).columns, SUMMARY_WIDTH)
     console = Console(width=columns)
     for part, indices in enumerate(_parts(header, rows, columns)):
-        title = "fedpriv comparison" + (f" ({part + 1})" if part else "")
-        table = Table(title=title)
+        table = Table(title=title + (f" ({part + 1})" if part else ""))
         for index in indices:
             table.add_column(
-                header[index], justify="left" if index == 0 else "right", no_wrap=index == 0
+                header[index],
+                justify="left" if index == 0 else "right",
+                no_wrap=index == 0,
+                width=_width(header, rows, index),
             )
         for row in rows:
             table.add_row(*(row[index] for index in indices))
@@ -58,10 +65,7 @@ def _parts(header: list[str], rows: list[list[str]], width: int) -> list[list[in
     """Column indices of each part: the arm, then as many columns as fit, in order."""
 
     def needs(index: int) -> int:
-        # The longest cell, or the longest word of the header (headers wrap at spaces),
-        # plus the border and padding of a column.
-        words = max((len(word) for word in header[index].split()), default=0)
-        return max([words, *(len(row[index]) for row in rows)]) + 3
+        return _width(header, rows, index) + 3  # the border and padding of a column
 
     parts: list[list[int]] = []
     current = [0]
@@ -74,6 +78,19 @@ def _parts(header: list[str], rows: list[list[str]], width: int) -> list[list[in
         used += needs(index)
     parts.append(current)
     return parts
+
+
+def _width(header: list[str], rows: list[list[str]], index: int) -> int:
+    """A column's width: its longest cell, or its header wrapped onto two lines at a space."""
+    words = header[index].split()
+    two_lines = min(
+        (
+            max(len(" ".join(words[:cut])), len(" ".join(words[cut:])))
+            for cut in range(1, len(words))
+        ),
+        default=len(header[index]),
+    )
+    return max([two_lines, *(len(row[index]) for row in rows)])
 
 
 def attack_summary(result: AttackResult) -> str:
