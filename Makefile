@@ -32,9 +32,10 @@ lint: setup
 	$(BIN)/mkdocs build --strict --quiet --site-dir build/site
 
 # Everything, slow tests included: what CI runs (.ci/run). Two workers (the machines have
-# two cores and much of a federation is waiting on processes); `serial` tests alone after.
+# two cores and much of a federation waits on processes), each test file on one worker so
+# its module fixtures are built once; tests marked `serial` run alone afterwards.
 test: lint
-	$(BIN)/python -m pytest -q -rs --durations=30 -n 2 --dist loadgroup -m "not serial"
+	$(BIN)/python -m pytest -q -rs --durations=30 -n 2 --dist loadfile -m "not serial"
 	$(BIN)/python -m pytest -q -rs --durations=5 -m serial
 
 # The edit loop: unit and adversarial tests without the slow federations.

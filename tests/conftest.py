@@ -10,22 +10,6 @@ from support import EQUIVALENCE
 
 from fedpriv.config import RunConfig
 
-# `make test` runs the suite on two workers (pytest-xdist, ``--dist loadgroup``): each file
-# runs on one worker, so its module fixtures are built once; the deployment, container and
-# simulation files share a worker (the compose file maps the SuperLink's port 9093 on the
-# host, where `flwr run . local` starts its own SuperLink by default); the Ray
-# cluster test (marked ``serial``: a simulation started beside a running cluster attaches to
-# it) runs alone afterwards.
-INFRASTRUCTURE = ("test_containers.py", "test_deploy.py", "test_simulation.py")
-SHARED_WORKER = {name: "infrastructure" for name in INFRASTRUCTURE}
-
-
-@pytest.hookimpl(tryfirst=True)
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    for item in items:
-        name = item.path.name
-        item.add_marker(pytest.mark.xdist_group(SHARED_WORKER.get(name, name)))
-
 
 @pytest.fixture(scope="session", autouse=True)
 def offline_env(tmp_path_factory: pytest.TempPathFactory) -> None:

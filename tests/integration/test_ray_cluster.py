@@ -15,6 +15,7 @@ import pytest
 
 from fedpriv.deploy.processes import free_port, group_alive, signal_group
 
+# A simulation started beside a running Ray cluster attaches to it: this test runs alone.
 pytestmark = [pytest.mark.slow, pytest.mark.serial]
 
 ROOT = Path(__file__).resolve().parents[2]

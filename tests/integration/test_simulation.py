@@ -265,6 +265,9 @@ def _flwr_run(home: Path, run_config: str, out: Path) -> None:
         time.sleep(1)
 
 
+# `flwr run . local` starts a SuperLink on Flower's default ports (9091-9093), which the
+# container tests' compose file also maps on the host: it runs alone, after the parallel part.
+@pytest.mark.serial
 def test_flwr_run_runs_the_same_federation(plaintext_run, tmp_path):
     home = tmp_path / "flwr_home"
     home.mkdir()
