@@ -33,10 +33,11 @@ class CkksPreset:
         ``symmetric`` (clients hold the secret key anyway; half the encryption time) or
         ``asymmetric`` (as NVFlare does).
     backend : str
-        ``packed``: SEAL on the clients (seeded symmetric ciphertexts, complex packing, one
-        prime of at most 40 bits), the server in numpy over the packed wire format, updates
-        encoded as their drift from the seed's model (:mod:`fedpriv.crypto.encoding`);
-        ``seal``: the same SEAL ciphertexts in SEAL's own format, parsed and added by SEAL on
+        ``packed``: SEAL's symmetric CKKS computed in numpy on the clients (seeded
+        ciphertexts whose c1 is expanded by AES-256-CTR, complex packing, one prime of at
+        most 40 bits), the server in numpy over the packed wire format, updates encoded as
+        their drift from the seed's model (:mod:`fedpriv.crypto.encoding`);
+        ``seal``: SEAL's own ciphertexts and format, parsed and added by SEAL on
         the server, weights encoded as they are; ``tenseal``: TenSEAL ``ckks_vector`` (N/2
         reals per ciphertext, full ciphertexts).
         ``threshold``: multiparty CKKS (``fedpriv.crypto.threshold``): no party holds the
@@ -211,7 +212,7 @@ PRESETS: dict[str, CkksPreset] = {
             "symmetric",
             "packed",
             "default: N=4096, one 36-bit prime, scale 2^22, seeded symmetric, complex packing, "
-            "drift encoding, packed wire, numpy server",
+            "drift encoding, packed wire, numpy clients and server",
         ),
         CkksPreset(
             "n4096-compact",

@@ -31,7 +31,10 @@ from fedpriv.parameters import state_to_vector
 from fedpriv.rundir import RunDirectory
 from fedpriv.simulation import run_simulation
 
-pytestmark = pytest.mark.slow
+# Alone, after the parallel part of `make test`: beside the other worker's federations the
+# compose run lost a client in a round (its model then differs from the simulation's) and
+# the restarted node rejoined a round late (both seen in a two-worker run).
+pytestmark = [pytest.mark.slow, pytest.mark.serial]
 ROOT = Path(__file__).resolve().parents[2]
 PROJECT = f"fedpriv-test-{os.getpid()}"
 BASE_IMAGE = "fedpriv-base:bookworm"
