@@ -181,6 +181,24 @@ class NegacyclicNtt:
         view = blocks.reshape(self._block, count, self.n // self._block).transpose(1, 2, 0)
         np.copyto(out.reshape(count, -1, self._block), view)
 
+    def _relayout(
+        self, x: np.ndarray, target: np.ndarray, spare: np.ndarray, in_blocks: bool, blocked: bool
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, bool]:
+        """Move ``x`` into the layout the next stage wants (into ``target``, which swaps)."""
+        if blocked == in_blocks:
+            return x, target, spare, in_blocks
+        if blocked:
+            return self._to_blocks(x, target), spare, target, True
+        self._to_rows(x, target)
+        return target, spare, target, False
+
+    def _back_to(self, chunk: np.ndarray, x: np.ndarray, in_blocks: bool) -> None:
+        """The result ``x`` (in either layout) into the caller's rows."""
+        if in_blocks:
+            self._to_rows(x, chunk)
+        else:
+            chunk[...] = x
+
     def _forward_chunk(self, chunk: np.ndarray) -> None:
         rows = chunk.shape[0]
         y, z, scratch = self._workspace(rows)
@@ -190,9 +208,7 @@ class NegacyclicNtt:
         in_blocks = False
         for h, words, ratio in self._forward:
             blocked = 2 * h <= self._block
-            if blocked and not in_blocks:
-                x, target, spare = self._to_blocks(x, target), spare, target
-                in_blocks = True
+            x, target, spare, in_blocks = self._relayout(x, target, spare, in_blocks, blocked)
             if 2 * bound > _LAZY_LIMIT:
                 self._reduce(x, bound, self._like(scratch, x).view(np.uint64))
                 bound = self.q
@@ -206,10 +222,7 @@ class NegacyclicNtt:
             bound = max(2 * bound, 4 * self.q)
             x, target, spare = out, spare, target
         self._reduce(x, bound, self._like(scratch, x).view(np.uint64))
-        if in_blocks:
-            self._to_rows(x, chunk)
-        else:
-            chunk[...] = x
+        self._back_to(chunk, x, in_blocks)
 
     def _inverse_chunk(self, chunk: np.ndarray) -> None:
         rows = chunk.shape[0]
@@ -219,13 +232,7 @@ class NegacyclicNtt:
         in_blocks = False
         for h, words, ratio in self._inverse:
             blocked = 2 * h <= self._block
-            if blocked and not in_blocks:
-                x, target, spare = self._to_blocks(x, target), spare, target
-                in_blocks = True
-            elif in_blocks and not blocked:
-                self._to_rows(x, target)
-                x, target, spare = target, spare, target
-                in_blocks = False
+            x, target, spare, in_blocks = self._relayout(x, target, spare, in_blocks, blocked)
             if bound + 4 * self.q > _LAZY_LIMIT:
                 self._reduce(x, bound, self._like(scratch, x).view(np.uint64))
                 bound = self.q
@@ -238,10 +245,7 @@ class NegacyclicNtt:
             diff += np.uint64(4 * self.q)
             bound += 4 * self.q
             x, target, spare = out, spare, target
-        if in_blocks:
-            self._to_rows(x, chunk)
-        else:
-            chunk[...] = x
+        self._back_to(chunk, x, in_blocks)
         if bound >= _LAZY_LIMIT:
             self._reduce(chunk, bound, scratch.view(np.uint64))
         self._mul_lazy(chunk, self._untwist, scratch)

@@ -237,6 +237,8 @@ class PackedContext:
                 if values.size > self.n:
                     raise CryptoError(f"{values.size} values do not fit one ciphertext of {self.n}")
                 row[: values.size] = values
+            if not np.isfinite(rows).all():
+                raise CryptoError("values to encrypt are NaN or infinite")
             coefficients = encode(rows, self.scale, self.n)
             if np.abs(coefficients).max(initial=0) >= self.q // 2:
                 raise CryptoError("values too large for the preset's modulus")
