@@ -551,8 +551,9 @@ def performance_page() -> str:
         lines += [
             "Under `n4096-threshold` (`ckks-threshold`) each client also computes a "
             "decryption share of the sum (its *decrypt* column; t = ceil(2/3 of the clients) "
-            "of them do), *up* counts the upload and the share, *down* the plaintext model "
-            "and the sum's `c1`; the server then combines the shares and decodes the sum: "
+            "of them do), *up* counts the upload (`c0` only: `c1` is the round's common "
+            "polynomial) and the share, *down* the plaintext model and the decryption request "
+            "(who uploaded); the server then combines the shares and decodes the sum: "
             + ", ".join(
                 f"{r['server_finish_seconds_per_1m']:.3f} s/1M at {r['parameters']:,} parameters"
                 for r in threshold
@@ -688,9 +689,9 @@ def performance_page() -> str:
             "## Authenticated threshold CKKS",
             "",
             "What a decrypting party receives and does per round in the authenticated "
-            "protocol, beside the passive one: every upload's `c1` with its signature "
-            "instead of the sum's `c1`, the signatures checked and the `c1`s added; every "
-            "upload signed (seconds per million parameters).",
+            "protocol, beside the passive one: every upload's signature and digest instead "
+            "of the uploaders' indices, the signatures checked; every upload signed (seconds "
+            "per million parameters).",
             "",
             *table(
                 [

@@ -146,9 +146,9 @@ class RunConfig:
     threshold_authenticated: bool = setting(
         True,
         "ckks-threshold: signed key setup with a consistency round, signed uploads, and at "
-        "most one decryption share per party and round, for a sum each party recomputes "
-        "from auth-min-uploads signed uploads (false: the passive protocol, secure against "
-        "an honest server only)",
+        "most one decryption share per party and round, for a sum of at least "
+        "auth-min-uploads uploads whose signatures the party checked (false: the passive "
+        "protocol, secure against an honest server only)",
     )
     threshold: int = setting(
         0, "ckks-threshold: parties needed to decrypt an aggregate (0: ceil(2 x clients / 3))"

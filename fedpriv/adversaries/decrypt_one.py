@@ -5,7 +5,7 @@ Passive protocols (Mouchet, Bertrand and Hubaux, JoC 2023, assume the decrypted 
 is agreed on) let a party not tell the round's sum from one upload: the server crafts no
 model, it asks the round's decrypting set for shares of the target's ciphertext besides
 the sum, and reads the target's update exactly. Authenticated threshold CKKS refuses: each
-party gives one share a round, for a sum it recomputes from signed uploads.
+party gives one share a round, for a sum of enough uploads whose signatures it checked.
 """
 
 from __future__ import annotations

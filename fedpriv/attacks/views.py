@@ -236,7 +236,7 @@ RELEASE_REDIRECT_REFUSED = (
 DECRYPTION_REFUSED = (
     "under authenticated threshold CKKS the server asked the round-{round} decrypting set "
     "for shares of node {node}'s own upload; every party refused (one share per round, for "
-    "a sum it recomputes from signed uploads), and the server read no individual update"
+    "a sum of enough signed uploads), and the server read no individual update"
 )
 
 # The same recombination against authenticated CKKS.

@@ -9,7 +9,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
-from flwr.app import ConfigRecord, RecordDict
+from flwr.app import RecordDict
 
 from fedpriv.bench.crypto import DOWNLOAD_CLIENTS, CkksCost, Stopwatch, synthetic_updates
 from fedpriv.config import RunConfig
@@ -17,11 +17,17 @@ from fedpriv.crypto.encoding import UpdateEncoding
 from fedpriv.crypto.modq import sum_mod
 from fedpriv.crypto.packing import deserialize_update, encrypt_update, expected_layout
 from fedpriv.crypto.presets import get_preset
-from fedpriv.crypto.shamir import lagrange_at_zero, share
-from fedpriv.crypto.signing import Roster, SigningKey, digest
+from fedpriv.crypto.shamir import lagrange_at_zero, scale_rows, share
+from fedpriv.crypto.signing import Roster, SigningKey
 from fedpriv.crypto.threshold import ThresholdCkks
-from fedpriv.crypto.thresholdwire import ThresholdWire
-from fedpriv.schemes.threshold.messages import polys_record, upload_digests, upload_statement
+from fedpriv.crypto.thresholdwire import ThresholdWire, UploadKey
+from fedpriv.schemes.threshold.messages import (
+    DecryptReply,
+    DecryptRequest,
+    SignedUpload,
+    upload_digest,
+    upload_statement,
+)
 from fedpriv.wire import payload_size
 
 
@@ -30,19 +36,18 @@ def measure_threshold(preset_name: str, size: int, clients: int) -> CkksCost:
 
     Every party is set up in this process (the key setup is measured by the federation, not
     here). Per client: the upload (ciphertexts) and the decryption share are its bytes up;
-    the ``c1`` of the sum it is asked to decrypt is its bytes down besides the plaintext
-    model; its seconds are encryption and the share. The server's are parsing and adding
-    the uploads, and combining the shares into the decoded sum (``server_finish_seconds``).
+    the decryption request (who uploaded) is its bytes down besides the plaintext model;
+    its seconds are encryption and the share. The server's are parsing and adding the
+    uploads, and combining the shares into the decoded sum (``server_finish_seconds``).
     """
     preset = get_preset(preset_name)
     ckks = ThresholdCkks(preset)
     threshold = max(2, math.ceil(2 * clients / 3))
     points = list(range(1, clients + 1))
-    a = ckks.common_random_polynomial(os.urandom(64))
+    crs = os.urandom(64)
+    a = ckks.common_random_polynomial(crs)
     keys = [ckks.key_share(a) for _ in points]
-    key = ckks.public_key([k.p0 for k in keys], a)
     dealt = [share(k.secret, threshold, points, ckks.primes) for k in keys]
-    shares = {j: sum_mod([d[j] for d in dealt], ckks.primes) for j in points}
     vectors, weights = synthetic_updates(size, clients)
     encoding = UpdateEncoding(
         preset,
@@ -50,13 +55,13 @@ def measure_threshold(preset_name: str, size: int, clients: int) -> CkksCost:
         max_total_weight=float(sum(weights)),
         num_clients=clients,
     )
-    client = ThresholdWire(ckks, key)
     server = ThresholdWire(ckks)
     payload = encoding.size(size)
     encrypt_seconds, parse_seconds, add_seconds = [], [], []
     total = None
     up = 0
-    for vector, weight in zip(vectors, weights, strict=True):
+    for key, vector, weight in zip(keys, vectors, weights, strict=True):
+        client = ThresholdWire(ckks, UploadKey(key.secret, crs, 1))
         with Stopwatch() as encrypt:
             record = encrypt_update(client, encoding, vector, weight)
         encrypt_seconds.append(encrypt.seconds)
@@ -72,17 +77,19 @@ def measure_threshold(preset_name: str, size: int, clients: int) -> CkksCost:
                 server.add_(accumulator, ciphertext)
         add_seconds.append(adding.seconds)
     assert total is not None
-    c1s = [c.c1 for c in total]
-    request = payload_size(RecordDict({"polys": polys_record(server, c1s)}))
     group = points[:threshold]
+    request = payload_size(DecryptRequest(1, group, points).to_record(server))
     coefficients = lagrange_at_zero(group, ckks.primes)
     share_seconds = []
     parts: dict[int, list[np.ndarray]] = {}
     for j in group:
         with Stopwatch() as timer:
-            parts[j] = ckks.decryption_shares(c1s, shares[j], coefficients[j])
+            held = sum_mod([dealt[i][j] for i in range(clients)], ckks.primes)
+            weighted = scale_rows(held, coefficients[j], ckks.primes)
+            common = ckks.round_polynomials(crs, 1, len(total))
+            parts[j] = list(ckks.decryption_shares(common, weighted))
         share_seconds.append(timer.seconds)
-    reply = payload_size(RecordDict({"polys": polys_record(server, parts[group[0]])}))
+    reply = payload_size(DecryptReply(group[0], 1, parts[group[0]]).to_record(server))
     plain_model = 4 * size  # the plaintext broadcast, float32
     with Stopwatch() as finish:
         layout = expected_layout(payload, preset)
@@ -92,7 +99,7 @@ def measure_threshold(preset_name: str, size: int, clients: int) -> CkksCost:
                 for index, (c, n) in enumerate(zip(total, layout, strict=True))
             ]
         )
-        mean, _ = encoding.mean(decoded)
+        mean, total_weight = encoding.mean(decoded)
     expected = np.average(np.asarray(vectors, dtype=np.float64), axis=0, weights=weights)
     add = min(add_seconds) if add_seconds else float("nan")
     down = plain_model + request
@@ -110,7 +117,7 @@ def measure_threshold(preset_name: str, size: int, clients: int) -> CkksCost:
         server_parse_add_seconds=statistics.median(parse_seconds) + add,
         max_abs_error=float(np.abs(mean - expected).max()),
         std_error=float(np.std(mean - expected)),
-        predicted_std=float("nan"),
+        predicted_std=encoding.error_std(clients, total_weight, decrypting=len(group)),
         server_finish_seconds=finish.seconds,
     )
 
@@ -119,9 +126,9 @@ def measure_threshold(preset_name: str, size: int, clients: int) -> CkksCost:
 class ThresholdVerificationCost:
     """What authenticated threshold CKKS adds to a round, beside the passive protocol.
 
-    A decrypting party receives every upload's ``c1`` (with its signature and ``c0``
-    digests) instead of the sum's, checks the signatures and adds the ``c1`` itself; every
-    upload is signed. Bytes are one decryption request; seconds are per million parameters.
+    A decrypting party receives every upload's signature and digest instead of the
+    uploaders' names, and checks the signatures; every upload is signed. Bytes are one
+    decryption request; seconds are per million parameters.
     """
 
     preset: str
@@ -146,50 +153,35 @@ class ThresholdVerificationCost:
 def measure_threshold_verification(
     preset_name: str, size: int, clients: int
 ) -> ThresholdVerificationCost:
-    """Sign ``clients`` uploads, and check and sum them as one decrypting party does."""
+    """Sign ``clients`` uploads, and check them as one decrypting party does."""
     preset = get_preset(preset_name)
     ckks = ThresholdCkks(preset)
-    a = ckks.common_random_polynomial(os.urandom(64))
-    key = ckks.public_key([ckks.key_share(a).p0], a)
+    crs = os.urandom(64)
+    key = ckks.key_share(ckks.common_random_polynomial(crs))
     vectors, weights = synthetic_updates(size, clients)
     encoding = UpdateEncoding(
         preset, bound=RunConfig().ckks_update_bound, max_total_weight=float(sum(weights)),
         num_clients=clients,
     )  # fmt: skip
-    client, server = ThresholdWire(ckks, key), ThresholdWire(ckks)
-    payload = encoding.size(size)
+    client, server = ThresholdWire(ckks, UploadKey(key.secret, crs, 1)), ThresholdWire(ckks)
     signer, _ = SigningKey.generate()
     roster = Roster({p: signer.public() for p in range(clients)}, clients)
-    sign_seconds, uploads = [], []
+    sign_seconds: list[float] = []
+    uploads: list[SignedUpload] = []
     for partition, (vector, weight) in enumerate(zip(vectors, weights, strict=True)):
         record = encrypt_update(client, encoding, vector, weight)
         with Stopwatch() as signing:
-            c0s, c1s = upload_digests(client, record, payload)
-            signature = signer.sign(upload_statement(1, 1, partition, c0s, c1s))
+            upload_hash = upload_digest(record)
+            signature = signer.sign(upload_statement(1, 1, partition, upload_hash))
         sign_seconds.append(signing.seconds)
-        uploads.append(
-            (partition, signature, c0s, deserialize_update(record, server, preset, payload))
-        )
-    passive = payload_size(
-        RecordDict({"polys": polys_record(server, [c.c1 for c in uploads[0][3]])})
-    )
-    config = ConfigRecord(
-        {
-            "uploaders": [u[0] for u in uploads],
-            "upload-signatures": [u[1] for u in uploads],
-            "upload-c0": [d for u in uploads for d in u[2]],
-        }
-    )
-    all_c1 = [c.c1 for u in uploads for c in u[3]]
-    authenticated = payload_size(RecordDict({"polys": polys_record(server, all_c1), "c": config}))
+        uploads.append(SignedUpload(partition, signature, upload_hash))
+    parties = list(range(1, clients + 1))
+    passive = payload_size(DecryptRequest(1, parties, parties).to_record(server))
+    authenticated = payload_size(DecryptRequest(1, parties, [], uploads).to_record(server))
     with Stopwatch() as verifying:
-        for partition, signature, c0s, parsed in uploads:
-            c1_digests = [digest(server.write_polynomial(c.c1)) for c in parsed]
-            assert roster.verify(
-                partition, signature, upload_statement(1, 1, partition, c0s, c1_digests)
-            )
-        count = len(uploads[0][3])
-        [sum_mod([u[3][k].c1 for u in uploads], ckks.primes) for k in range(count)]
+        for signed in uploads:
+            statement = upload_statement(1, 1, signed.partition, signed.upload)
+            assert roster.verify(signed.partition, signed.signature, statement)
     return ThresholdVerificationCost(
         preset_name, size, clients, passive, authenticated,
         statistics.median(sign_seconds), verifying.seconds,

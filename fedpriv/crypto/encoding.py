@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from fedpriv.crypto.presets import CkksPreset
+from fedpriv.crypto.presets import CkksPreset, threshold_error_std
 from fedpriv.errors import AggregateRejectedError, BoundError, ConfigError
 
 # Decrypted weights are sums of integers (sample counts): within this of one, else garbage.
@@ -93,13 +93,22 @@ class UpdateEncoding:
             return 1.0
         return (self.max_total_weight * self.bound + self.headroom) / self.preset.sum_bound
 
-    def error_std(self, num_updates: int, total_weight: float) -> float:
+    def error_std(
+        self, num_updates: int, total_weight: float, decrypting: int | None = None
+    ) -> float:
         """Standard deviation of the error of one value of a decrypted weighted mean.
 
-        ``num_updates`` ciphertexts were summed; their weights add up to ``total_weight``.
-        The noise was measured for symmetric encryption at N=4096; for other presets (public
-        keys, threshold decryption's smudging) this is NaN: measure instead.
+        ``num_updates`` ciphertexts were summed; their weights add up to ``total_weight``;
+        under a threshold preset ``decrypting`` parties (by default as many) gave shares
+        (:func:`~fedpriv.crypto.presets.threshold_error_std`). The noise of a single key's
+        ciphertexts was measured for symmetric encryption at N=4096; for other presets
+        (public keys) this is NaN: measure instead.
         """
+        if self.preset.backend == "threshold":
+            noise = threshold_error_std(
+                self.preset, num_updates, num_updates if decrypting is None else decrypting
+            )
+            return noise * self.unit / total_weight
         if self.preset.encryption != "symmetric" or self.preset.poly_modulus_degree != 4096:
             return math.nan
         noise = NOISE_STD * math.sqrt(max(num_updates, 1)) / 2.0**self.preset.scale_bits

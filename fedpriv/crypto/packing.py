@@ -29,7 +29,7 @@ STYPES = {
     "packed": "fedpriv.ckks-packed.v3",
     "seal": "fedpriv.seal-ckks.v1",
     "tenseal": "fedpriv.tenseal-ckks-vector.v1",
-    "threshold": "fedpriv.ckks-threshold.v1",
+    "threshold": "fedpriv.ckks-threshold.v2",
 }
 KEY_FORMAT = "ct-{:05d}"
 

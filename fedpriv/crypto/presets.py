@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from fedpriv.crypto.sampling import NOISE_SIGMA
 from fedpriv.errors import ConfigError
 
 # Largest total coefficient-modulus bits for 128-bit classical security
@@ -41,7 +42,9 @@ class CkksPreset:
         the server, weights encoded as they are; ``tenseal``: TenSEAL ``ckks_vector`` (N/2
         reals per ciphertext, full ciphertexts).
         ``threshold``: multiparty CKKS (``fedpriv.crypto.threshold``): no party holds the
-        secret key; clients encrypt under a collective public key and decrypt sums together.
+        whole secret; each party encrypts under its own secret over the round's common
+        ``a``, sums are decrypted by t parties' shares, and everything on the wire is
+        switched to ``2^wire_bits``.
     description : str
         One line for help texts.
     smudging_bits : int
@@ -52,6 +55,10 @@ class CkksPreset:
         ``N * 2^-lambda``.
     max_parties : int
         Threshold presets: the most parties (and summed uploads) the noise bounds cover.
+    wire_bits : int
+        Threshold presets: bits per coefficient on the wire. Uploads and decryption shares
+        are computed mod the primes' product q and sent as ``round(x 2^wire_bits / q)``
+        (modulus switching); ``scale_bits`` is then the scale in that domain.
 
     """
 
@@ -64,6 +71,7 @@ class CkksPreset:
     description: str = ""
     smudging_bits: int = 0
     max_parties: int = 0
+    wire_bits: int = 0
 
     def __post_init__(self) -> None:
         limit = MAX_COEFF_BITS_128.get(self.poly_modulus_degree)
@@ -86,11 +94,17 @@ class CkksPreset:
                 f"preset {self.name}: the {self.backend} backend encrypts symmetrically only"
             )
         if self.backend == "threshold" and (
-            self.encryption != "asymmetric" or self.smudging_bits < 20 or self.max_parties < 2
+            self.encryption != "symmetric"
+            or self.smudging_bits < 20
+            or self.max_parties < 2
+            or not 33 <= self.wire_bits <= 60
+            or self.wire_bits + smudging_bits(self) > sum(self.coeff_mod_bit_sizes)
         ):
             raise ConfigError(
-                f"preset {self.name}: a threshold preset encrypts under the collective public "
-                "key (asymmetric), with smudging_bits >= 20 and max_parties >= 2"
+                f"preset {self.name}: a threshold preset encrypts symmetrically (each party "
+                "under its own secret), with smudging_bits >= 20, max_parties >= 2 and "
+                "33 <= wire_bits <= 60, the smudging noise below one unit of the wire: "
+                "wire_bits + log2(smudging bound) <= the primes' bits"
             )
         if self.backend == "packed" and (
             len(self.coeff_mod_bit_sizes) != 1 or self.coeff_mod_bit_sizes[0] > 40
@@ -106,10 +120,13 @@ class CkksPreset:
             )
         if any(not 20 <= bits <= 60 for bits in self.coeff_mod_bit_sizes):
             raise ConfigError(f"preset {self.name}: SEAL primes must have 20..60 bits")
-        top = sum(self.coeff_mod_bit_sizes) if self.backend == "threshold" else None
-        if top is not None and not 20 <= self.scale_bits < top - 2:
-            raise ConfigError(f"preset {self.name}: scale_bits must lie in [20, {top - 3}]")
-        if top is None and not 20 <= self.scale_bits < self.coeff_mod_bit_sizes[0] - 1:
+        if self.backend == "threshold":
+            if not 0 <= self.scale_bits <= self.wire_bits - 16:
+                raise ConfigError(
+                    f"preset {self.name}: scale_bits (in the wire's domain) must lie in "
+                    f"[0, {self.wire_bits - 16}]"
+                )
+        elif not 20 <= self.scale_bits < self.coeff_mod_bit_sizes[0] - 1:
             raise ConfigError(
                 f"preset {self.name}: scale_bits {self.scale_bits} must lie in "
                 f"[20, {self.coeff_mod_bit_sizes[0] - 2}] for a first prime of "
@@ -151,11 +168,10 @@ class CkksPreset:
         a few hundred units of a scale of 2^22); the seal backend one bit below q/(2 scale).
         """
         if self.backend == "threshold":
-            # q is the product of every prime; the smudging of the decryption shares comes
-            # off the room first.
-            q_bits = sum(self.coeff_mod_bit_sizes)
-            room = 2.0 ** (q_bits - 1) - self.max_parties * 2.0 ** smudging_bits(self)
-            return 0.7 * room * (1 - 2.0**-10) / 2.0**self.scale_bits
+            # Coefficients live mod 2^wire_bits; the noise (a few units, times the tail of
+            # max_parties terms) comes off the room first.
+            room = 2.0 ** (self.wire_bits - 1) - _TAIL * self.max_parties
+            return 0.7 * room / 2.0**self.scale_bits
         half = 2.0 ** (self.coeff_mod_bit_sizes[0] - 1 - self.scale_bits)  # ~ q / (2 scale)
         if self.backend == "packed":
             # q lies within 2^-15 of 2^bits for the primes SEAL picks; 0.7 covers it.
@@ -177,28 +193,34 @@ class CkksPreset:
 _TAIL = 12.0
 
 
-def fresh_noise_std(n: int, parties: int) -> float:
-    """Standard deviation of a coefficient of a fresh ciphertext's noise.
-
-    Under a key of ``parties`` parties: ``u*e + e0 + e1*s`` with ternary ``u`` and ``s_i``,
-    noise of deviation 3.2.
-    """
-    sigma = 3.2
-    return math.sqrt(2 * n * parties * (2 / 3) * sigma**2 + sigma**2)
-
-
 def aggregate_noise_bound(preset: CkksPreset) -> float:
-    """A bound on a coefficient's noise in a sum of fresh ciphertexts (twelve deviations).
+    """A bound on a coefficient of ``E_U``, the noise of a sum of fresh uploads (12 deviations).
 
-    For up to ``max_parties`` ciphertexts under a key of up to ``max_parties`` parties.
+    Each upload ``c0_i = -a s_i + e_i + m_i`` carries its own noise ``e_i`` (SEAL's clipped
+    normal, deviation 3.2); a sum of up to ``max_parties`` of them has deviation
+    ``3.2 sqrt(max_parties)``. This is what the smudging of decryption shares must hide.
     """
-    parties = preset.max_parties
-    return _TAIL * math.sqrt(parties) * fresh_noise_std(preset.poly_modulus_degree, parties)
+    return _TAIL * math.sqrt(preset.max_parties) * NOISE_SIGMA
 
 
 def smudging_bits(preset: CkksPreset) -> int:
     """``log2 E``: smudging noise is uniform in ``[-E, E]``, ``E >= 2^lambda * bound``."""
     return math.ceil(preset.smudging_bits + math.log2(aggregate_noise_bound(preset)))
+
+
+def threshold_error_std(preset: CkksPreset, uploads: int, decrypting: int) -> float:
+    """Standard deviation of a decrypted slot's error under a threshold preset (value units).
+
+    Per coefficient, in units of the wire: ``decrypting`` smudges uniform in ``[-E, E]``
+    (variance ``E^2 / 3``, ``E`` in wire units ``2^smudging / (q / 2^b)``), one rounding
+    (variance 1/12) per switched share, and two per upload (its switch and its encoding).
+    A slot's real part mixes ``N/2`` coefficients: deviation ``sqrt(N/2)`` times theirs,
+    over the scale. ``q`` is taken as ``2^(sum of prime bits)`` (SEAL's primes lie within
+    2^-15 of it).
+    """
+    unit = 2.0 ** (smudging_bits(preset) + preset.wire_bits - sum(preset.coeff_mod_bit_sizes))
+    variance = decrypting * unit**2 / 3 + (decrypting + 2 * uploads) / 12
+    return math.sqrt(variance * preset.poly_modulus_degree / 2) / 2.0**preset.scale_bits
 
 
 PRESETS: dict[str, CkksPreset] = {
@@ -245,15 +267,16 @@ PRESETS: dict[str, CkksPreset] = {
         CkksPreset(
             "n4096-threshold",
             4096,
-            (51, 51),
-            70,
-            "asymmetric",
+            (44, 44),
+            5,
+            "symmetric",
             "threshold",
-            "ckks-threshold: N=4096, two 51-bit primes, scale 2^70, collective public key, "
-            "t-of-n decryption shares smudged by 2^40 times the sum's noise (about 2^62), "
-            "up to 1,024 parties",
+            "ckks-threshold: N=4096, two 44-bit primes, each party's own secret over the "
+            "round's common a, t-of-n decryption shares smudged by 2^40 times the sum's noise, "
+            "uploads and shares switched to 36 bits, up to 1,024 parties",
             smudging_bits=40,
             max_parties=1024,
+            wire_bits=36,
         ),
     )
 }

@@ -1,71 +1,93 @@
-"""Threshold CKKS on the wire: ciphertexts, the sum's ``c1`` and decryption shares, bit-packed."""
+"""Threshold CKKS on the wire: uploads and decryption shares mod 2^b, key material mod q."""
 
 from __future__ import annotations
 
 import struct
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
-from fedpriv.crypto.backend import OneAtATime
-from fedpriv.crypto.modq import add_mod, pack_coefficients, unpack_coefficients
+from fedpriv.crypto.modq import pack_coefficients, unpack_coefficients
 from fedpriv.crypto.packing import STYPES as PACKING_STYPES
 from fedpriv.crypto.sealformat import compute_parms_id
 from fedpriv.crypto.sealheader import SealFormatError
-from fedpriv.crypto.threshold import Ciphertext, PublicKey, ThresholdCkks
+from fedpriv.crypto.threshold import ThresholdCkks
 from fedpriv.errors import CiphertextFormatError, CryptoError
 
 # One object on the wire (integers little endian):
 #
-#   magic "FPT1" | kind u8 | primes u8 | reserved u16 (0) | parms tag (8 bytes) | N u32 |
-#   polynomials: per polynomial, per prime, N residues of that prime's bit length, packed
+#   magic "FPT2" | kind u8 | primes u8 | wire bits u8 | reserved u8 (0) | parms tag (8 bytes)
+#   | N u32 | the values, bit-packed
 #
-# kind 1: a ciphertext (c0, c1); kind 2: one polynomial (the c1 of a sum sent for decryption,
-# or a party's decryption share of it). 51-bit residues of two primes: 12.75 bytes a value per
-# polynomial. Every residue is checked below its prime.
-HEADER = struct.Struct("<4sBBH8sI")
-MAGIC = b"FPT1"
-CIPHERTEXT, POLYNOMIAL = 1, 2
+# kind 1: an upload's ciphertext, its ``c0`` switched to 2^b (``c1`` is the round's common
+#         ``a``, which every party expands itself): N values of b bits;
+# kind 2: a polynomial mod q (key material: a key share ``p0_i``, the collective key, a
+#         Shamir share): per prime, N residues of that prime's bit length;
+# kind 3: a decryption share, switched to 2^b: N values of b bits.
+# Values mod 2^b travel as their low 32 bits (N u32) and then their high b - 32 bits,
+# bit-packed (so that reading them is two array views, not a bit-stream decoder); residues
+# mod q as ``modq.pack_coefficients`` packs them. At b = 36 an upload is 4.5 bytes a value,
+# and so is a decryption share.
+HEADER = struct.Struct("<4sBBBB8sI")
+MAGIC = b"FPT2"
+CIPHERTEXT, POLYNOMIAL, DECRYPTION_SHARE = 1, 2, 3
 STYPES = {
     CIPHERTEXT: PACKING_STYPES["threshold"],
-    POLYNOMIAL: "fedpriv.ckks-threshold-poly.v1",
+    POLYNOMIAL: "fedpriv.ckks-threshold-poly.v2",
+    DECRYPTION_SHARE: "fedpriv.ckks-threshold-share.v1",
 }
 
 
 @dataclass
 class Summed:
-    """A ciphertext being summed on the server (``Ciphertext`` fields, mutable)."""
+    """A ciphertext being summed on the server: its ``c0`` on the wire, not yet reduced.
+
+    ``owned``: whether ``c0`` is this sum's own array (the first upload's is never written).
+    """
 
     c0: np.ndarray
-    c1: np.ndarray
+    owned: bool = False
 
 
-class ThresholdWire(OneAtATime):
-    """Reads and writes threshold objects of one preset; encrypts under a public key.
+@dataclass(frozen=True)
+class UploadKey:
+    """What a party encrypts with: its own secret (NTT form), the setup's seed, the round."""
 
-    It offers what :mod:`fedpriv.crypto.packing` asks of a backend (``encrypt``, ``parse``,
-    ``add_``, ``add_plain_``, ``serialize``), so that uploads travel and are summed as under
-    every other preset. It holds no secret: nobody does.
+    secret: np.ndarray
+    crs: bytes
+    server_round: int
+
+
+class ThresholdWire:
+    """Reads and writes threshold objects of one preset; encrypts with a party's upload key.
+
+    It offers what :mod:`fedpriv.crypto.packing` asks of a backend (``encrypt_many``,
+    ``parse``, ``add_``, ``add_plain_``, ``serialize``), so that uploads travel and are summed
+    as under every other preset. The server's instance holds no secret; nobody holds the
+    whole one.
 
     Parameters
     ----------
     ckks : ThresholdCkks
         The preset's arithmetic.
-    public_key : PublicKey | None
-        The collective key (clients, to encrypt); ``None`` on the server.
+    key : UploadKey | None
+        A party's key for its upload of one round; ``None`` on the server.
 
     """
 
-    def __init__(self, ckks: ThresholdCkks, public_key: PublicKey | None = None) -> None:
+    def __init__(self, ckks: ThresholdCkks, key: UploadKey | None = None) -> None:
         self.ckks = ckks
         self.preset = ckks.preset
-        self.public_key = public_key
+        self.key = key
         self.primes = ckks.primes
         self.n = ckks.n
         self.tag = compute_parms_id(self.n, self.primes)[:8]
         self.bits = [p.bit_length() for p in self.primes]
+        self.wire_bits = ckks.wire_bits
         self.polynomial_bytes = sum(-(-self.n * b // 8) for b in self.bits)
-        self.max_ciphertext_bytes = HEADER.size + 2 * self.polynomial_bytes
+        self.wire_bytes = 4 * self.n + -(-self.n * (self.wire_bits - 32) // 8)
+        self.max_ciphertext_bytes = HEADER.size + self.wire_bytes
 
     # -- the backend interface ---------------------------------------------------------------
     def is_private(self) -> bool:
@@ -81,55 +103,86 @@ class ThresholdWire(OneAtATime):
         raise CryptoError("threshold keys are made by the clients at the start of a run")
 
     def encrypt(self, values: np.ndarray) -> bytes:
-        """Encrypt up to N reals under the collective key."""
-        if self.public_key is None:
-            raise CryptoError("no collective public key yet: the run's key setup did not finish")
-        return self.write_ciphertext(self.ckks.encrypt(values, self.public_key))
+        """Encrypt one chunk as the update's first ciphertext (see :meth:`encrypt_many`)."""
+        return self.encrypt_many([values])[0]
 
-    def parse(self, blob: bytes, what: str, size: int) -> Summed:
-        """Read one ciphertext."""
-        c0, c1 = self.read(blob, CIPHERTEXT, what)
-        return Summed(c0, c1)
+    def encrypt_many(self, chunks: Sequence[np.ndarray]) -> list[bytes]:
+        """Encrypt an update's chunks, the k-th over the round's k-th common polynomial.
 
-    def add_(self, total: Summed, other: Summed) -> None:
-        """``total += other``."""
-        total.c0 = add_mod(total.c0, other.c0, self.primes)
-        total.c1 = add_mod(total.c1, other.c1, self.primes)
+        Raises
+        ------
+        CryptoError
+            Without a party's upload key (the server's instance), or for values the wire
+            cannot carry.
 
-    def add_plain_(self, total: Summed, values: np.ndarray) -> None:
-        """``total += values``: encoded and added to ``c0`` (server-side noise)."""
-        total.c0 = add_mod(total.c0, self.ckks.encode(values), self.primes)
-
-    def serialize(self, ciphertext: Summed) -> bytes:
-        """The bytes of a (summed) ciphertext."""
-        return self.write_ciphertext(Ciphertext(ciphertext.c0, ciphertext.c1))
+        """
+        if self.key is None:
+            raise CryptoError("no upload key: the run's key setup did not reach this party")
+        a = self.ckks.round_polynomials(self.key.crs, self.key.server_round, len(chunks))
+        c0 = self.ckks.encrypt(chunks, self.key.secret, a)
+        return [self._write(CIPHERTEXT, [row], self.wire_bits) for row in c0]
 
     def decrypt(self, ciphertext: Summed, size: int) -> np.ndarray:
         """Not possible for anyone alone: decryption takes t parties' shares."""
         raise CryptoError("threshold ciphertexts are decrypted by t parties' shares, not a key")
 
-    # -- bytes -------------------------------------------------------------------------------
-    def write_ciphertext(self, ciphertext: Ciphertext) -> bytes:
-        """A ciphertext's bytes."""
-        return self._write(CIPHERTEXT, [ciphertext.c0, ciphertext.c1])
+    def decrypt_many(self, ciphertexts: Sequence[Summed], sizes: Sequence[int]) -> np.ndarray:
+        """Not possible for anyone alone (see :meth:`decrypt`)."""
+        raise CryptoError("threshold ciphertexts are decrypted by t parties' shares, not a key")
 
+    def parse(self, blob: bytes, what: str, size: int) -> Summed:
+        """Read one upload's ciphertext."""
+        return Summed(self.read(blob, CIPHERTEXT, what))
+
+    def add_(self, total: Summed, other: Summed) -> None:
+        """``total += other``, reduced mod 2^b only when read (u64 holds 2^(64-b) terms)."""
+        if total.owned:
+            np.add(total.c0, other.c0, out=total.c0)
+        else:
+            total.c0, total.owned = total.c0 + other.c0, True
+
+    def add_plain_(self, total: Summed, values: np.ndarray) -> None:
+        """``total += values``: encoded on the wire and added to ``c0`` (server-side noise)."""
+        self.add_(total, Summed(self.ckks.encode(values)[0]))
+
+    def reduced(self, ciphertext: Summed) -> np.ndarray:
+        """A sum's ``c0`` mod 2^b."""
+        return ciphertext.c0 & self.ckks.mask
+
+    def serialize(self, ciphertext: Summed) -> bytes:
+        """The bytes of a (summed) ciphertext."""
+        return self._write(CIPHERTEXT, [self.reduced(ciphertext)], self.wire_bits)
+
+    # -- bytes -------------------------------------------------------------------------------
     def write_polynomial(self, poly: np.ndarray) -> bytes:
-        """One polynomial's bytes (``(L, N)`` residues): a sum's ``c1``, a decryption share."""
-        return self._write(POLYNOMIAL, [poly])
+        """A polynomial mod q (``(L, N)`` residues): key material."""
+        return self._write(POLYNOMIAL, list(poly), None)
 
     def read_polynomial(self, blob: bytes, what: str) -> np.ndarray:
-        """One polynomial (see :meth:`read`)."""
-        return self.read(blob, POLYNOMIAL, what)[0]
+        """A polynomial mod q (see :meth:`read`)."""
+        return self.read(blob, POLYNOMIAL, what)
 
-    def _write(self, kind: int, polys: list[np.ndarray]) -> bytes:
-        parts = [HEADER.pack(MAGIC, kind, len(self.primes), 0, self.tag, self.n)]
-        for poly in polys:
-            for row, bits in zip(poly, self.bits, strict=True):
-                parts.append(pack_coefficients(row, bits))
+    def write_share(self, share: np.ndarray) -> bytes:
+        """A decryption share (``(N,)`` on the wire)."""
+        return self._write(DECRYPTION_SHARE, [share], self.wire_bits)
+
+    def read_share(self, blob: bytes, what: str) -> np.ndarray:
+        """A decryption share (see :meth:`read`)."""
+        return self.read(blob, DECRYPTION_SHARE, what)
+
+    def _write(self, kind: int, rows: list[np.ndarray], wire_bits: int | None) -> bytes:
+        parts = [HEADER.pack(MAGIC, kind, len(self.primes), self.wire_bits, 0, self.tag, self.n)]
+        if wire_bits is None:
+            parts += [pack_coefficients(r, b) for r, b in zip(rows, self.bits, strict=True)]
+        else:
+            parts += [_pack_wire(row, wire_bits) for row in rows]
         return b"".join(parts)
 
-    def read(self, blob: bytes, kind: int, what: str) -> list[np.ndarray]:
-        """The polynomials of one object of ``kind``; anything else is refused, naming why.
+    def read(self, blob: bytes, kind: int, what: str) -> np.ndarray:
+        """The values of one object of ``kind``; anything else is refused, naming why.
+
+        Returns ``(N,)`` wire values for a ciphertext or a share, ``(L, N)`` residues for a
+        polynomial.
 
         Raises
         ------
@@ -137,27 +190,52 @@ class ThresholdWire(OneAtATime):
             On a wrong length (checked first), header, parameters or residue.
 
         """
-        count = 2 if kind == CIPHERTEXT else 1
-        expected = HEADER.size + count * self.polynomial_bytes
+        residues = kind == POLYNOMIAL
+        expected = HEADER.size + (self.polynomial_bytes if residues else self.wire_bytes)
         if len(blob) != expected:
             raise CiphertextFormatError(f"{what}: {len(blob)} bytes, expected {expected}")
-        magic, stored_kind, primes, reserved, tag, n = HEADER.unpack_from(blob)
+        magic, stored_kind, primes, wire_bits, reserved, tag, n = HEADER.unpack_from(blob)
         if magic != MAGIC or reserved != 0 or stored_kind != kind:
             raise CiphertextFormatError(f"{what}: not a threshold object of kind {kind}")
-        if tag != self.tag or n != self.n or primes != len(self.primes):
+        if (
+            tag != self.tag
+            or n != self.n
+            or primes != len(self.primes)
+            or wire_bits != self.wire_bits
+        ):
             raise CiphertextFormatError(f"{what}: parameters differ from preset {self.preset.name}")
-        polys = []
-        offset = HEADER.size
-        for _ in range(count):
-            rows = []
+        body = blob[HEADER.size :]
+        try:
+            if not residues:
+                return _unpack_wire(body, self.wire_bits, self.n)
+            rows, offset = [], 0
             for prime, bits in zip(self.primes, self.bits, strict=True):
                 size = -(-self.n * bits // 8)
-                try:
-                    rows.append(
-                        unpack_coefficients(blob[offset : offset + size], bits, self.n, prime)
-                    )
-                except SealFormatError as err:
-                    raise CiphertextFormatError(f"{what}: {err}") from err
+                rows.append(unpack_coefficients(body[offset : offset + size], bits, self.n, prime))
                 offset += size
-            polys.append(np.stack(rows))
-        return polys
+            return np.stack(rows)
+        except SealFormatError as err:
+            raise CiphertextFormatError(f"{what}: {err}") from err
+
+
+def _pack_wire(values: np.ndarray, bits: int) -> bytes:
+    """Values below 2^bits (32 < bits <= 64): their low 32 bits as u32, then the rest packed."""
+    values = np.asarray(values, dtype=np.uint64)
+    if values.size and int(values.max()) >> bits:
+        raise CryptoError(f"a wire value does not fit in {bits} bits")
+    low = (values & np.uint64(0xFFFFFFFF)).astype("<u4").tobytes()
+    return low + pack_coefficients(values >> np.uint64(32), bits - 32)
+
+
+def _unpack_wire(data: bytes, bits: int, n: int) -> np.ndarray:
+    """Inverse of :func:`_pack_wire` (the caller checked the length)."""
+    low = np.frombuffer(data, dtype="<u4", count=n).astype(np.uint64)
+    high_bits = bits - 32
+    body = data[4 * n :]
+    if high_bits == 4:  # the presets' case: two values a byte, the first in the low nibble
+        packed = np.frombuffer(body, dtype=np.uint8)
+        high = np.empty(n, dtype=np.uint64)
+        high[0::2], high[1::2] = packed & 15, packed >> 4
+    else:
+        high = unpack_coefficients(body, high_bits, n)
+    return low | (high << np.uint64(32))

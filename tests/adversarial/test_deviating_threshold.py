@@ -6,10 +6,12 @@ question (a second decryption in a round, a decrypting set of one, a sum of one 
 and alter the uploads it names. Played against real parties (``ThresholdCodec``) through a
 real server session, with ``c = 0`` colluders: authenticated (the default), each is refused
 and the server reads nothing individual; passive (``threshold-authenticated = false``), the
-decryption oracle, the channel-key and the collective-key substitutions hand it one
-client's update or every share, so these tests can fail. The last test adds colluders: up
-to the bound the scheme states (``c <= min(t - 1, m - 2)``) the target stays hidden, one
-beyond it the server reads the target's update from a sum the protocol lets it decrypt.
+decryption oracle and the channel-key substitution hand it one client's update or every
+share dealt to a party, so these tests can fail. A substituted collective key gains it
+nothing under either protocol: parties encrypt under their own secrets. The last test adds
+colluders: up to the bound the scheme states (``c <= min(t - 1, m - 2)``) the target stays
+hidden, one beyond it the server reads the target's update from a sum the protocol lets
+it decrypt.
 """
 
 from __future__ import annotations
@@ -23,8 +25,7 @@ from threshold_support import NODES, ThresholdFederation
 
 from fedpriv.crypto.channels import new_private_key, open_from, public_key
 from fedpriv.crypto.signing import digest
-from fedpriv.crypto.threshold import Ciphertext, PublicKey
-from fedpriv.errors import ConfigError, CryptoError
+from fedpriv.errors import AggregateRejectedError, ConfigError, CryptoError
 from fedpriv.parameters import state_to_vector, vector_to_state
 from fedpriv.schemes.threshold import messages as protocol
 from fedpriv.schemes.threshold.messages import SignedUpload
@@ -66,8 +67,9 @@ def _parsed(federation, replies):
     out = {}
     for reply in replies:
         upload = protocol_upload(strategy, reply)
+        record = reply.content.array_records["arrays"]
         evidence = (
-            strategy._evidence(reply, upload) if federation.config.threshold_authenticated else None
+            strategy._evidence(reply, record) if federation.config.threshold_authenticated else None
         )
         out[reply.metadata.src_node_id] = (upload, evidence)
     return out
@@ -90,27 +92,34 @@ def test_decrypt_one_second_request_of_a_round(tmp_path, task_identity, authenti
     federation.strategy.aggregate_train(1, replies)  # the honest decryption of the sum
     target, evidence = uploads[TARGET]
     opened, _ = federation.strategy._decrypt(
-        1, target, sorted(uploads), None if evidence is None else {TARGET: evidence}
+        1,
+        target,
+        [TARGET],
+        None if evidence is None else {TARGET: evidence},
+        decrypting=sorted(uploads),
     )
     if authenticated:
         assert opened is None  # every party refused a second share in round 1
         return
     model, weight = opened
-    np.testing.assert_allclose(state_to_vector(model), federation.models[TARGET], atol=1e-6)
+    # Exactly the target's update, to the preset's precision (one upload's noise).
+    np.testing.assert_allclose(state_to_vector(model), federation.models[TARGET], atol=1e-5)
     assert weight == federation.weights[TARGET]
 
 
 def test_a_sum_of_one_upload_or_of_altered_uploads_is_refused(tmp_path, task_identity):
     """The first request of a round, naming only the target's upload (the sum of one), or
-    the target's c1 in place of the others': no party gives a share."""
+    the others' signatures over the target's upload: no party gives a share."""
     federation = _setup(tmp_path, True)
     replies = federation.uploads(1)
     uploads = _parsed(federation, replies)
     target, evidence = uploads[TARGET]
-    opened, _ = federation.strategy._decrypt(1, target, sorted(uploads), {TARGET: evidence})
+    opened, _ = federation.strategy._decrypt(
+        1, target, [TARGET], {TARGET: evidence}, decrypting=sorted(uploads)
+    )
     assert opened is None
     forged = {
-        node: SignedUpload(e.partition, e.signature, e.c0_digests, evidence.c1s)
+        node: SignedUpload(e.partition, e.signature, evidence.upload)
         for node, (_, e) in uploads.items()
     }
     opened, _ = federation.strategy._decrypt(1, target, sorted(uploads), forged)
@@ -129,21 +138,13 @@ def test_a_decrypting_set_the_party_should_not_serve_is_refused(tmp_path, task_i
     config = {
         "stage": protocol.DECRYPT,
         "round": 1,
-        "uploaders": [uploads[n][1].partition for n in listed],
+        "upload-partitions": [uploads[n][1].partition for n in listed],
         "upload-signatures": [uploads[n][1].signature for n in listed],
-        "upload-c0": [d for n in listed for d in uploads[n][1].c0_digests],
+        "upload-digests": [uploads[n][1].upload for n in listed],
     }
-    polys = protocol.polys_record(
-        federation.strategy.wire, [c for n in listed for c in uploads[n][1].c1s]
-    )
     for parties, reason in (([1], "is not 3 or more"), ([2, 3, 4], "is not 3 or more")):
         request = Message(
-            content=RecordDict(
-                {
-                    protocol.CONFIG: ConfigRecord({**config, "parties": parties}),
-                    protocol.POLYS: polys,
-                }
-            ),
+            content=RecordDict({protocol.CONFIG: ConfigRecord({**config, "parties": parties})}),
             dst_node_id=NODES[0],
             message_type=protocol.MESSAGE_TYPE,
         )
@@ -196,8 +197,9 @@ def test_channel_key_substitution(tmp_path, task_identity, authenticated):
 
 @pytest.mark.parametrize("authenticated", [True, False], ids=["authenticated", "passive"])
 def test_collective_key_substitution(tmp_path, task_identity, authenticated):
-    """The server delivers a public key of its own: passive, the parties encrypt under it and
-    the server decrypts their uploads; authenticated, every party refuses it."""
+    """The server delivers a public key of its own: authenticated, every party refuses it;
+    passive, the parties accept it, and it decrypts nothing: they encrypt their uploads under
+    their own secrets, not under the collective key (which only commits the setup)."""
     federation = ThresholdFederation(tmp_path, authenticated=authenticated)
     ckks = federation.strategy.wire.ckks
     holder = {}
@@ -219,7 +221,7 @@ def test_collective_key_substitution(tmp_path, task_identity, authenticated):
             federation.session.setup(NODES, 0.0)
         return
     # Every party accepted the key (the honest session's own digest check fails; a
-    # deviating server skips it), and encrypts its next upload under it.
+    # deviating server skips it) and uploads in round 1.
     with pytest.raises(SetupFailed):
         federation.session.setup(NODES, 0.0)
     codec = federation.codecs[TARGET]
@@ -234,16 +236,17 @@ def test_collective_key_substitution(tmp_path, task_identity, authenticated):
     upload = protocol_upload(federation.strategy, reply)
     payload_size = federation.strategy.update_size
     layout = [ckks.n] * (payload_size // ckks.n) + ([payload_size % ckks.n] or [])
+    crs = codec.node.state.config_records["fedpriv-threshold"]["crs"]
+    common = ckks.round_polynomials(crs, 1, len(upload))
     decrypted = np.concatenate(
         [
-            ckks.decrypt_with_secret(Ciphertext(c.c0, c.c1), holder["share"].secret, n)
-            for c, n in zip(upload, [x for x in layout if x], strict=True)
+            ckks.decrypt_with_secret(c.c0, common[k], holder["share"].secret, n)
+            for k, (c, n) in enumerate(zip(upload, [x for x in layout if x], strict=True))
         ]
     )
-    mean, weight = federation.strategy.encoding.mean(
-        decrypted, state_to_vector(federation.template)
-    )
-    np.testing.assert_allclose(mean, federation.models[TARGET], atol=1e-6)
+    with pytest.raises(AggregateRejectedError, match="not a sum of sample counts"):
+        federation.strategy.encoding.mean(decrypted, state_to_vector(federation.template))
+    assert np.abs(decrypted).max() > 1e6  # garbage
 
 
 def test_a_transcript_signed_by_another_party_is_refused(tmp_path, task_identity):
@@ -300,7 +303,6 @@ def test_uploads_are_signed_and_an_honest_round_decrypts(tmp_path, task_identity
     mean = state_to_vector(record_to_state(arrays))
     assert np.abs(mean - federation.fedavg()).max() < 1e-6
     assert digest(b"") != digest(b"x")  # the digests the signatures cover are SHA-256
-    assert isinstance(PublicKey, type)
 
 
 @pytest.mark.parametrize("colluders", [1, 2])

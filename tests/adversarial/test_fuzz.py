@@ -150,21 +150,22 @@ def test_encrypted_updates(update_case):
 
 @pytest.fixture(scope="module")
 def threshold_case():
-    """An upload under a collective key of three parties, and one polynomial (a share)."""
+    """A party's upload of round 1, and a decryption share."""
     import os
 
     from fedpriv.crypto.threshold import ThresholdCkks
-    from fedpriv.crypto.thresholdwire import ThresholdWire
+    from fedpriv.crypto.thresholdwire import ThresholdWire, UploadKey
 
     preset = get_preset("n4096-threshold")
     ckks = ThresholdCkks(preset)
-    a = ckks.common_random_polynomial(os.urandom(64))
-    key = ckks.public_key([ckks.key_share(a).p0 for _ in range(3)], a)
+    crs = os.urandom(64)
+    key = ckks.key_share(ckks.common_random_polynomial(crs))
     encoding = UpdateEncoding(preset, max_total_weight=200.0, num_clients=3)
-    client, server = ThresholdWire(ckks, key), ThresholdWire(ckks)
+    client, server = ThresholdWire(ckks, UploadKey(key.secret, crs, 1)), ThresholdWire(ckks)
     vector = np.random.default_rng(2).normal(0, 0.05, 5000)
     record = encrypt_update(client, encoding, vector, 40.0)
-    share = server.write_polynomial(ckks.key_share(a).p0)
+    common = ckks.round_polynomials(crs, 1, 1)
+    share = server.write_share(ckks.decryption_shares(common, key.secret)[0])
     return preset, server, record, encoding.size(5000), share
 
 
@@ -180,7 +181,7 @@ def test_threshold_uploads(threshold_case, index, mutation, field):
 @_fuzz_settings("threshold-share")
 def test_threshold_shares(threshold_case, mutation):
     _, server, _, _, share = threshold_case
-    _accept_or_refuse("threshold-share", server.read_polynomial, mutate(share, mutation), "share")
+    _accept_or_refuse("threshold-share", server.read_share, mutate(share, mutation), "share")
 
 
 @pytest.fixture(scope="module")

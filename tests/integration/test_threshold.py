@@ -57,7 +57,7 @@ def test_setup_and_bytes_are_recorded(threshold_run):
 
 def test_the_server_sees_aggregates_but_no_update(threshold_run):
     view = ServerView(threshold_run)
-    assert "share(s) of the collective secret" in view.missing(Capability.CLIENT_UPDATES)
+    assert "share(s) of each party's secret" in view.missing(Capability.CLIENT_UPDATES)
     assert view.missing(Capability.AGGREGATE_UPDATES) is None
     with pytest.raises(NotApplicable, match="needs 4"):
         view.updates(2)
@@ -86,9 +86,14 @@ def test_t_colluders_decrypt_every_upload(threshold_run):
 
 def test_shares_stay_in_the_key_folder_and_out_of_the_server_view(threshold_run):
     rundir = RunDirectory(threshold_run)
-    shares = sorted((rundir.key_dir / "threshold").glob("party-*.bin"))
+    from fedpriv.schemes.threshold.party import read_held
+
+    shares = sorted((rundir.key_dir / "threshold").glob("party-*.npz"))
     assert len(shares) == 5
+    views = [f.read_bytes() for f in (rundir.path / "server_view").rglob("*.pb")]
     for path in shares:
-        secret = path.read_bytes()[:32]
-        for view_file in (rundir.path / "server_view").rglob("*.pb"):
-            assert secret not in view_file.read_bytes()
+        _, held = read_held(path)
+        assert len(held) == 5  # a share of every dealer's secret
+        for share in held.values():
+            secret = share.tobytes()[:32]
+            assert not any(secret in view for view in views)

@@ -30,22 +30,51 @@ def threshold() -> ThresholdCkks:
 
 
 # -- NTT -------------------------------------------------------------------------------------
-def test_ntt_equals_seals_transform_for_the_threshold_primes(threshold):
-    """SEAL's evaluator transforms the same polynomials (51-bit primes: the lazy reductions
-    run every stage), including the largest residues."""
+def _seal_ntt(bits: list[int], primes: list[int], polys: list[np.ndarray]) -> list[np.ndarray]:
+    """SEAL's evaluator's NTT of ``(L, N)`` polynomials, through a ciphertext container at
+    the data level of a context with one more (unused) prime."""
+    import tenseal.sealapi as sealapi
+
+    from fedpriv.crypto.seal import _scratch, save_uncompressed
+    from fedpriv.crypto.sealformat import parse_polys, write_polys
+
+    parms = sealapi.EncryptionParameters(sealapi.SCHEME_TYPE.CKKS)
+    parms.set_poly_modulus_degree(N)
+    parms.set_coeff_modulus(sealapi.CoeffModulus.Create(N, [*bits, 20]))
+    context = sealapi.SEALContext(parms, True, sealapi.SEC_LEVEL_TYPE.NONE)
+    assert [m.value() for m in context.first_context_data().parms().coeff_modulus()] == primes
+    container = sealapi.Ciphertext(context)
+    # SEAL refuses a "transparent" ciphertext: a polynomial of ones rides along at the end.
+    ones = np.ones((len(primes), N), dtype=np.uint64)
+    _scratch().load(container, write_polys([*polys, ones], primes, ntt_form=False), context)
+    sealapi.Evaluator(context).transform_to_ntt_inplace(container)
+    parsed = parse_polys(save_uncompressed(container), primes, N, len(polys) + 1, ntt_form=True)
+    return list(parsed[: len(polys)])
+
+
+@pytest.mark.parametrize("bits", [[44, 44], [51, 51]])
+def test_ntt_equals_seals_transform_for_threshold_primes(threshold, bits):
+    """SEAL's evaluator transforms the same polynomials (the preset's 44-bit primes, and
+    51-bit ones where the lazy reductions run every stage), the largest residues included."""
+    import tenseal.sealapi as sealapi
+
+    primes = [m.value() for m in sealapi.CoeffModulus.Create(N, bits)]
+    if bits == list(threshold.preset.coeff_mod_bit_sizes):
+        assert primes == threshold.primes
     rng = np.random.default_rng(0)
-    polys = [
-        np.stack([rng.integers(0, q, N, dtype=np.uint64) for q in threshold.primes])
-        for _ in range(3)
-    ]
-    polys[0][:, :7] = np.array(threshold.primes, dtype=np.uint64)[:, None] - 1
-    reference = threshold.ntt(*polys)
-    for level, q in enumerate(threshold.primes):
+    polys = [np.stack([rng.integers(0, q, N, dtype=np.uint64) for q in primes]) for _ in range(3)]
+    polys[0][:, :7] = np.array(primes, dtype=np.uint64)[:, None] - 1
+    reference = _seal_ntt(bits, primes, polys)
+    for level, q in enumerate(primes):
         ntt = NegacyclicNtt(N, q)
         rows = np.stack([p[level] for p in polys])
         ours = ntt.forward(rows)
         assert all(np.array_equal(ours[k], reference[k][level]) for k in range(3))
         assert np.array_equal(ntt.inverse(ours), rows)
+    if bits == list(threshold.preset.coeff_mod_bit_sizes):
+        assert all(
+            np.array_equal(t, r) for t, r in zip(threshold.ntt(*polys), reference, strict=True)
+        )
 
 
 def test_ntt_equals_seals_transform_for_the_packed_prime(seal):

@@ -1,34 +1,44 @@
 """Multiparty CKKS: who can decrypt what, tried and shown, and each building block checked."""
 
+import hashlib
 import os
+import struct
+from fractions import Fraction
 
 import numpy as np
 import pytest
 
 from fedpriv.crypto.channels import new_private_key, open_from, public_key, seal_to
-from fedpriv.crypto.modq import mul_mod, sub_mod, sum_mod
+from fedpriv.crypto.encoding import UpdateEncoding
+from fedpriv.crypto.modq import mul_mod, sum_mod
 from fedpriv.crypto.presets import (
     DEFAULT_THRESHOLD_PRESET,
     aggregate_noise_bound,
-    fresh_noise_std,
     get_preset,
     smudging_bits,
+    threshold_error_std,
 )
 from fedpriv.crypto.sampling import (
     NOISE_BOUND,
+    NOISE_SIGMA,
     clipped_gaussian,
     uniform_mod,
     uniform_signed,
     uniform_ternary,
 )
-from fedpriv.crypto.shamir import lagrange_at_zero, reconstruct, share
-from fedpriv.crypto.threshold import Ciphertext, ThresholdCkks
-from fedpriv.crypto.thresholdwire import HEADER, ThresholdWire
+from fedpriv.crypto.seeded import expand_many
+from fedpriv.crypto.shamir import lagrange_at_zero, reconstruct, scale_rows, share
+from fedpriv.crypto.threshold import ROUND_DOMAIN, ThresholdCkks
+from fedpriv.crypto.thresholdwire import HEADER, Summed, ThresholdWire, UploadKey
 from fedpriv.errors import CiphertextFormatError, ConfigError, CryptoError
 
 PRESET = get_preset(DEFAULT_THRESHOLD_PRESET)
 PARTIES = [1, 2, 3, 4, 5]
 T = 3
+ROUND = 7
+COUNT = 2  # ciphertexts per upload
+# Six deviations of a slot's error with a few roundings and shares: what decrypts is close.
+CLOSE = 6 * threshold_error_std(PRESET, 5, 5)
 
 
 @pytest.fixture(scope="module")
@@ -38,117 +48,175 @@ def ckks():
 
 @pytest.fixture(scope="module")
 def federation(ckks):
-    """Five parties' key shares, Shamir shares of the secret (t = 3), four uploads and their sum."""
-    a = ckks.common_random_polynomial(os.urandom(64))
+    """Five parties' secrets, the Shamir shares each holds of every secret (t = 3), and each
+    party's upload of round 7 (two ciphertexts)."""
+    crs = os.urandom(64)
+    a = ckks.common_random_polynomial(crs)
     keys = {i: ckks.key_share(a) for i in PARTIES}
-    pk = ckks.public_key([k.p0 for k in keys.values()], a)
     dealt = {i: share(keys[i].secret, T, PARTIES, ckks.primes) for i in PARTIES}
-    shares = {j: sum_mod([dealt[i][j] for i in PARTIES], ckks.primes) for j in PARTIES}
+    held = {j: {i: dealt[i][j] for i in PARTIES} for j in PARTIES}  # held[holder][dealer]
     rng = np.random.default_rng(0)
-    values = [rng.normal(0, 1000.0, ckks.n) for _ in range(4)]
-    uploads = [ckks.encrypt(v, pk) for v in values]
-    return keys, pk, shares, values, uploads, ckks.add(uploads)
+    values = {i: [rng.normal(0, 1000.0, ckks.n) for _ in range(COUNT)] for i in PARTIES}
+    common = ckks.round_polynomials(crs, ROUND, COUNT)
+    uploads = {i: ckks.encrypt(values[i], keys[i].secret, common) for i in PARTIES}
+    return crs, keys, held, values, uploads, common
 
 
-def _decrypt(ckks, ciphertext, shares, group):
+def _shares(ckks, held, common, uploaders, group):
     coefficients = lagrange_at_zero(group, ckks.primes)
-    parts = [ckks.decryption_shares([ciphertext.c1], shares[j], coefficients[j])[0] for j in group]
-    return ckks.combine(ciphertext.c0, parts, ckks.n)
+    out = []
+    for j in group:
+        secret = sum_mod([held[j][i] for i in uploaders], ckks.primes)
+        out.append(ckks.decryption_shares(common, scale_rows(secret, coefficients[j], ckks.primes)))
+    return out
+
+
+def _decrypt(ckks, federation, uploaders, group, c0=None):
+    _, _, held, _, uploads, common = federation
+    total = ckks.add([uploads[i] for i in uploaders]) if c0 is None else c0
+    parts = _shares(ckks, held, common, uploaders, group)
+    return np.stack([ckks.combine(total[k], [p[k] for p in parts], ckks.n) for k in range(COUNT)])
+
+
+def _sum(values, uploaders):
+    return np.sum([values[i] for i in uploaders], axis=0)
 
 
 # -- who decrypts what ------------------------------------------------------------------------
 @pytest.mark.parametrize("group", [[1, 2, 3], [2, 4, 5], [1, 2, 3, 4, 5]])
-def test_any_t_parties_decrypt_the_sum(ckks, federation, group):
-    *_, values, _, total = federation
-    decrypted = _decrypt(ckks, total, federation[2], group)
-    # Smudging noise of 2^62 per coefficient and share, at a scale of 2^70: about 1 unit.
-    assert np.abs(decrypted - np.sum(values, axis=0)).max() < 5.0
+@pytest.mark.parametrize("uploaders", [[1, 2, 3, 4, 5], [2, 3]])
+def test_any_t_parties_decrypt_a_sum_within_the_predicted_error(ckks, federation, uploaders, group):
+    values = federation[3]
+    error = _decrypt(ckks, federation, uploaders, group) - _sum(values, uploaders)
+    predicted = threshold_error_std(PRESET, len(uploaders), len(group))
+    assert 0.9 < error.std() / predicted < 1.1
+    assert np.abs(error).max() < 6 * predicted
 
 
 def test_fewer_than_t_parties_decrypt_garbage(ckks, federation):
-    *_, values, _, total = federation
-    garbage = _decrypt(ckks, total, federation[2], [1, 2])
-    assert np.abs(garbage - np.sum(values, axis=0)).max() > 1e8
+    values = federation[3]
+    garbage = _decrypt(ckks, federation, PARTIES, [1, 2])
+    assert np.abs(garbage - _sum(values, PARTIES)).max() > 1e8
 
 
-def test_one_partys_secret_decrypts_neither_an_upload_nor_the_sum(ckks, federation):
-    keys, _, _, values, uploads, total = federation
-    for ciphertext, expected in ((uploads[0], values[0]), (total, np.sum(values, axis=0))):
-        for party in PARTIES:
-            attempt = ckks.decrypt_with_secret(ciphertext, keys[party].secret, ckks.n)
-            assert np.abs(attempt - expected).max() > 1e8
+def test_a_partys_secret_decrypts_its_own_upload_only(ckks, federation):
+    _, keys, _, values, uploads, common = federation
+    own = ckks.decrypt_with_secret(uploads[1][0], common[0], keys[1].secret, ckks.n)
+    assert np.abs(own - values[1][0]).max() < CLOSE
+    other = ckks.decrypt_with_secret(uploads[2][0], common[0], keys[1].secret, ckks.n)
+    assert np.abs(other - values[2][0]).max() > 1e8
+    total = ckks.add([uploads[i] for i in PARTIES])
+    for party in PARTIES:
+        attempt = ckks.decrypt_with_secret(total[0], common[0], keys[party].secret, ckks.n)
+        assert np.abs(attempt - _sum(values, PARTIES)[0]).max() > 1e8
 
 
 def test_t_minus_one_shamir_shares_reconstruct_nothing(ckks, federation):
-    keys, _, shares, values, uploads, _ = federation
-    secret = sum_mod([k.secret for k in keys.values()], ckks.primes)
-    wrong = reconstruct({j: shares[j] for j in (1, 2)}, ckks.primes)  # the server plus 2 < t
-    assert not np.array_equal(wrong, secret)
-    assert np.abs(ckks.decrypt_with_secret(uploads[1], wrong, ckks.n) - values[1]).max() > 1e8
-    right = reconstruct({j: shares[j] for j in (1, 3, 5)}, ckks.primes)
-    assert np.array_equal(right, secret)
-    assert np.abs(ckks.decrypt_with_secret(uploads[1], right, ckks.n) - values[1]).max() < 1e-6
+    _, keys, held, values, uploads, common = federation
+    wrong = reconstruct({j: held[j][4] for j in (1, 2)}, ckks.primes)  # the server plus 2 < t
+    assert not np.array_equal(wrong, keys[4].secret)
+    attempt = ckks.decrypt_with_secret(uploads[4][1], common[1], wrong, ckks.n)
+    assert np.abs(attempt - values[4][1]).max() > 1e8
+    right = reconstruct({j: held[j][4] for j in (1, 3, 5)}, ckks.primes)
+    assert np.array_equal(right, keys[4].secret)
+    opened = ckks.decrypt_with_secret(uploads[4][1], common[1], right, ckks.n)
+    assert np.abs(opened - values[4][1]).max() < CLOSE
 
 
-def test_shares_of_the_sum_decrypt_no_individual_upload(ckks, federation):
-    """The trap of a shared ``a`` with symmetric per-client ciphertexts does not exist: each
-    upload has its own ``c1``, and shares of the sum's ``c1`` open only the sum."""
-    _, _, shares, values, uploads, total = federation
-    assert not np.array_equal(uploads[0].c1, uploads[1].c1)
-    coefficients = lagrange_at_zero([1, 2, 3], ckks.primes)
-    parts = [ckks.decryption_shares([total.c1], shares[j], coefficients[j])[0] for j in (1, 2, 3)]
-    for upload, expected in zip(uploads, values, strict=True):
-        attempt = ckks.combine(upload.c0, parts, ckks.n)
-        assert np.abs(attempt - expected).max() > 1e8
+def test_shares_of_a_sum_open_that_sum_and_nothing_else(ckks, federation):
+    """Every upload of a round shares ``a``: shares over the secrets of a set of uploaders
+    open the sum of exactly those uploads, neither one of them nor another set's sum."""
+    _, _, held, values, uploads, common = federation
+    parts = _shares(ckks, held, common, [1, 2, 3], [1, 2, 3])
+    for c0, expected in (
+        (uploads[1], values[1]),  # one upload of the set
+        (ckks.add([uploads[1], uploads[2]]), _sum(values, [1, 2])),  # a smaller set
+        (ckks.add([uploads[i] for i in PARTIES]), _sum(values, PARTIES)),  # a larger one
+    ):
+        attempt = ckks.combine(c0[0], [p[0] for p in parts], ckks.n)
+        assert np.abs(attempt - expected[0]).max() > 1e8
+    right = ckks.combine(
+        ckks.add([uploads[i] for i in (1, 2, 3)])[0], [p[0] for p in parts], ckks.n
+    )
+    assert np.abs(right - _sum(values, [1, 2, 3])[0]).max() < CLOSE
 
 
-def _signed(ckks, poly, count=256):
-    """The first ``count`` coefficients of a coefficient-form polynomial, signed (CRT)."""
+def test_two_uploads_over_one_a_give_their_difference_away(ckks, federation):
+    """Why a party encrypts once per round: the round fixes ``a``, and ``c0 - c0'`` of two
+    uploads over it is the difference of the messages (plus noise), readable by anyone."""
+    _, keys, _, values, uploads, common = federation
+    again = ckks.encrypt([v + 5.0 for v in values[1]], keys[1].secret, common)
+    difference = ckks.decode((again[0] - uploads[1][0]) & ckks.mask, ckks.n)
+    assert np.abs(difference - 5.0).max() < CLOSE
+    fresh = ckks.encrypt(values[1], keys[1].secret, ckks.round_polynomials(federation[0], 8, 2))
+    unrelated = ckks.decode((fresh[0] - uploads[1][0]) & ckks.mask, ckks.n)
+    assert np.abs(unrelated).max() > 1e8
+
+
+def test_round_polynomials_are_aes_ctr_expansions_of_the_round_and_index(ckks, federation):
+    crs = federation[0]
+    common = ckks.round_polynomials(crs, ROUND, 3)
+    for k in range(3):
+        for index, prime in enumerate(ckks.primes):
+            seed = hashlib.sha256(ROUND_DOMAIN + crs + struct.pack("<QII", ROUND, k, index))
+            assert np.array_equal(common[k, index], expand_many([seed.digest()], prime, ckks.n)[0])
+    assert not np.array_equal(common[0], common[1])
+    assert not np.array_equal(common[0], ckks.round_polynomials(crs, ROUND + 1, 1)[0])
+    assert not np.array_equal(common[0], ckks.round_polynomials(os.urandom(64), ROUND, 1)[0])
+    with pytest.raises(CryptoError, match="round 0"):
+        ckks.round_polynomials(crs, 0, 1)
+
+
+def test_modulus_switching_against_python_integers(ckks):
+    """``round(x 2^b / q) mod 2^b`` of residues, against the CRT and exact fractions."""
+    residues = uniform_mod(ckks.primes, ckks.n)
+    switched = ckks.switch(residues)
     p, q = ckks.primes
     modulus = p * q
-    out = []
-    for x, y in zip(poly[0][:count].tolist(), poly[1][:count].tolist(), strict=True):
-        value = (x * q * pow(q, -1, p) + y * p * pow(p, -1, q)) % modulus
-        out.append(value - modulus if value > modulus // 2 else value)
-    return np.array(out, dtype=object)
+    exact = 0
+    for k in range(0, ckks.n, 7):
+        x = int(residues[0, k]) * q * pow(q, -1, p) + int(residues[1, k]) * p * pow(p, -1, q)
+        target = Fraction(x % modulus * 2**ckks.wire_bits, modulus)
+        difference = (int(switched[k]) - round(target)) % 2**ckks.wire_bits
+        assert difference in (0, 1, 2**ckks.wire_bits - 1)  # a tie may round either way
+        exact += difference == 0
+    assert exact > 0.99 * len(range(0, ckks.n, 7))
 
 
 def test_decryption_shares_are_smudged_fresh_each_time(ckks, federation):
-    total = federation[5]
-    coefficient = lagrange_at_zero([1, 2, 3], ckks.primes)[1]
-    first = ckks.decryption_shares([total.c1], federation[2][1], coefficient)[0]
-    again = ckks.decryption_shares([total.c1], federation[2][1], coefficient)[0]
+    _, _, held, _, _, common = federation
+    first = _shares(ckks, held, common, PARTIES, [1, 2, 3])[0]
+    again = _shares(ckks, held, common, PARTIES, [1, 2, 3])[0]
     assert not np.array_equal(first, again)
-    # Their difference is the difference of two smudging polynomials: within 2E, about E.
-    (difference,) = ckks.intt(sub_mod(first, again, ckks.primes))
-    signed = _signed(ckks, difference)
-    bound = 2 ** (smudging_bits(PRESET) + 1)
-    assert max(abs(v) for v in signed) <= bound
-    assert max(abs(v) for v in signed) > bound // 8
+    # Their difference is two smudges (uniform in [-E, E], E in units of the wire) and two
+    # roundings.
+    unit = 2.0 ** (smudging_bits(PRESET) + ckks.wire_bits) / ckks.modulus
+    difference = ((first - again + (1 << (ckks.wire_bits - 1))) & ckks.mask).astype(np.int64)
+    difference -= 1 << (ckks.wire_bits - 1)
+    assert np.abs(difference).max() <= 2 * unit + 2
+    assert 0.5 < difference.std() / np.sqrt(2 * unit**2 / 3 + 2 / 12) < 1.5
 
 
 def test_smudging_floods_the_aggregate_noise_by_2_to_lambda(ckks):
     bound = aggregate_noise_bound(PRESET)
     assert 2.0 ** smudging_bits(PRESET) >= 2.0**PRESET.smudging_bits * bound
-    assert bound >= 12 * np.sqrt(PRESET.max_parties) * fresh_noise_std(ckks.n, PRESET.max_parties)
-    # Correctness: up to max_parties shares of that noise, and the capacity, stay below q/2.
-    q = float(np.prod([float(p) for p in ckks.primes]))
-    room = PRESET.max_parties * 2.0 ** smudging_bits(PRESET) + bound
-    assert np.sqrt(2) * PRESET.sum_bound * ckks.scale + room < q / 2
+    assert bound >= 12 * np.sqrt(PRESET.max_parties) * NOISE_SIGMA
+    # The smudging of up to max_parties shares is below a few units of the wire, and the
+    # capacity stays inside 2^(b-1) with the noise's tail.
+    assert PRESET.max_parties * 2.0 ** smudging_bits(PRESET) * 2**ckks.wire_bits / ckks.modulus < (
+        2 * PRESET.max_parties
+    )
+    assert np.sqrt(2) * PRESET.sum_bound * ckks.scale < 2 ** (ckks.wire_bits - 1)
 
 
-def test_fresh_noise_is_what_the_bound_assumes(ckks, federation):
-    keys, pk, *_ = federation
-    secret = sum_mod([k.secret for k in keys.values()], ckks.primes)
-    zero = ckks.encrypt(np.zeros(ckks.n), pk)
-    noise = mul_mod(zero.c1, secret, ckks.primes)
-    (coefficients,) = ckks.intt(sum_mod([zero.c0, noise], ckks.primes))
-    signed = _signed(ckks, coefficients, ckks.n).astype(np.float64)
-    assert 0.7 < signed.std() / fresh_noise_std(ckks.n, len(PARTIES)) < 1.3
+def test_the_encoding_predicts_the_mean_error(ckks, federation):
+    encoding = UpdateEncoding(PRESET, bound=4.0, max_total_weight=100.0, num_clients=5)
+    predicted = encoding.error_std(5, 100.0, decrypting=3)
+    assert predicted == pytest.approx(threshold_error_std(PRESET, 5, 3) * encoding.unit / 100.0)
 
 
 # -- building blocks against independent computations ---------------------------------------
-def test_seals_ntt_multiplies_as_a_negacyclic_convolution(ckks):
+def test_ntt_multiplies_as_a_negacyclic_convolution(ckks):
     """NTT(a) * NTT(b) = NTT(a * b mod X^N + 1), the product computed with Python integers."""
     rng = np.random.default_rng(3)
     a = rng.integers(-50, 50, ckks.n)
@@ -167,20 +235,12 @@ def test_seals_ntt_multiplies_as_a_negacyclic_convolution(ckks):
     assert np.array_equal(back, expected)
 
 
-def test_ntt_round_trips_and_seals_secret_keys_are_ternary(ckks):
-    import tenseal.sealapi as sealapi
-
-    from fedpriv.crypto.seal import save_uncompressed
-    from fedpriv.crypto.sealformat import parse_plaintext
-    from fedpriv.crypto.threshold import _context
-
-    keys = _context(ckks.n, list(PRESET.coeff_mod_bit_sizes), sealapi.SEC_LEVEL_TYPE.TC128)
-    secret = sealapi.KeyGenerator(keys).secret_key()
-    ntt_form = parse_plaintext(save_uncompressed(secret), ckks.primes, ckks.n)
-    (coefficients,) = ckks.intt(ntt_form)
+def test_secrets_are_ternary_and_the_ntt_round_trips(ckks, federation):
+    secret = federation[1][1].secret
+    (coefficients,) = ckks.intt(secret)
     for row, prime in zip(coefficients, ckks.primes, strict=True):
         assert set(np.unique(row).tolist()) <= {0, 1, prime - 1}
-    assert np.array_equal(ckks.ntt(coefficients)[0], ntt_form)
+    assert np.array_equal(ckks.ntt(coefficients)[0], secret)
 
 
 def test_samplers_draw_the_documented_distributions():
@@ -226,55 +286,76 @@ def test_pairwise_channels_authenticate_sender_recipient_and_context():
 # -- the wire -------------------------------------------------------------------------------
 def test_wire_round_trips_and_refuses_what_is_not_its_own(ckks, federation):
     wire = ThresholdWire(ckks)
-    upload = federation[4][0]
-    blob = wire.write_ciphertext(upload)
-    assert len(blob) == HEADER.size + 2 * wire.polynomial_bytes
-    assert len(blob) == 20 + 2 * 2 * ckks.n * 51 // 8  # 51-bit residues, two primes
-    parsed = wire.parse(blob, "ct", ckks.n)
-    assert np.array_equal(parsed.c0, upload.c0) and np.array_equal(parsed.c1, upload.c1)
-    poly = wire.write_polynomial(upload.c1)
-    assert np.array_equal(wire.read_polynomial(poly, "c1"), upload.c1)
+    upload = federation[4][1][0]
+    blob = wire.serialize(Summed(upload))
+    # 36 bits a value: the low 32 as u32, the high 4 as nibbles.
+    assert len(blob) == HEADER.size + ckks.n * ckks.wire_bits // 8 == 20 + 4 * ckks.n + ckks.n // 2
+    assert np.array_equal(wire.parse(blob, "ct", ckks.n).c0, upload)
+    share_blob = wire.write_share(upload)
+    assert np.array_equal(wire.read_share(share_blob, "share"), upload)
+    secret = federation[1][1].secret
+    poly = wire.write_polynomial(secret)
+    assert len(poly) == HEADER.size + 2 * ckks.n * 44 // 8
+    assert np.array_equal(wire.read_polynomial(poly, "key"), secret)
     for bad, message in (
         (blob[:-1], "bytes, expected"),
         (poly, "bytes, expected"),
-        (b"FPT2" + blob[4:], "not a threshold object"),
-        (blob[:4] + bytes([2]) + blob[5:], "not a threshold object"),
+        (b"FPT1" + blob[4:], "not a threshold object"),
+        (share_blob, "not a threshold object"),
         (blob[:8] + bytes(8) + blob[16:], "parameters differ"),
+        (blob[:6] + bytes([40]) + blob[7:], "parameters differ"),
     ):
         with pytest.raises(CiphertextFormatError, match=message):
             wire.parse(bad, "ct", ckks.n)
     unreduced = bytearray(poly)
-    unreduced[HEADER.size : HEADER.size + 7] = b"\xff" * 7  # a residue >= its prime
+    unreduced[HEADER.size : HEADER.size + 6] = b"\xff" * 6  # a residue >= its prime
     with pytest.raises(CiphertextFormatError, match="modulus"):
-        wire.read_polynomial(bytes(unreduced), "c1")
+        wire.read_polynomial(bytes(unreduced), "key")
 
 
-def test_nobody_holds_a_key_to_decrypt_alone(ckks):
+def test_the_server_sums_on_the_wire_without_touching_an_upload(ckks, federation):
+    wire = ThresholdWire(ckks)
+    uploads = federation[4]
+    first = uploads[1][0].copy()
+    total = Summed(uploads[1][0])
+    for party in PARTIES[1:]:
+        wire.add_(total, Summed(uploads[party][0]))
+    assert np.array_equal(uploads[1][0], first)
+    expected = ckks.add([uploads[i][0] for i in PARTIES])
+    assert np.array_equal(wire.parse(wire.serialize(total), "sum", ckks.n).c0, expected)
+
+
+def test_nobody_holds_a_key_to_decrypt_alone(ckks, federation):
     wire = ThresholdWire(ckks)
     assert not wire.is_private() and wire.held_keys() == []
-    with pytest.raises(CryptoError, match="no collective public key"):
+    with pytest.raises(CryptoError, match="no upload key"):
         wire.encrypt(np.zeros(4))
     with pytest.raises(CryptoError, match="t parties"):
-        wire.decrypt(
-            wire.parse(
-                wire.write_ciphertext(Ciphertext(*([np.zeros((2, ckks.n), np.uint64)] * 2))), "c", 4
-            ),
-            4,
-        )
+        wire.decrypt(Summed(federation[4][1][0]), 4)
+    keyed = ThresholdWire(ckks, UploadKey(federation[1][1].secret, federation[0], ROUND))
+    assert not keyed.is_private()
+    with pytest.raises(CryptoError, match="t parties"):
+        keyed.decrypt_many([Summed(federation[4][1][0])], [4])
 
 
 def test_threshold_presets_validate_themselves():
     from fedpriv.crypto.presets import CkksPreset
 
-    with pytest.raises(ConfigError, match="asymmetric"):
-        CkksPreset(
-            "bad", 4096, (51, 51), 70, "symmetric", "threshold", smudging_bits=40, max_parties=8
-        )
-    with pytest.raises(ConfigError, match="smudging_bits"):
-        CkksPreset(
-            "bad", 4096, (51, 51), 70, "asymmetric", "threshold", smudging_bits=8, max_parties=8
-        )
-    with pytest.raises(ConfigError, match="128-bit"):
-        CkksPreset(
-            "bad", 4096, (58, 58), 70, "asymmetric", "threshold", smudging_bits=40, max_parties=8
-        )
+    def preset(**changes):
+        fields = {"smudging_bits": 40, "max_parties": 8, "wire_bits": 36, **changes}
+        bits = fields.pop("bits", (44, 44))
+        encryption = fields.pop("encryption", "symmetric")
+        scale = fields.pop("scale", 5)
+        return CkksPreset("bad", 4096, bits, scale, encryption, "threshold", **fields)
+
+    assert preset().wire_bits == 36
+    for changes, message in (
+        ({"encryption": "asymmetric"}, "symmetrically"),
+        ({"smudging_bits": 8}, "smudging_bits"),
+        ({"wire_bits": 32}, "wire_bits"),
+        ({"bits": (40, 40)}, "smudging noise below one unit"),
+        ({"bits": (58, 58)}, "128-bit"),
+        ({"scale": 30}, "scale_bits"),
+    ):
+        with pytest.raises(ConfigError, match=message):
+            preset(**changes)

@@ -66,6 +66,7 @@ def _same(a: object, b: object) -> bool:
 
 def test_every_message_round_trips_with_the_documented_layout(wire):
     p = [_poly(wire, i) for i in range(6)]
+    shares = [p[4][0] & wire.ckks.mask, p[5][1] & wire.ckks.mask]  # values on the wire
     signed = Contribution(4, b"s" * 64)
     cases = [
         (KeygenRequest(2, 3, b"c" * 64), lambda c: KeygenRequest.from_record(c, wire)),
@@ -91,32 +92,34 @@ def test_every_message_round_trips_with_the_documented_layout(wire):
         ),
         (DeliverReply(3, b"h" * 32), lambda c: DeliverReply.from_record(c, wire)),
         (
-            DecryptRequest(5, [1, 2, 3], p[:2]),
-            lambda c: DecryptRequest.from_record(c, wire, 2, authenticated=False),
+            DecryptRequest(5, [1, 2, 3], [2, 3, 4]),
+            lambda c: DecryptRequest.from_record(c, wire, authenticated=False),
         ),
         (
             DecryptRequest(
                 5,
                 [1, 2, 3],
                 [],
-                [
-                    SignedUpload(0, b"a" * 64, [b"0" * 32, b"1" * 32], p[:2]),
-                    SignedUpload(1, b"b" * 64, [b"2" * 32, b"3" * 32], p[2:4]),
-                ],
+                [SignedUpload(0, b"a" * 64, b"0" * 32), SignedUpload(1, b"b" * 64, b"1" * 32)],
             ),
-            lambda c: DecryptRequest.from_record(c, wire, 2, authenticated=True),
+            lambda c: DecryptRequest.from_record(c, wire, authenticated=True),
         ),
-        (DecryptReply(2, 5, p[4:6]), lambda c: DecryptReply.from_record(c, wire, 2)),
+        (DecryptReply(2, 5, shares), lambda c: DecryptReply.from_record(c, wire, 2)),
     ]
     for message, read in cases:
         content = message.to_record(wire)
         assert content.config_records[CONFIG]["stage"] == message.stage
         back = read(content)
         assert _same(back, message), type(message).__name__
-    # The authenticated decryption request carries every upload's c1, in upload order.
+    # A decryption request carries no polynomial (the round's a is the parties' own); the
+    # authenticated one every upload's signature and digest, in upload order.
     request = cases[8][0].to_record(wire)
-    assert len(request.array_records[POLYS]) == 4
-    assert request.config_records[CONFIG]["uploaders"] == [0, 1]
+    assert POLYS not in request.array_records and POLYS not in cases[7][0].to_record(wire)
+    assert request.config_records[CONFIG]["upload-partitions"] == [0, 1]
+    assert request.config_records[CONFIG]["upload-digests"] == [b"0" * 32, b"1" * 32]
+    assert cases[9][0].to_record(wire).array_records[POLYS]["poly-00000"].stype == (
+        "fedpriv.ckks-threshold-share.v1"
+    )
     upload = UploadSignature(3, 7, b"z" * 64)
     assert UploadSignature.from_record(RecordDict({messages.UPLOAD: upload.to_record()})) == upload
 
@@ -158,12 +161,18 @@ def test_malformed_records_are_refused_naming_the_field(wire):
                 stage="decrypt",
                 round=1,
                 parties=[1, 2],
-                uploaders=[0, 1],
-                **{"upload-signatures": [b"s"], "upload-c0": []},
+                **{
+                    "upload-partitions": [0, 1],
+                    "upload-signatures": [b"s"],
+                    "upload-digests": [b"d", b"e"],
+                },
             ),
             wire,
-            1,
             authenticated=True,
+        )
+    with pytest.raises(ConfigError, match="uploaders"):
+        DecryptRequest.from_record(
+            config(stage="decrypt", round=1, parties=[1, 2]), wire, authenticated=False
         )
     with pytest.raises(CiphertextFormatError, match="no 'polys' record"):
         DecryptReply.from_record(config(stage="decrypt", party=1, round=1), wire, 1)
@@ -183,6 +192,14 @@ def test_party_state_round_trips_and_refuses_damage(wire):
     party.save(node)
     back = PartyState.load(node)
     assert back == party and not back.dealt
+    party.dealers, party.held, party.public_key = [1, 3], [poly_bytes(secret)] * 2, b"p"
+    party.save(node)
+    back = PartyState.load(node)
+    assert back == party and back.dealt
+    node.config_records[STATE]["dealers"] = [1]
+    with pytest.raises(CryptoError, match="damaged"):
+        PartyState.load(node)
+    party.save(node)
     shape = (len(wire.ckks.primes), wire.n)
     assert np.array_equal(poly_from(back.secret, shape), secret)
     node.config_records[STATE]["party"] = "two"

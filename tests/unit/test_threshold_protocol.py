@@ -32,17 +32,22 @@ def passive_federation(tmp_path, task_identity):
     return fed
 
 
-def test_setup_gives_every_party_a_share_and_the_same_key(federation):
+def test_setup_gives_every_party_a_share_of_every_secret_and_the_same_key(federation):
+    from fedpriv.schemes.threshold.party import read_held
+
     setup = federation.session.setup_state
     assert setup.parties == {node: i + 1 for i, node in enumerate(NODES)}
     assert setup.threshold == 3
     for codec in federation.codecs.values():
         state = codec.node.state.config_records["fedpriv-threshold"]
-        assert {"share", "public-key", "secret", "channel"} <= set(state)
-    # In simulation each party's Shamir share is kept in the run's key folder, 0600.
+        assert {"dealers", "held", "public-key", "secret", "channel"} <= set(state)
+        assert list(state["dealers"]) == [1, 2, 3, 4, 5]
+    # In simulation each party's Shamir shares are kept in the run's key folder, 0600.
     for party in range(1, 6):
-        path = Path(federation.config.key_dir) / "threshold" / f"party-{party}.bin"
+        path = Path(federation.config.key_dir) / "threshold" / f"party-{party}.npz"
         assert stat.S_IMODE(path.stat().st_mode) == 0o600
+        crs, held = read_held(path)
+        assert len(crs) == 64 and sorted(held) == [1, 2, 3, 4, 5]
 
 
 def test_a_round_decrypts_the_fedavg_of_every_upload(federation):

@@ -29,10 +29,9 @@ from flwr.app import Array, ArrayRecord, ConfigRecord, Message, RecordDict
 
 from fedpriv.config import RunConfig
 from fedpriv.crypto.encoding import UpdateEncoding
-from fedpriv.crypto.packing import deserialize_update
 from fedpriv.crypto.presets import get_preset
 from fedpriv.crypto.signing import digest, statement
-from fedpriv.crypto.thresholdwire import POLYNOMIAL, STYPES, ThresholdWire
+from fedpriv.crypto.thresholdwire import DECRYPTION_SHARE, POLYNOMIAL, STYPES, ThresholdWire
 from fedpriv.data.datasets import load_dataset
 from fedpriv.defenses.canary import total_weight
 from fedpriv.errors import CiphertextFormatError, ConfigError
@@ -109,21 +108,25 @@ def stage_of(message: Message) -> str:
     return str(config_of(message).get("stage", ""))
 
 
-def polys_record(wire: ThresholdWire, polys: list[np.ndarray]) -> ArrayRecord:
-    """Polynomials as one ArrayRecord of packed polynomial Arrays."""
+def polys_record(
+    wire: ThresholdWire, polys: list[np.ndarray], kind: int = POLYNOMIAL
+) -> ArrayRecord:
+    """Polynomials (key material, or decryption shares) as one ArrayRecord of packed Arrays."""
+    write = wire.write_polynomial if kind == POLYNOMIAL else wire.write_share
     record = ArrayRecord()
     for index, poly in enumerate(polys):
         record[POLY_KEY.format(index)] = Array(
-            dtype=wire.preset.wire_name(),
-            shape=(wire.n,),
-            stype=STYPES[POLYNOMIAL],
-            data=wire.write_polynomial(poly),
+            dtype=wire.preset.wire_name(), shape=(wire.n,), stype=STYPES[kind], data=write(poly)
         )
     return record
 
 
 def read_polys(
-    wire: ThresholdWire, content: RecordDict, count: int | None, what: str
+    wire: ThresholdWire,
+    content: RecordDict,
+    count: int | None,
+    what: str,
+    kind: int = POLYNOMIAL,
 ) -> list[np.ndarray]:
     """The polynomials of a message's ``polys`` record, checked (exactly ``count`` if given).
 
@@ -143,11 +146,11 @@ def read_polys(
     polys = []
     for key in keys:
         array = record[key]
-        if array.stype != STYPES[POLYNOMIAL] or array.dtype != wire.preset.wire_name():
+        if array.stype != STYPES[kind] or array.dtype != wire.preset.wire_name():
             raise CiphertextFormatError(f"{what} {key}: format {array.stype!r}/{array.dtype!r}")
         if not isinstance(array.data, bytes):
             raise CiphertextFormatError(f"{what} {key}: data is not bytes")
-        polys.append(wire.read_polynomial(array.data, f"{what} {key}"))
+        polys.append(wire.read(array.data, kind, f"{what} {key}"))
     return polys
 
 
@@ -433,39 +436,38 @@ class DeliverReply:
 # -- each round ----------------------------------------------------------------------------
 @dataclass(frozen=True)
 class SignedUpload:
-    """What a decrypting party needs of one upload to recompute the sum (authenticated).
+    """What a decrypting party checks of one upload (authenticated): who signed it, for what.
 
     Attributes
     ----------
     partition : int
         The uploader's partition (its identity in the roster).
     signature : bytes
-        Its signature of the upload's digests, run and round.
-    c0_digests : list[bytes]
-        SHA-256 of each ciphertext's ``c0``.
-    c1s : list[np.ndarray]
-        Each ciphertext's ``c1``.
+        Its signature of the upload's digest, run and round.
+    upload : bytes
+        SHA-256 of the upload's ciphertexts as sent (:func:`upload_digest`).
 
     """
 
     partition: int
     signature: bytes
-    c0_digests: list[bytes]
-    c1s: list[np.ndarray]
+    upload: bytes
 
 
 @dataclass(frozen=True)
 class DecryptRequest:
-    """Server -> party: a decryption share of round ``server_round``'s sum, for ``parties``.
+    """Server -> party: decryption shares of round ``server_round``'s sum, for ``parties``.
 
-    Passive: ``c1s`` is the sum's ``c1`` per ciphertext. Authenticated: ``uploads`` holds
-    every signed upload (the parties recompute the sum themselves) and ``c1s`` is empty.
+    The sum is of the uploads of ``uploaders`` (party indices): each party's share is over
+    their secrets. Passive, the server names them; authenticated, ``uploads`` holds each
+    signed upload and the parties find the uploaders from the signatures (``uploaders``
+    is then empty). Nothing else travels: the round's ``a`` is the parties' own.
     """
 
     stage: ClassVar[Stage] = Stage.DECRYPT
     server_round: int
     parties: list[int]
-    c1s: list[np.ndarray]
+    uploaders: list[int]
     uploads: list[SignedUpload] | None = None
 
     def to_record(self, wire: ThresholdWire) -> RecordDict:
@@ -474,36 +476,31 @@ class DecryptRequest:
             {"stage": self.stage, "round": self.server_round, "parties": self.parties}
         )
         if self.uploads is None:
-            return _content(config, wire, self.c1s)
-        config["uploaders"] = [u.partition for u in self.uploads]
-        config["upload-signatures"] = [u.signature for u in self.uploads]
-        config["upload-c0"] = [d for u in self.uploads for d in u.c0_digests]
-        return _content(config, wire, [c1 for u in self.uploads for c1 in u.c1s])
+            config["uploaders"] = self.uploaders
+        else:
+            config["upload-partitions"] = [u.partition for u in self.uploads]
+            config["upload-signatures"] = [u.signature for u in self.uploads]
+            config["upload-digests"] = [u.upload for u in self.uploads]
+        return _content(config, wire, [])
 
     @classmethod
     def from_record(
-        cls, content: RecordDict, wire: ThresholdWire, count: int, authenticated: bool
+        cls, content: RecordDict, wire: ThresholdWire, authenticated: bool
     ) -> DecryptRequest:
-        """As received, with ``count`` ciphertexts per upload (the update's layout)."""
+        """As received."""
         config = _config(content, cls.stage)
         server_round = _int(config.get("round"), "decrypt: round")
         parties = _ints(config.get("parties"), "decrypt: the decrypting set (parties)")
         if not authenticated:
-            return cls(server_round, parties, read_polys(wire, content, count, "sum"))
-        uploaders = _ints(config.get("uploaders"), "decrypt: uploaders")
+            return cls(server_round, parties, _ints(config.get("uploaders"), "decrypt: uploaders"))
+        partitions = _ints(config.get("upload-partitions"), "decrypt: upload partitions")
         signatures = _byte_list(config.get("upload-signatures"), "decrypt: signatures")
-        c0_digests = _byte_list(config.get("upload-c0"), "decrypt: c0 digests")
-        if len(signatures) != len(uploaders) or len(c0_digests) != len(uploaders) * count:
+        digests = _byte_list(config.get("upload-digests"), "decrypt: upload digests")
+        if not len(partitions) == len(signatures) == len(digests):
             raise ConfigError("decrypt: the uploads are not one signed upload per party")
-        c1s = read_polys(wire, content, count * len(uploaders), "uploads' c1")
         uploads = [
-            SignedUpload(
-                partition,
-                signature,
-                c0_digests[i * count : (i + 1) * count],
-                c1s[i * count : (i + 1) * count],
-            )
-            for i, (partition, signature) in enumerate(zip(uploaders, signatures, strict=True))
+            SignedUpload(partition, signature, upload)
+            for partition, signature, upload in zip(partitions, signatures, digests, strict=True)
         ]
         return cls(server_round, parties, [], uploads)
 
@@ -522,7 +519,9 @@ class DecryptReply:
         config = ConfigRecord(
             {"stage": self.stage, "party": self.party, "round": self.server_round}
         )
-        return _content(config, wire, self.shares)
+        content = RecordDict({CONFIG: config})
+        content[POLYS] = polys_record(wire, self.shares, DECRYPTION_SHARE)
+        return content
 
     @classmethod
     def from_record(cls, content: RecordDict, wire: ThresholdWire, count: int) -> DecryptReply:
@@ -531,7 +530,7 @@ class DecryptReply:
         return cls(
             _int(config.get("party"), "decrypt: party"),
             _int(config.get("round"), "decrypt: round"),
-            read_polys(wire, content, count, "share"),
+            read_polys(wire, content, count, "share", DECRYPTION_SHARE),
         )
 
 
@@ -604,21 +603,19 @@ def transcript_signed(run: int, transcript: bytes) -> bytes:
     return statement("transcript-signed", run=run, transcript=transcript)
 
 
-def upload_statement(
-    run: int, server_round: int, partition: int, c0s: list[bytes], c1s: list[bytes]
-) -> bytes:
-    """What a party signs of an upload: the digests of every ciphertext's two halves."""
+def upload_statement(run: int, server_round: int, partition: int, upload: bytes) -> bytes:
+    """What a party signs of an upload: that it sent these ciphertexts in this round."""
     return statement(
-        "threshold-upload", run=run, round=server_round, partition=partition, c0=c0s, c1=c1s
+        "threshold-upload", run=run, round=server_round, partition=partition, upload=upload
     )
 
 
-def upload_digests(
-    wire: ThresholdWire, record: ArrayRecord, size: int
-) -> tuple[list[bytes], list[bytes]]:
-    """The digests of each ciphertext's ``c0`` and ``c1`` of an upload (as written)."""
-    parsed = deserialize_update(record, wire, wire.preset, size)
-    return (
-        [digest(wire.write_polynomial(c.c0)) for c in parsed],
-        [digest(wire.write_polynomial(c.c1)) for c in parsed],
-    )
+def upload_digest(record: ArrayRecord) -> bytes:
+    """SHA-256 over an upload's ciphertexts as sent, in order (their keys and bytes)."""
+    parts = []
+    for key in record.keys():
+        data = record[key].data
+        if not isinstance(data, bytes):
+            raise CiphertextFormatError(f"{key}: data is not bytes")
+        parts += [key.encode(), len(data).to_bytes(8, "little"), data]
+    return digest(b"".join(parts))

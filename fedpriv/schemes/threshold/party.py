@@ -5,8 +5,9 @@ The key setup is Mouchet, Bertrand and Hubaux's t-of-n multiparty CKKS (JoC 2023
 Shamir re-sharing of the secret). Authenticated (the default), each step a server could
 exploit is checked here, before anything secret is used (DESIGN.md, "Active security"):
 signed key contributions, the collective key computed by each party itself, the dealers'
-signatures on the transcript each saw (Bonawitz et al., CCS 2017, consistency round), and
-one decryption share per round, only for a sum the party recomputes from signed uploads.
+signatures on the transcript each saw (Bonawitz et al., CCS 2017, consistency round), one
+upload per round (the round fixes the common ``a`` it encrypts over), and one decryption
+share per round, only for a sum of enough uploads whose signatures the party checked.
 
 One module: a party's codec answers every stage of the protocol from one persisted state.
 """
@@ -25,10 +26,10 @@ from fedpriv.crypto.channels import new_private_key, open_from, public_key, seal
 from fedpriv.crypto.modq import sum_mod
 from fedpriv.crypto.packing import encrypt_update, expected_layout
 from fedpriv.crypto.presets import get_preset
-from fedpriv.crypto.shamir import lagrange_at_zero, share
+from fedpriv.crypto.shamir import lagrange_at_zero, scale_rows, share
 from fedpriv.crypto.signing import Roster, SigningKey, digest, load_identity, load_roster
-from fedpriv.crypto.threshold import PublicKey, ThresholdCkks
-from fedpriv.crypto.thresholdwire import ThresholdWire
+from fedpriv.crypto.threshold import ThresholdCkks
+from fedpriv.crypto.thresholdwire import ThresholdWire, UploadKey
 from fedpriv.errors import ConfigError, CryptoError, KeyMaterialError
 from fedpriv.federation.ledger import Ledger, Step
 from fedpriv.parameters import State, state_to_vector
@@ -52,7 +53,7 @@ from fedpriv.schemes.threshold.messages import (
     stage_of,
     transcript_signed,
     transcript_statement,
-    upload_digests,
+    upload_digest,
     upload_statement,
 )
 from fedpriv.schemes.threshold.state import PartyState, poly_bytes, poly_from
@@ -97,17 +98,15 @@ class ThresholdCodec(ClientCodec):
     def _party(self) -> PartyState:
         return PartyState.load(self.node.state)
 
-    def _keyed_wire(self) -> ThresholdWire:
-        """The wire with the collective key (encrypting needs it)."""
+    def _upload_wire(self, server_round: int) -> ThresholdWire:
+        """The wire with this party's key for its upload of ``server_round``."""
         try:
             party = self._party()
         except CryptoError as err:
-            raise KeyMaterialError(f"no collective key on this node: {err}") from err
-        if not party.public_key:
-            raise KeyMaterialError("no collective key on this node: the key setup did not reach it")
-        key = PublicKey(
-            poly_from(party.public_key, self.shape), self.ckks.common_random_polynomial(party.crs)
-        )
+            raise KeyMaterialError(f"no threshold key on this node: {err}") from err
+        if not party.dealt:
+            raise KeyMaterialError("no threshold key on this node: the key setup did not reach it")
+        key = UploadKey(poly_from(party.secret, self.shape), party.crs, server_round)
         return ThresholdWire(self.ckks, key)
 
     def _identity(self) -> SigningKey:
@@ -125,14 +124,16 @@ class ThresholdCodec(ClientCodec):
         return self.plain.read(msg)
 
     def train_reply(self, msg: Message, update: LocalUpdate) -> RecordDict:
-        """The update's drift from the broadcast model, weighted, under the collective key.
+        """The update's drift from the broadcast model, weighted, under this party's secret.
 
-        Authenticated: once per round (the node's ledger), and signed (the digests of every
-        ciphertext's ``c0`` and ``c1`` under this party's identity), so that a decrypting
-        party can recompute the round's sum from signed uploads instead of trusting the
-        server's.
+        Once per round (the node's ledger), in either protocol: the round fixes the common
+        ``a`` the upload is encrypted over, and two uploads over one ``a`` would give away
+        their difference. Authenticated, signed (the upload's digest under this party's
+        identity), so that a decrypting party can tell who uploaded in the round.
         """
-        wire = self._keyed_wire()
+        current = server_round(msg.content)
+        Ledger.record_answer(self.node.state, Step.TRAIN, current)
+        wire = self._upload_wire(current)
         record = encrypt_update(
             wire,
             self.encoding,
@@ -143,11 +144,10 @@ class ThresholdCodec(ClientCodec):
         content = RecordDict({"arrays": record})
         if not self.authenticated:
             return content
-        current = server_round(msg.content)
-        Ledger.record_answer(self.node.state, Step.TRAIN, current)
-        c0s, c1s = upload_digests(wire, record, self.encoding.size(self._num_values()))
         signature = self._identity().sign(
-            upload_statement(msg.metadata.run_id, current, self.node.partition_id, c0s, c1s)
+            upload_statement(
+                msg.metadata.run_id, current, self.node.partition_id, upload_digest(record)
+            )
         )
         content[UPLOAD] = UploadSignature(self.node.partition_id, current, signature).to_record()
         return content
@@ -176,8 +176,7 @@ class ThresholdCodec(ClientCodec):
             delivered = DeliverRequest.from_record(msg.content, self.wire, self.authenticated)
             return self._deliver(msg, delivered)
         if stage == Stage.DECRYPT:
-            count = len(expected_layout(self.encoding.size(self._num_values()), self.preset))
-            asked = DecryptRequest.from_record(msg.content, self.wire, count, self.authenticated)
+            asked = DecryptRequest.from_record(msg.content, self.wire, self.authenticated)
             return self._decrypt(msg, asked)
         raise ConfigError(f"unknown threshold stage {stage!r}")
 
@@ -295,7 +294,6 @@ class ThresholdCodec(ClientCodec):
                 party.channel, peer, box, sealing_context(sender, party.party, party.crs)
             )
             shares.append(self.wire.read_polynomial(opened, f"share from party {sender}"))
-        combined = sum_mod(shares, self.ckks.primes)
         if self.authenticated and not np.array_equal(
             request.public_key, poly_from(party.own_key, self.shape)
         ):
@@ -303,10 +301,11 @@ class ThresholdCodec(ClientCodec):
                 "deliver: the server's collective key is not the sum of the signed "
                 "contributions (a key of its own)"
             )
-        party.share = poly_bytes(combined)
+        party.dealers = list(request.senders)
+        party.held = [poly_bytes(held) for held in shares]
         party.public_key = poly_bytes(request.public_key)
         party.save(self.node.state)
-        self._keep_share(party.party, combined)
+        self._keep_shares(party, shares)
         key_digest = hashlib.sha256(self.wire.write_polynomial(request.public_key)).digest()
         return DeliverReply(party.party, key_digest).to_record(self.wire)
 
@@ -328,47 +327,54 @@ class ThresholdCodec(ClientCodec):
                     "(the server showed parties different keys)"
                 )
 
-    def _keep_share(self, index: int, combined: np.ndarray) -> None:
-        """Write the Shamir share to the node's key directory (0600), where it can.
+    def _keep_shares(self, party: PartyState, shares: list[np.ndarray]) -> None:
+        """Write the Shamir shares it holds to the node's key directory (0600), where it can.
 
-        A read-only key directory (a deployment mounts the node's keys read-only) keeps the
-        share in the node's state only.
+        One file per party (:func:`write_held`): the setup's seed, the dealers and the
+        shares. A read-only key directory (a deployment mounts the node's keys read-only)
+        keeps them in the node's state only.
         """
         if not self.node.key_dir:
             return
         folder = Path(self.node.key_dir) / SHARES_DIR
         try:
             folder.mkdir(mode=0o700, parents=True, exist_ok=True)
-            path = folder / f"party-{index}.bin"
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-            with os.fdopen(fd, "wb") as handle:
-                handle.write(poly_bytes(combined))
+            write_held(folder / f"party-{party.party}.npz", party.crs, party.dealers, shares)
         except OSError:
             return
 
     def _decrypt(self, msg: Message, request: DecryptRequest) -> RecordDict:
         party = self._party()
-        if not party.share:
-            raise CryptoError("no share of the collective secret on this node")
+        if not party.dealt:
+            raise CryptoError("no shares of the parties' secrets on this node")
         if self.authenticated:
-            c1s = self._verified_sum(msg, party, request)
+            uploaders = self._verified_uploaders(msg, party, request)
         else:
-            c1s = request.c1s
+            uploaders = request.uploaders
+        if not uploaders or len(set(uploaders)) != len(uploaders):
+            raise CryptoError("decrypt: the uploaders are not distinct parties")
+        missing = sorted(set(uploaders) - set(party.dealers))
+        if missing:
+            raise CryptoError(f"decrypt: this party holds no share of party {missing[0]}'s secret")
+        held = [poly_from(party.held[party.dealers.index(u)], self.shape) for u in uploaders]
         coefficient = lagrange_for(party.party, request.parties, self.ckks.primes)
-        shares = self.ckks.decryption_shares(c1s, poly_from(party.share, self.shape), coefficient)
-        party.shares_given += len(c1s)
+        weighted = scale_rows(sum_mod(held, self.ckks.primes), coefficient, self.ckks.primes)
+        count = len(expected_layout(self.encoding.size(self._num_values()), self.preset))
+        a = self.ckks.round_polynomials(party.crs, request.server_round, count)
+        shares = list(self.ckks.decryption_shares(a, weighted))
+        party.shares_given += count
         party.save(self.node.state)
         return DecryptReply(party.party, request.server_round, shares).to_record(self.wire)
 
-    def _verified_sum(
+    def _verified_uploaders(
         self, msg: Message, party: PartyState, request: DecryptRequest
-    ) -> list[np.ndarray]:
-        """The round's ``c1`` sum, recomputed from signed uploads, once per round.
+    ) -> list[int]:
+        """The parties whose signed uploads of the round the sum adds, once per round.
 
         Refused, before any share is made: a second request of a round (or an older one),
         a decrypting set of fewer than ``t`` distinct parties of the key setup or without
         this party, fewer than the roster's minimum of distinct uploaders, or an upload
-        whose signature does not cover the ``c1`` and ``c0`` digests it comes with.
+        whose signature does not cover the round and digest it comes with.
         """
         ledger = Ledger.of(self.node.state)
         ledger.check_fresh(Step.DECRYPT, request.server_round)
@@ -384,19 +390,18 @@ class ThresholdCodec(ClientCodec):
                 "of the key setup including this one"
             )
         assert request.uploads is not None
-        uploaders = [u.partition for u in request.uploads]
+        partitions = [u.partition for u in request.uploads]
         identities = self._roster()
-        if len(set(uploaders)) != len(uploaders) or not set(uploaders) <= set(party.partitions):
+        if len(set(partitions)) != len(partitions) or not set(partitions) <= set(party.partitions):
             raise CryptoError("decrypt: the uploads are not one signed upload per party")
-        if len(uploaders) < identities.min_uploads:
+        if len(partitions) < identities.min_uploads:
             raise CryptoError(
-                f"decrypt: a sum of {len(uploaders)} upload(s), fewer than the "
+                f"decrypt: a sum of {len(partitions)} upload(s), fewer than the "
                 f"{identities.min_uploads} the federation requires"
             )
         run, current = msg.metadata.run_id, request.server_round
         for upload in request.uploads:
-            c1_digests = [digest(self.wire.write_polynomial(c1)) for c1 in upload.c1s]
-            signed = upload_statement(run, current, upload.partition, upload.c0_digests, c1_digests)
+            signed = upload_statement(run, current, upload.partition, upload.upload)
             if not identities.verify(upload.partition, upload.signature, signed):
                 raise CryptoError(
                     f"decrypt: partition {upload.partition}'s upload of round {current} is not "
@@ -404,8 +409,23 @@ class ThresholdCodec(ClientCodec):
                 )
         ledger.answer(Step.DECRYPT, current)
         ledger.save(self.node.state)
-        count = len(request.uploads[0].c1s) if request.uploads else 0
-        return [
-            sum_mod([u.c1s[chunk] for u in request.uploads], self.ckks.primes)
-            for chunk in range(count)
-        ]
+        return [party.roster[party.partitions.index(p)] for p in partitions]
+
+
+def write_held(path: Path, crs: bytes, dealers: list[int], shares: list[np.ndarray]) -> None:
+    """Write a party's Shamir shares of each dealer's secret (NTT form) to ``path``, 0600."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as handle:
+        np.savez(
+            handle,
+            crs=np.frombuffer(crs, dtype=np.uint8),
+            dealers=np.asarray(dealers, dtype=np.int64),
+            shares=np.stack(shares).astype(np.uint64),
+        )
+
+
+def read_held(path: Path) -> tuple[bytes, dict[int, np.ndarray]]:
+    """The setup's seed and dealer -> share, from a file :func:`write_held` wrote."""
+    with np.load(path) as stored:
+        dealers = [int(d) for d in stored["dealers"]]
+        return bytes(stored["crs"].tobytes()), dict(zip(dealers, stored["shares"], strict=True))

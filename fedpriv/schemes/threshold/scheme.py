@@ -52,7 +52,7 @@ SETUP_FILE = "threshold.json"
 
 
 class ThresholdScheme(AggregationScheme):
-    """Multiparty CKKS: a collective key made by the clients, t of them decrypt each sum."""
+    """Multiparty CKKS: each client encrypts under its own secret, t of them decrypt each sum."""
 
     name = Aggregation.CKKS_THRESHOLD
     # The parties' shares live in Flower's node state: a restarted server cannot reuse them.
@@ -107,7 +107,7 @@ class ThresholdScheme(AggregationScheme):
         history: History,
         resume_from: ArrayRecord | None,
     ) -> None:
-        """Set up the collective key with the connected clients, then run the rounds."""
+        """Set up the parties' keys and shares with the connected clients, then run the rounds."""
         grid = self.consistent(grid)
         # Clients encrypt their drift from the model they received: the sum holds drifts.
         adversary = server_adversary(self.config, rundir, Outcome.DRIFTS)
@@ -177,8 +177,8 @@ class ThresholdScheme(AggregationScheme):
             ]
         m = self.min_uploads()
         return [
-            f"{split} Each party gives one decryption share a round, only for a sum it "
-            f"recomputes from at least {m} signed uploads of that round, after checking the "
+            f"{split} Each party gives one decryption share a round, only for a sum of at "
+            f"least {m} uploads of that round whose signatures it checked, after checking the "
             "collective key and the share channels at setup: against a deviating server "
             f"with up to {min(t - 1, m - 2)} colluding clients no individual update is "
             f"readable ({self.holds_against()}; tests/adversarial/test_deviating_threshold.py "

@@ -20,7 +20,6 @@ from typing import Any
 import numpy as np
 from flwr.app import Message, RecordDict
 
-from fedpriv.crypto.modq import sum_mod
 from fedpriv.crypto.thresholdwire import Summed, ThresholdWire
 from fedpriv.errors import CiphertextFormatError, ConfigError, FedprivError
 from fedpriv.federation.recording import RecordingGrid
@@ -105,7 +104,7 @@ class ThresholdSession:
         Seconds to wait for the replies of one exchange.
     authenticated : bool
         Relay the parties' signatures (key contributions, transcripts, uploads) and ask for
-        one decryption per round, of a sum each party recomputes from signed uploads.
+        one decryption per round, of a sum of enough uploads whose signatures each party checks.
 
     """
 
@@ -237,7 +236,7 @@ class ThresholdSession:
         )
         log(
             INFO,
-            "threshold setup: %d parties hold shares of the collective key; %d decrypt",
+            "threshold setup: %d parties hold shares of each other's secrets; %d decrypt",
             len(ready),
             self.threshold,
         )
@@ -257,16 +256,18 @@ class ThresholdSession:
         summed: list[Summed],
         uploaders: list[int],
         evidence: dict[int, SignedUpload] | None = None,
+        decrypting: list[int] | None = None,
     ) -> tuple[list[np.ndarray] | None, dict[int, str]]:
-        """The plaintexts of ``summed`` (NTT form), from the decryption shares of uploaders.
+        """The plaintexts of ``summed`` (wire polynomials), from the parties' decryption shares.
 
-        The server asks the parties among ``uploaders`` for shares of the sum's ``c1`` only,
-        telling each the decrypting set (its Lagrange coefficient depends on it). A share
-        that is malformed, from a node not asked, or for another round is rejected; if some
-        of the set did not answer but at least ``threshold`` did, the passive protocol asks
-        those again with the smaller set (a share made for one set is useless for another).
-        Authenticated, the parties recompute the sum's ``c1`` from the signed uploads, and
-        there is no second request in a round.
+        ``summed`` adds the uploads of ``uploaders`` (nodes); the parties among
+        ``decrypting`` (by default the uploaders) are asked for shares over the uploaders'
+        secrets, each told the decrypting set (its Lagrange coefficient depends on it). A
+        share that is malformed, from a node not asked, or for another round is rejected;
+        if some of the set did not answer but at least ``threshold`` did, the passive
+        protocol asks those again with the smaller set (a share made for one set is useless
+        for another). Authenticated, the request carries the signed uploads instead of the
+        uploaders' names, and there is no second request in a round.
 
         Returns
         -------
@@ -278,19 +279,21 @@ class ThresholdSession:
         if self.setup_state is None:
             raise SetupFailed("decryption before the key setup")
         parties = self.setup_state.parties
-        asked = sorted(node for node in uploaders if node in parties)
+        pool = uploaders if decrypting is None else decrypting
+        asked = sorted(node for node in pool if node in parties)
         rejected: dict[int, str] = {}
         listed: list[SignedUpload] | None = None
         if self.authenticated:
             evidence = evidence or {}
             listed = [evidence[node] for node in uploaders if node in evidence]
+        summed_parties = [parties[node] for node in uploaders if node in parties]
         for _attempt in range(1 if self.authenticated else 2):
             if len(asked) < self.threshold:
                 break
             request = DecryptRequest(
                 server_round,
                 [parties[n] for n in asked],
-                [] if listed is not None else [s.c1 for s in summed],
+                [] if listed is not None else summed_parties,
                 listed,
             )
             content = request.to_record(self.wire)
@@ -320,6 +323,6 @@ class ThresholdSession:
     ) -> list[np.ndarray]:
         ckks = self.wire.ckks
         return [
-            sum_mod([s.c0, *(node_shares[index] for node_shares in shares.values())], ckks.primes)
+            ckks.add([s.c0, *(node_shares[index] for node_shares in shares.values())])
             for index, s in enumerate(summed)
         ]

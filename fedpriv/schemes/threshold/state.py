@@ -1,7 +1,7 @@
 """What a threshold party keeps between messages, typed, in its node's ``Context.state``.
 
-The secret key share, the channel key, the roster it dealt to, the collective key and its
-Shamir share of the collective secret live in Flower's node state (which persists across
+The secret key share, the channel key, the roster it dealt to, the collective key and the
+Shamir shares it holds of each dealer's secret live in Flower's node state (which persists across
 the messages of a run); the rounds it answered live in the node's
 :class:`~fedpriv.federation.ledger.Ledger` beside it.
 """
@@ -64,8 +64,12 @@ class PartyState:
         The digest of the setup transcript it signed (authenticated).
     own_key : bytes
         The collective key it computed from the verified contributions (authenticated).
-    share, public_key : bytes
-        Its Shamir share of the collective secret and the collective key, once delivered.
+    dealers : list[int]
+        The parties whose secrets it holds Shamir shares of, once delivered.
+    held : list[bytes]
+        Those shares (stored polynomials, NTT form), in the order of ``dealers``.
+    public_key : bytes
+        The collective key, once delivered (it commits the setup; nobody encrypts under it).
     shares_given : int
         Decryption shares given over the run (the smudging bound counts them).
 
@@ -83,7 +87,8 @@ class PartyState:
     partitions: list[int] = field(default_factory=list)
     transcript: bytes = b""
     own_key: bytes = b""
-    share: bytes = b""
+    dealers: list[int] = field(default_factory=list)
+    held: list[bytes] = field(default_factory=list)
     public_key: bytes = b""
     shares_given: int = 0
 
@@ -123,19 +128,23 @@ class PartyState:
         blobs = (self.crs, self.secret, self.channel, self.own_p0, self.transcript)
         if (
             not all(isinstance(v, int) and not isinstance(v, bool) for v in scalars)
-            or not all(isinstance(v, bytes) for v in (*blobs, self.own_key, self.share))
-            or not isinstance(self.public_key, bytes)
-            or not all(isinstance(v, int) for v in (*self.roster, *self.partitions))
-            or not all(isinstance(v, bytes) for v in self.roster_keys)
+            or not all(isinstance(v, bytes) for v in (*blobs, self.own_key, self.public_key))
+            or not all(isinstance(v, int) for v in (*self.roster, *self.partitions, *self.dealers))
+            or not all(isinstance(v, bytes) for v in (*self.roster_keys, *self.held))
+            or len(self.held) != len(self.dealers)
         ):
             raise CryptoError("the node's threshold state is damaged")
         self.roster, self.roster_keys = list(self.roster), list(self.roster_keys)
-        self.partitions = list(self.partitions)
+        self.partitions, self.dealers, self.held = (
+            list(self.partitions),
+            list(self.dealers),
+            list(self.held),
+        )
 
     @property
     def dealt(self) -> bool:
-        """Whether the collective key and a share of its secret reached this party."""
-        return bool(self.share) and bool(self.public_key)
+        """Whether the collective key and the dealers' shares reached this party."""
+        return bool(self.held) and bool(self.public_key)
 
 
 def _node_state(state: RecordDict | None) -> RecordDict:

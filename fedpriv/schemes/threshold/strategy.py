@@ -13,12 +13,11 @@ from flwr.serverapp import Grid
 from fedpriv.adversaries.base import HONEST, ServerAdversary
 from fedpriv.crypto.encoding import UpdateEncoding
 from fedpriv.crypto.packing import deserialize_update, expected_layout
-from fedpriv.crypto.signing import digest
 from fedpriv.crypto.thresholdwire import Summed, ThresholdWire
 from fedpriv.errors import CiphertextFormatError
 from fedpriv.flower import log
 from fedpriv.parameters import State, state_to_vector, vector_to_state
-from fedpriv.schemes.threshold.messages import SignedUpload, UploadSignature
+from fedpriv.schemes.threshold.messages import SignedUpload, UploadSignature, upload_digest
 from fedpriv.schemes.threshold.server import ThresholdSession
 from fedpriv.strategies.plaintext import PlaintextFedAvg
 from fedpriv.strategies.sampling import Sampling
@@ -109,7 +108,7 @@ class ThresholdFedAvg(PlaintextFedAvg):
                 record = message.content.array_records[UPDATE_KEY]
                 upload = deserialize_update(record, self.wire, self.wire.preset, self.update_size)
                 if self.session.authenticated:
-                    evidence[node] = self._evidence(message, upload)
+                    evidence[node] = self._evidence(message, record)
                 parsed[node] = upload
             except CiphertextFormatError as err:
                 facts.rejected[node] = f"{UPDATE_KEY}: {err}"
@@ -119,7 +118,7 @@ class ThresholdFedAvg(PlaintextFedAvg):
             return None, None
         nodes = sorted(parsed)
         # A fresh accumulator: the first upload stays itself (a malicious server may reuse it).
-        total = [Summed(c.c0, c.c1) for c in parsed[nodes[0]]]
+        total = [Summed(c.c0) for c in parsed[nodes[0]]]
         for node in nodes[1:]:
             for accumulator, ciphertext in zip(total, parsed[node], strict=True):
                 self.wire.add_(accumulator, ciphertext)
@@ -141,13 +140,14 @@ class ThresholdFedAvg(PlaintextFedAvg):
             lambda upload: self._decrypt(
                 server_round,
                 upload,
-                nodes,
+                [n for n in nodes if parsed[n] is upload],
                 {n: e for n, e in evidence.items() if parsed[n] is upload},
+                decrypting=nodes,
             )[0],
         )
         return state_to_record(mean), None
 
-    def _evidence(self, message: Message, upload: list[Any]) -> SignedUpload:
+    def _evidence(self, message: Message, record: ArrayRecord) -> SignedUpload:
         """The signed upload a decrypting party checks (authenticated threshold CKKS).
 
         Raises
@@ -157,12 +157,7 @@ class ThresholdFedAvg(PlaintextFedAvg):
 
         """
         signed = UploadSignature.from_record(message.content)
-        return SignedUpload(
-            signed.partition,
-            signed.signature,
-            [digest(self.wire.write_polynomial(c.c0)) for c in upload],
-            [c.c1 for c in upload],
-        )
+        return SignedUpload(signed.partition, signed.signature, upload_digest(record))
 
     def _decrypt(
         self,
@@ -170,10 +165,13 @@ class ThresholdFedAvg(PlaintextFedAvg):
         ciphertexts: list[Any],
         nodes: list[int],
         evidence: dict[int, SignedUpload] | None = None,
+        decrypting: list[int] | None = None,
     ) -> tuple[tuple[State, int] | None, dict[int, str]]:
-        """What ``ciphertexts`` (a sum of updates) decrypt to: the mean model and its weight."""
+        """What ``ciphertexts`` (the sum of ``nodes``' updates) decrypt to: mean model, weight."""
         assert self.session is not None
-        plaintexts, rejected = self.session.decrypt(server_round, ciphertexts, nodes, evidence)
+        plaintexts, rejected = self.session.decrypt(
+            server_round, ciphertexts, nodes, evidence, decrypting
+        )
         if plaintexts is None:
             return None, rejected
         sizes = expected_layout(self.update_size, self.wire.preset)
