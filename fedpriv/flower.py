@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -112,6 +113,96 @@ def run_simulation_app(
     )
 
 
+# -- a ClientApp task's waits ----------------------------------------------------------------------
+# Flower 1.42 retries an object that is not there yet after 1 s, doubling up to 10 s
+# (``PULL_INITIAL_BACKOFF``). In a deployment that race is the rule, not the exception: a
+# SuperExec launches a ClientApp as soon as the SuperNode has the message's metadata, before
+# its content has arrived from the SuperLink, and the ServerApp asks for a reply's content as
+# soon as the reply is announced. Each then sleeps a whole second (measured: 1.1 s of a 2.1 s
+# ClientApp task), and doubling overshoots an object that arrives a moment later. The
+# processes fedpriv starts retry every 50 ms, then at most every 200 ms, for as long as
+# Flower's own limit on a pull (``PULL_MAX_TIME``) rather than for a number of tries.
+OBJECT_PULL_BACKOFF_SECONDS = (0.05, 0.2)
+# Written into an app's directory once Flower has installed its FAB there completely.
+INSTALLED_MARKER = ".fedpriv-installed"
+
+
+def quicken_object_pulls(backoff: tuple[float, float] = OBJECT_PULL_BACKOFF_SECONDS) -> None:
+    """Make this process's Flower retry a missing object within ``backoff`` seconds, not 1-10.
+
+    ``backoff`` is the first wait and the longest; the retries are bounded by Flower's time
+    limit on a pull instead of its count of tries (at 200 ms, 500 tries would end a pull of
+    a large message on a slow link after 100 s).
+
+    Raises
+    ------
+    RuntimeError
+        If Flower's object pulls no longer take an ``initial_backoff``.
+
+    """
+    from flwr.supercore.inflatable import inflatable_utils
+
+    for function in (
+        inflatable_utils.pull_objects,
+        inflatable_utils.pull_and_inflate_object_from_tree,
+    ):
+        defaults = function.__kwdefaults__
+        names = ("initial_backoff", "backoff_cap", "max_tries_per_object", "max_time")
+        if not defaults or not all(name in defaults for name in names):
+            raise RuntimeError(f"Flower's object pulls changed (fedpriv expects {FLOWER_VERSION})")
+        defaults["initial_backoff"], defaults["backoff_cap"] = backoff
+        defaults["max_tries_per_object"] = None
+
+
+def install_fab_once(
+    fab_file: Path | bytes, install_dir: Path | None = None, skip_prompt: bool = False
+) -> Path:
+    """Flower's ``install_from_fab``, without unpacking a FAB whose app is installed already.
+
+    Flower unpacks and hash-checks the whole FAB for every message (174 files for fedpriv's,
+    0.3-0.5 s of a ClientApp task, measured) and then, with ``skip_prompt``, keeps the app
+    directory it finds for that FAB's hash. This returns that directory at once when Flower
+    finished installing it before (the marker it writes after Flower returns), and calls
+    Flower otherwise.
+    """
+    import hashlib
+    import io
+    import tomllib
+    import zipfile
+
+    from flwr.cli.install import install_from_fab
+    from flwr.common.config import get_metadata_from_config, get_project_dir
+
+    if isinstance(fab_file, bytes) and install_dir is None and skip_prompt:
+        try:
+            with zipfile.ZipFile(io.BytesIO(fab_file)) as archive:
+                config = tomllib.loads(archive.read("pyproject.toml").decode())
+            fab_id, version = get_metadata_from_config(config)
+            path = Path(get_project_dir(fab_id, version, hashlib.sha256(fab_file).hexdigest()))
+            if (path / INSTALLED_MARKER).is_file():
+                return path
+        except (KeyError, ValueError, UnicodeDecodeError, zipfile.BadZipFile):
+            pass  # Flower's own install says what is wrong with it
+    installed = install_from_fab(fab_file, install_dir, skip_prompt)
+    (installed / INSTALLED_MARKER).touch()
+    return installed
+
+
+def run_clientapp_quickly(**kwargs: Any) -> None:
+    """Flower's ClientApp process body (``run_clientapp``) without its avoidable waits.
+
+    Object pulls retry quickly (:func:`quicken_object_pulls`) and an installed FAB is not
+    unpacked again (:func:`install_fab_once`).
+    """
+    from flwr.supernode.runtime import run_clientapp as module
+
+    if getattr(module, "install_from_fab", None) is None:
+        raise RuntimeError(f"Flower's ClientApp runtime changed (fedpriv expects {FLOWER_VERSION})")
+    quicken_object_pulls()
+    vars(module)["install_from_fab"] = install_fab_once
+    module.run_clientapp(**kwargs)
+
+
 # -- the SuperNode's poll ----------------------------------------------------------------------
 class _CappedSleep:
     """The ``time`` module, except that ``sleep`` waits at most ``cap`` seconds."""
@@ -135,7 +226,8 @@ def run_supernode(poll_seconds: float) -> int:
     no message, and 0.5 s between checks for a ClientApp's reply
     (``flwr.supernode.start_client_internal``). In a deployment every message waits on that
     poll twice a round (training, then evaluation: about 2.5 s each, measured), so the
-    SuperNodes fedpriv starts cap those sleeps. Nothing else changes.
+    SuperNodes fedpriv starts cap those sleeps, and retry a missing object quickly
+    (:func:`quicken_object_pulls`). Nothing else changes.
     """
     import time
 
@@ -145,21 +237,24 @@ def run_supernode(poll_seconds: float) -> int:
     if getattr(start_client_internal, "time", None) is not time:
         raise RuntimeError(f"Flower's SuperNode loop changed (fedpriv expects {FLOWER_VERSION})")
     vars(start_client_internal)["time"] = _CappedSleep(time, poll_seconds)
+    quicken_object_pulls()
     flower_supernode()
     return 0
 
 
 # -- the SuperExec's ClientApp processes ---------------------------------------------------------
 # Modules a forked ClientApp finds imported: the libraries every fedpriv ClientApp imports
-# before it answers a message (torch, Flower's ClientApp runtime, TenSEAL, scikit-learn's
-# bundled datasets: about 1.3 s of its own), never the app's own code (the FAB's copy of it
-# must be the one that runs) and nothing that starts a thread.
+# before it answers a message (torch, Flower's ClientApp runtime and the HTTP transport its
+# connection opens, TenSEAL, scikit-learn's bundled datasets: about 1.4 s of its own), never
+# the app's own code (the FAB's copy of it must be the one that runs) and nothing that starts
+# a thread.
 CLIENTAPP_PRELOAD = (
     "numpy",
     "torch",
     "sklearn.datasets",
     "tenseal.sealapi",
     "flwr.supernode.runtime.run_clientapp",
+    "httpcore",
 )
 # Set to 0, the SuperExec starts ClientApps as Flower does (the bench compares both).
 FORK_ENV = "FEDPRIV_CLIENTAPP_FORK"
@@ -173,7 +268,8 @@ class ForkingExecutor:
     two seconds, twice a round per client. This executor keeps a ``forkserver`` with those
     imports done (:data:`CLIENTAPP_PRELOAD`) and forks each ClientApp task from it, calling
     Flower's own ``run_clientapp`` with what ``flwr-clientapp`` would parse from its command
-    line; the child installs the FAB and runs the app as before. Every other task, and a
+    line (:func:`run_clientapp_quickly`: without Flower's 1 s object retries, and without
+    unpacking an installed FAB again); the child runs the app as before. Every other task, and a
     task whose output is to be suppressed, goes to Flower's executor unchanged.
     """
 
@@ -185,12 +281,10 @@ class ForkingExecutor:
     ) -> None:
         import multiprocessing
 
-        from flwr.supernode.runtime.run_clientapp import run_clientapp
-
         self._inner = inner
         # What a forked task runs: Flower's ClientApp process body, with the keyword
-        # arguments ``flwr-clientapp`` would pass it.
-        self._target = target or run_clientapp
+        # arguments ``flwr-clientapp`` would pass it (without its avoidable waits).
+        self._target = target or run_clientapp_quickly
         self._context = multiprocessing.get_context("forkserver")
         self._context.set_forkserver_preload(list(preload))
         self._children: list[Any] = []

@@ -162,3 +162,69 @@ def test_the_superexec_wraps_only_its_local_executor(monkeypatch):
     assert isinstance(module.get_executor(ExecutorType.SUBPROCESS), flower.ForkingExecutor)
     monkeypatch.setenv(flower.FORK_ENV, "0")  # as Flower does, for the bench's comparison
     assert isinstance(module.get_executor(ExecutorType.SUBPROCESS), _Inner)
+
+
+def test_quick_object_pulls_retry_within_a_fifth_of_a_second_for_as_long_as_flower_allows(
+    monkeypatch,
+):
+    """Flower waits 1 s, then 2, 4, ... for an object that is not there yet; the processes
+    fedpriv starts retry after 50 ms and at most every 200 ms, bounded by Flower's time limit."""
+    import time
+
+    from flwr.supercore.inflatable import inflatable_utils
+    from flwr.supercore.inflatable.inflatable_utils import ObjectUnavailableError
+
+    for function in (
+        inflatable_utils.pull_objects,
+        inflatable_utils.pull_and_inflate_object_from_tree,
+    ):
+        monkeypatch.setattr(function, "__kwdefaults__", dict(function.__kwdefaults__))
+    assert inflatable_utils.pull_objects.__kwdefaults__["initial_backoff"] == 1  # Flower's
+    flower.quicken_object_pulls()
+    defaults = inflatable_utils.pull_objects.__kwdefaults__
+    assert (defaults["initial_backoff"], defaults["backoff_cap"]) == (0.05, 0.2)
+    assert defaults["max_tries_per_object"] is None and defaults["max_time"] > 3600
+    tries = {"n": 0}
+
+    def pull(object_id: str) -> bytes:
+        tries["n"] += 1
+        if tries["n"] < 4:  # not there yet, three times
+            raise ObjectUnavailableError(object_id)
+        return b"content"
+
+    start = time.monotonic()
+    assert inflatable_utils.pull_objects(["a"], pull) == {"a": b"content"}
+    assert time.monotonic() - start < 0.8  # Flower's schedule: 1 + 2 + 4 s
+
+
+def test_an_installed_fab_is_not_unpacked_again(tmp_path, monkeypatch):
+    """Flower unpacks and checks a whole FAB for every message, then keeps the app directory
+    it finds for the FAB's hash; fedpriv returns that directory at once."""
+    import flwr.cli.install as install
+    from flwr.cli.build import build_fab_from_disk
+
+    app = tmp_path / "app"
+    (app / "pkg").mkdir(parents=True)
+    (app / "pkg" / "__init__.py").write_text("")
+    (app / "pyproject.toml").write_text(
+        '[project]\nname = "demo"\nversion = "1.0.0"\n\n'
+        '[tool.flwr.app]\npublisher = "fedpriv"\n\n'
+        '[tool.flwr.app.components]\nserverapp = "pkg:server"\nclientapp = "pkg:client"\n'
+    )
+    fab = build_fab_from_disk(app)
+    monkeypatch.setenv("FLWR_HOME", str(tmp_path / "home"))
+    calls = []
+    flower_install = install.install_from_fab
+
+    def counted(*args, **kwargs):
+        calls.append(args)
+        return flower_install(*args, **kwargs)
+
+    monkeypatch.setattr(install, "install_from_fab", counted)
+    first = flower.install_fab_once(fab, skip_prompt=True)
+    assert (first / "pkg" / "__init__.py").is_file() and (first / flower.INSTALLED_MARKER).is_file()
+    assert flower.install_fab_once(fab, skip_prompt=True) == first
+    assert len(calls) == 1  # the second message found it installed
+    # A directory Flower had not finished (no marker) is installed by Flower again.
+    (first / flower.INSTALLED_MARKER).unlink()
+    assert flower.install_fab_once(fab, skip_prompt=True) == first and len(calls) == 2
