@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from functools import lru_cache
 
 import numpy as np
+
+from fedpriv.errors import CryptoError
 
 # CKKS (Cheon, Kim, Kim, Song, ASIACRYPT 2017, section 3.2) encodes N/2 complex slots z_j as
 # the integer polynomial m of degree < N with m(zeta^(5^j)) ~ scale * z_j and
@@ -32,6 +35,26 @@ def _layout(n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.
     order[conjugates] = np.arange(n // 2, n)
     angles = np.pi * np.arange(n) / n
     return slots, order, np.exp(1j * angles), np.cos(angles) / n, np.sin(angles) / n
+
+
+def padded_rows(chunks: Sequence[np.ndarray], n: int) -> np.ndarray:
+    """Chunks of at most ``n`` reals as zero-padded ``float64`` rows ``(len(chunks), n)``.
+
+    Raises
+    ------
+    CryptoError
+        For a chunk longer than ``n``, or a value that is NaN or infinite.
+
+    """
+    rows = np.zeros((len(chunks), n), dtype=np.float64)
+    for row, chunk in zip(rows, chunks, strict=True):
+        values = np.asarray(chunk, dtype=np.float64).ravel()
+        if values.size > n:
+            raise CryptoError(f"{values.size} values do not fit one ciphertext of {n}")
+        row[: values.size] = values
+    if not np.isfinite(rows).all():
+        raise CryptoError("values to encrypt are NaN or infinite")
+    return rows
 
 
 def encode(values: np.ndarray, scale: float, n: int) -> np.ndarray:

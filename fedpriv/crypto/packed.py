@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from fedpriv.crypto.embedding import decode, encode
+from fedpriv.crypto.embedding import decode, encode, padded_rows
 from fedpriv.crypto.modq import add_mod, mul_mod, sub_mod
 from fedpriv.crypto.ntt import ntt_for
 from fedpriv.crypto.presets import CkksPreset
@@ -231,14 +231,7 @@ class PackedContext:
         out: list[bytes] = []
         for start in range(0, len(chunks), _BATCH):
             batch = chunks[start : start + _BATCH]
-            rows = np.zeros((len(batch), self.n), dtype=np.float64)
-            for row, chunk in zip(rows, batch, strict=True):
-                values = np.asarray(chunk, dtype=np.float64).ravel()
-                if values.size > self.n:
-                    raise CryptoError(f"{values.size} values do not fit one ciphertext of {self.n}")
-                row[: values.size] = values
-            if not np.isfinite(rows).all():
-                raise CryptoError("values to encrypt are NaN or infinite")
+            rows = padded_rows(batch, self.n)
             coefficients = encode(rows, self.scale, self.n)
             if np.abs(coefficients).max(initial=0) >= self.q // 2:
                 raise CryptoError("values too large for the preset's modulus")

@@ -226,14 +226,7 @@ class ThresholdCkks:
         out = np.empty((len(rows), self.n), dtype=np.uint64)
         for start in range(0, len(rows), _BATCH):
             batch = slice(start, start + _BATCH)
-            values = np.zeros((len(rows[batch]), self.n), dtype=np.float64)
-            for row, chunk in zip(values, rows[batch], strict=True):
-                flat = np.asarray(chunk, dtype=np.float64).ravel()
-                if flat.size > self.n:
-                    raise CryptoError(f"{flat.size} values do not fit one ciphertext of {self.n}")
-                row[: flat.size] = flat
-            if not np.isfinite(values).all():
-                raise CryptoError("values to encrypt are NaN or infinite")
+            values = embedding.padded_rows(rows[batch], self.n)
             masked = self._transform(self._times(a[batch], secret), forward=False)
             noise = self.residues(clipped_gaussian((values.shape[0], self.n)))
             mask = self.switch(sub_mod(noise, masked, self.primes))

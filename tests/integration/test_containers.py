@@ -425,13 +425,14 @@ def test_faults_across_containers(deployment: Deployment, tmp_path):
     run_dir = deployment.run_files(name, tmp_path)
     rounds = list(RunDirectory(run_dir).read_history())
     assert [r.round for r in rounds] == [1, 2, 3, 4, 5, 6]
-    unavailable = [
-        r.round for r in rounds if any("Node Unavailable" in v for v in r.failed.values())
-    ]
-    assert 2 in unavailable and 5 in unavailable, [(r.round, r.failed) for r in rounds]
+    failed = {r.round: list(r.failed.values()) for r in rounds}
+    assert any("Node Unavailable" in v for v in failed[2]), failed  # the killed node
+    # The cut node: Flower reports it unavailable, or, where the cut fell between its
+    # message and its reply's content, that content as not found (seen on a loaded machine).
+    assert any("Node Unavailable" in v or "could not be found" in v for v in failed[5]), failed
     assert len(rounds[1].clients) == 2 and len(rounds[4].clients) == 2
     assert max(len(r.clients) for r in rounds[2:4]) == 3  # the restarted node rejoined
     assert all(r.skipped is None for r in rounds)
     log = (tmp_path / f"logs-{name}" / "serverapp.log").read_text()
-    assert log.count("failed: Error: Node Unavailable") >= 2
+    assert log.count("failed: Error: Node Unavailable") >= 1
     assert "[ROUND 6/6]" in log
