@@ -48,6 +48,10 @@ from fedpriv.errors import CryptoError, KeyMaterialError
 # party encrypts once per round (its ledger) and ``a_r`` is fixed by the round number.
 # A share of a sum opens nothing but that sum; which sums a party shares is the protocol's
 # check (one share per round, a sum of enough signed uploads: ``schemes.threshold``).
+# This is not the trap of a shared ``a`` with *additive* keys (n-of-n: party j's share of a
+# sum is ``a s_j + e``, which also decrypts j's own upload): a share here is over Shamir
+# shares of the uploaders' summed secret, so no share, and no t - 1 of them, is ``a s_i`` for
+# any party i (tests/unit/test_threshold_crypto.py tries each).
 #
 # Modulus switching to the wire (Brakerski and Vaikuntanathan, FOCS 2011): ``c0`` and the
 # shares are computed mod ``q`` (two primes, RNS, numpy NTT) and sent as

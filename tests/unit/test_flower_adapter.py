@@ -171,15 +171,17 @@ def test_quick_object_pulls_retry_within_a_fifth_of_a_second_for_as_long_as_flow
     fedpriv starts retry after 50 ms and at most every 200 ms, bounded by Flower's time limit."""
     import time
 
+    from flwr.supercore.constant import PULL_INITIAL_BACKOFF
     from flwr.supercore.inflatable import inflatable_utils
     from flwr.supercore.inflatable.inflatable_utils import ObjectUnavailableError
 
+    assert PULL_INITIAL_BACKOFF == 1  # Flower's first wait, in seconds
+    # Restored after the test (importing fedpriv's ServerApp quickens this process's pulls).
     for function in (
         inflatable_utils.pull_objects,
         inflatable_utils.pull_and_inflate_object_from_tree,
     ):
         monkeypatch.setattr(function, "__kwdefaults__", dict(function.__kwdefaults__))
-    assert inflatable_utils.pull_objects.__kwdefaults__["initial_backoff"] == 1  # Flower's
     flower.quicken_object_pulls()
     defaults = inflatable_utils.pull_objects.__kwdefaults__
     assert (defaults["initial_backoff"], defaults["backoff_cap"]) == (0.05, 0.2)

@@ -141,6 +141,23 @@ def test_shares_of_a_sum_open_that_sum_and_nothing_else(ckks, federation):
     assert np.abs(right - _sum(values, [1, 2, 3])[0]).max() < CLOSE
 
 
+def test_no_partys_share_decrypts_an_upload_the_trap_of_additive_keys(ckks, federation):
+    """DESIGN.md's trap: with one shared ``a`` and *additive* keys, party j's share of a sum is
+    ``a s_j + e`` and decrypts j's own upload. Here a share is over Shamir shares of the
+    uploaders' summed secrets (weighted for the decrypting set): no single share, nor any
+    t - 1 of them, decrypts any upload, the sharer's own included."""
+    _, _, held, values, uploads, common = federation
+    group = [1, 2, 3]
+    parts = _shares(ckks, held, common, PARTIES, group)
+    for party, part in zip(group, parts, strict=True):
+        for uploader in PARTIES:
+            attempt = ckks.combine(uploads[uploader][0], [part[0]], ckks.n)
+            assert np.abs(attempt - values[uploader][0]).max() > 1e8, (party, uploader)
+    for uploader in PARTIES:
+        attempt = ckks.combine(uploads[uploader][0], [parts[0][0], parts[1][0]], ckks.n)
+        assert np.abs(attempt - values[uploader][0]).max() > 1e8
+
+
 def test_two_uploads_over_one_a_give_their_difference_away(ckks, federation):
     """Why a party encrypts once per round: the round fixes ``a``, and ``c0 - c0'`` of two
     uploads over it is the difference of the messages (plus noise), readable by anyone."""
