@@ -382,6 +382,11 @@ def _wait_rounds(deployment: Deployment, name: str, rounds: int, submit: subproc
         time.sleep(2)
 
 
+# How Flower reports a node that is gone: unavailable, or its reply's content not found.
+LOST_NODE = ("Node Unavailable", "could not be found")
+LOST_REPLY_LOG = ("Error: Node Unavailable", "Reply message objects are unavailable")
+
+
 def test_faults_across_containers(deployment: Deployment, tmp_path):
     """A node killed, restarted, cut off; the SuperLink restarted: the run completes."""
     started = time.monotonic()
@@ -425,14 +430,15 @@ def test_faults_across_containers(deployment: Deployment, tmp_path):
     run_dir = deployment.run_files(name, tmp_path)
     rounds = list(RunDirectory(run_dir).read_history())
     assert [r.round for r in rounds] == [1, 2, 3, 4, 5, 6]
+    # The killed node (round 2) and the cut one (round 5): Flower reports each unavailable,
+    # or, where the fault fell between its message and its reply's content, that content as
+    # not found (both seen, for either fault, on a loaded machine).
     failed = {r.round: list(r.failed.values()) for r in rounds}
-    assert any("Node Unavailable" in v for v in failed[2]), failed  # the killed node
-    # The cut node: Flower reports it unavailable, or, where the cut fell between its
-    # message and its reply's content, that content as not found (seen on a loaded machine).
-    assert any("Node Unavailable" in v or "could not be found" in v for v in failed[5]), failed
+    for faulty in (2, 5):
+        assert any(text in v for v in failed[faulty] for text in LOST_NODE), failed
     assert len(rounds[1].clients) == 2 and len(rounds[4].clients) == 2
     assert max(len(r.clients) for r in rounds[2:4]) == 3  # the restarted node rejoined
     assert all(r.skipped is None for r in rounds)
     log = (tmp_path / f"logs-{name}" / "serverapp.log").read_text()
-    assert log.count("failed: Error: Node Unavailable") >= 1
+    assert sum(log.count(f"failed: {text}") for text in LOST_REPLY_LOG) >= 2
     assert "[ROUND 6/6]" in log
