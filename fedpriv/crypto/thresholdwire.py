@@ -103,8 +103,20 @@ class ThresholdWire:
         raise CryptoError("threshold keys are made by the clients at the start of a run")
 
     def encrypt(self, values: np.ndarray) -> bytes:
-        """Encrypt one chunk as the update's first ciphertext (see :meth:`encrypt_many`)."""
-        return self.encrypt_many([values])[0]
+        """Refused: an upload is encrypted whole (:meth:`encrypt_many`), once per round.
+
+        One chunk at a time would put every chunk over the round's first common polynomial:
+        two ciphertexts over one ``a`` give away the difference of their messages.
+
+        Raises
+        ------
+        CryptoError
+            Always (naming the missing key on the server's instance).
+
+        """
+        if self.key is None:
+            raise CryptoError("no upload key: the run's key setup did not reach this party")
+        raise CryptoError("a threshold upload is encrypted whole (encrypt_many), once per round")
 
     def encrypt_many(self, chunks: Sequence[np.ndarray]) -> list[bytes]:
         """Encrypt an update's chunks, the k-th over the round's k-th common polynomial.
