@@ -803,6 +803,7 @@ def wire_format_page() -> str:
     """``docs/reference/wire-format.md``: the packed format's layout and the default preset."""
     from fedpriv.crypto.encoding import NOISE_STD
     from fedpriv.crypto.packed import HEADER, PackedContext
+    from fedpriv.crypto.packing import CIPHERTEXTS_KEY, FRAME_BYTES, stype
     from fedpriv.crypto.presets import DEFAULT_PRESET, get_preset
     from fedpriv.crypto.seeded import SEED_BYTES
     from fedpriv.schemes.base import load_scheme
@@ -818,7 +819,10 @@ def wire_format_page() -> str:
     encoding = encodings(defaults, scheme.defense, defaults.num_clients).update
     train_records, _ = round_record_bounds(defaults)
     lines = [
-        header("fedpriv/crypto/presets.py, fedpriv/crypto/packed.py, docs/results/bench.json"),
+        header(
+            "fedpriv/crypto/presets.py, fedpriv/crypto/packed.py, fedpriv/crypto/packing.py, "
+            "docs/results/bench.json"
+        ),
         "# Wire format and preset",
         "",
         f"The default preset `{preset.name}` and its packed format, computed from the code "
@@ -862,6 +866,20 @@ def wire_format_page() -> str:
         "client less time to expand than `c1` costs to download at 100 Mbit/s), past which "
         f"the server sends `c1` expanded ({HEADER.size + 2 * context.polynomial:,} bytes, "
         f"{(HEADER.size + 2 * context.polynomial) / (4 * n):.3f}× float32).",
+        "",
+        "## One record",
+        "",
+        f"Every ciphertext of an upload or a sum travels in one Flower `Array` under the key "
+        f"`{CIPHERTEXTS_KEY}` (`fedpriv/crypto/packing.py`): `dtype` `{preset.wire_name()}`, "
+        f"`stype` `{stype(preset)}`, `shape` the number of values it carries, and as data a "
+        f"u32 count of ciphertexts, a u32 length of each ({FRAME_BYTES} bytes apiece, little "
+        "endian), then the ciphertexts in order. The values of ciphertext i are slots "
+        f"i·{preset.slots:,} onwards (the last one carries the rest). A reader checks the "
+        "count and the lengths against the shape before it cuts anything. An authenticated "
+        "run adds the authenticator as a second Array, `auth`. One Array, not one per "
+        "ciphertext: a deployment moves each Array as separate objects, one HTTP request per "
+        "object and hop, and Flower cuts a large Array into chunks of its own. Records of "
+        "earlier versions (one Array per ciphertext, `ct-00000`, `ct-00001`, ...) still read.",
         "",
         "## The preset's derivation",
         "",

@@ -16,13 +16,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 import numpy as np
-from flwr.app import Array, ArrayRecord
+from flwr.app import ArrayRecord
 
 from fedpriv.crypto.authenticated import Authenticator, attach, polynomials, split
 from fedpriv.crypto.encoding import UpdateEncoding
 from fedpriv.crypto.mac import Purpose
 from fedpriv.crypto.packed import PackedCiphertext, PackedContext, Polynomial
-from fedpriv.crypto.packing import KEY_FORMAT, deserialize_update, expected_layout, stype
+from fedpriv.crypto.packing import ciphertext_record, deserialize_update, expected_layout
 from fedpriv.errors import CryptoError
 
 
@@ -118,14 +118,11 @@ class KeylessServer:
                 start = sum(self.layout[:index])
                 self.context.add_plain_(ciphertext, np.asarray(plain[start : start + size]))
             chunks.append((ciphertext, size))
-        record = ArrayRecord()
-        for index, (ciphertext, size) in enumerate(chunks):
-            record[KEY_FORMAT.format(index)] = Array(
-                dtype=self.context.preset.wire_name(),
-                shape=(size,),
-                stype=stype(self.context.preset),
-                data=self.context.serialize(ciphertext),
-            )
+        record = ciphertext_record(
+            self.context.preset,
+            [self.context.serialize(ciphertext) for ciphertext, _ in chunks],
+            [size for _, size in chunks],
+        )
         auth = self._authenticator(coefficients, claim or Claim())
         return record if auth is None else attach(record, auth)
 

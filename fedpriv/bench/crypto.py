@@ -21,13 +21,12 @@ from fedpriv.crypto.encoding import UpdateEncoding
 from fedpriv.crypto.keys import CkksContext, make_context
 from fedpriv.crypto.packed import PackedCiphertext, PackedContext
 from fedpriv.crypto.packing import (
-    KEY_FORMAT,
     add_encrypted,
+    ciphertext_record,
     decrypt_update,
     deserialize_update,
     encrypt_update,
     expected_layout,
-    stype,
 )
 from fedpriv.crypto.presets import CkksPreset, get_preset
 from fedpriv.wire import payload_size
@@ -202,19 +201,14 @@ def download_bytes(
         for accumulator, ciphertext in zip(total, upload, strict=True):
             context.add_(accumulator, ciphertext)  # a sum of two has a sum's size
         return payload_size(RecordDict({"arrays": add_encrypted([total], context, preset, layout)}))
-    record = ArrayRecord()
-    for index, (ciphertext, n) in enumerate(zip(upload, layout, strict=True)):
+    blobs = []
+    for ciphertext in upload:
         summed = PackedCiphertext(ciphertext.c0, ciphertext.seeds * clients)
         if expanded or clients > context.max_seeds:
             summed = PackedCiphertext(ciphertext.c0, [], ciphertext.c0)  # c1 travels expanded
-        record[KEY_FORMAT.format(index)] = Array(
-            dtype=preset.wire_name(),
-            shape=(n,),
-            stype=stype(preset),
-            # The seed list as it travels at any link where it is the cheaper form.
-            data=context.serialize(summed, break_even=context.max_seeds),
-        )
-    return payload_size(RecordDict({"arrays": record}))
+        # The seed list as it travels at any link where it is the cheaper form.
+        blobs.append(context.serialize(summed, break_even=context.max_seeds))
+    return payload_size(RecordDict({"arrays": ciphertext_record(preset, blobs, layout)}))
 
 
 def decrypt_seconds(

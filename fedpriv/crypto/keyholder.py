@@ -26,6 +26,7 @@ from fedpriv.crypto.packing import (
     deserialize_update,
     encrypt_update,
     expected_layout,
+    record_values,
 )
 from fedpriv.crypto.presets import CkksPreset, get_preset
 from fedpriv.errors import KeyMaterialError
@@ -85,9 +86,7 @@ class KeyHolder:
         if identity is None:
             raise KeyMaterialError("an authenticated key set tags every upload: no identity given")
         assert isinstance(self.context, PackedContext)
-        parsed = deserialize_update(
-            record, self.context, self.preset, sum(int(record[k].shape[0]) for k in record.keys())
-        )
+        parsed = deserialize_update(record, self.context, self.preset, record_values(record))
         tag = self.authentication.tag(parsed, identity)
         return attach(record, Authenticator.of_upload(identity, tag))
 

@@ -91,17 +91,17 @@ class NegacyclicNtt:
         psi = minimal_root(n, q)
         psi_inv = pow(psi, -1, q)
         omega, omega_inv = psi * psi % q, psi_inv * psi_inv % q
-        self._twist = self._table([pow(psi, i, q) for i in range(n)])
+        self._twist = self._table(_powers(psi, n, q))
         n_inv = pow(n, -1, q)
-        self._untwist = self._table([n_inv * pow(psi_inv, i, q) % q for i in range(n)])
+        self._untwist = self._table([n_inv * p % q for p in _powers(psi_inv, n, q)])
         # Stage roots by half-size h: the powers w^k (k < h) of the m = 2h-th root of unity.
         self._forward: list[tuple[int, np.ndarray, np.ndarray]] = []
         self._inverse: list[tuple[int, np.ndarray, np.ndarray]] = []
         h = n // 2
         while h >= 1:
             w, w_inv = pow(omega, n // (2 * h), q), pow(omega_inv, n // (2 * h), q)
-            self._forward.append((h, *self._table([pow(w, k, q) for k in range(h)])))
-            self._inverse.append((h, *self._table([pow(w_inv, k, q) for k in range(h)])))
+            self._forward.append((h, *self._table(_powers(w, h, q))))
+            self._inverse.append((h, *self._table(_powers(w_inv, h, q))))
             h //= 2
         self._inverse.reverse()
 
@@ -280,6 +280,17 @@ class NegacyclicNtt:
         if array.dtype != np.uint64 or array.ndim < 1 or array.shape[-1] != self.n:
             raise ValueError(f"expected uint64 polynomials of {self.n} coefficients")
         return np.ascontiguousarray(array)
+
+
+def _powers(base: int, count: int, q: int) -> list[int]:
+    """``[base^0, base^1, ..., base^(count-1)] mod q``, one multiplication each.
+
+    (A ``pow`` per power cost 0.06 s per transform, paid by every ClientApp process.)
+    """
+    powers = [1] * count
+    for i in range(1, count):
+        powers[i] = powers[i - 1] * base % q
+    return powers
 
 
 @lru_cache(maxsize=8)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+import struct
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -20,10 +22,14 @@ from fedpriv.errors import (
 
 # Layout: an update's payload (:mod:`fedpriv.crypto.encoding`: its weighted values and the
 # weight slots) is cut into chunks of one ciphertext each (``preset.slots`` values: N under
-# the packed and seal backends, N/2 under tenseal). Each chunk travels as one Flower
-# ``Array`` (``dtype`` names the preset, ``stype`` the format) so that Flower chunks large
-# payloads on the wire; a ``ConfigRecord`` would not be. The functions here are the same for
-# every backend: the context object does the cryptography.
+# the packed and seal backends, N/2 under tenseal). All the ciphertexts of a record travel as
+# ONE Flower ``Array`` (key ``ct``; ``dtype`` names the preset, ``stype`` the format, ``shape``
+# the number of values), framed by a little-endian u32 count and a u32 length per
+# ciphertext: Flower moves every Array as separate objects, each one HTTP request per hop in
+# a deployment (measured: a round's time grew with the object count, about 50 ms an object
+# per client on 2 cores), and it cuts one large Array into 5 MB chunks itself. Records of
+# earlier fedpriv versions, one Array per ciphertext under ``ct-00000``..., still read. The
+# functions here are the same for every backend: the context object does the cryptography.
 
 STYPES = {
     "packed": "fedpriv.ckks-packed.v3",
@@ -31,7 +37,12 @@ STYPES = {
     "tenseal": "fedpriv.tenseal-ckks-vector.v1",
     "threshold": "fedpriv.ckks-threshold.v2",
 }
+CIPHERTEXTS_KEY = "ct"
+# How the ciphertexts of a record are named in errors (and keyed in earlier versions).
 KEY_FORMAT = "ct-{:05d}"
+_U32 = struct.Struct("<I")
+# Bytes the framing adds per ciphertext (its length; the count once per record).
+FRAME_BYTES = _U32.size
 
 
 def stype(preset: CkksPreset) -> str:
@@ -53,15 +64,43 @@ def encrypt_values(context: CkksContext, preset: CkksPreset, payload: np.ndarray
     payload = np.asarray(payload, dtype=np.float64).ravel()
     starts = range(0, payload.size, preset.slots)
     chunks = [payload[start : start + preset.slots] for start in starts]
-    record = ArrayRecord()
-    for index, (chunk, data) in enumerate(zip(chunks, context.encrypt_many(chunks), strict=True)):
-        record[KEY_FORMAT.format(index)] = Array(
-            dtype=preset.wire_name(),
-            shape=(chunk.size,),
-            stype=stype(preset),
-            data=data,
-        )
-    return record
+    sizes = [chunk.size for chunk in chunks]
+    return ciphertext_record(preset, context.encrypt_many(chunks), sizes)
+
+
+def ciphertext_record(
+    preset: CkksPreset, ciphertexts: Sequence[bytes], sizes: list[int]
+) -> ArrayRecord:
+    """The record that carries ``ciphertexts`` (serialized, in order) of ``sizes`` values each.
+
+    ``sizes`` must be the layout of their total (:func:`expected_layout`): that is how a
+    reader cuts the values again.
+    """
+    if len(ciphertexts) != len(sizes) or sizes != expected_layout(sum(sizes), preset):
+        raise CryptoError(f"{len(ciphertexts)} ciphertexts of {sizes[:3]}... values: no layout")
+    head = _U32.pack(len(ciphertexts)) + b"".join(_U32.pack(len(c)) for c in ciphertexts)
+    array = Array(
+        dtype=preset.wire_name(),
+        shape=(sum(sizes),),
+        stype=stype(preset),
+        data=head + b"".join(ciphertexts),
+    )
+    return ArrayRecord({CIPHERTEXTS_KEY: array})
+
+
+def record_values(record: ArrayRecord) -> int:
+    """How many values the ciphertexts of ``record`` claim to carry (its shapes, unchecked).
+
+    Raises
+    ------
+    CiphertextFormatError
+        If its shapes are no layout.
+
+    """
+    try:
+        return sum(int(record[key].shape[0]) for key in record.keys() if key != AUTH_KEY)
+    except (IndexError, TypeError) as err:
+        raise CiphertextFormatError(f"record shapes are not a layout ({err})") from err
 
 
 def encrypt_update(
@@ -105,30 +144,74 @@ def deserialize_update(
         of ciphertexts, or bytes that do not parse as a ciphertext of this context.
 
     """
+    return [
+        context.parse(data, name, size)
+        for name, data, size in ciphertext_blobs(record, preset, num_values)
+    ]
+
+
+def ciphertext_blobs(
+    record: ArrayRecord, preset: CkksPreset, num_values: int
+) -> list[tuple[str, bytes, int]]:
+    """Each ciphertext of ``record`` as ``(name, bytes, values)``, checked against the layout.
+
+    The name (``ct-00001``) is what errors call it. Nothing is parsed: the framing, format,
+    parameter set and shape are checked, and every length before anything is cut.
+
+    Raises
+    ------
+    CiphertextFormatError
+        Naming what is wrong: another format, another parameter set, a wrong number or size
+        of ciphertexts, or a framing that does not add up.
+
+    """
     layout = expected_layout(num_values, preset)
+    names = [KEY_FORMAT.format(i) for i in range(len(layout))]
     # An upload's or a sum's authenticator travels beside its ciphertexts; it is none of them.
     keys = [k for k in record.keys() if k != AUTH_KEY]
-    expected_keys = [KEY_FORMAT.format(i) for i in range(len(layout))]
-    if keys != expected_keys:
+    if keys == names and keys != [CIPHERTEXTS_KEY]:
+        # A record of an earlier version: one Array per ciphertext.
+        return [
+            (key, _checked(record[key], preset, key, size), size)
+            for key, size in zip(keys, layout, strict=True)
+        ]
+    if keys != [CIPHERTEXTS_KEY]:
         raise CiphertextFormatError(
-            f"expected {len(layout)} ciphertexts {expected_keys[:2]}..., got {len(keys)} "
-            f"with keys {keys[:3]}"
+            f"expected the ciphertexts of {num_values} values under '{CIPHERTEXTS_KEY}', got "
+            f"keys {keys[:3]}"
         )
-    vectors = []
-    for key, size in zip(keys, layout, strict=True):
-        array = record[key]
-        if array.stype != stype(preset):
-            raise CiphertextFormatError(f"{key}: format {array.stype!r} is not {stype(preset)!r}")
-        if array.dtype != preset.wire_name():
-            raise CiphertextFormatError(
-                f"{key}: parameter set {array.dtype!r}, the server expects {preset.wire_name()!r}"
-            )
-        if tuple(array.shape) != (size,):
-            raise CiphertextFormatError(f"{key}: shape {tuple(array.shape)}, expected ({size},)")
-        if not isinstance(array.data, bytes):
-            raise CiphertextFormatError(f"{key}: data is {type(array.data).__name__}, not bytes")
-        vectors.append(context.parse(array.data, key, size))
-    return vectors
+    data = _checked(record[CIPHERTEXTS_KEY], preset, CIPHERTEXTS_KEY, num_values)
+    head = _U32.size * (1 + len(layout))
+    if len(data) < head or _U32.unpack_from(data)[0] != len(layout):
+        raise CiphertextFormatError(
+            f"{CIPHERTEXTS_KEY}: expected {len(layout)} ciphertexts for {num_values} values"
+        )
+    lengths = struct.unpack_from(f"<{len(layout)}I", data, _U32.size)
+    if head + sum(lengths) != len(data):
+        raise CiphertextFormatError(
+            f"{CIPHERTEXTS_KEY}: {len(data)} bytes, the framing says {head + sum(lengths)}"
+        )
+    blobs = []
+    offset = head
+    for name, length, size in zip(names, lengths, layout, strict=True):
+        blobs.append((name, data[offset : offset + length], size))
+        offset += length
+    return blobs
+
+
+def _checked(array: Array, preset: CkksPreset, key: str, size: int) -> bytes:
+    """The bytes of a ciphertext Array of ``size`` values, its format and parameters checked."""
+    if array.stype != stype(preset):
+        raise CiphertextFormatError(f"{key}: format {array.stype!r} is not {stype(preset)!r}")
+    if array.dtype != preset.wire_name():
+        raise CiphertextFormatError(
+            f"{key}: parameter set {array.dtype!r}, the server expects {preset.wire_name()!r}"
+        )
+    if tuple(array.shape) != (size,):
+        raise CiphertextFormatError(f"{key}: shape {tuple(array.shape)}, expected ({size},)")
+    if not isinstance(array.data, bytes):
+        raise CiphertextFormatError(f"{key}: data is {type(array.data).__name__}, not bytes")
+    return array.data
 
 
 def add_encrypted(
@@ -160,15 +243,7 @@ def add_encrypted(
         for acc, size in zip(total, sizes, strict=True):
             context.add_plain_(acc, np.asarray(plain[offset : offset + size], dtype=np.float64))
             offset += size
-    record = ArrayRecord()
-    for index, (ciphertext, size) in enumerate(zip(total, sizes, strict=True)):
-        record[KEY_FORMAT.format(index)] = Array(
-            dtype=preset.wire_name(),
-            shape=(size,),
-            stype=stype(preset),
-            data=context.serialize(ciphertext),
-        )
-    return record
+    return ciphertext_record(preset, [context.serialize(c) for c in total], sizes)
 
 
 def aggregate_form(record: ArrayRecord, preset: CkksPreset) -> str:
@@ -179,8 +254,8 @@ def aggregate_form(record: ArrayRecord, preset: CkksPreset) -> str:
     """
     if preset.backend != "packed" or not record:
         return "full"
-    first = record[KEY_FORMAT.format(0)].data
-    return "expanded" if isinstance(first, bytes) and PackedContext.expanded(first) else "seeds"
+    first = ciphertext_blobs(record, preset, record_values(record))[0][1]
+    return "expanded" if PackedContext.expanded(first) else "seeds"
 
 
 def decrypt_vector(
@@ -194,10 +269,7 @@ def decrypt_vector(
     if not context.is_private():
         raise CryptoError("this context holds no secret key and cannot decrypt")
     if num_values is None:
-        try:
-            num_values = sum(int(record[key].shape[0]) for key in record.keys() if key != AUTH_KEY)
-        except (IndexError, TypeError) as err:
-            raise CiphertextFormatError(f"record shapes are not a layout ({err})") from err
+        num_values = record_values(record)
     vectors = deserialize_update(record, context, preset, num_values)
     return decrypt_parsed(vectors, context, expected_layout(num_values, preset))
 

@@ -266,7 +266,6 @@ def compose_file(num_clients: int = 3, node_auth: bool = False) -> dict[str, Any
         "superexec-serverapp": _service(
             ["flower-superexec", *topology.superexec_args(CERTS, superlink)],
             [ca_ro, f"{SERVER_KEYS_VOLUME}:{KEY_DIR}:ro", f"runs:{RUNS}"],
-            environment=dict(topology.SUPEREXEC_ENV),
             depends_on={"superlink": {"condition": "service_started"}, **_done("keys")},
         ),
     }

@@ -137,10 +137,7 @@ def _deploy(
     wait_healthy(f"{protocol}://{superlink}/health", ca, processes)
 
     argv = topology.superexec_args(tls, superlink)
-    superexec_env = {**env, **topology.SUPEREXEC_ENV}
-    processes.start(
-        "superexec-server", [binary("flower-superexec"), *argv], out / "server", superexec_env
-    )
+    processes.start("superexec-server", [binary("flower-superexec"), *argv], out / "server", env)
     node_ports = free_ports(config.num_clients, exclude={port})
     for partition, node_port in enumerate(node_ports):
         node_dir = out / "nodes" / f"node-{partition}"
@@ -170,7 +167,7 @@ def _deploy(
             f"superexec-node-{partition}",
             [binary(topology.CLIENTAPP_SUPEREXEC_BINARY), *argv],
             out / "nodes" / f"node-{partition}",
-            superexec_env,
+            {**env, **topology.SUPEREXEC_ENV},
         )
     say(progress, f"{config.num_clients} SuperNodes up; submitting the run")
 

@@ -8,7 +8,7 @@ from fedpriv.config import RunConfig
 from fedpriv.crypto.authenticated import split
 from fedpriv.crypto.encoding import UpdateEncoding
 from fedpriv.crypto.keys import make_context
-from fedpriv.crypto.packing import encrypt_update, stype
+from fedpriv.crypto.packing import CIPHERTEXTS_KEY, encrypt_update, stype
 from fedpriv.crypto.presets import DEFAULT_PRESET, get_preset
 from fedpriv.errors import BoundError, ConfigError, ReplyCode
 from fedpriv.task import num_parameters
@@ -99,7 +99,7 @@ def test_malformed_broadcast_is_refused_not_allocated(task_identity, key_dir):
     config = RunConfig(aggregation="ckks", key_dir=str(key_dir), local_epochs=1)
     huge = Array(dtype=f"ckks:{PRESET.name}", shape=(10**12,), stype=stype(PRESET), data=b"x")
     reply = client_app.train_handler(
-        _request(ArrayRecord({"ct-00000": huge}), server_round=2), client_context(config)
+        _request(ArrayRecord({CIPHERTEXTS_KEY: huge}), server_round=2), client_context(config)
     )
     assert reply.has_error() and reply.error.code == ReplyCode.AGGREGATE_REJECTED
 
@@ -110,11 +110,10 @@ def test_a_trivial_ciphertext_broadcast_is_refused(
 ):
     """A malicious server's trivial ciphertext (c0 = a model it chose, c1 = 0) would decrypt
     to that model under every key; clients refuse it instead of training on it."""
-    from flwr.app import Array
 
     from fedpriv.crypto.keys import load_server_context
     from fedpriv.crypto.packed import PackedCiphertext, Polynomial
-    from fedpriv.crypto.packing import KEY_FORMAT, expected_layout
+    from fedpriv.crypto.packing import ciphertext_record, expected_layout
     from fedpriv.schemes.base import load_scheme
 
     keys = _keys(authenticated, key_dir, legacy_key_dir)
@@ -124,17 +123,15 @@ def test_a_trivial_ciphertext_broadcast_is_refused(
     server = load_server_context(keys)
     encoding = load_scheme(config).encodings().update
     chosen = encoding.payload(np.full(num_parameters(config), 0.5), 100.0)
-    record = ArrayRecord()
+    blobs = []
     offset = 0
-    for index, size in enumerate(expected_layout(chosen.size, PRESET)):
+    layout = expected_layout(chosen.size, PRESET)
+    for size in layout:
         c0 = server.seal.encode_ntt(chosen[offset : offset + size])
         offset += size
         zero = Polynomial.pack_from(np.zeros_like(c0))
-        trivial = PackedCiphertext(Polynomial.pack_from(c0), [], zero)
-        record[KEY_FORMAT.format(index)] = Array(
-            dtype=PRESET.wire_name(), shape=(size,), stype=stype(PRESET),
-            data=server.serialize(trivial),
-        )  # fmt: skip
+        blobs.append(server.serialize(PackedCiphertext(Polynomial.pack_from(c0), [], zero)))
+    record = ciphertext_record(PRESET, blobs, layout)
     reply = client_app.train_handler(_request(record, server_round=2), client_context(config))
     assert reply.has_error() and reply.error.code == ReplyCode.AGGREGATE_REJECTED
     assert (reason or "trivial ciphertext (c1 = 0)") in reply.error.reason

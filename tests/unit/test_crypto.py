@@ -4,7 +4,7 @@ import stat
 import numpy as np
 import pytest
 import tenseal as ts
-from flwr.app import Array
+from flwr.app import Array, ArrayRecord
 
 from fedpriv.crypto.encoding import UpdateEncoding
 from fedpriv.crypto.keys import (
@@ -16,12 +16,17 @@ from fedpriv.crypto.keys import (
     server_context_from_bytes,
 )
 from fedpriv.crypto.packing import (
+    CIPHERTEXTS_KEY,
+    KEY_FORMAT,
     add_encrypted,
+    ciphertext_blobs,
+    ciphertext_record,
     decrypt_update,
     decrypt_vector,
     deserialize_update,
     encrypt_update,
     expected_layout,
+    record_values,
     stype,
 )
 from fedpriv.crypto.presets import DEFAULT_PRESET, PRESETS, CkksPreset, get_preset
@@ -261,7 +266,7 @@ def test_plaintext_noise_is_added_to_the_sum(client, server, preset):
 
 def test_ciphertexts_do_not_reveal_the_weight(client, preset):
     record = _encrypt(client, preset, np.ones(10), 123.0)
-    array = record["ct-00000"]
+    array = record[CIPHERTEXTS_KEY]
     assert array.stype == stype(preset) and array.dtype == f"ckks:{preset.name}"
     assert array.shape == (10 + preset.check_slots,)
     # Neither float64 nor float32 encodings of the weight appear in the bytes.
@@ -354,21 +359,33 @@ def good_record(client, preset):
 
 
 def _replace(record, key, **changes):
+    """``record`` with one ciphertext's bytes (``data``) or the ciphertexts' Array changed.
+
+    ``key`` names a ciphertext (``ct-00001``), whose bytes ``data`` replaces inside the framing
+    (re-framed, so that the parser meets them), or the Array that carries every ciphertext
+    (``ct``), to which the changes apply as they are.
+    """
     from flwr.app import ArrayRecord
 
-    out = ArrayRecord()
-    for k in record.keys():
-        a = record[k]
-        if k == key:
-            fields = {"dtype": a.dtype, "shape": tuple(a.shape), "stype": a.stype, "data": a.data}
-            fields.update(changes)
-            a = Array(**fields)
-        out[k] = a
-    return out
+    preset = get_preset(record[CIPHERTEXTS_KEY].dtype.removeprefix("ckks:"))
+    blobs = ciphertext_blobs(record, preset, record_values(record))
+    if key != CIPHERTEXTS_KEY:
+        blobs = [(k, changes.pop("data") if k == key else b, n) for k, b, n in blobs]
+    out = ciphertext_record(preset, [b for _, b, _ in blobs], [n for _, _, n in blobs])
+    a = out[CIPHERTEXTS_KEY]
+    fields = {"dtype": a.dtype, "shape": tuple(a.shape), "stype": a.stype, "data": a.data}
+    fields.update(changes)
+    return ArrayRecord({CIPHERTEXTS_KEY: Array(**fields)})
+
+
+def _blob(record, key):
+    """The bytes of the ciphertext ``key`` names (``ct-00001``)."""
+    preset = get_preset(record[CIPHERTEXTS_KEY].dtype.removeprefix("ckks:"))
+    return {k: b for k, b, _ in ciphertext_blobs(record, preset, record_values(record))}[key]
 
 
 def test_truncated_ciphertext_is_rejected(server, preset, good_record):
-    blob = good_record["ct-00001"].data
+    blob = _blob(good_record, "ct-00001")
     for data in (blob[: len(blob) // 2], blob[:-1], blob + b"\x00"):
         bad = _replace(good_record, "ct-00001", data=data)
         with pytest.raises(CiphertextFormatError, match="ct-00001"):
@@ -385,33 +402,79 @@ def test_other_parameter_set_is_rejected(server, preset, good_record, other_name
     bad = _replace(good_record, "ct-00001", data=blob)
     with pytest.raises(CiphertextFormatError, match="ct-00001"):
         deserialize_update(bad, server, preset, NUM_VALUES)
-    relabelled = _replace(good_record, "ct-00000", dtype=f"ckks:{other_name}")
+    relabelled = _replace(good_record, CIPHERTEXTS_KEY, dtype=f"ckks:{other_name}")
     with pytest.raises(CiphertextFormatError, match=f"parameter set 'ckks:{other_name}'"):
         deserialize_update(relabelled, server, preset, NUM_VALUES)
 
 
 def test_other_format_is_rejected(server, preset, good_record):
-    bad = _replace(good_record, "ct-00000", stype="numpy.ndarray")
+    bad = _replace(good_record, CIPHERTEXTS_KEY, stype="numpy.ndarray")
     with pytest.raises(CiphertextFormatError, match="format 'numpy.ndarray'"):
         deserialize_update(bad, server, preset, NUM_VALUES)
 
 
 def test_wrong_layout_is_rejected(server, preset, good_record):
-    chunks = len(expected_layout(NUM_VALUES, preset))
-    with pytest.raises(CiphertextFormatError, match=f"expected {chunks + 1} ciphertexts"):
+    with pytest.raises(CiphertextFormatError, match=f"shape \\({NUM_VALUES},\\)"):
         deserialize_update(good_record, server, preset, NUM_VALUES + preset.slots)
-    bad = _replace(good_record, "ct-00001", shape=(5,))
+    bad = _replace(good_record, CIPHERTEXTS_KEY, shape=(5,))
     with pytest.raises(CiphertextFormatError, match="shape"):
         deserialize_update(bad, server, preset, NUM_VALUES)
 
 
+def test_every_ciphertext_travels_in_one_array(preset, good_record):
+    """A record is one Array however many ciphertexts: a deployment moves each Array as
+    separate objects (one request each per hop), so their count must not grow with the model.
+    """
+    from flwr.supercore.inflatable.inflatable_object import get_all_nested_objects
+
+    chunks = len(expected_layout(NUM_VALUES, preset))
+    assert chunks > 1 and list(good_record.keys()) == [CIPHERTEXTS_KEY]
+    one = ciphertext_record(preset, [b"x"], [1])
+    assert len(get_all_nested_objects(good_record)) == len(get_all_nested_objects(one))
+
+
+def test_framing_that_does_not_add_up_is_rejected(server, preset, good_record):
+    data = good_record[CIPHERTEXTS_KEY].data
+    chunks = len(expected_layout(NUM_VALUES, preset))
+    fewer = (chunks - 1).to_bytes(4, "little") + data[4:]
+    with pytest.raises(CiphertextFormatError, match=f"expected {chunks} ciphertexts"):
+        bad = _replace(good_record, CIPHERTEXTS_KEY, data=fewer)
+        deserialize_update(bad, server, preset, NUM_VALUES)
+    for cut in (data[:-1], data + b"\x00", data[: 4 * chunks]):
+        with pytest.raises(CiphertextFormatError, match=f"{CIPHERTEXTS_KEY}: "):
+            bad = _replace(good_record, CIPHERTEXTS_KEY, data=cut)
+            deserialize_update(bad, server, preset, NUM_VALUES)
+    with pytest.raises(CiphertextFormatError, match="keys"):
+        extra = ArrayRecord({**dict(good_record.items()), "other": good_record[CIPHERTEXTS_KEY]})
+        deserialize_update(extra, server, preset, NUM_VALUES)
+
+
+def test_records_of_earlier_versions_still_read(client, server, preset, good_record):
+    """One Array per ciphertext under ``ct-00000``... (fedpriv before the one-Array record)."""
+    blobs = ciphertext_blobs(good_record, preset, NUM_VALUES)
+    legacy = ArrayRecord(
+        {
+            KEY_FORMAT.format(i): Array(
+                dtype=preset.wire_name(), shape=(n,), stype=stype(preset), data=blob
+            )
+            for i, (_, blob, n) in enumerate(blobs)
+        }
+    )
+    assert np.array_equal(
+        decrypt_vector(legacy, client, preset), decrypt_vector(good_record, client, preset)
+    )
+    bad = ArrayRecord({k: legacy[k] for k in list(legacy.keys())[1:]})
+    with pytest.raises(CiphertextFormatError, match="keys"):
+        deserialize_update(bad, server, preset, NUM_VALUES)
+
+
 def test_oversized_ciphertext_is_rejected_before_parsing(server, preset, good_record):
-    blob = good_record["ct-00001"].data
+    blob = _blob(good_record, "ct-00001")
     huge = blob + bytes(server.max_ciphertext_bytes)
     bad = _replace(good_record, "ct-00001", data=huge)
     with pytest.raises(CiphertextFormatError, match="ct-00001"):
         deserialize_update(bad, server, preset, NUM_VALUES)
-    padded = _replace(good_record, "ct-00000", shape=(NUM_VALUES * 10,))
+    padded = _replace(good_record, CIPHERTEXTS_KEY, shape=(NUM_VALUES * 10,))
     with pytest.raises(CiphertextFormatError, match="shape"):
         deserialize_update(padded, server, preset, NUM_VALUES)
 

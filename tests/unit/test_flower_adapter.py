@@ -230,3 +230,54 @@ def test_an_installed_fab_is_not_unpacked_again(tmp_path, monkeypatch):
     # A directory Flower had not finished (no marker) is installed by Flower again.
     (first / flower.INSTALLED_MARKER).unlink()
     assert flower.install_fab_once(fab, skip_prompt=True) == first and len(calls) == 2
+
+
+def test_preloaded_fedpriv_serves_only_an_app_that_carries_the_same_sources(tmp_path):
+    """A forked ClientApp finds fedpriv imported; that copy may serve the app only where the
+    FAB carries no fedpriv or the very sources installed (compared once, then remembered)."""
+    import shutil
+    from pathlib import Path
+
+    installed = Path(flower.__file__).parent
+    bare = tmp_path / "bare"
+    bare.mkdir()
+    assert flower.runs_installed_fedpriv(bare)  # the app imports the installed fedpriv
+    same = tmp_path / "same"
+    shutil.copytree(installed, same / "fedpriv", ignore=shutil.ignore_patterns("__pycache__"))
+    assert flower.runs_installed_fedpriv(same)
+    assert (same / flower.SAME_CODE_MARKER).read_text() == "same"
+    other = tmp_path / "other"
+    shutil.copytree(same / "fedpriv", other / "fedpriv")
+    (other / "fedpriv" / "errors.py").write_text("# another fedpriv\n")
+    assert not flower.runs_installed_fedpriv(other)
+    assert (other / flower.SAME_CODE_MARKER).read_text() == "differs"
+    # The answer is kept: a later message of the same FAB does not compare again.
+    (same / "fedpriv" / "errors.py").write_text("# edited after the first message\n")
+    assert flower.runs_installed_fedpriv(same)
+
+
+def test_forgetting_fedpriv_makes_the_next_import_read_it_again():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, fedpriv.flower as f, fedpriv.apps.client; f.forget_fedpriv(); "
+        "print(sorted(n for n in sys.modules if n.split('.')[0] == 'fedpriv')); "
+        "import fedpriv.errors; print('fedpriv.errors' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split("\n")[:2] == ["[]", "True"]
+
+
+def test_the_preloaded_modules_start_no_thread():
+    """A forkserver must not hold threads when it forks: its preloads may start none."""
+    import subprocess
+    import sys
+
+    code = (
+        "import importlib, threading\n"
+        f"for name in {list(flower.CLIENTAPP_PRELOAD)!r}: importlib.import_module(name)\n"
+        "print(threading.active_count())"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "1"

@@ -14,7 +14,12 @@ from flwr.app import (
 
 from fedpriv.crypto.encoding import UpdateEncoding
 from fedpriv.crypto.keys import make_context, server_context_bytes, server_context_from_bytes
-from fedpriv.crypto.packing import decrypt_update, encrypt_update
+from fedpriv.crypto.packing import (
+    ciphertext_blobs,
+    ciphertext_record,
+    decrypt_update,
+    encrypt_update,
+)
 from fedpriv.crypto.presets import get_preset
 from fedpriv.errors import KeyMaterialError
 from fedpriv.strategies.sampling import Sampling
@@ -61,12 +66,9 @@ def test_bad_replies_are_rejected_and_the_rest_aggregated(task_identity, context
     records = [
         encrypt_update(client, encoding, v, w) for v, w in zip(vectors, weights, strict=True)
     ]
-    truncated = ArrayRecord({k: records[2][k] for k in records[2].keys()})
-    blob = truncated["ct-00001"]
-    from flwr.app import Array
-
-    truncated["ct-00001"] = Array(
-        dtype=blob.dtype, shape=tuple(blob.shape), stype=blob.stype, data=blob.data[:100]
+    blobs = ciphertext_blobs(records[2], preset, encoding.size(SIZE))
+    truncated = ciphertext_record(
+        preset, [b[:100] if k == "ct-00001" else b for k, b, _ in blobs], [n for _, _, n in blobs]
     )
     replies = [
         _reply(11, RecordDict({"arrays": records[0]})),
@@ -134,7 +136,6 @@ def test_past_the_break_even_the_sum_travels_expanded(task_identity):
 def test_server_side_dp_falls_back_as_the_strategy_it_wraps(task_identity, contexts):
     """A round whose broadcast every client refused returns to the last accepted aggregate
     through the DP wrapper too (else the refused aggregate would stay the model)."""
-    from flwr.app import ArrayRecord
 
     from fedpriv.defenses.accounting import ClientSampling
     from fedpriv.defenses.dp import DPSettings
