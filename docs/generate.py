@@ -39,7 +39,7 @@ if str(ROOT) not in sys.path:  # run from a checkout without installing it
 from fedpriv.bench.settings import SIZE_MODELS  # noqa: E402
 from fedpriv.cli import build_parser  # noqa: E402
 from fedpriv.cli.flags import SPECIAL_KEYS, flag_name  # noqa: E402
-from fedpriv.config import RunConfig  # noqa: E402
+from fedpriv.config import RunConfig, choices_of  # noqa: E402
 from fedpriv.report.frontier import (  # noqa: E402
     FRONTIER_HEADER,
     frontier_rows,
@@ -229,7 +229,7 @@ def run_config_page() -> str:
     rows = []
     for f in dataclasses.fields(RunConfig):
         key = f.name.replace("_", "-")
-        choices = f.metadata.get("choices")
+        choices = choices_of(f)
         rows.append(
             [
                 f"`{key}`",

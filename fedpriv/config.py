@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from dataclasses import dataclass, field, fields
+from collections.abc import Callable
+from dataclasses import Field, dataclass, field, fields
 from enum import StrEnum
 from typing import Any, ClassVar
 
@@ -34,14 +35,25 @@ from fedpriv.registry import (
 FlowerValue = str | int | float | bool
 
 
+Choices = tuple[str, ...] | Callable[[], tuple[str, ...]]
+
+
 def setting(
-    default: Any, help: str, flag: str | None = None, choices: tuple[str, ...] | None = None
+    default: Any, help: str, flag: str | None = None, choices: Choices | None = None
 ) -> Any:
     """A run-config field: its default, help text, command-line flag and listed choices.
 
     The command line (``fedpriv run --help``) and the reference docs are generated from these.
+    ``choices`` may be a function, asked when they are listed (a registry's plug-ins are
+    looked up then, not when this module is imported).
     """
     return field(default=default, metadata={"help": help, "flag": flag, "choices": choices})
+
+
+def choices_of(f: Field[Any]) -> tuple[str, ...] | None:
+    """The listed choices of a run-config field (``None``: any value of its type)."""
+    choices = f.metadata.get("choices")
+    return choices() if callable(choices) else choices
 
 
 @dataclass(frozen=True)
@@ -57,17 +69,17 @@ class RunConfig:
     )
     dataset: str = setting(
         "digits",
-        "bundled data, or hf:<hub-id-or-saved-dir>",
-        choices=(*DATASETS.names(), "hf:<name>"),
+        "bundled data, a plug-in's, or hf:<hub-id-or-saved-dir>",
+        choices=lambda: (*DATASETS.choices(), "hf:<name>"),
     )
     partitioner: str = setting(
-        "iid", "how records are split among clients", choices=PARTITIONERS.names()
+        "iid", "how records are split among clients", choices=PARTITIONERS.choices
     )
     dirichlet_alpha: float = setting(
         0.5, "Dirichlet concentration (smaller: more label skew)", "alpha"
     )
     shards_per_client: int = setting(2, "label shards per client (partitioner shards)")
-    model: str = setting("mlp", "the torch model", choices=MODELS.names())
+    model: str = setting("mlp", "the torch model", choices=MODELS.choices)
     num_clients: int = setting(5, "clients (virtual SuperNodes)", "clients")
     num_server_rounds: int = setting(3, "server rounds", "rounds")
     fraction_train: float = setting(1.0, "fraction of clients trained per round, in (0, 1]")

@@ -4,6 +4,11 @@ A registry maps each name to where its implementation lives (``module:attribute`
 names its components) and loads it on first use: validating a configuration imports none of
 the implementations, and a process imports only the ones its run uses. Adding an aggregation
 scheme is one line here and one new module (see ``docs/explanation/architecture.md``).
+
+Models, datasets and partitioners also come from other packages, without a change here:
+through Python entry points (groups ``fedpriv.models``, ``fedpriv.datasets``,
+``fedpriv.partitioners``), listed after the built-in names, or named directly by a dotted
+path ``package.module:attribute`` wherever a name is asked for.
 """
 
 from __future__ import annotations
@@ -11,6 +16,8 @@ from __future__ import annotations
 import difflib
 import functools
 import importlib
+import importlib.metadata
+import logging
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
@@ -90,44 +97,136 @@ class Registry(Generic[T]):
         What the names are (``aggregation``, ``model``...): used in error messages.
     entries : Mapping[str, str | Entry]
         Name -> entry (or just its ``module:attribute``), in the order help texts list them.
+    group : str | None
+        The entry-point group other packages register more names in (read once, on first
+        use; a built-in name is never replaced). With a group, a dotted path
+        ``module:attribute`` is accepted as a name too.
 
     """
 
-    def __init__(self, kind: str, entries: Mapping[str, str | Entry]) -> None:
+    def __init__(
+        self, kind: str, entries: Mapping[str, str | Entry], group: str | None = None
+    ) -> None:
         self.kind = kind
-        self._entries = {
+        self.group = group
+        self._builtin = {
             str(name): entry if isinstance(entry, Entry) else Entry(entry)
             for name, entry in entries.items()
         }
+        # Where each plug-in name came from, for errors: "entry point 'x = m:a' of dist d".
+        self._origins: dict[str, str] = {}
+
+    @functools.cached_property
+    def _entries(self) -> dict[str, Entry]:
+        entries = dict(self._builtin)
+        if self.group is None:
+            return entries
+        for point in installed_entry_points(self.group):
+            dist = point.dist.name if point.dist is not None else "an unnamed distribution"
+            origin = f"entry point '{point.name} = {point.value}' (group {self.group}, {dist})"
+            if point.name in entries:
+                logging.getLogger("fedpriv").warning(
+                    "ignoring %s: %s %r is taken", origin, self.kind, point.name
+                )
+                continue
+            entries[point.name] = Entry(point.value)
+            self._origins[point.name] = origin
+        return entries
 
     def names(self) -> tuple[str, ...]:
-        """The valid names, in registration order."""
+        """The valid names, in registration order (built-in, then from entry points)."""
         return tuple(self._entries)
 
     def __contains__(self, name: object) -> bool:
         return name in self._entries
 
+    def is_builtin(self, name: str) -> bool:
+        """Whether ``name`` is one of fedpriv's own (not a plug-in's, nor a dotted path)."""
+        return name in self._builtin
+
     def __iter__(self) -> Iterator[str]:
         return iter(self._entries)
 
     def check(self, name: str) -> str:
-        """Return ``name`` if it is registered; else raise a :class:`ConfigError` listing all."""
-        if name not in self._entries:
-            raise unknown_name(self.kind, name, self._entries)
-        return name
+        """Return ``name`` if it is built in, or a plug-in or dotted path that loads; else raise.
+
+        Raises
+        ------
+        ConfigError
+            Listing every registered name, or naming the dotted path and why it failed.
+
+        """
+        # A built-in name is checked without looking for plug-ins (a scan of every
+        # installed distribution's metadata).
+        if name in self._builtin:
+            return name
+        if name in self._entries:
+            self.load(name)  # a plug-in is checked by loading it: its error comes first
+            return name
+        if self.group is not None and is_dotted_path(name):
+            self._load_dotted(name)
+            return name
+        raise unknown_name(self.kind, name, self.choices())
+
+    def choices(self) -> tuple[str, ...]:
+        """What a user may give: every name, and a dotted path where plug-ins are allowed."""
+        return self.names() + (("<package.module:attribute>",) if self.group else ())
 
     def entry(self, name: str) -> Entry:
-        """The registration of ``name``."""
-        return self._entries[self.check(name)]
+        """The registration of ``name`` (a dotted path is its own, providing no trait)."""
+        if name in self._builtin:
+            return self._builtin[name]
+        if self.check(name) not in self._entries:
+            return Entry(name)
+        return self._entries[name]
 
     def providing(self, trait: Trait) -> tuple[str, ...]:
         """The names whose implementations provide ``trait``."""
         return tuple(name for name, entry in self._entries.items() if trait in entry.provides)
 
     def load(self, name: str) -> T:
-        """Import and return the implementation registered as ``name``."""
-        result: T = load_target(self.entry(name).target)
+        """Import and return the implementation registered as ``name``.
+
+        Raises
+        ------
+        ConfigError
+            If a plug-in's module or attribute does not load (naming its entry point).
+
+        """
+        if name not in self._builtin and name not in self._entries:
+            result: T = self._load_dotted(self.check(name))
+            return result
+        try:
+            result = load_target(self._entries[name].target)
+        except (ImportError, AttributeError) as err:
+            if name not in self._origins:
+                raise
+            raise ConfigError(
+                f"{self.kind} {name!r}: {self._origins[name]} failed to load: "
+                f"{type(err).__name__}: {err}"
+            ) from err
         return result
+
+    def _load_dotted(self, name: str) -> Any:
+        try:
+            return load_target(name)
+        except (ImportError, AttributeError) as err:
+            raise ConfigError(
+                f"{self.kind} {name!r} does not load: {type(err).__name__}: {err}"
+            ) from err
+
+
+@functools.cache
+def installed_entry_points(group: str) -> importlib.metadata.EntryPoints:
+    """The installed distributions' entry points of ``group``, read once per process."""
+    return importlib.metadata.entry_points(group=group)
+
+
+def is_dotted_path(name: str) -> bool:
+    """Whether ``name`` has the shape ``package.module:attribute`` (not whether it loads)."""
+    module, sep, attribute = name.partition(":")
+    parts = [*module.split("."), attribute]
+    return bool(sep) and all(part.isidentifier() for part in parts)
 
 
 @functools.cache
@@ -231,6 +330,7 @@ MODELS: Registry[Any] = Registry(
         "resnet20": "fedpriv.models.resnet:ResNet20",
         "resnet20-gn": Entry("fedpriv.models.resnet:ResNet20GN", provides=PER_SAMPLE),
     },
+    group="fedpriv.models",
 )
 # Each value loads a :class:`fedpriv.data.datasets.Dataset`; ``hf:<name>`` names hub data.
 DATASETS: Registry[Any] = Registry(
@@ -241,6 +341,7 @@ DATASETS: Registry[Any] = Registry(
         "synthetic": "fedpriv.data.bundled:synthetic",
         "synthetic50k": "fedpriv.data.bundled:synthetic50k",
     },
+    group="fedpriv.datasets",
 )
 HUB_PREFIX = "hf:"
 HUB_LOADER = "fedpriv.data.hub:load_hub_dataset"
@@ -252,14 +353,17 @@ PARTITIONERS: Registry[Any] = Registry(
         "dirichlet": "fedpriv.data.partition:dirichlet",
         "shards": "fedpriv.data.partition:shards",
     },
+    group="fedpriv.partitioners",
 )
 
 
 def check_dataset_name(name: str) -> str:
-    """Return ``name`` if fedpriv can load it (bundled, or ``hf:<name-or-path>``)."""
-    if name in DATASETS or (name.startswith(HUB_PREFIX) and len(name) > len(HUB_PREFIX)):
+    """Return ``name`` if fedpriv can load it (registered, a dotted path, or ``hf:<name>``)."""
+    if name.startswith(HUB_PREFIX) and len(name) > len(HUB_PREFIX):
         return name
-    raise unknown_name("dataset", name, [*DATASETS.names(), "hf:<name-or-path>"])
+    if name in DATASETS or is_dotted_path(name):
+        return DATASETS.check(name)
+    raise unknown_name("dataset", name, [*DATASETS.choices(), "hf:<name-or-path>"])
 
 
 def adversary_refusal(attack: str, aggregation: str, model: str) -> str | None:

@@ -9,7 +9,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-from fedpriv.config import RunConfig
+from fedpriv.config import RunConfig, choices_of
 from fedpriv.errors import ConfigError
 from fedpriv.experiment import load_run_config
 
@@ -30,7 +30,7 @@ def federation_fields() -> list[Field[Any]]:
 def describe(f: Field[Any]) -> str:
     """Help text of a field: what it is, its choices and its default."""
     text = f.metadata.get("help", "")
-    choices = f.metadata.get("choices")
+    choices = choices_of(f)
     if choices:
         text += f"; one of {', '.join(choices)}"
     default = f.default.value if isinstance(f.default, StrEnum) else f.default

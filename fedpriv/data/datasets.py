@@ -155,6 +155,16 @@ def load_dataset(name: str) -> Dataset:
         dataset: Dataset = load_target(HUB_LOADER)(name[len(HUB_PREFIX) :])
         return dataset
 
+    if not DATASETS.is_builtin(name):
+        # A plug-in's data (entry point or dotted path): loaded as it is each time.
+        plugin = DATASETS.load(name)()
+        if not isinstance(plugin, Dataset):
+            raise ConfigError(
+                f"dataset {name!r} returned {type(plugin).__name__}, not a "
+                "fedpriv.data.datasets.Dataset (name, x, y, num_classes)"
+            )
+        return plugin
+
     def build() -> dict[str, np.ndarray]:
         loaded: Dataset = DATASETS.load(name)()
         return {"x": loaded.x, "y": loaded.y, "num_classes": np.array(loaded.num_classes)}

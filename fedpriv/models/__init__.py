@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import inspect
 import io
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
 import numpy as np
@@ -50,6 +51,37 @@ class Normalize:
         return f"Normalize(mean={self.mean.flatten().tolist()}, std={self.std.flatten().tolist()})"
 
 
+def plugin_factory(name: str) -> Callable[[tuple[int, ...], int], Any]:
+    """A plug-in model's constructor as ``(input_shape, num_classes) -> module``.
+
+    A plug-in (entry point or dotted path) takes ``(input_shape, num_classes)`` as fedpriv's
+    own models do, or nothing at all, as a Flower app's ``Net()`` usually does.
+
+    Raises
+    ------
+    ConfigError
+        If it takes neither.
+
+    """
+    target = MODELS.load(name)
+    try:
+        signature = inspect.signature(target)
+    except (TypeError, ValueError) as err:
+        raise ConfigError(f"model {name!r} is not callable ({err})") from err
+    try:
+        signature.bind((1,), 1)
+        return target  # type: ignore[no-any-return]
+    except TypeError:
+        pass
+    try:
+        signature.bind()
+    except TypeError as err:
+        raise ConfigError(
+            f"model {name!r} takes {signature}: it must take (input_shape, num_classes) or nothing"
+        ) from err
+    return lambda input_shape, num_classes: target()
+
+
 def build_model(
     name: str,
     input_shape: tuple[int, ...],
@@ -63,13 +95,15 @@ def build_model(
     model normalizes its input as its first step (a :class:`Normalize` pre-hook): inputs
     stay images in [0, 1] and the state dict is the same as without it.
     """
-    factory = MODELS.load(name)
+    factory = plugin_factory(name) if not MODELS.is_builtin(name) else MODELS.load(name)
     if seed is None:
         module: nn.Module = factory(input_shape, num_classes)
     else:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             module = factory(input_shape, num_classes)
+    if not isinstance(module, nn.Module):
+        raise ConfigError(f"model {name!r} built a {type(module).__name__}, not a torch module")
     if normalization is not None:
         if len(normalization.mean) != input_shape[0] or len(normalization.std) != input_shape[0]:
             raise ConfigError(

@@ -37,7 +37,9 @@ def test_unknown_names_list_choices_and_suggest_the_closest():
     with pytest.raises(ConfigError, match=r"unknown model 'mpl' \(did you mean 'mlp'\?\)"):
         MODELS.check("mpl")
     with pytest.raises(
-        ConfigError, match="valid choices: digits, mnist5k, synthetic, synthetic50k, hf:"
+        ConfigError,
+        match="valid choices: digits, mnist5k, synthetic, synthetic50k, "
+        "<package.module:attribute>, hf:",
     ):
         check_dataset_name("cifar")
     assert check_dataset_name("hf:some/id") == "hf:some/id"
