@@ -25,6 +25,8 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import functools
+import importlib
+import inspect
 import json
 import sys
 from collections.abc import Callable, Iterator
@@ -40,6 +42,7 @@ from fedpriv.bench.settings import SIZE_MODELS  # noqa: E402
 from fedpriv.cli import build_parser  # noqa: E402
 from fedpriv.cli.flags import SPECIAL_KEYS, flag_name  # noqa: E402
 from fedpriv.config import RunConfig, choices_of  # noqa: E402
+from fedpriv.registry import Registry  # noqa: E402
 from fedpriv.report.frontier import (  # noqa: E402
     FRONTIER_HEADER,
     frontier_rows,
@@ -1067,6 +1070,70 @@ def add_an_attack_page() -> str:
     return header("fedpriv/attacks/README.md") + ATTACKS_README.read_text(encoding="utf-8")
 
 
+# -- the public API -------------------------------------------------------------------------
+
+API_PACKAGES = ("fedpriv", "fedpriv.attacks", "fedpriv.schemes", "fedpriv.strategies")
+
+
+def _summary(obj: object) -> str:
+    """The first paragraph of an object's docstring, on one line."""
+    doc = inspect.getdoc(obj) or ""
+    return " ".join(doc.split("\n\n")[0].split())
+
+
+def _signature(obj: object) -> str:
+    """``(args)`` of a function or a class's constructor ('' for other objects, and enums).
+
+    A long one is elided: the page links nothing, the docstrings hold the parameters.
+    """
+    if not callable(obj) or (inspect.isclass(obj) and issubclass(obj, StrEnum)):
+        return ""
+    try:
+        signature = str(inspect.signature(obj))
+    except (TypeError, ValueError):
+        return ""
+    return signature if len(signature) <= 90 else "(...)"
+
+
+def api_page() -> str:
+    """``docs/reference/api.md``: every public name, where it lives, what it is."""
+    lines = [
+        header("the __all__ of " + ", ".join(API_PACKAGES)),
+        "# Python API",
+        "",
+        "What a user imports from fedpriv: the names each package exports (its `__all__`), "
+        "generated from their signatures and docstrings. They are imported on first use, so "
+        "`import fedpriv` costs nothing; the package is typed (`py.typed`).",
+        "",
+        "**Stability.** These names are fedpriv's public API: a change to one is said in the "
+        "release's notes, and from version 1.0 on waits for a major version. Everything "
+        "else (modules and names not listed here, names with a leading underscore, and "
+        "`fedpriv.flower_internals`, which reaches into Flower's private internals) may "
+        "change in any release. Plug-ins (models, datasets, partitioners) are described in "
+        "[Your own model and data](../how-to/plugins.md).",
+    ]
+    for package in API_PACKAGES:
+        module = importlib.import_module(package)
+        lines += ["", f"## `{package}`", "", _summary(module), ""]
+        rows = []
+        for name in module.__all__:
+            obj = getattr(module, name)
+            where = getattr(module, "_PUBLIC", {}).get(name, package).partition(":")[0]
+            kind = "class" if inspect.isclass(obj) else "function" if callable(obj) else "value"
+            if isinstance(obj, str):
+                summary = f"`{obj}`"
+            elif isinstance(obj, Registry):
+                builtin = [n for n in obj.names() if obj.is_builtin(n)]
+                summary = f"the registry of {obj.kind} names; built in: {', '.join(builtin)}"
+            elif kind == "value":
+                summary = f"a `{type(obj).__name__}`: {_summary(type(obj))}"
+            else:
+                summary = _summary(obj)
+            rows.append([f"`{name}{_signature(obj)}`", kind, f"`{where}`", summary])
+        lines += table(["name", "kind", "defined in", "what it is"], rows)
+    return "\n".join(lines) + "\n"
+
+
 # -- driver --------------------------------------------------------------------------------
 
 PAGES: dict[Path, Callable[[], str]] = {
@@ -1077,6 +1144,7 @@ PAGES: dict[Path, Callable[[], str]] = {
     DOCS / "reference" / "wire-format.md": wire_format_page,
     DOCS / "reference" / "auditing.md": auditing_page,
     DOCS / "how-to" / "add-an-attack.md": add_an_attack_page,
+    DOCS / "reference" / "api.md": api_page,
 }
 
 

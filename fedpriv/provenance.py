@@ -10,7 +10,7 @@ import time
 from importlib import metadata
 from pathlib import Path
 
-from fedpriv import __version__
+from fedpriv.version import __version__
 
 ROOT = Path(__file__).resolve().parents[1]
 

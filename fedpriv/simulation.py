@@ -21,7 +21,7 @@ from fedpriv.env import apply_offline_env, ray_init_args
 from fedpriv.errors import AggregateRejectedError, ConfigError, InterruptedRunError
 from fedpriv.federation import cancel
 from fedpriv.federation.cancel import RunCancelled
-from fedpriv.flower import log, run_simulation_app
+from fedpriv.flower_internals import log, run_simulation_app
 from fedpriv.rundir import RELEASE_REFUSED, RunDirectory, write_json
 from fedpriv.schemes.base import load_scheme
 from fedpriv.task import client_data

@@ -6,7 +6,7 @@ import numpy as np
 from flwr.app import Array, ArrayRecord, RecordDict
 
 from fedpriv.errors import FedprivError
-from fedpriv.flower import recorddict_from_bytes, recorddict_size, recorddict_to_bytes
+from fedpriv.flower_internals import recorddict_from_bytes, recorddict_size, recorddict_to_bytes
 from fedpriv.parameters import State
 
 

@@ -6,7 +6,7 @@ from flwr.app import Context
 from flwr.serverapp import Grid, ServerApp
 
 from fedpriv.apps.server import serve
-from fedpriv.flower import quicken_object_pulls
+from fedpriv.flower_internals import quicken_object_pulls
 
 # In a deployment this process pulls each reply's content from the SuperLink as soon as the
 # reply is announced; Flower's 1 s first retry would cost a second an exchange.

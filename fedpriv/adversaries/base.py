@@ -28,7 +28,7 @@ from flwr.app import ConfigRecord, Message, MessageType, MetricRecord
 from fedpriv.adversaries.record import PLAN_FILE, AttackRecord, Outcome, SentModels, write_attack
 from fedpriv.adversary import Adversary, ServerAttack
 from fedpriv.config import RunConfig
-from fedpriv.flower import log
+from fedpriv.flower_internals import log
 from fedpriv.parameters import State
 from fedpriv.registry import ADVERSARIES
 from fedpriv.rundir import RunDirectory

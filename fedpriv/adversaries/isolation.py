@@ -14,7 +14,7 @@ from flwr.app import Message, RecordDict
 from fedpriv.adversaries.base import MaliciousServer, is_training
 from fedpriv.adversaries.crafting import isolation_models
 from fedpriv.adversaries.record import AttackRecord, SentModels
-from fedpriv.flower import legacy_fit_parameters, legacy_replace_fit_parameters
+from fedpriv.flower_internals import legacy_fit_parameters, legacy_replace_fit_parameters
 from fedpriv.parameters import State
 from fedpriv.wire import record_to_state, state_to_record
 

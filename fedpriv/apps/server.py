@@ -13,7 +13,7 @@ from flwr.serverapp import Grid
 from fedpriv.config import RunConfig
 from fedpriv.errors import ConfigError
 from fedpriv.federation.rounds import wait_for_nodes
-from fedpriv.flower import log
+from fedpriv.flower_internals import log
 from fedpriv.history import History
 from fedpriv.resume import resume_point
 from fedpriv.rundir import RunDirectory

@@ -13,7 +13,7 @@ from typing import Any
 from fedpriv.bench.federation import scratch
 from fedpriv.config import RunConfig
 from fedpriv.deploy.local import LocalDeployment, deploy_local
-from fedpriv.flower import FORK_ENV
+from fedpriv.flower_internals import FORK_ENV
 from fedpriv.history import History
 from fedpriv.rundir import RunDirectory
 from fedpriv.simulation import run_simulation

@@ -10,10 +10,10 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from fedpriv import __version__
 from fedpriv.cli import attack, audit, bench, compare, deploy, keys, release, run
 from fedpriv.errors import FedprivError, InterruptedRunError
 from fedpriv.provenance import set_command
+from fedpriv.version import __version__
 
 COMMANDS = (run, compare, attack, audit, bench, keys, release, deploy)
 

@@ -13,7 +13,6 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from fedpriv import __version__
 from fedpriv.attacks.context import Progress as AttackProgress
 from fedpriv.attacks.dp_audit import dp_audit
 from fedpriv.attacks.registry import ATTACKS, VIEWS, attacks_for
@@ -44,6 +43,7 @@ from fedpriv.rundir import (
 )
 from fedpriv.schemes.base import load_scheme
 from fedpriv.simulation import run_simulation
+from fedpriv.version import __version__
 
 # Reports progress: (arm, what it is doing).
 Progress = Callable[[str, str], None]

@@ -87,13 +87,13 @@ def supernode_args(
 
 # Flower's SuperNode, started through fedpriv's entry point (``fedpriv-supernode``), which
 # caps the SuperNode's idle poll of the SuperLink (3 s in Flower 1.42) at this many seconds:
-# :func:`fedpriv.flower.run_supernode`.
+# :func:`fedpriv.flower_internals.run_supernode`.
 SUPERNODE_BINARY = "fedpriv-supernode"
 SUPERNODE_POLL_SECONDS = 0.2
 # The SuperExec that runs a node's ClientApps, started through fedpriv's entry point
 # (``fedpriv-superexec``), which forks each ClientApp from a process that has imported torch
 # and Flower already instead of starting a fresh one per message:
-# :class:`fedpriv.flower.ForkingExecutor`. The ServerApp's SuperExec is Flower's own (one
+# :class:`fedpriv.flower_internals.ForkingExecutor`. The ServerApp's SuperExec is Flower's own (one
 # process per run).
 CLIENTAPP_SUPEREXEC_BINARY = "fedpriv-superexec"
 # A SuperExec polls its Runtime API for a task every second by default; every message of a

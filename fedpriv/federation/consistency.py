@@ -35,7 +35,7 @@ from fedpriv.crypto.signing import digest, load_identity, load_roster, statement
 from fedpriv.errors import CryptoError, KeyMaterialError, ReplyCode
 from fedpriv.federation import cancel
 from fedpriv.federation.ledger import Ledger, Step
-from fedpriv.flower import Run, log
+from fedpriv.flower_internals import Run, log
 
 MESSAGE_TYPE = "query.consistency"
 RECORD = "fedpriv-consistency"

@@ -16,7 +16,7 @@ from flwr.serverapp import Grid
 
 from fedpriv.adversaries.base import HONEST, ServerAdversary
 from fedpriv.federation import cancel
-from fedpriv.flower import NodeInfo, Run, log
+from fedpriv.flower_internals import NodeInfo, Run, log
 from fedpriv.rundir import RunDirectory
 from fedpriv.wire import payload_bytes, payload_size
 

@@ -15,7 +15,7 @@ from fedpriv.config import RunConfig
 from fedpriv.errors import ReplyCode
 from fedpriv.federation import cancel
 from fedpriv.federation.recording import EVALUATE, TRAIN, RecordingGrid
-from fedpriv.flower import log
+from fedpriv.flower_internals import log
 from fedpriv.history import History, RoundRecord
 from fedpriv.rundir import RunDirectory
 from fedpriv.strategies.facts import FallsBack, HasFacts, RoundFacts

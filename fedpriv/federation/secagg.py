@@ -19,7 +19,7 @@ from flwr.serverapp import Grid
 from fedpriv.adversaries.base import HONEST, ServerAdversary, server_adversary
 from fedpriv.config import RunConfig
 from fedpriv.federation.recording import EVALUATE, TRAIN, RecordingGrid, phase
-from fedpriv.flower import legacy_evaluate_parameters, legacy_state_parameters
+from fedpriv.flower_internals import legacy_evaluate_parameters, legacy_state_parameters
 from fedpriv.history import History, RoundRecord
 from fedpriv.parameters import State
 from fedpriv.rundir import RunDirectory

@@ -35,7 +35,7 @@ from fedpriv.defenses.base import Defense, Numbers
 from fedpriv.defenses.canary import canary_weight, total_weight
 from fedpriv.errors import AggregateRejectedError, ConfigError, FedprivError, KeyMaterialError
 from fedpriv.federation.ledger import Ledger, Step
-from fedpriv.flower import log
+from fedpriv.flower_internals import log
 from fedpriv.models import state_from_bytes, state_to_bytes
 from fedpriv.narrative import fmt
 from fedpriv.parameters import State, state_to_vector, vector_to_state

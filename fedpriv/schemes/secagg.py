@@ -16,7 +16,7 @@ from fedpriv.defenses.base import Numbers
 from fedpriv.defenses.canary import largest_weight
 from fedpriv.errors import ConfigError
 from fedpriv.federation.secagg import run_secagg
-from fedpriv.flower import (
+from fedpriv.flower_internals import (
     legacy_evaluate_parameters,
     legacy_evaluate_reply,
     legacy_fit_parameters,

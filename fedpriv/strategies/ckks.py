@@ -26,7 +26,7 @@ from fedpriv.crypto.packing import (
 )
 from fedpriv.crypto.presets import CkksPreset
 from fedpriv.errors import CiphertextFormatError, CryptoError, KeyMaterialError, ReplyCode
-from fedpriv.flower import log
+from fedpriv.flower_internals import log
 from fedpriv.strategies.facts import ReportsFacts
 from fedpriv.strategies.sampling import Sampling
 

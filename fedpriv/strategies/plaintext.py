@@ -11,7 +11,7 @@ from flwr.app import ArrayRecord, ConfigRecord, Message, MetricRecord
 from flwr.serverapp import Grid
 from flwr.serverapp.strategy import FedAvg
 
-from fedpriv.flower import log
+from fedpriv.flower_internals import log
 from fedpriv.strategies.facts import ReportsFacts
 from fedpriv.strategies.sampling import Sampling
 

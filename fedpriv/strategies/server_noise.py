@@ -15,7 +15,7 @@ from flwr.serverapp.strategy import Strategy
 from fedpriv.defenses.accounting import ClientSampling, client_level_epsilon
 from fedpriv.defenses.dp import DPSettings, draw_noise
 from fedpriv.errors import ConfigError
-from fedpriv.flower import log
+from fedpriv.flower_internals import log
 from fedpriv.strategies.facts import FallsBack, RoundFacts
 
 

@@ -6,7 +6,7 @@ import flwr
 import numpy as np
 from flwr.app import RecordDict
 
-from fedpriv import flower
+from fedpriv import flower_internals as flower
 
 
 def test_installed_flower_is_the_version_the_adapter_was_written_for():
@@ -261,7 +261,7 @@ def test_forgetting_fedpriv_makes_the_next_import_read_it_again():
     import sys
 
     code = (
-        "import sys, fedpriv.flower as f, fedpriv.apps.client; f.forget_fedpriv(); "
+        "import sys, fedpriv.flower_internals as f, fedpriv.apps.client; f.forget_fedpriv(); "
         "print(sorted(n for n in sys.modules if n.split('.')[0] == 'fedpriv')); "
         "import fedpriv.errors; print('fedpriv.errors' in sys.modules)"
     )

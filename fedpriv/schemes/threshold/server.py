@@ -23,7 +23,7 @@ from flwr.app import Message, RecordDict
 from fedpriv.crypto.thresholdwire import Summed, ThresholdWire
 from fedpriv.errors import CiphertextFormatError, ConfigError, FedprivError
 from fedpriv.federation.recording import RecordingGrid
-from fedpriv.flower import log
+from fedpriv.flower_internals import log
 from fedpriv.schemes.threshold.messages import (
     MESSAGE_TYPE,
     Contribution,

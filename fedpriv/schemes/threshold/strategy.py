@@ -15,7 +15,7 @@ from fedpriv.crypto.encoding import UpdateEncoding
 from fedpriv.crypto.packing import deserialize_update, expected_layout
 from fedpriv.crypto.thresholdwire import Summed, ThresholdWire
 from fedpriv.errors import CiphertextFormatError
-from fedpriv.flower import log
+from fedpriv.flower_internals import log
 from fedpriv.parameters import State, state_to_vector, vector_to_state
 from fedpriv.schemes.threshold.messages import SignedUpload, UploadSignature, upload_digest
 from fedpriv.schemes.threshold.server import ThresholdSession
