@@ -42,6 +42,7 @@ from fedpriv.bench.settings import SIZE_MODELS  # noqa: E402
 from fedpriv.cli import build_parser  # noqa: E402
 from fedpriv.cli.flags import SPECIAL_KEYS, flag_name  # noqa: E402
 from fedpriv.config import RunConfig, choices_of  # noqa: E402
+from fedpriv.narrative import predicted  # noqa: E402
 from fedpriv.registry import Registry  # noqa: E402
 from fedpriv.report.frontier import (  # noqa: E402
     FRONTIER_HEADER,
@@ -580,7 +581,7 @@ def performance_page() -> str:
             f"{p['parameters']:,}",
             f"{p['max_abs_error']:.1e}",
             f"{p['std_error']:.1e}",
-            f"{p['predicted_std']:.1e}",
+            predicted(p["predicted_std"], ".1e"),
         ]
         for p in bench["precision"]
     ]

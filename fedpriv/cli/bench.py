@@ -11,6 +11,7 @@ from typing import Any
 from fedpriv.bench.settings import full_settings, quick_settings
 from fedpriv.cli.progress import Reporter, console
 from fedpriv.cli.tables import print_summary
+from fedpriv.narrative import predicted
 
 
 def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -119,7 +120,7 @@ def print_bench(results: dict[str, Any]) -> None:
         console.print(
             f"precision {entry['preset']}: weighted mean of {entry['clients']} clients "
             f"(bound {entry['bound']:g}), max abs error {entry['max_abs_error']:.2e}, std "
-            f"{entry['std_error']:.2e} (predicted {entry['predicted_std']:.2e})"
+            f"{entry['std_error']:.2e} (predicted {predicted(entry['predicted_std'])})"
         )
     for row in results.get("authentication", []):
         console.print(

@@ -238,3 +238,15 @@ def test_every_documented_command_line_parses():
         except SystemExit:
             refused.append(f"{where}:{line}: fedpriv {' '.join(argv)}")
     assert refused == []
+
+
+def test_no_generated_page_shows_a_bare_nan():
+    """A prediction no model covers says so (``narrative.predicted``), not ``nan``."""
+    import math
+    import re
+
+    from fedpriv.narrative import UNPREDICTED, predicted
+
+    assert predicted(math.nan) == UNPREDICTED and predicted(2.5e-7) == "2.50e-07"
+    for path in (DOCS / "reference").glob("*.md"):
+        assert not re.search(r"\bnan\b", path.read_text(encoding="utf-8")), path
