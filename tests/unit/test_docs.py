@@ -250,3 +250,10 @@ def test_no_generated_page_shows_a_bare_nan():
     assert predicted(math.nan) == UNPREDICTED and predicted(2.5e-7) == "2.50e-07"
     for path in (DOCS / "reference").glob("*.md"):
         assert not re.search(r"\bnan\b", path.read_text(encoding="utf-8")), path
+
+
+def test_the_glossary_defines_the_threat_models_terms():
+    glossary = (DOCS / "reference" / "glossary.md").read_text(encoding="utf-8")
+    terms = ["sight", "`c0`, `c1`", "smudging", "trivial ciphertext", "meter", "coalition"]
+    assert [t for t in terms if f"**{t}**" not in glossary] == []
+    assert "glossary.md" in (DOCS / "explanation" / "threat-model.md").read_text(encoding="utf-8")
