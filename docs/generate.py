@@ -1073,7 +1073,13 @@ def add_an_attack_page() -> str:
 
 # -- the public API -------------------------------------------------------------------------
 
-API_PACKAGES = ("fedpriv", "fedpriv.attacks", "fedpriv.schemes", "fedpriv.strategies")
+API_PACKAGES = (
+    "fedpriv",
+    "fedpriv.flower",
+    "fedpriv.attacks",
+    "fedpriv.schemes",
+    "fedpriv.strategies",
+)
 
 
 def _summary(obj: object) -> str:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from logging import INFO, WARNING
 from typing import Any
@@ -53,8 +53,10 @@ class CkksFedAvg(FedAvg, ReportsFacts):
         in which server-side noise is added).
     num_values : int
         Number of model parameters (the server knows the architecture, not the weights).
-    sampling : Sampling
-        How many clients are trained and evaluated per round.
+    sampling : Sampling | Mapping[str, Any]
+        How many clients are trained and evaluated per round: fedpriv's sampling, or
+        Flower ``FedAvg``'s own keyword arguments (an app that constructs its strategy as
+        it would construct ``FedAvg``).
     authenticated : bool
         Whether uploads carry MAC tags (:mod:`fedpriv.crypto.authenticated`): the server then
         refuses an upload without one, or of another round or purpose, or from a sender it
@@ -71,7 +73,7 @@ class CkksFedAvg(FedAvg, ReportsFacts):
         context: CkksContext,
         encoding: UpdateEncoding,
         num_values: int,
-        sampling: Sampling,
+        sampling: Sampling | Mapping[str, Any],
         authenticated: bool = False,
         adversary: ServerAdversary = HONEST,
     ) -> None:
@@ -81,7 +83,10 @@ class CkksFedAvg(FedAvg, ReportsFacts):
                 f"refusing to run: the server context holds {', '.join(held)}; the server "
                 "must only hold CKKS parameters"
             )
-        sampling.init_fedavg(self)
+        if isinstance(sampling, Sampling):
+            sampling.init_fedavg(self)
+        else:
+            FedAvg.__init__(self, **sampling)
         ReportsFacts.__init__(self)
         self.context = context
         self.encoding = encoding
