@@ -17,6 +17,9 @@ a ``ServerApp`` that runs ``FedAvg(...).start(...)``) encrypts its aggregation b
 * the first round's model is the app's initial model, sent in the clear (it is public);
   a client accepts a plaintext model only before it has accepted a verified sum.
 
+One module: the mod and the strategy are the two ends of one protocol, with the settings
+and the layout they share.
+
 What differs from the arm: the encoding carries the parameters themselves, not a drift from
 a seed's model (a Flower app builds its initial model as it likes), so ``update_bound``
 bounds every parameter; the server sends the model's layout (names, shapes, dtypes) in the

@@ -1,4 +1,8 @@
-"""Packing a payload into CKKS ciphertexts as Flower Arrays, the server's sum, decryption."""
+"""Packing a payload into CKKS ciphertexts as Flower Arrays, the server's sum, decryption.
+
+One module: the record's layout (one framed Array of ciphertexts) is written, read, summed
+and decrypted here, and every one of those must agree on it.
+"""
 
 from __future__ import annotations
 

@@ -171,16 +171,20 @@ def test_ckks_released_model_is_final_aggregate(ckks_run):
 
 
 # -- the server holds nothing plaintext -------------------------------------------------------
-def _ciphertext_arrays(record_dict):
-    """Every Array but an upload's or a sum's authenticator (checked to be one)."""
+def _ciphertexts(record_dict):
+    """Every ciphertext of every record as ``(name, bytes, values)``: each record holds one
+    Array of them (its format checked) and, authenticated, an authenticator (checked to be
+    one), and nothing else."""
     from fedpriv.crypto.authenticated import AUTH_KEY, split
+    from fedpriv.crypto.packing import ciphertext_blobs, record_values
 
     for record in record_dict.array_records.values():
+        ciphertexts, auth = split(record)
         if AUTH_KEY in record:
-            assert split(record)[1] is not None  # who summed what, and a tag: no value
-        for key in record.keys():
-            if key != AUTH_KEY:
-                yield record[key]
+            assert auth is not None  # who summed what, and a tag: no value
+        if len(ciphertexts):
+            assert all(ciphertexts[k].stype == stype(PRESET) for k in ciphertexts.keys())
+            yield from ciphertext_blobs(ciphertexts, PRESET, record_values(ciphertexts))
 
 
 def test_server_view_and_checkpoints_are_ciphertext_only(ckks_run):
@@ -194,14 +198,13 @@ def test_server_view_and_checkpoints_are_ciphertext_only(ckks_run):
         if "-recv-" in path.name:
             # Nothing in a client's message but ciphertext: no metrics, counts or configs.
             assert not content.metric_records and not content.config_records, path
-        arrays = list(_ciphertext_arrays(content))
+        found = list(_ciphertexts(content))
         if path.name == "train-sent.pb" and path.parent.name == "round-001":
-            assert arrays == []  # the server never holds a plaintext model, not even in round 1
-        for array in arrays:
-            assert array.stype == stype(PRESET)
-            ciphertext = server.parse(array.data, path.name, int(array.shape[0]))
+            assert found == []  # the server never holds a plaintext model, not even in round 1
+        for name, data, size in found:
+            ciphertext = server.parse(data, f"{path.name} {name}", size)
             with pytest.raises(CryptoError, match="secret key"):
-                server.decrypt(ciphertext, int(array.shape[0]))
+                server.decrypt(ciphertext, size)
             checked += 1
     assert checked > 100
 
@@ -215,8 +218,8 @@ def test_no_sample_count_reaches_the_server(ckks_run):
     for path in (rundir.path / "server_view").rglob("*-recv-*.pb"):
         content = rundir.read_payload(path)
         assert not content.metric_records
-        for array in _ciphertext_arrays(content):
-            assert not any(needle in array.data for needle in needles)
+        for _, data, _ in _ciphertexts(content):
+            assert not any(needle in data for needle in needles)
     history = json.loads((rundir.path / "history.json").read_text())
     assert "num-examples" not in json.dumps(history)
 
