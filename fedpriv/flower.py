@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from flwr.app import Array, ArrayRecord, ConfigRecord, Context, Message, MessageType
+from flwr.app import Array, ArrayRecord, ConfigRecord, Context, Error, Message, MessageType
 from flwr.clientapp.typing import ClientAppCallable
 from flwr.serverapp import Grid
 from flwr.serverapp.strategy import FedAvg
@@ -55,7 +55,13 @@ from fedpriv.crypto.keys import (
 from fedpriv.crypto.mac import Purpose, UploadIdentity
 from fedpriv.crypto.packing import CIPHERTEXTS_KEY
 from fedpriv.crypto.presets import DEFAULT_PRESET, CkksPreset
-from fedpriv.errors import AggregateRejectedError, BoundError, ConfigError, KeyMaterialError
+from fedpriv.errors import (
+    AggregateRejectedError,
+    BoundError,
+    ConfigError,
+    KeyMaterialError,
+    ReplyCode,
+)
 from fedpriv.federation.ledger import Ledger, Step
 from fedpriv.flower_internals import log
 from fedpriv.strategies.ckks import CkksFedAvg
@@ -243,9 +249,8 @@ class _CkksMod:
         except (KeyError, AggregateRejectedError) as err:
             reason = f"refused the broadcast: {err}"
             log(INFO, "ckks_mod: %s", reason)
-            from flwr.app import Error
-
-            return Message(Error(code=1, reason=reason), reply_to=msg)
+            # The arm's code: the strategy then falls back on the last sum clients accepted.
+            return Message(Error(ReplyCode.AGGREGATE_REJECTED, reason), reply_to=msg)
         msg.content[ARRAYS] = model
         reply = call_next(msg, context)
         if kind != MessageType.TRAIN or reply.has_error():

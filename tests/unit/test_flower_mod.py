@@ -5,7 +5,7 @@ import pytest
 from flwr.app import Array, ArrayRecord, ConfigRecord, Context, Message, MetricRecord, RecordDict
 
 from fedpriv.crypto.authenticated import AuthPolicy
-from fedpriv.errors import BoundError, ConfigError, KeyMaterialError
+from fedpriv.errors import BoundError, ConfigError, KeyMaterialError, ReplyCode
 from fedpriv.flower import (
     CkksSettings,
     EncryptedFedAvg,
@@ -102,6 +102,7 @@ def test_a_plaintext_model_after_an_accepted_sum_is_refused(federation):
     crafted = list(strategy.configure_train(3, INITIAL, ConfigRecord(), _Grid()))
     reply = mod(crafted[0], contexts[0], _handler(0.0, 10))
     assert reply.has_error() and "plaintext model after" in reply.error.reason
+    assert reply.error.code == ReplyCode.AGGREGATE_REJECTED  # the strategy falls back on it
 
 
 def test_a_sum_of_one_upload_is_refused_before_decryption(federation):
