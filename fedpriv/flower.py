@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 from logging import INFO
 from pathlib import Path
@@ -105,6 +106,21 @@ class CkksSettings:
             raise ConfigError(f"max_round_examples must be >= 1, got {self.max_round_examples}")
         if not self.weight_key:
             raise ConfigError("weight_key must name a metric")
+
+    @classmethod
+    def from_run_config(cls, run_config: Mapping[str, Any]) -> CkksSettings:
+        """The settings an app's run config gives; defaults for the keys it lacks.
+
+        Keys ``fedpriv-update-bound``, ``fedpriv-max-round-examples``,
+        ``fedpriv-weight-key``: the ClientApp's mod and the ServerApp's strategy read the
+        same run config, hence the same settings.
+        """
+        defaults = cls()
+        return cls(
+            float(run_config.get("fedpriv-update-bound", defaults.update_bound)),
+            int(run_config.get("fedpriv-max-round-examples", defaults.max_round_examples)),
+            str(run_config.get("fedpriv-weight-key", defaults.weight_key)),
+        )
 
     def encoding(self, preset: CkksPreset) -> UpdateEncoding:
         """How values and weights are laid out in the slots."""
@@ -213,12 +229,13 @@ def client_key_dir(context: Context) -> Path:
 def ckks_mod(msg: Message, context: Context, call_next: ClientAppCallable) -> Message:
     """Decrypt the broadcast for the app's handler; encrypt the model its train reply holds.
 
-    Add it to a stock ``ClientApp`` (``ClientApp(mods=[ckks_mod])``) with the default
-    :class:`CkksSettings`, its keys where :func:`client_key_dir` finds them;
-    :func:`make_ckks_mod` takes other settings or a key directory. Messages other than
-    train and evaluate pass through.
+    Add it to a stock ``ClientApp`` (``ClientApp(mods=[ckks_mod])``): its settings come from
+    the app's run config (:meth:`CkksSettings.from_run_config`), its keys from where
+    :func:`client_key_dir` finds them; :func:`make_ckks_mod` fixes either. Messages other
+    than train and evaluate pass through.
     """
-    return _CkksMod(CkksSettings(), None)(msg, context, call_next)
+    settings = CkksSettings.from_run_config(context.run_config)
+    return _CkksMod(settings, None)(msg, context, call_next)
 
 
 def make_ckks_mod(settings: CkksSettings | None = None, key_dir: str | Path | None = None) -> Any:
@@ -387,6 +404,29 @@ class EncryptedFedAvg(CkksFedAvg):
         context = load_server_context(key_dir)
         encoding = self.settings.encoding(read_preset(key_dir))
         super().__init__(context, encoding, 0, fedavg, authenticated)
+
+    @classmethod
+    def from_run_config(cls, run_config: Mapping[str, Any], **fedavg: Any) -> EncryptedFedAvg:
+        """The strategy an app's run config describes, with Flower ``FedAvg``'s arguments.
+
+        ``fedpriv-key-dir`` names the key directory; ``fedpriv-provision = true`` (a
+        simulation) provisions an authenticated key set there if it holds none; the
+        settings are :meth:`CkksSettings.from_run_config`'s, as the clients' mods read them.
+
+        Raises
+        ------
+        KeyMaterialError
+            If the run config names no key directory.
+
+        """
+        if not run_config.get(RUN_KEY_DIR):
+            raise KeyMaterialError(f"EncryptedFedAvg: the run config has no {RUN_KEY_DIR!r}")
+        return cls(
+            str(run_config[RUN_KEY_DIR]),
+            CkksSettings.from_run_config(run_config),
+            provision=AuthPolicy() if run_config.get("fedpriv-provision", False) else None,
+            **fedavg,
+        )
 
     def configure_train(
         self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid

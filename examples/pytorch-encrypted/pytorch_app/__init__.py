@@ -1,0 +1,1 @@
+"""pytorch-app: a Flower / PyTorch app."""
