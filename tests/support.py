@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 from flwr.app import ConfigRecord, Message, RecordDict
@@ -131,3 +134,27 @@ def descendants(root: int) -> list[tuple[int, str]]:
                 found.append((pid, names.get(pid, "")))
                 frontier.append(pid)
     return found
+
+
+def flwr_run(
+    app: Path, home: Path, federation: str, run_config: str, cwd: Path
+) -> subprocess.CompletedProcess[str]:
+    """``flwr run APP local`` on the Simulation Engine, under its own ``$FLWR_HOME``.
+
+    ``flwr run`` starts ``flower-superlink`` from ``PATH``: the one beside this interpreter.
+    The run's exit status is checked; its output is returned.
+    """
+    path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
+    env = {**os.environ, "FLWR_HOME": str(home), "PATH": path}
+    flwr = Path(sys.executable).with_name("flwr")
+    proc = subprocess.run(
+        [str(flwr), "run", str(app), "local", "--federation-config", federation]
+        + ["--run-config", run_config, "--stream"],
+        cwd=cwd,
+        env=env,
+        timeout=400,
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return proc

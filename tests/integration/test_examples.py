@@ -4,15 +4,13 @@ import difflib
 import os
 import pickle
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 from flwr.app import Array, ArrayRecord
-from support import pids_with_cmdline
+from support import flwr_run, pids_with_cmdline
 
 ROOT = Path(__file__).resolve().parents[2]
 PLAIN, ENCRYPTED = ROOT / "examples" / "pytorch-plain", ROOT / "examples" / "pytorch-encrypted"
@@ -41,19 +39,7 @@ def test_the_encrypted_app_differs_from_the_plain_one_by_ten_lines():
 
 
 def _run(app: Path, home: Path, run_config: str) -> None:
-    path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
-    env = {**os.environ, "FLWR_HOME": str(home), "PATH": path}
-    flwr = Path(sys.executable).with_name("flwr")
-    proc = subprocess.run(
-        [str(flwr), "run", str(app), "local", "--federation-config", FEDERATION]
-        + ["--run-config", run_config, "--stream"],
-        env=env,
-        cwd=home,
-        timeout=400,
-        capture_output=True,
-        text=True,
-    )
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    flwr_run(app, home, FEDERATION, run_config, home)
 
 
 def _load(path: Path) -> ArrayRecord:

@@ -3,15 +3,13 @@
 import json
 import os
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from support import descendants, pids_with_cmdline
+from support import descendants, flwr_run, pids_with_cmdline
 
 from fedpriv.cli import main
 from fedpriv.crypto.keys import load_client_context, load_server_context
@@ -245,20 +243,7 @@ def _pids_using(marker: str) -> list[int]:
 
 
 def _flwr_run(home: Path, run_config: str, out: Path) -> None:
-    # `flwr run` starts `flower-superlink` from PATH: the one beside this interpreter.
-    path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
-    env = {**os.environ, "FLWR_HOME": str(home), "PATH": path}
-    flwr = Path(sys.executable).with_name("flwr")
-    proc = subprocess.run(
-        [str(flwr), "run", ".", "local", "--federation-config", FEDERATION]
-        + ["--run-config", run_config, "--stream"],
-        cwd=ROOT,
-        env=env,
-        timeout=300,
-        capture_output=True,
-        text=True,
-    )
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    proc = flwr_run(Path("."), home, FEDERATION, run_config, ROOT)
     output = proc.stdout + proc.stderr
     assert "deprecated" not in output  # the documented syntax is current
     assert output.count("[ROUND 1/2]") == 1  # each log line once
