@@ -15,7 +15,7 @@ from support import flwr_run, pids_with_cmdline
 ROOT = Path(__file__).resolve().parents[2]
 PLAIN, ENCRYPTED = ROOT / "examples" / "pytorch-plain", ROOT / "examples" / "pytorch-encrypted"
 FEDERATION = "num-supernodes=3 client-resources-num-cpus=1"
-ROUNDS = 3
+ROUNDS = 2
 
 
 def _files(app: Path) -> dict[str, list[str]]:
