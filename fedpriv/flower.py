@@ -40,8 +40,7 @@ import numpy as np
 from flwr.app import Array, ArrayRecord, ConfigRecord, Context, Error, Message, MessageType
 from flwr.clientapp.typing import ClientAppCallable
 from flwr.serverapp import Grid
-from flwr.serverapp.strategy import FedAvg
-from flwr.serverapp.strategy.result import Result
+from flwr.serverapp.strategy import FedAvg, Result
 
 from fedpriv.crypto.authenticated import AuthPolicy, Expectation, split
 from fedpriv.crypto.encoding import UpdateEncoding
