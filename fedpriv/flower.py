@@ -64,6 +64,7 @@ from fedpriv.errors import (
 )
 from fedpriv.federation.ledger import Ledger, Step
 from fedpriv.flower_internals import log
+from fedpriv.parameters import state_to_vector, vector_to_state
 from fedpriv.strategies.ckks import CkksFedAvg
 
 # Where a message carries the model's layout (in its "config" record), and where the mod
@@ -184,20 +185,13 @@ class Layout:
                 "the train reply's arrays differ from the model the server sent (names, "
                 "shapes or dtypes)"
             )
-        return np.concatenate([a.numpy().astype(np.float64).ravel() for a in record.values()])
+        return state_to_vector({k: a.numpy() for k, a in record.items()})
 
     def unflatten(self, values: np.ndarray) -> ArrayRecord:
         """One vector as a model of this layout (each array cast back to its dtype)."""
-        record = ArrayRecord()
-        offset = 0
-        for key, shape, dtype in self.arrays:
-            count = math.prod(shape)
-            part = values[offset : offset + count].reshape(shape)
-            if np.issubdtype(np.dtype(dtype), np.integer):
-                part = np.rint(part)
-            record[key] = Array(np.ascontiguousarray(part.astype(dtype)))
-            offset += count
-        return record
+        template = {k: np.zeros(shape, dtype=dtype) for k, shape, dtype in self.arrays}
+        state = vector_to_state(values, template)
+        return ArrayRecord({k: Array(np.ascontiguousarray(v)) for k, v in state.items()})
 
 
 def is_encrypted(record: ArrayRecord) -> bool:
