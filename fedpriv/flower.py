@@ -62,6 +62,7 @@ from fedpriv.errors import (
     KeyMaterialError,
     ReplyCode,
 )
+from fedpriv.federation.app_recording import AppRecipe, record_run
 from fedpriv.federation.ledger import Ledger, Step
 from fedpriv.flower_internals import log
 from fedpriv.parameters import state_to_vector, vector_to_state
@@ -468,6 +469,7 @@ def release_arrays(
 
 
 __all__ = [
+    "AppRecipe",
     "CkksSettings",
     "EncryptedFedAvg",
     "Layout",
@@ -475,5 +477,6 @@ __all__ = [
     "client_key_dir",
     "is_encrypted",
     "make_ckks_mod",
+    "record_run",
     "release_arrays",
 ]

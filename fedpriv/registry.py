@@ -348,6 +348,9 @@ DATASETS: Registry[Any] = Registry(
 )
 HUB_PREFIX = "hf:"
 HUB_LOADER = "fedpriv.data.hub:load_hub_dataset"
+# ``app:<module:function>``: a Flower app's data loader, ``(partition_id, num_partitions) ->
+# (x, y)``; the dataset of a run recorded from the app, read by ``fedpriv attack`` only.
+APP_DATA_PREFIX = "app:"
 # Each value splits record indices among clients.
 PARTITIONERS: Registry[Any] = Registry(
     "partitioner",
@@ -363,6 +366,8 @@ PARTITIONERS: Registry[Any] = Registry(
 def check_dataset_name(name: str) -> str:
     """Return ``name`` if fedpriv can load it (registered, a dotted path, or ``hf:<name>``)."""
     if name.startswith(HUB_PREFIX) and len(name) > len(HUB_PREFIX):
+        return name
+    if name.startswith(APP_DATA_PREFIX) and is_dotted_path(name[len(APP_DATA_PREFIX) :]):
         return name
     if name in DATASETS or is_dotted_path(name):
         return DATASETS.check(name)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -91,13 +92,17 @@ class RunDirectory:
         """Write the resolved configuration."""
         write_json(self.path / CONFIG, config.to_flower())
 
-    def read_config(self) -> RunConfig:
-        """Read the resolved configuration."""
+    def read_config(self, changes: Mapping[str, Any] | None = None) -> RunConfig:
+        """Read the resolved configuration, with ``changes`` (run-config keys) applied.
+
+        The changes apply before the configuration is checked: a stored name that does not
+        load here (an app's model module) can be replaced.
+        """
         try:
             data = read_json(self.path / CONFIG)
         except FileNotFoundError:
             raise ConfigError(f"{self.path} is not a run directory (no {CONFIG})") from None
-        return RunConfig.from_flower(data)
+        return RunConfig.from_flower({**data, **(changes or {})})
 
     def write_history(self, history: History) -> None:
         """Write the round history (atomically, after every round)."""

@@ -9,10 +9,12 @@ from torch import nn
 
 from fedpriv.config import RunConfig
 from fedpriv.data import ClientData, Partitioning
-from fedpriv.data.datasets import load_dataset
+from fedpriv.data.app_data import app_records
+from fedpriv.data.datasets import Dataset, load_dataset
 from fedpriv.device import torch_device
 from fedpriv.models import build_model, model_state
 from fedpriv.parameters import State
+from fedpriv.registry import APP_DATA_PREFIX
 from fedpriv.training import Recipe
 
 
@@ -70,9 +72,20 @@ def sampled_per_round(config: RunConfig, nodes: int = 0) -> tuple[int, int]:
     return sampled(config.fraction_train), sampled(config.fraction_evaluate)
 
 
+def _dataset(name: str, partitions: int) -> Dataset:
+    if name.startswith(APP_DATA_PREFIX):
+        return app_records(name, partitions)[0]
+    return load_dataset(name)
+
+
+def run_dataset(config: RunConfig) -> Dataset:
+    """The run's dataset: by name, or a Flower app's records through its loader."""
+    return _dataset(config.dataset, config.num_clients)
+
+
 def new_model(config: RunConfig) -> nn.Module:
     """The run's model, initialised from the run's seed (identical on every party)."""
-    dataset = load_dataset(config.dataset)
+    dataset = run_dataset(config)
     return build_model(
         config.model,
         dataset.input_shape,
@@ -83,22 +96,28 @@ def new_model(config: RunConfig) -> nn.Module:
 
 
 @functools.lru_cache(maxsize=8)
-def _template(model: str, dataset: str, seed: int) -> State:
-    data = load_dataset(dataset)
+def _template(model: str, dataset: str, seed: int, partitions: int) -> State:
+    data = _dataset(dataset, partitions)
     built = build_model(
         model, data.input_shape, data.num_classes, seed=seed, normalization=data.normalization
     )
     return model_state(built)
 
 
+def _run_template(config: RunConfig) -> State:
+    # Only an app's records depend on the partition count (keeps one cache entry otherwise).
+    partitions = config.num_clients if config.dataset.startswith(APP_DATA_PREFIX) else 0
+    return _template(config.model, config.dataset, config.seed, partitions)
+
+
 def initial_state(config: RunConfig) -> State:
     """The seed-determined initial parameters (a copy; also the layout template)."""
-    return {k: v.copy() for k, v in _template(config.model, config.dataset, config.seed).items()}
+    return {k: v.copy() for k, v in _run_template(config).items()}
 
 
 def num_parameters(config: RunConfig) -> int:
     """Number of scalar values in the model's state dict."""
-    return sum(v.size for v in _template(config.model, config.dataset, config.seed).values())
+    return sum(v.size for v in _run_template(config).values())
 
 
 def local_seed(config: RunConfig, server_round: int, partition_id: int) -> int:

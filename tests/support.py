@@ -158,3 +158,10 @@ def flwr_run(
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     return proc
+
+
+# Counts printed as ratios ("7.000 clients"), and singular counts with a plural noun.
+WRONG_NUMBERS = (
+    r"\b\d+\.0+ (clients?|rounds?|records?|colluders?)\b"
+    r"|\b1 (clients|rounds|records|training records|colluders|shadow models)\b"
+)

@@ -15,9 +15,11 @@ from fedpriv.attacks.results import Threat
 from fedpriv.attacks.settings import SuiteSettings
 from fedpriv.attacks.views import NotApplicable
 from fedpriv.config import RunConfig
+from fedpriv.data.app_data import app_records
 from fedpriv.data.cache import cached_arrays
 from fedpriv.data.datasets import Dataset, load_dataset
 from fedpriv.provenance import code_digest
+from fedpriv.registry import APP_DATA_PREFIX
 from fedpriv.rundir import RunDirectory
 from fedpriv.task import client_data
 
@@ -33,6 +35,17 @@ class Truth:
     y: np.ndarray
     member: np.ndarray
     train_indices: dict[int, np.ndarray]
+
+
+def app_population(config: RunConfig) -> tuple[Dataset, Truth]:
+    """The records of a Flower app's clients, from the app's own loader (``app:`` datasets).
+
+    Every partition's records trained the model (an app trains on what it loads), so there
+    is no non-member: the membership attacks do not apply.
+    """
+    dataset, parts = app_records(config.dataset, config.num_clients)
+    members = np.ones(len(dataset), dtype=bool)
+    return dataset, Truth(dataset.x, dataset.y, members, dict(enumerate(parts)))
 
 
 def ground_truth(config: RunConfig) -> Truth:
@@ -69,6 +82,8 @@ class AttackContext:
         Budgets and selections.
     progress : Progress | None
         Called with (what, fraction done) as attacks advance.
+    config : RunConfig | None
+        The run's configuration as the attacker takes it (default: the run's own).
 
     """
 
@@ -78,14 +93,19 @@ class AttackContext:
         threat: Threat,
         settings: SuiteSettings,
         progress: Progress | None = None,
+        config: RunConfig | None = None,
     ) -> None:
         self.rundir = RunDirectory(run_dir)
         self.threat = threat
         self.settings = settings
         self.progress: Progress = progress or (lambda _name, _fraction: None)
-        self.config = self.rundir.read_config()
-        self.dataset: Dataset = load_dataset(self.config.dataset)
-        self.truth = ground_truth(self.config)
+        self.config = config or self.rundir.read_config()
+        self.dataset: Dataset
+        if self.config.dataset.startswith(APP_DATA_PREFIX):
+            self.dataset, self.truth = app_population(self.config)
+        else:
+            self.dataset = load_dataset(self.config.dataset)
+            self.truth = ground_truth(self.config)
         self._pool: CandidatePool | None = None
         self._shadows: ShadowSet | None = None
         self.rundir.attack_dir(threat).mkdir(parents=True, exist_ok=True)

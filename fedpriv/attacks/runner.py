@@ -8,10 +8,11 @@ from pathlib import Path
 
 from fedpriv.attacks.base import Attack
 from fedpriv.attacks.context import AttackContext, Progress
-from fedpriv.attacks.registry import ATTACKS, VIEWS, attacks_for
+from fedpriv.attacks.registry import VIEWS, attacks_for, load_attack
 from fedpriv.attacks.results import AttackResult, Status, Threat
 from fedpriv.attacks.settings import SuiteSettings
 from fedpriv.attacks.views import NotApplicable, View
+from fedpriv.config import RunConfig
 from fedpriv.errors import ConfigError
 from fedpriv.rundir import RunDirectory, read_json, write_json
 
@@ -28,7 +29,7 @@ def check_attacks(threat: str, attacks: Sequence[str] | None) -> tuple[str, ...]
     """
     VIEWS.check(threat)
     for name in attacks or ():
-        ATTACKS.check(name)
+        load_attack(name)
     allowed = attacks_for(threat)
     chosen = tuple(attacks or allowed)
     wrong = [a for a in chosen if a not in allowed]
@@ -41,11 +42,19 @@ def check_attacks(threat: str, attacks: Sequence[str] | None) -> tuple[str, ...]
 
 
 def make_view(
-    threat: str, run_dir: Path, settings: SuiteSettings, key_dir: str | Path | None
+    threat: str,
+    run_dir: Path,
+    settings: SuiteSettings,
+    key_dir: str | Path | None,
+    config: RunConfig | None = None,
 ) -> View:
-    """The view of ``threat`` on the run."""
+    """The view of ``threat`` on the run (``config``: the run's as the attacker takes it)."""
     view: View = VIEWS.load(threat).open(
-        run_dir, output=settings.outsider_output, colluders=settings.colluders, key_dir=key_dir
+        run_dir,
+        output=settings.outsider_output,
+        colluders=settings.colluders,
+        key_dir=key_dir,
+        config=config,
     )
     return view
 
@@ -73,13 +82,18 @@ def run_attacks(
     settings: SuiteSettings | None = None,
     key_dir: str | Path | None = None,
     progress: Progress | None = None,
+    config: RunConfig | None = None,
 ) -> list[AttackResult]:
-    """Run ``attacks`` (default: all the threat allows) and write ``attacks/<threat>/*.json``."""
+    """Run ``attacks`` (default: all the threat allows) and write ``attacks/<threat>/*.json``.
+
+    ``config`` is the run's configuration as the attacker takes it (default: the run's own;
+    ``fedpriv attack --model/--data`` names an app's model and loader this way).
+    """
     chosen = check_attacks(threat, attacks)
     settings = settings or SuiteSettings()
-    context = AttackContext(Path(run_dir), Threat(threat), settings, progress)
-    view = make_view(threat, Path(run_dir), settings, key_dir)
-    return [run_attack(ATTACKS.load(name)(), context, view) for name in chosen]
+    context = AttackContext(Path(run_dir), Threat(threat), settings, progress, config)
+    view = make_view(threat, Path(run_dir), settings, key_dir, context.config)
+    return [run_attack(load_attack(name)(), context, view) for name in chosen]
 
 
 def read_results(run_dir: str | Path, threat: str) -> dict[str, AttackResult]:

@@ -61,9 +61,9 @@ class View:
     threat: ClassVar[Threat]
     possible: ClassVar[frozenset[Capability]]
 
-    def __init__(self, run_dir: str | Path) -> None:
+    def __init__(self, run_dir: str | Path, config: RunConfig | None = None) -> None:
         self.rundir = RunDirectory(run_dir)
-        self.config: RunConfig = self.rundir.read_config()
+        self.config: RunConfig = config or self.rundir.read_config()
 
     @classmethod
     def open(
@@ -73,13 +73,15 @@ class View:
         output: str = "probabilities",
         colluders: int = 1,
         key_dir: str | Path | None = None,
+        config: RunConfig | None = None,
     ) -> View:
         """Open the view on a run, taking the settings that apply to it from the keywords.
 
         ``output`` is what an outsider's queries return, ``colluders`` how many clients join
-        the server, ``key_dir`` whose keys they bring.
+        the server, ``key_dir`` whose keys they bring; ``config`` is the run's configuration
+        as the attacker takes it (default: the run's own).
         """
-        return cls(run_dir)
+        return cls(run_dir, config=config)
 
     def missing(self, capability: Capability) -> str | None:
         """Why ``capability`` is not available on this run (``None``: it is)."""
@@ -102,8 +104,10 @@ class SightView(View):
         {Capability.CLIENT_UPDATES, Capability.AGGREGATE_UPDATES, Capability.WHITE_BOX_MODEL}
     )
 
-    def __init__(self, run_dir: str | Path, sight: Sight | None = None) -> None:
-        super().__init__(run_dir)
+    def __init__(
+        self, run_dir: str | Path, sight: Sight | None = None, config: RunConfig | None = None
+    ) -> None:
+        super().__init__(run_dir, config)
         self.sight = sight or load_scheme(self.config).server_sight(self.rundir)
 
     @property
@@ -176,13 +180,17 @@ class CoalitionView(SightView):
     threat = Threat.COLLUDING_CLIENT
 
     def __init__(
-        self, run_dir: str | Path, colluders: int = 1, key_dir: str | Path | None = None
+        self,
+        run_dir: str | Path,
+        colluders: int = 1,
+        key_dir: str | Path | None = None,
+        config: RunConfig | None = None,
     ) -> None:
         if colluders < 1:
             raise ConfigError(f"a coalition needs at least one client, got {colluders}")
         rundir = RunDirectory(run_dir)
-        scheme = load_scheme(rundir.read_config())
-        super().__init__(run_dir, scheme.coalition_sight(rundir, colluders, key_dir))
+        scheme = load_scheme(config or rundir.read_config())
+        super().__init__(run_dir, scheme.coalition_sight(rundir, colluders, key_dir), config)
         self.colluders = colluders
 
     @classmethod
@@ -193,9 +201,10 @@ class CoalitionView(SightView):
         output: str = "probabilities",
         colluders: int = 1,
         key_dir: str | Path | None = None,
+        config: RunConfig | None = None,
     ) -> View:
         """The coalition of ``colluders`` clients holding ``key_dir``."""
-        return cls(run_dir, colluders, key_dir)
+        return cls(run_dir, colluders, key_dir, config)
 
 
 # Why a server that may only send ciphertexts cannot play the model-crafting attacks.
@@ -356,8 +365,10 @@ class OutsiderView(View):
         {Capability.QUERY_PROBABILITIES, Capability.QUERY_LABELS, Capability.POPULATION_DATA}
     )
 
-    def __init__(self, run_dir: str | Path, output: str = "probabilities") -> None:
-        super().__init__(run_dir)
+    def __init__(
+        self, run_dir: str | Path, output: str = "probabilities", config: RunConfig | None = None
+    ) -> None:
+        super().__init__(run_dir, config)
         if output not in OUTPUTS:
             raise ConfigError(f"outsider output must be one of {', '.join(OUTPUTS)}, got {output}")
         self.output = output
@@ -372,9 +383,10 @@ class OutsiderView(View):
         output: str = "probabilities",
         colluders: int = 1,
         key_dir: str | Path | None = None,
+        config: RunConfig | None = None,
     ) -> View:
         """The outsider receiving ``output``."""
-        return cls(run_dir, output)
+        return cls(run_dir, output, config)
 
     def missing(self, capability: Capability) -> str | None:
         """Queries need a released model; label-only access withholds the scores."""

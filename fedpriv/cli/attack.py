@@ -12,8 +12,10 @@ from fedpriv.attacks.registry import ATTACKS, VIEWS, attacks_for
 from fedpriv.attacks.results import OUTPUTS
 from fedpriv.cli.progress import Reporter, console
 from fedpriv.cli.tables import attack_summary
+from fedpriv.config import RunConfig
 from fedpriv.errors import ConfigError
-from fedpriv.rundir import CONFIG
+from fedpriv.registry import APP_DATA_PREFIX, is_dotted_path
+from fedpriv.rundir import CONFIG, RunDirectory, read_json
 
 
 def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -46,6 +48,16 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "--colluders", type=int, default=1, help="clients colluding with the server (1)"
     )
     attack.add_argument("--keys", type=Path, help="the colluding clients' key directory")
+    attack.add_argument(
+        "--model",
+        help="a run recorded from a Flower app: its model class, module:Class (default: as "
+        "recorded)",
+    )
+    attack.add_argument(
+        "--data",
+        help="a run recorded from a Flower app: its loader, module:function(partition_id, "
+        "num_partitions) -> (x, y) (default: as recorded)",
+    )
     attack.set_defaults(handler=handle, parser=attack)
 
 
@@ -58,6 +70,7 @@ def handle(args: argparse.Namespace) -> int:
         args.parser.error("the run directory is required: fedpriv attack RUN (or --run RUN)")
     if not (args.run / CONFIG).exists():
         raise ConfigError(f"{args.run} is not a run directory (no {CONFIG})")
+    config = recorded_app_config(args.run, args.model, args.data)
     names = [name.strip() for name in args.attacks.split(",")] if args.attacks else None
     for name in names or ():
         ATTACKS.check(name)
@@ -82,7 +95,7 @@ def handle(args: argparse.Namespace) -> int:
             def report(name: str, fraction: float, threat: str = threat) -> None:
                 reporter.update(threat, name, fraction, 1.0)
 
-            results = run_attacks(args.run, threat, chosen, settings, args.keys, report)
+            results = run_attacks(args.run, threat, chosen, settings, args.keys, report, config)
             attack_figures(args.run, threat, results)
             for result in results:
                 table.add_row(threat, result.attack, attack_summary(result))
@@ -108,3 +121,32 @@ def plan_attacks(threat: str | None, names: list[str] | None) -> dict[str, list[
     if unused:
         raise ConfigError(f"attack(s) {', '.join(unused)} apply to no threat")
     return {t: chosen for t, chosen in plan.items() if chosen}
+
+
+def recorded_app_config(run: Path, model: str | None, data: str | None) -> RunConfig | None:
+    """The configuration of a run recorded from a Flower app, with ``--model``/``--data``.
+
+    ``None`` when neither is given (the run's own configuration is read as it is).
+
+    Raises
+    ------
+    ConfigError
+        If the run was not recorded from an app, or a dotted path is malformed or does not load.
+
+    """
+    if model is None and data is None:
+        return None
+    for flag, path in (("--model", model), ("--data", data)):
+        if path is not None and not is_dotted_path(path):
+            raise ConfigError(f"{flag} {path!r} is not a dotted path (package.module:name)")
+    rundir = RunDirectory(run)
+    recorded = read_json(run / CONFIG).get("dataset", "")
+    if not str(recorded).startswith(APP_DATA_PREFIX):
+        raise ConfigError(
+            f"--model and --data name a Flower app's model and loader; {run} is a fedpriv run "
+            f"(dataset {recorded!r}), attacked with its own"
+        )
+    changes = {"model": model} if model else {}
+    if data:
+        changes["dataset"] = APP_DATA_PREFIX + data
+    return rundir.read_config(changes)

@@ -10,7 +10,14 @@ import numpy as np
 
 from fedpriv.data.cache import cached_arrays
 from fedpriv.errors import ConfigError
-from fedpriv.registry import DATASETS, HUB_LOADER, HUB_PREFIX, check_dataset_name, load_target
+from fedpriv.registry import (
+    APP_DATA_PREFIX,
+    DATASETS,
+    HUB_LOADER,
+    HUB_PREFIX,
+    check_dataset_name,
+    load_target,
+)
 
 
 @dataclass(frozen=True)
@@ -151,6 +158,12 @@ def load_dataset(name: str) -> Dataset:
 
     """
     check_dataset_name(name)
+    if name.startswith(APP_DATA_PREFIX):
+        raise ConfigError(
+            f"dataset {name!r} is a Flower app's loader, read per partition by `fedpriv "
+            "attack` on a run recorded from the app; `fedpriv run` takes a dataset plug-in "
+            "(docs/how-to/plugins.md)"
+        )
     if name.startswith(HUB_PREFIX):
         dataset: Dataset = load_target(HUB_LOADER)(name[len(HUB_PREFIX) :])
         return dataset

@@ -39,7 +39,7 @@ from fedpriv.flower_internals import log
 from fedpriv.models import state_from_bytes, state_to_bytes
 from fedpriv.narrative import fmt
 from fedpriv.parameters import State, state_to_vector, vector_to_state
-from fedpriv.registry import Aggregation
+from fedpriv.registry import APP_DATA_PREFIX, Aggregation
 from fedpriv.rundir import RunDirectory
 from fedpriv.schemes.base import (
     AggregationScheme,
@@ -55,6 +55,12 @@ from fedpriv.task import initial_state, num_parameters, round_record_bounds, sam
 from fedpriv.training import LocalUpdate
 from fedpriv.wire import arrays_of, server_round
 
+# A run recorded from a Flower app encrypts with ``fedpriv.flower``'s encoding (the
+# parameters themselves, its own bounds), which the coalition's decryption does not read.
+APP_COALITION = (
+    "a colluding client's decryption of a Flower app's uploads (fedpriv.flower's encoding) "
+    "is not modelled; every client holds the shared key, so one colluder reads every update"
+)
 CIPHERTEXT_ONLY = (
     "ciphertext only: the server holds CKKS ciphertexts and no key, so no individual update "
     "(or global model) is visible to it"
@@ -464,6 +470,8 @@ class CkksScheme(AggregationScheme):
         """One colluding client holds the shared key: the coalition decrypts everything."""
         if colluders < 1:
             return self.server_sight(rundir)
+        if self.config.dataset.startswith(APP_DATA_PREFIX):
+            return Blind(rundir, self.config, APP_COALITION)
         return DecryptingSight(rundir, self.config, self._holder(key_dir), self.encodings().update)
 
     def holds_against(self) -> str:

@@ -15,17 +15,27 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MessageType, RecordDict
+from flwr.app import (
+    Array,
+    ArrayRecord,
+    ConfigRecord,
+    Context,
+    Message,
+    MessageType,
+    MetricRecord,
+    RecordDict,
+)
 
 import clients.app as client_app
 import fedpriv.crypto.keyholder as keyholder
 from fedpriv.adversaries.keyless import Claim, KeylessServer
 from fedpriv.config import RunConfig
-from fedpriv.crypto.authenticated import split
+from fedpriv.crypto.authenticated import AuthPolicy, split
 from fedpriv.crypto.keyholder import KeyHolder
 from fedpriv.crypto.keys import load_server_context
 from fedpriv.crypto.mac import Purpose
 from fedpriv.errors import AggregateRejectedError, ReplyCode
+from fedpriv.flower import CkksSettings, EncryptedFedAvg, make_ckks_mod
 from fedpriv.history import History, RoundRecord
 from fedpriv.models import state_from_bytes
 from fedpriv.parameters import state_to_vector
@@ -223,3 +233,81 @@ def test_release_of_an_honest_final_sum_succeeds_once_per_run(tmp_path, key_dir,
     other.write_history(History("ckks", [RoundRecord(round=1)]))
     with pytest.raises(AggregateRejectedError, match="released before"):
         scheme.release(other)
+
+
+class _Nodes:
+    """The little of Flower's Grid that FedAvg's sampling asks."""
+
+    def get_node_ids(self):
+        return list(range(1, CLIENTS + 1))
+
+
+def _app_handler(msg: Message, context: Context) -> Message:
+    """A Flower app's train handler: moves every parameter a little, reports its examples."""
+    seen = msg.content["arrays"]
+    shift = np.float32(0.1 * (1 + int(context.node_config["partition-id"])))
+    model = ArrayRecord({k: Array(seen[k].numpy() + shift) for k in seen.keys()})
+    content = RecordDict({"arrays": model, "metrics": MetricRecord({"num-examples": 10})})
+    return Message(content=content, reply_to=msg)
+
+
+class AppFederation:
+    """Three clients of a Flower app behind ``ckks_mod`` answering round 1 of
+    ``EncryptedFedAvg``, and the keyless server's view of their uploads."""
+
+    def __init__(self, keys: Path) -> None:
+        settings = CkksSettings(update_bound=2.0, max_round_examples=100)
+        policy = AuthPolicy(min_train=CLIENTS, min_evaluate=CLIENTS)
+        self.strategy = EncryptedFedAvg(keys, settings, provision=policy)
+        self.mod = make_ckks_mod(settings, key_dir=keys)
+        self.contexts = [
+            Context(
+                run_id=1,
+                node_id=p + 1,
+                node_config={"partition-id": p},
+                state=RecordDict(),
+                run_config={},
+            )
+            for p in range(CLIENTS)
+        ]
+        initial = ArrayRecord(
+            {"w": Array(np.full((4, 3), 0.5, np.float32)), "b": Array(np.zeros(3, np.float32))}
+        )
+        sent = list(self.strategy.configure_train(1, initial, ConfigRecord(), _Nodes()))
+        self.num_values = 15
+        context = load_server_context(keys)
+        self.server = KeylessServer(context, settings.encoding(context.preset), self.num_values)
+        for msg, node in zip(sent, self.contexts, strict=True):
+            reply = self.mod(msg, node, _app_handler)
+            assert not reply.has_error(), reply.error
+            self.server.observe(reply.content["arrays"])
+        self.honest = self.server.forge([1] * CLIENTS)
+
+    def send(self, partition: int, broadcast: ArrayRecord, server_round: int = 2) -> Message:
+        messages = self.strategy.configure_train(server_round, broadcast, ConfigRecord(), _Nodes())
+        return self.mod(next(iter(messages)), self.contexts[partition], _app_handler)
+
+
+def test_every_forged_broadcast_is_refused_by_the_flower_mod(tmp_path, task_identity, monkeypatch):
+    """The same keyless server against a Flower app encrypted by ``ckks_mod``
+    (``fedpriv.flower``): each forgery is refused before anything is decrypted; the honest
+    sum is accepted once, and never an older round's."""
+    federation = AppFederation(tmp_path / "keys")
+    forgeries = _forgeries(federation.server, federation.num_values)
+    decrypted: list[int] = []
+    real_decrypt = keyholder.decrypt_parsed
+
+    def tracking_decrypt(*args, **kwargs):
+        decrypted.append(1)
+        return real_decrypt(*args, **kwargs)
+
+    monkeypatch.setattr(keyholder, "decrypt_parsed", tracking_decrypt)
+    for name, broadcast in forgeries.items():
+        reply = federation.send(TARGET, broadcast)
+        assert reply.has_error() and reply.error.code == ReplyCode.AGGREGATE_REJECTED, name
+        assert not decrypted, f"{name}: decrypted before refusing"
+    reply = federation.send(TARGET, federation.honest)
+    assert not reply.has_error(), reply.error
+    assert decrypted
+    older = federation.send(TARGET, federation.honest, server_round=1)
+    assert older.has_error() and older.error.code == ReplyCode.AGGREGATE_REJECTED

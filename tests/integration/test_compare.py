@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 import tomli_w
+from support import WRONG_NUMBERS
 
 from fedpriv.cli import main
 from fedpriv.compare.run import run_comparison
@@ -69,6 +70,10 @@ def test_report_files_and_arms(quick):
     assert html.startswith("<!DOCTYPE html>")
     assert html.count("data:image/png;base64,") == len(FIGURES) + 1
     assert 'src="figures/' not in html  # self-contained: opens from disk anywhere
+    # Written as a reader reads it: no raw Markdown, counts as counts, plurals that agree.
+    text = re.sub(r"data:image/png;base64,[^\"]*", "", html)
+    assert "**" not in text and "`" not in text
+    assert not re.search(WRONG_NUMBERS, text), re.search(WRONG_NUMBERS, text)
 
 
 def test_report_is_regenerated_from_results_json(quick):

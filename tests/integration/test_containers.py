@@ -398,15 +398,15 @@ def _wait_rounds(deployment: Deployment, name: str, rounds: int, submit: subproc
 
 
 # Enough rounds for the faults whatever round the restarted node rejoins in.
-ROUNDS = 9
+ROUNDS = 16
 # How Flower reports a node that is gone: unavailable, or its reply's content not found.
 LOST_NODE = ("Node Unavailable", "could not be found")
 LOST_REPLY_LOG = ("Error: Node Unavailable", "Reply message objects are unavailable")
 
 
 def test_faults_across_containers(deployment: Deployment, tmp_path):
-    """A node killed, restarted (it rejoins), cut off; the SuperLink restarted: the run
-    completes, each fault costing its round one client and nothing more."""
+    """A node killed, restarted (it rejoins); the SuperLink restarted; a node cut off: the
+    run completes, each fault costing its round one client and nothing more."""
     started = time.monotonic()
     name = "faults"
     variables = {"FEDPRIV_ROUNDS": str(ROUNDS), "FEDPRIV_RUN_NAME": name,
@@ -422,11 +422,18 @@ def test_faults_across_containers(deployment: Deployment, tmp_path):
     try:
         network = f"{PROJECT}_default"
         _wait_rounds(deployment, name, 1, submit)
-        deployment.compose("kill", "supernode-2")  # round 2 goes on with two clients
-        _wait_rounds(deployment, name, 2, submit)
+        # A round takes seconds: the fault can land in the round running when it is made
+        # or in the next one, in training or in evaluation. Flower reports the lost node
+        # where a round sampled it, or, once it missed its heartbeats, samples it no more.
+        # Either way one of the rounds from the first that can see the fault to two after
+        # the fault was made trains without it (the window).
+        first = deployment.checkpoints(name) + 1
+        deployment.compose("kill", "supernode-2")
+        killed = (first, deployment.checkpoints(name) + 2)
+        _wait_rounds(deployment, name, killed[1], submit)
         deployment.compose("start", "supernode-2")  # it rejoins: wait until a round has it
         deadline = time.monotonic() + 600
-        while deployment.most_clients_since(name, 3) < 3:
+        while deployment.most_clients_since(name, killed[1] + 1) < 3:
             assert submit.poll() is None, submit.communicate()
             assert time.monotonic() < deadline, "the restarted node did not rejoin"
             time.sleep(2)
@@ -437,16 +444,15 @@ def test_faults_across_containers(deployment: Deployment, tmp_path):
         time.sleep(8)
         deployment.compose("start", "superlink")
         _wait_rounds(deployment, name, rejoined + 1, submit)
-        cut_round = deployment.checkpoints(name) + 1
+        first = deployment.checkpoints(name) + 1
         cut = deployment.container("supernode-1")
         subprocess.run(["docker", "network", "disconnect", network, cut], env=deployment.env,
                        check=True, timeout=60)  # fmt: skip
-        # Cut before this round's replies or during them: its training, or the next
-        # round's, loses the node. Reconnected once both are done.
-        _wait_rounds(deployment, name, cut_round + 1, submit)
-        # Back under its service name: its ClientApp's SuperExec dials it by that name.
-        subprocess.run(["docker", "network", "connect", "--alias", "supernode-1", network, cut],
-                       env=deployment.env, check=True, timeout=60)  # fmt: skip
+        cut_off = (first, deployment.checkpoints(name) + 2)
+        # It stays cut off to the end: a SuperNode cut while it fetched a message and then
+        # reconnected was seen to take the next round's message and never answer (its
+        # SuperExec's task start refused with 412; Flower 1.42), which stalls that round
+        # until round-timeout. The restart above is the rejoin this test covers.
         output, _ = submit.communicate(timeout=900)
     finally:
         if submit.poll() is None:
@@ -455,20 +461,20 @@ def test_faults_across_containers(deployment: Deployment, tmp_path):
     assert submit.returncode == 0, output[-3000:]
     assert "the SuperLink is unreachable; waiting for it" in output
     run_dir = deployment.run_files(name, tmp_path)
-    rounds = list(RunDirectory(run_dir).read_history())
-    assert [r.round for r in rounds] == list(range(1, ROUNDS + 1)), cut_round
-    # The killed node (round 2) and the cut one: Flower reports each unavailable, or, where
-    # the fault fell between its message and its reply's content, that content as not found
-    # (both seen, for either fault, on a loaded machine).
-    failed = {r.round: list(r.failed.values()) for r in rounds}
-
-    def lost(faulty: int) -> bool:
-        return any(text in v for v in failed[faulty] for text in LOST_NODE)
-
-    assert lost(2) and len(rounds[1].clients) == 2, failed
-    cut_lost = [n for n in (cut_round, cut_round + 1) if lost(n)]
-    assert cut_lost and all(len(rounds[n - 1].clients) == 2 for n in cut_lost), failed
-    assert all(r.skipped is None for r in rounds)
+    rounds = {r.round: r for r in RunDirectory(run_dir).read_history()}
+    assert list(rounds) == list(range(1, ROUNDS + 1))
+    # Per round: clients trained, and the training failures (Flower reports a lost node
+    # unavailable, or, where the fault fell between its message and its reply's content,
+    # that content as not found; both seen, for either fault, on a loaded machine).
+    seen = {n: (len(r.clients), sorted(r.failed.values())) for n, r in rounds.items()}
+    for low, high in (killed, cut_off):
+        window = range(low, high + 1)
+        assert any(len(rounds[n].clients) == 2 for n in window), (low, high, seen)
+        # The fault costs a round one client and nothing more; a failure names the lost node.
+        assert all(len(rounds[n].clients) >= 2 for n in window), (low, high, seen)
+        for n in window:
+            assert all(any(text in v for text in LOST_NODE) for v in rounds[n].failed.values())
+    assert all(r.skipped is None for r in rounds.values())
     log = (tmp_path / f"logs-{name}" / "serverapp.log").read_text()
-    assert sum(log.count(f"failed: {text}") for text in LOST_REPLY_LOG) >= 2
+    assert any(text in log for text in LOST_REPLY_LOG), "no lost node in the ServerApp's log"
     assert f"[ROUND {ROUNDS}/{ROUNDS}]" in log

@@ -4,6 +4,8 @@ import difflib
 import os
 import pickle
 import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -68,10 +70,23 @@ def test_flwr_run_of_the_encrypted_app_equals_its_plaintext_twin(tmp_path):
         '[superlink]\ndefault = "local"\n\n[superlink.local]\naddress = ":local:"\n'
     )
     plain_out, ckks_out, keys = tmp_path / "plain", tmp_path / "ckks", tmp_path / "keys"
+    ckks_run, fedsgd_run = tmp_path / "ckks-run", tmp_path / "fedsgd-run"
     common = f"num-server-rounds={ROUNDS}"
     try:
         _run(PLAIN, home, f"{common} out-dir='{plain_out}'")
-        _run(ENCRYPTED, home, f"{common} out-dir='{ckks_out}' fedpriv-key-dir='{keys}'")
+        _run(
+            ENCRYPTED,
+            home,
+            f"{common} out-dir='{ckks_out}' fedpriv-key-dir='{keys}' "
+            f"fedpriv-record-dir='{ckks_run}'",
+        )
+        # The plaintext twin's single-image FedSGD round, recorded for the attacks.
+        _run(
+            PLAIN,
+            home,
+            f"num-server-rounds=1 local-epochs=1 train-examples=1 out-dir='{tmp_path / 'sgd'}' "
+            f"fedpriv-record-dir='{fedsgd_run}'",
+        )
     finally:
         # `flwr run` leaves its local SuperLink running: stop it (and its children) by PID.
         for pid in pids_with_cmdline(str(home), "flower-superlink"):
@@ -91,3 +106,26 @@ def test_flwr_run_of_the_encrypted_app_equals_its_plaintext_twin(tmp_path):
     while pids_with_cmdline(str(home), "flower-superlink") and time.monotonic() < deadline:
         time.sleep(0.5)
     assert pids_with_cmdline(str(home), "flower-superlink") == []
+    _attack_the_recorded_runs(ckks_run, fedsgd_run, tmp_path)
+
+
+def _attack_the_recorded_runs(ckks_run: Path, fedsgd_run: Path, tmp_path: Path) -> None:
+    """`fedpriv attack --run DIR --model <dotted path>` on the apps' recorded runs, as a
+    user types it: gradient inversion does not apply to the encrypted app's server view and
+    recovers every client's image of the plaintext twin's single-image FedSGD round."""
+    from fedpriv.attacks.results import Status, Threat
+    from fedpriv.attacks.runner import read_results
+
+    _wait_for(tmp_path / "sgd" / "final.pkl")
+    fedpriv = Path(sys.executable).with_name("fedpriv")
+    env = {**os.environ, "PYTHONPATH": str(PLAIN)}
+    for run in (ckks_run, fedsgd_run):
+        argv = [str(fedpriv), "attack", "--run", str(run), "--model", "pytorch_app.task:Net"]
+        argv += ["--threat", "curious-server", "--attacks", "ig"]
+        done = subprocess.run(argv, env=env, cwd=tmp_path, capture_output=True, text=True)
+        assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    hidden = read_results(ckks_run, Threat.CURIOUS_SERVER)["ig"]
+    assert hidden.status == Status.NOT_APPLICABLE and "ciphertext" in hidden.reason
+    scored = read_results(fedsgd_run, Threat.CURIOUS_SERVER)["ig"]
+    assert scored.status == Status.SCORED and len(scored.clients) == 3
+    assert all(c.psnr >= 30 for c in scored.clients), [c.psnr for c in scored.clients]

@@ -16,6 +16,9 @@ PLUGIN = textwrap.dedent(
     import numpy as np
     from torch import nn
 
+    from fedpriv.attacks.base import Attack
+    from fedpriv.attacks.results import AttackResult, Family, ReconstructionMetrics, Status
+    from fedpriv.attacks.views import Capability
     from fedpriv.data.datasets import Dataset
 
 
@@ -31,6 +34,25 @@ PLUGIN = textwrap.dedent(
 
         def __init__(self):
             super().__init__(nn.Flatten(), nn.Linear(16, 3))
+
+
+    class UpdateNorm(Attack):
+        """An attack plug-in: reads each client's update of round 1 (its size, as PSNR)."""
+
+        name = "update-norm"
+        family = Family.RECONSTRUCTION
+        requirements = (frozenset({Capability.CLIENT_UPDATES}),)
+
+        def run(self, context, view, needs):
+            norms = [float(np.linalg.norm(u.after - u.before)) for u in view.updates(1)]
+            metrics = ReconstructionMetrics(0.0, float(np.mean(norms)), 0.0, 0.0, 0.0)
+            return AttackResult(
+                self.name, context.threat, self.family, Status.SCORED, metrics=metrics
+            )
+
+
+    class Misnamed(UpdateNorm):
+        name = "not-its-entry-point"
 
 
     def tiny_data():
@@ -49,6 +71,10 @@ ENTRY_POINTS = textwrap.dedent(
 
     [fedpriv.datasets]
     tiny-data = fedpriv_testplugin:tiny_data
+
+    [fedpriv.attacks]
+    update-norm = fedpriv_testplugin:UpdateNorm
+    misnamed = fedpriv_testplugin:Misnamed
     """
 )
 
@@ -115,6 +141,15 @@ def test_a_plugin_model_trains_on_plugin_data(plugin_path, tmp_path):
     history = json.loads((out / "history.json").read_text())
     accuracies = [r["accuracy"] for r in history["rounds"]]
     assert accuracies[-1] > 0.9, accuracies  # three classes: chance is a third
+    # The attack plug-in is listed, runs where its needs are met, and is filed by its name.
+    assert "update-norm" in " ".join(_fedpriv(plugin_path, "attack", "--help").stdout.split())
+    argv = ["attack", str(out), "--threat", "curious-server", "--attacks", "update-norm"]
+    result = _fedpriv(plugin_path, *argv)
+    assert result.returncode == 0, result.stderr[-3000:]
+    scored = json.loads((out / "attacks" / "curious-server" / "update-norm.json").read_text())
+    assert scored["status"] == "scored" and scored["metrics"]["psnr"] > 0
+    result = _fedpriv(plugin_path, *argv[:-1], "misnamed")
+    assert result.returncode == 2 and "named 'not-its-entry-point'" in result.stderr
 
 
 def test_dotted_paths_and_entry_points_resolve_in_process(plugin_path, monkeypatch):

@@ -212,6 +212,9 @@ def documented_commands() -> list[tuple[str, int, list[str]]]:
                 continue
             pending = ""
             text = text.removeprefix("$ ").split(" #")[0].strip()
+            # Leading variable assignments (PYTHONPATH=...) belong to the shell.
+            while re.match(r"[A-Z_][A-Z0-9_]*=\S* ", text):
+                text = text.split(" ", 1)[1].lstrip()
             if text.split(" ", 1)[0] not in ("fedpriv", ".venv/bin/fedpriv"):
                 continue
             words = shlex.split(text, comments=True)
@@ -257,3 +260,12 @@ def test_the_glossary_defines_the_threat_models_terms():
     terms = ["sight", "`c0`, `c1`", "smudging", "trivial ciphertext", "meter", "coalition"]
     assert [t for t in terms if f"**{t}**" not in glossary] == []
     assert "glossary.md" in (DOCS / "explanation" / "threat-model.md").read_text(encoding="utf-8")
+
+
+def test_generated_pages_print_counts_as_counts():
+    """The README and the reference pages (result tables among them) spell counts right."""
+    from support import WRONG_NUMBERS
+
+    for path in [ROOT / "README.md", *sorted((ROOT / "docs" / "reference").glob("*.md"))]:
+        found = re.search(WRONG_NUMBERS, path.read_text(encoding="utf-8"))
+        assert found is None, (path.name, found)

@@ -6,8 +6,8 @@ import torch
 from flwr.app import ArrayRecord, Context
 from flwr.serverapp import Grid, ServerApp
 
-from fedpriv.flower import EncryptedFedAvg
-from pytorch_app.task import Net, save_arrays
+from fedpriv.flower import EncryptedFedAvg, record_run
+from pytorch_app.task import Net, load_data, save_arrays
 
 app = ServerApp()
 
@@ -23,6 +23,8 @@ def main(grid: Grid, context: Context) -> None:
         save_arrays(arrays, out / f"round-{server_round}.pkl")
 
     strategy = EncryptedFedAvg.from_run_config(context.run_config, fraction_train=1.0)
+    # What the server sees, for `fedpriv attack`, where the run config sets fedpriv-record-dir.
+    grid = record_run(grid, context.run_config, model=Net, data=load_data)
     result = strategy.start(
         grid=grid,
         initial_arrays=arrays,

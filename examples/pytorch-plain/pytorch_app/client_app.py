@@ -14,6 +14,8 @@ def train_handler(msg: Message, context: Context) -> Message:
     """Train the received model on local data."""
     partition_id = int(context.node_config["partition-id"])
     x, y = load_data(partition_id, int(context.node_config["num-partitions"]))
+    limit = int(context.run_config["train-examples"])  # 0: all of them
+    x, y = (x[:limit], y[:limit]) if limit else (x, y)
     torch.manual_seed(partition_id)
     model = Net()
     model.load_state_dict(msg.content["arrays"].to_torch_state_dict())

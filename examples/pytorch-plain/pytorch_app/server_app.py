@@ -7,7 +7,8 @@ from flwr.app import ArrayRecord, Context
 from flwr.serverapp import Grid, ServerApp
 from flwr.serverapp.strategy import FedAvg
 
-from pytorch_app.task import Net, save_arrays
+from fedpriv.flower import record_run
+from pytorch_app.task import Net, load_data, save_arrays
 
 app = ServerApp()
 
@@ -23,6 +24,8 @@ def main(grid: Grid, context: Context) -> None:
         save_arrays(arrays, out / f"round-{server_round}.pkl")
 
     strategy = FedAvg(fraction_train=1.0, fraction_evaluate=1.0)
+    # What the server sees, for `fedpriv attack`, where the run config sets fedpriv-record-dir.
+    grid = record_run(grid, context.run_config, model=Net, data=load_data)
     result = strategy.start(
         grid=grid,
         initial_arrays=arrays,

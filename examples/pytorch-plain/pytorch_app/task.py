@@ -19,15 +19,15 @@ class Net(nn.Module):
         self.fc2 = nn.Linear(32, 10)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Logits of a batch of flattened 8x8 images."""
-        return self.fc2(torch.relu(self.fc1(x)))
+        """Logits of a batch of 8x8 images, (n, 1, 8, 8)."""
+        return self.fc2(torch.relu(self.fc1(x.flatten(1))))
 
 
 def load_data(partition_id: int, num_partitions: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """A partition of scikit-learn's digits (bundled with it: no download)."""
+    """A partition of scikit-learn's digits (bundled with it: no download), in [0, 1]."""
     digits = load_digits()
     index = np.arange(len(digits.target))[partition_id::num_partitions]
-    x = torch.tensor(digits.data[index] / 16.0, dtype=torch.float32)
+    x = torch.tensor(digits.images[index][:, None] / 16.0, dtype=torch.float32)
     return x, torch.tensor(digits.target[index])
 
 
@@ -39,7 +39,7 @@ def train(net: Net, x: torch.Tensor, y: torch.Tensor, epochs: int, lr: float) ->
         loss = nn.functional.cross_entropy(net(x), y)
         loss.backward()
         optimizer.step()
-    return float(loss)
+    return float(loss.detach())
 
 
 def test(net: Net, x: torch.Tensor, y: torch.Tensor) -> tuple[float, float]:

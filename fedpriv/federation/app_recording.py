@@ -1,0 +1,257 @@
+"""A Flower app's run recorded as a fedpriv run directory, so that ``fedpriv attack`` reads it.
+
+A stock Message-API app (``FedAvg(...).start(grid=...)``, or fedpriv's ``EncryptedFedAvg``)
+wraps the ``Grid`` its ServerApp is given; the wrapper stores what its server sends and
+receives (``server_view/``), the global model of every round (``checkpoints/``, as the
+server broadcasts it: ciphertexts under encryption) and ``config.json``: the run as fedpriv's
+attacks read it, naming the app's model and its data loader by dotted path.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from flwr.app import Message
+from flwr.serverapp import Grid
+
+from fedpriv.config import RunConfig
+from fedpriv.crypto.packing import CIPHERTEXTS_KEY
+from fedpriv.errors import ConfigError
+from fedpriv.federation.recording import EVALUATE, TRAIN, RecordingGrid, phase
+from fedpriv.flower_internals import NodeInfo
+from fedpriv.registry import APP_DATA_PREFIX, Aggregation
+from fedpriv.rundir import RunDirectory
+
+# The run-config key naming the directory to record into (nothing is recorded without it).
+RECORD_DIR_KEY = "fedpriv-record-dir"
+# Where a full-batch recipe (``batch_size=0``) puts its batch size in the run's config:
+# above any client's record count, so each epoch is one step.
+FULL_BATCH = 1 << 30
+
+
+@dataclass(frozen=True)
+class AppRecipe:
+    """How the app's clients train locally: what its server configured, so its attacker knows.
+
+    Parameters
+    ----------
+    learning_rate : float
+        The local SGD learning rate (> 0).
+    local_epochs : int
+        Local epochs per round (>= 1).
+    batch_size : int
+        The local mini-batch size; 0 for full-batch gradient descent (one step per epoch).
+    momentum : float
+        The local SGD momentum, in [0, 1).
+
+    """
+
+    learning_rate: float
+    local_epochs: int = 1
+    batch_size: int = 0
+    momentum: float = 0.0
+
+    def __post_init__(self) -> None:
+        problems = []
+        if not (math.isfinite(self.learning_rate) and self.learning_rate > 0):
+            problems.append(f"learning_rate must be > 0, got {self.learning_rate}")
+        if self.local_epochs < 1:
+            problems.append(f"local_epochs must be >= 1, got {self.local_epochs}")
+        if self.batch_size < 0:
+            problems.append(f"batch_size must be >= 0 (0: full batch), got {self.batch_size}")
+        if not 0 <= self.momentum < 1:
+            problems.append(f"momentum must be in [0, 1), got {self.momentum}")
+        if problems:
+            raise ConfigError("AppRecipe: " + "; ".join(problems))
+
+    @classmethod
+    def from_run_config(cls, run_config: Mapping[str, Any]) -> AppRecipe:
+        """The recipe under the keys ``flwr new``'s templates use.
+
+        ``learning-rate`` (or ``lr``), and where present ``local-epochs``, ``batch-size``
+        and ``momentum``.
+
+        Raises
+        ------
+        ConfigError
+            If no learning rate is set, or a value is out of range.
+
+        """
+        rate = run_config.get("learning-rate", run_config.get("lr"))
+        if rate is None:
+            raise ConfigError(
+                "the run config sets no learning rate (learning-rate or lr): give "
+                "record_run an AppRecipe"
+            )
+        return cls(
+            learning_rate=float(rate),
+            local_epochs=int(run_config.get("local-epochs", 1)),
+            batch_size=int(run_config.get("batch-size", 0)),
+            momentum=float(run_config.get("momentum", 0.0)),
+        )
+
+
+def dotted_path(target: object | str) -> str:
+    """``module:qualname`` of a class or function (a string is returned as it is)."""
+    if isinstance(target, str):
+        return target
+    module, name = getattr(target, "__module__", None), getattr(target, "__qualname__", None)
+    if not module or not name or "<" in name or module == "__main__":
+        raise ConfigError(
+            f"{target!r} has no importable dotted path (module:name): define it at the top "
+            "level of an importable module, or pass the path as a string"
+        )
+    return f"{module}:{name}"
+
+
+class AppRecordingGrid(RecordingGrid):
+    """A Flower app's ``Grid``, storing what its server sees as a fedpriv run directory.
+
+    Rounds are numbered by the ``server-round`` a strategy puts in its messages' config
+    record (Flower's strategies do), else counted by training exchanges. The global model
+    of round ``r`` is stored as checkpoint ``r`` when the server sends it: to evaluate
+    after round ``r``, or to train round ``r + 1``.
+
+    Parameters
+    ----------
+    grid : Grid
+        The grid Flower gave the ServerApp.
+    run_dir : Path
+        The directory to record into (refused if it already holds a run).
+    recipe : AppRecipe
+        How the app's clients train.
+    model : str
+        The app's model class, ``module:Name`` (built with no arguments).
+    data : str
+        The app's loader, ``module:function`` taking ``(partition_id, num_partitions)``
+        and returning ``(x, y)`` (see ``docs/how-to/flower-app.md``).
+
+    """
+
+    def __init__(self, grid: Grid, run_dir: Path, recipe: AppRecipe, model: str, data: str) -> None:
+        rundir = RunDirectory(run_dir)
+        rundir.create()
+        super().__init__(grid, rundir, record_view=True)
+        self.recipe = recipe
+        self.model = model
+        self.data = data
+        self.encrypted = False
+        self.last_round = 0
+        self.nodes = 0
+
+    def get_node_ids(self) -> Iterable[int]:
+        """As the wrapped grid (an app's ClientApp answers no partition query)."""
+        nodes = list(self._grid.get_node_ids())
+        self.nodes = max(self.nodes, len(nodes))
+        return nodes
+
+    def get_nodes(self) -> Iterable[NodeInfo]:
+        """As the wrapped grid."""
+        return self._grid.get_nodes()
+
+    def send_and_receive(
+        self, messages: Iterable[Message], *, timeout: float | None = None
+    ) -> Iterable[Message]:
+        """Record the exchange (and the global model it carries), then write the config."""
+        messages = list(messages)
+        if not messages:
+            return []
+        kind = phase(messages[0])
+        given = _server_round(messages[0])
+        if given is not None:
+            self.current_round = given
+        elif kind == TRAIN:
+            self.current_round += 1
+        server_round = self.current_round
+        # The model a train message carries is the global model after the round before it.
+        holds = server_round if kind == EVALUATE else server_round - 1
+        if holds >= 1 and not self._rundir.checkpoint_path(holds).exists():
+            self._rundir.write_checkpoint(holds, messages[0].content)
+        replies = list(super().send_and_receive(messages, timeout=timeout))
+        if kind == TRAIN:
+            self.encrypted = self.encrypted or any(
+                CIPHERTEXTS_KEY in record
+                for reply in replies
+                if not reply.has_error()
+                for record in reply.content.array_records.values()
+            )
+            self.last_round = max(self.last_round, server_round)
+            self._rundir.write_config(self.run_config())
+        return replies
+
+    def run_config(self) -> RunConfig:
+        """The run as fedpriv's attacks read it."""
+        recipe = self.recipe
+        return RunConfig(
+            aggregation=Aggregation.CKKS if self.encrypted else Aggregation.PLAINTEXT,
+            dataset=APP_DATA_PREFIX + self.data,
+            model=self.model,
+            num_clients=max(self.nodes, 1),
+            num_server_rounds=max(self.last_round, 1),
+            local_epochs=recipe.local_epochs,
+            batch_size=recipe.batch_size or FULL_BATCH,
+            learning_rate=recipe.learning_rate,
+            momentum=recipe.momentum,
+            out_dir=str(self._rundir.path),
+        )
+
+
+def _server_round(message: Message) -> int | None:
+    for record in message.content.config_records.values():
+        value = record.get("server-round")
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+    return None
+
+
+def record_run(
+    grid: Grid,
+    run_config: Mapping[str, Any],
+    *,
+    model: type | Callable[..., Any] | str,
+    data: Callable[..., Any] | str,
+    recipe: AppRecipe | None = None,
+    run_dir: str | Path | None = None,
+) -> Grid:
+    """The ServerApp's ``grid``, recording the run where ``fedpriv attack`` reads it.
+
+    Records into ``run_dir``, else the run config's ``fedpriv-record-dir``; with neither set
+    (or it empty) the grid is returned unchanged and nothing is recorded.
+
+    Parameters
+    ----------
+    grid : Grid
+        The grid Flower gave the ServerApp.
+    run_config : Mapping[str, Any]
+        The run config (``context.run_config``).
+    model : type | Callable | str
+        The app's model class (or its ``module:Name``), built with no arguments.
+    data : Callable | str
+        The app's data loader (or its ``module:function``): ``(partition_id,
+        num_partitions) -> (x, y)`` as its clients load their training data.
+    recipe : AppRecipe | None
+        How the clients train; by default from the run config
+        (:meth:`AppRecipe.from_run_config`).
+    run_dir : str | Path | None
+        Where to record (overrides ``fedpriv-record-dir``).
+
+    Returns
+    -------
+    Grid
+        The grid to give the strategy.
+
+    """
+    target = run_dir if run_dir is not None else run_config.get(RECORD_DIR_KEY, "")
+    if not str(target):
+        return grid
+    return AppRecordingGrid(
+        grid,
+        Path(str(target)),
+        recipe or AppRecipe.from_run_config(run_config),
+        dotted_path(model),
+        dotted_path(data),
+    )
