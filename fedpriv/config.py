@@ -64,8 +64,8 @@ class RunConfig:
     themselves on creation and raise :class:`ConfigError` naming the bad key.
     """
 
-    aggregation: Aggregation = setting(
-        Aggregation.PLAINTEXT, "how the server aggregates updates", choices=SCHEMES.names()
+    aggregation: str = setting(
+        str(Aggregation.PLAINTEXT), "how the server aggregates updates", choices=SCHEMES.choices
     )
     dataset: str = setting(
         "digits",
@@ -179,8 +179,8 @@ class RunConfig:
         "round); bounds the disk a large federation's view takes",
     )
     resume: bool = setting(False, "continue the run in out-dir after its last finished round")
-    defense: Defense = setting(
-        Defense.NONE, "a protection beside the aggregation", choices=DEFENSES.names()
+    defense: str = setting(
+        str(Defense.NONE), "a protection beside the aggregation", choices=DEFENSES.choices
     )
     adversary: str = setting(
         "",
@@ -211,6 +211,8 @@ class RunConfig:
 
     def __post_init__(self) -> None:
         self._check_types()
+        SCHEMES.check(self.aggregation)
+        DEFENSES.check(self.defense)
         check_dataset_name(self.dataset)
         check_device_name(self.device)
         PARTITIONERS.check(self.partitioner)

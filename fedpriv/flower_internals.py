@@ -13,8 +13,11 @@ has one file (and one test file) to check.
 
 from __future__ import annotations
 
+import ast
+import functools
 import os
 import sys
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -79,6 +82,31 @@ def recorddict_from_bytes(data: bytes) -> RecordDict:
 
 
 # -- the Simulation Engine ------------------------------------------------------------------
+_AST_LOCK = threading.Lock()
+
+
+def serialize_ast_parsing() -> None:
+    """Let one thread at a time run ``ast.parse`` in this process (idempotent).
+
+    CPython 3.11 keeps the AST constructor's recursion depth in interpreter-wide state, so
+    two threads parsing at once can fail with ``SystemError: AST constructor recursion
+    depth mismatch`` (python/cpython#106905). The Simulation Engine does exactly that: its
+    ServerApp and ClientApp threads each validate their app reference with ``ast.parse``
+    while the other may be importing (seen once in CI, failing a simulation at its start).
+    """
+    if getattr(ast.parse, "_fedpriv_serialized", False):
+        return
+    parse = ast.parse
+
+    @functools.wraps(parse)
+    def serialized(*args: Any, **kwargs: Any) -> Any:
+        with _AST_LOCK:
+            return parse(*args, **kwargs)
+
+    serialized._fedpriv_serialized = True  # type: ignore[attr-defined]
+    ast.parse = serialized
+
+
 def run_simulation_app(
     num_supernodes: int,
     server_app_attr: str,
@@ -96,6 +124,8 @@ def run_simulation_app(
     # Imported here: the Simulation Engine pulls in Ray, which deployments never need.
     from flwr.simulation.run_simulation import _run_simulation
     from flwr.supercore.telemetry import EventType
+
+    serialize_ast_parsing()
 
     server_context = Context(
         run_id=0, node_id=0, node_config={}, state=RecordDict(), run_config=run_config

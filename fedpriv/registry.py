@@ -240,7 +240,11 @@ def load_target(target: str) -> Any:
 
 
 class Aggregation(StrEnum):
-    """How the server aggregates client updates (the ``aggregation`` run-config key)."""
+    """fedpriv's own aggregation schemes (the ``aggregation`` run-config key).
+
+    The key takes any name :data:`SCHEMES` knows: these, and schemes other packages register
+    under the entry-point group ``fedpriv.schemes``.
+    """
 
     PLAINTEXT = "plaintext"
     CKKS = "ckks"
@@ -249,7 +253,11 @@ class Aggregation(StrEnum):
 
 
 class Defense(StrEnum):
-    """A protection composed with the aggregation scheme (the ``defense`` run-config key)."""
+    """fedpriv's own defenses (the ``defense`` run-config key).
+
+    The key takes any name :data:`DEFENSES` knows: these, and defenses other packages
+    register under the entry-point group ``fedpriv.defenses``.
+    """
 
     NONE = "none"
     DP = "dp"
@@ -307,6 +315,7 @@ SCHEMES: Registry[Any] = Registry(
         ),
         Aggregation.SECAGG: Entry("fedpriv.schemes.secagg:SecAggScheme", provides=PLAIN_BROADCAST),
     },
+    group="fedpriv.schemes",
 )
 # Each value is a :class:`fedpriv.defenses.base.Defense` subclass.
 DEFENSES: Registry[Any] = Registry(
@@ -319,6 +328,7 @@ DEFENSES: Registry[Any] = Registry(
         ),
         Defense.MEMGUARD: Entry("fedpriv.defenses.memguard:MemGuardDefense"),
     },
+    group="fedpriv.defenses",
 )
 # Each value builds a torch module from ``(input_shape, num_classes)``.
 PER_SAMPLE = frozenset({Trait.PER_SAMPLE_GRADIENTS})

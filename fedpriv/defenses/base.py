@@ -51,7 +51,7 @@ class Defense:
 
     """
 
-    name: ClassVar[DefenseName] = DefenseName.NONE
+    name: ClassVar[str] = DefenseName.NONE
     # Whether the defense protects anything (the empty defense does not).
     protects: ClassVar[bool] = True
 

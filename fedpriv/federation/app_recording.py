@@ -187,7 +187,7 @@ class AppRecordingGrid(RecordingGrid):
         """The run as fedpriv's attacks read it."""
         recipe = self.recipe
         return RunConfig(
-            aggregation=Aggregation.CKKS if self.encrypted else Aggregation.PLAINTEXT,
+            aggregation=str(Aggregation.CKKS if self.encrypted else Aggregation.PLAINTEXT),
             dataset=APP_DATA_PREFIX + self.data,
             model=self.model,
             num_clients=max(self.nodes, 1),

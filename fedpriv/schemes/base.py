@@ -28,7 +28,7 @@ from fedpriv.federation.recording import RecordingGrid
 from fedpriv.federation.rounds import RoundLoop, RoundPolicy
 from fedpriv.history import History
 from fedpriv.parameters import State, state_to_vector
-from fedpriv.registry import SCHEMES, Aggregation, Trait
+from fedpriv.registry import SCHEMES, Trait
 from fedpriv.rundir import RunDirectory
 from fedpriv.schemes.sight import Sight
 from fedpriv.task import sampled_per_round
@@ -140,7 +140,7 @@ class AggregationScheme(ABC):
 
     """
 
-    name: ClassVar[Aggregation]
+    name: ClassVar[str]
     # Whether a server restarted mid-run can continue from its last checkpoint.
     resumable: ClassVar[bool] = True
     # Whether the key holders must release the model (the server cannot read it).

@@ -20,6 +20,8 @@ PLUGIN = textwrap.dedent(
     from fedpriv.attacks.results import AttackResult, Family, ReconstructionMetrics, Status
     from fedpriv.attacks.views import Capability
     from fedpriv.data.datasets import Dataset
+    from fedpriv.defenses.base import NoDefense
+    from fedpriv.schemes.plaintext import PlaintextScheme
 
 
     class TinyNet(nn.Sequential):
@@ -55,6 +57,18 @@ PLUGIN = textwrap.dedent(
         name = "not-its-entry-point"
 
 
+    class PlaintextTwin(PlaintextScheme):
+        """An aggregation plug-in: fedpriv's plaintext FedAvg under a name of its own."""
+
+        name = "plaintext-twin"
+
+
+    class NoDefenseTwin(NoDefense):
+        """A defense plug-in that changes nothing."""
+
+        name = "none-twin"
+
+
     def tiny_data():
         rng = np.random.default_rng(0)
         y = rng.integers(0, 3, 600)
@@ -71,6 +85,12 @@ ENTRY_POINTS = textwrap.dedent(
 
     [fedpriv.datasets]
     tiny-data = fedpriv_testplugin:tiny_data
+
+    [fedpriv.schemes]
+    plaintext-twin = fedpriv_testplugin:PlaintextTwin
+
+    [fedpriv.defenses]
+    none-twin = fedpriv_testplugin:NoDefenseTwin
 
     [fedpriv.attacks]
     update-norm = fedpriv_testplugin:UpdateNorm
@@ -111,6 +131,7 @@ def _fedpriv(plugin_path, *argv, cwd=None):
 def test_registered_plugins_are_listed_by_run_help(plugin_path):
     help_text = " ".join(_fedpriv(plugin_path, "run", "--help").stdout.split())
     assert "tiny-net" in help_text and "tiny-data" in help_text
+    assert "plaintext-twin" in help_text and "none-twin" in help_text
     assert "<package.module:attribute>" in help_text
 
 
@@ -132,9 +153,11 @@ def test_a_plugin_that_fails_to_load_is_named_by_its_entry_point(plugin_path, tm
 
 @pytest.mark.slow
 def test_a_plugin_model_trains_on_plugin_data(plugin_path, tmp_path):
+    """A model, data, a scheme and a defense of another package, in one federation."""
     out = tmp_path / "run"
     result = _fedpriv(
         plugin_path, "run", "--model", "tiny-net", "--dataset", "tiny-data",
+        "--aggregation", "plaintext-twin", "--defense", "none-twin",
         "--clients", "2", "--rounds", "3", "--out", str(out),
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
@@ -152,7 +175,36 @@ def test_a_plugin_model_trains_on_plugin_data(plugin_path, tmp_path):
     assert result.returncode == 2 and "named 'not-its-entry-point'" in result.stderr
 
 
-def test_dotted_paths_and_entry_points_resolve_in_process(plugin_path, monkeypatch):
+@pytest.fixture
+def fresh_registries():
+    """Registries that read the entry points of this test's ``sys.path``, and forget them
+    after it (each caches what it read: later tests in the process must not see them)."""
+    from fedpriv.attacks.registry import ATTACKS
+    from fedpriv.registry import (
+        DATASETS,
+        DEFENSES,
+        MODELS,
+        PARTITIONERS,
+        SCHEMES,
+        installed_entry_points,
+    )
+
+    registries = (MODELS, DATASETS, PARTITIONERS, SCHEMES, DEFENSES, ATTACKS)
+
+    def forget() -> None:
+        installed_entry_points.cache_clear()
+        for registry in registries:
+            registry.__dict__.pop("_entries", None)
+            registry._origins.clear()
+
+    forget()
+    yield
+    forget()
+
+
+def test_dotted_paths_and_entry_points_resolve_in_process(
+    plugin_path, monkeypatch, fresh_registries
+):
     """The registry's rules, without a subprocess: a dotted path is its own entry; a model
     that takes no arguments is built as a Flower app's ``Net()`` is."""
     from fedpriv.errors import ConfigError

@@ -281,3 +281,34 @@ def test_the_preloaded_modules_start_no_thread():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "1"
+
+
+def test_ast_parsing_is_serialized_for_the_simulation_threads(monkeypatch):
+    """CPython 3.11's AST constructor is not thread-safe (python/cpython#106905); the
+    Simulation Engine's threads parse at once, so fedpriv lets one parse at a time."""
+    import ast
+    import threading
+    import time
+
+    from fedpriv.flower_internals import serialize_ast_parsing
+
+    running, most = [0], [0]
+    real = ast.parse
+
+    def slow_parse(*args, **kwargs):
+        running[0] += 1
+        most[0] = max(most[0], running[0])
+        time.sleep(0.02)
+        running[0] -= 1
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(ast, "parse", slow_parse)
+    serialize_ast_parsing()
+    serialize_ast_parsing()  # idempotent: one lock, not two wrappers
+    threads = [threading.Thread(target=ast.parse, args=("x = 1",)) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert most[0] == 1
+    assert isinstance(ast.parse("y = 2"), ast.Module)
