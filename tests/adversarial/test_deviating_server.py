@@ -131,6 +131,14 @@ def test_every_forged_broadcast_is_refused_before_decryption(key_dir, task_ident
     """Authenticated: each forgery gets AGGREGATE_REJECTED, and nothing was decrypted."""
     federation = Federation(key_dir, authenticated=True)
     forgeries = _forgeries(federation.server, num_parameters(federation.config))
+    _refused_before_decryption(federation, forgeries, monkeypatch)
+
+
+def _refused_before_decryption(
+    federation: Federation | AppFederation, forgeries: dict[str, ArrayRecord], monkeypatch
+) -> None:
+    """Each forgery gets AGGREGATE_REJECTED with nothing decrypted; then the honest sum of
+    round 1 is accepted (and decrypted) by the same client in round 2."""
     decrypted: list[int] = []
     real_decrypt = keyholder.decrypt_parsed
 
@@ -143,7 +151,6 @@ def test_every_forged_broadcast_is_refused_before_decryption(key_dir, task_ident
         reply = federation.send(TARGET, broadcast)
         assert reply.has_error() and reply.error.code == ReplyCode.AGGREGATE_REJECTED, name
         assert not decrypted, f"{name}: decrypted before refusing"
-    # The honest sum of round 1 is accepted (and decrypted) by the same client in round 2.
     reply = federation.send(TARGET, federation.honest)
     assert not reply.has_error(), reply.error
     assert decrypted
@@ -293,21 +300,8 @@ def test_every_forged_broadcast_is_refused_by_the_flower_mod(tmp_path, task_iden
     (``fedpriv.flower``): each forgery is refused before anything is decrypted; the honest
     sum is accepted once, and never an older round's."""
     federation = AppFederation(tmp_path / "keys")
-    forgeries = _forgeries(federation.server, federation.num_values)
-    decrypted: list[int] = []
-    real_decrypt = keyholder.decrypt_parsed
-
-    def tracking_decrypt(*args, **kwargs):
-        decrypted.append(1)
-        return real_decrypt(*args, **kwargs)
-
-    monkeypatch.setattr(keyholder, "decrypt_parsed", tracking_decrypt)
-    for name, broadcast in forgeries.items():
-        reply = federation.send(TARGET, broadcast)
-        assert reply.has_error() and reply.error.code == ReplyCode.AGGREGATE_REJECTED, name
-        assert not decrypted, f"{name}: decrypted before refusing"
-    reply = federation.send(TARGET, federation.honest)
-    assert not reply.has_error(), reply.error
-    assert decrypted
+    _refused_before_decryption(
+        federation, _forgeries(federation.server, federation.num_values), monkeypatch
+    )
     older = federation.send(TARGET, federation.honest, server_round=1)
     assert older.has_error() and older.error.code == ReplyCode.AGGREGATE_REJECTED
