@@ -134,6 +134,11 @@ class AppRecordingGrid(RecordingGrid):
 
     def __init__(self, grid: Grid, run_dir: Path, recipe: AppRecipe, model: str, data: str) -> None:
         rundir = RunDirectory(run_dir)
+        if rundir.holds_run():
+            raise ConfigError(
+                f"{RECORD_DIR_KEY} {run_dir} already holds a run; record into another "
+                "directory or delete it"
+            )
         rundir.create()
         super().__init__(grid, rundir, record_view=True)
         self.recipe = recipe

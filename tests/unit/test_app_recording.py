@@ -93,5 +93,5 @@ def test_rounds_are_counted_where_a_strategy_names_none(task_identity, tmp_path)
     assert sorted(rundir.view_files(2, "train-recv-")) == ["train-recv-7", "train-recv-8"]
     config = rundir.read_config()
     assert (config.num_server_rounds, config.num_clients, config.aggregation) == (2, 2, "plaintext")
-    with pytest.raises(ConfigError, match="already holds a run"):
+    with pytest.raises(ConfigError, match="fedpriv-record-dir .* already holds a run"):
         AppRecordingGrid(FakeGrid([7], answer), tmp_path / "run", AppRecipe(0.1), *names)
