@@ -21,7 +21,7 @@ from fedpriv.data.datasets import Dataset, load_dataset
 from fedpriv.provenance import code_digest
 from fedpriv.registry import APP_DATA_PREFIX
 from fedpriv.rundir import RunDirectory
-from fedpriv.task import client_data
+from fedpriv.task import client_data, run_dataset
 
 # Reports progress: (what, fraction done).
 Progress = Callable[[str, float], None]
@@ -37,19 +37,16 @@ class Truth:
     train_indices: dict[int, np.ndarray]
 
 
-def app_population(config: RunConfig) -> tuple[Dataset, Truth]:
-    """The records of a Flower app's clients, from the app's own loader (``app:`` datasets).
-
-    Every partition's records trained the model (an app trains on what it loads), so there
-    is no non-member: the membership attacks do not apply.
-    """
-    dataset, parts = app_records(config.dataset, config.num_clients)
-    members = np.ones(len(dataset), dtype=bool)
-    return dataset, Truth(dataset.x, dataset.y, members, dict(enumerate(parts)))
-
-
 def ground_truth(config: RunConfig) -> Truth:
-    """Which records trained the global model, and each partition's training records."""
+    """Which records trained the global model, and each partition's training records.
+
+    A run recorded from a Flower app (an ``app:`` dataset) trained on every record its
+    loader gives each partition: there is no non-member, so membership attacks do not apply.
+    """
+    if config.dataset.startswith(APP_DATA_PREFIX):
+        dataset, parts = app_records(config.dataset, config.num_clients)
+        members = np.ones(len(dataset), dtype=bool)
+        return Truth(dataset.x, dataset.y, members, dict(enumerate(parts)))
     dataset = load_dataset(config.dataset)
     member = np.zeros(len(dataset), dtype=bool)
     train_indices = {}
@@ -100,12 +97,8 @@ class AttackContext:
         self.settings = settings
         self.progress: Progress = progress or (lambda _name, _fraction: None)
         self.config = config or self.rundir.read_config()
-        self.dataset: Dataset
-        if self.config.dataset.startswith(APP_DATA_PREFIX):
-            self.dataset, self.truth = app_population(self.config)
-        else:
-            self.dataset = load_dataset(self.config.dataset)
-            self.truth = ground_truth(self.config)
+        self.dataset: Dataset = run_dataset(self.config)
+        self.truth = ground_truth(self.config)
         self._pool: CandidatePool | None = None
         self._shadows: ShadowSet | None = None
         self.rundir.attack_dir(threat).mkdir(parents=True, exist_ok=True)
