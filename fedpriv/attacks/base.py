@@ -6,6 +6,7 @@ from abc import ABC, abstractmethod
 from typing import ClassVar
 
 from fedpriv.attacks.context import AttackContext
+from fedpriv.attacks.estimate import QUICK, Estimate
 from fedpriv.attacks.results import AttackResult, Family
 from fedpriv.attacks.views import Capability, View
 
@@ -43,3 +44,13 @@ class Attack(ABC):
     @abstractmethod
     def run(self, context: AttackContext, view: View, needs: frozenset[Capability]) -> AttackResult:
         """Attack the run through ``view`` holding ``needs``; return the scored result."""
+
+    def estimate(
+        self, context: AttackContext, view: View, needs: frozenset[Capability]
+    ) -> Estimate:
+        """Seconds :meth:`run` will take with ``needs``, before it starts.
+
+        Attacks that optimize or train time a few of their own steps on the run's model
+        (:mod:`fedpriv.attacks.estimate`); the default counts the attack as quick.
+        """
+        return QUICK

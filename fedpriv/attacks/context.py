@@ -10,19 +10,24 @@ from pathlib import Path
 
 import numpy as np
 
+from fedpriv.attacks.estimate import Estimate, seconds_per_call
 from fedpriv.attacks.membership import ShadowSet, train_shadows
 from fedpriv.attacks.results import Threat
 from fedpriv.attacks.settings import SuiteSettings
 from fedpriv.attacks.views import NotApplicable
 from fedpriv.config import RunConfig
 from fedpriv.data.app_data import app_records
-from fedpriv.data.cache import cached_arrays
+from fedpriv.data.cache import cached_arrays, entry_path
 from fedpriv.data.datasets import Dataset, load_dataset
+from fedpriv.device import torch_device
 from fedpriv.provenance import code_digest
 from fedpriv.registry import APP_DATA_PREFIX
 from fedpriv.rundir import RunDirectory
-from fedpriv.task import client_data, run_dataset
+from fedpriv.task import client_data, new_model, run_dataset
+from fedpriv.training import train
 
+# The work the shadow-based attacks share (:attr:`Estimate.shared`).
+SHADOWS = "shadow models"
 # Reports progress: (what, fraction done).
 Progress = Callable[[str, float], None]
 
@@ -126,21 +131,42 @@ class AttackContext:
             )
         return self._pool
 
-    def shadows(self) -> ShadowSet:
-        """Shadow models trained once for every shadow-based attack of the invocation.
+    def _shadow_plan(self) -> tuple[CandidatePool, int, str]:
+        """The pool, each shadow's training-set size, and the shadows' disk-cache key.
 
-        They depend on the pool, the recipe and the settings only, not on the scheme or the
-        defense: runs that share those (the arms of a comparison) share one disk-cache entry.
+        The shadows depend on the pool, the recipe and the settings only, not on the scheme
+        or the defense: runs that share those (the arms of a comparison) share one entry.
         """
+        pool = self.pool()
+        train_size = min(pool.train_size, len(pool.indices) // 2)
+        config = self.config
+        recipe = [
+            config.dataset,
+            config.model,
+            config.num_clients,
+            config.fraction_train,
+            config.num_server_rounds,
+            config.local_epochs,
+            config.batch_size,
+            config.learning_rate,
+            config.momentum,
+        ]
+        digest = hashlib.sha256(
+            json.dumps([recipe, asdict(self.settings.membership), train_size]).encode()
+            + pool.indices.tobytes()
+            + code_digest("fedpriv").encode()
+        ).hexdigest()[:24]
+        return pool, train_size, f"shadows-{digest}"
+
+    def shadows(self) -> ShadowSet:
+        """Shadow models trained once for every shadow-based attack (cached on disk)."""
         if self._shadows is None:
-            pool = self.pool()
+            pool, train_size, key = self._shadow_plan()
             total = self.settings.membership.num_shadows
-            train_size = min(pool.train_size, len(pool.indices) // 2)
-            config = self.config
 
             def build() -> dict[str, np.ndarray]:
                 shadows = train_shadows(
-                    config,
+                    self.config,
                     self.truth.x[pool.indices],
                     self.truth.y[pool.indices],
                     train_size,
@@ -150,22 +176,49 @@ class AttackContext:
                 )
                 return {"probabilities": shadows.probabilities, "included": shadows.included}
 
-            recipe = [
-                config.dataset,
-                config.model,
-                config.num_clients,
-                config.fraction_train,
-                config.num_server_rounds,
-                config.local_epochs,
+            arrays, _ = cached_arrays(key, build, {"probabilities", "included"})
+            self._shadows = ShadowSet(arrays["probabilities"], arrays["included"])
+        return self._shadows
+
+    def shadows_estimate(self) -> Estimate:
+        """Seconds :meth:`shadows` will take: none when cached, else their training, timed.
+
+        One shadow trains on ``train_size`` records as the target federation trained
+        (:func:`~fedpriv.attacks.membership.train_federated`: every round, the sampled
+        clients' local epochs) or for ``shadow_epochs`` epochs; a few mini-batch steps of
+        the run's model are timed and multiplied by the records every shadow passes.
+        """
+        pool, train_size, key = self._shadow_plan()
+        if self._shadows is not None or entry_path(key).is_file():
+            return Estimate(0.0, "shadow models cached", shared=SHADOWS)
+        settings, config = self.settings.membership, self.config
+        if settings.shadow_epochs:
+            passes = float(settings.shadow_epochs)
+        else:
+            clients = max(1, config.num_clients)
+            sampled = min(clients, max(1, int(clients * config.fraction_train)))
+            passes = config.num_server_rounds * config.local_epochs * sampled / clients
+        batch = min(train_size, 4 * config.batch_size)
+        x, y = self.truth.x[pool.indices[:batch]], self.truth.y[pool.indices[:batch]]
+        model = new_model(self.config)
+
+        def train_batch() -> None:
+            train(
+                model,
+                x,
+                y,
+                1,
                 config.batch_size,
                 config.learning_rate,
                 config.momentum,
-            ]
-            digest = hashlib.sha256(
-                json.dumps([recipe, asdict(self.settings.membership), train_size]).encode()
-                + pool.indices.tobytes()
-                + code_digest("fedpriv").encode()
-            ).hexdigest()[:24]
-            arrays, _ = cached_arrays(f"shadows-{digest}", build, {"probabilities", "included"})
-            self._shadows = ShadowSet(arrays["probabilities"], arrays["included"])
-        return self._shadows
+                device=torch_device(config.device),
+            )
+
+        per_record = seconds_per_call(train_batch) / max(batch, 1)
+        records = passes * train_size
+        seconds = settings.num_shadows * records * per_record
+        basis = (
+            f"{settings.num_shadows} shadow models x {records:,.0f} record passes at "
+            f"{per_record * 1e6:,.0f} us"
+        )
+        return Estimate(seconds, basis, shared=SHADOWS)

@@ -181,6 +181,77 @@ def _total_variation(x: torch.Tensor) -> torch.Tensor:
     return dx + dy
 
 
+def _split_state(model: nn.Module, vector: np.ndarray) -> tuple[Params, Params]:
+    """A flat state as (trainable parameters, buffers).
+
+    Buffers (running statistics) are not trained: the simulated steps carry them, the
+    matching skips them.
+    """
+    trainable = {name for name, _ in model.named_parameters()}
+    state = _param_dict(model, vector)
+    start = {k: v for k, v in state.items() if k in trainable}
+    return start, {k: v for k, v in state.items() if k not in trainable}
+
+
+# L-BFGS evaluates the matching loss at most max_iter * 5 / 4 times per step (PyTorch's
+# default max_eval) and takes one step per 20 of the budget's iterations.
+LBFGS_MAX_ITER = 20
+LBFGS_MAX_EVAL = LBFGS_MAX_ITER * 5 // 4
+
+
+def matching_evaluations(settings: InversionSettings) -> tuple[int, bool]:
+    """Matching-loss evaluations of one start, and whether that is an upper bound.
+
+    Inverting Gradients takes exactly ``iterations`` Adam steps; DLG and iDLG take
+    ``iterations // 20`` L-BFGS steps of at most :data:`LBFGS_MAX_EVAL` evaluations each and
+    stop early once the loss stops changing.
+    """
+    if settings.method == "ig":
+        return settings.iterations, False
+    return max(1, settings.iterations // LBFGS_MAX_ITER) * LBFGS_MAX_EVAL, True
+
+
+def matching_seconds(
+    model: nn.Module,
+    before: np.ndarray,
+    recipe: LocalRecipe,
+    input_shape: tuple[int, ...],
+    num_classes: int,
+    settings: InversionSettings,
+    device: str | torch.device = "cpu",
+) -> float:
+    """Seconds of one evaluation of the matching loss and its gradient, as :func:`invert` runs it.
+
+    Timed on the update's own model, record count and simulated recipe (a few calls after a
+    warm-up): the unit :func:`invert`'s cost is made of.
+    """
+    from fedpriv.attacks.estimate import seconds_per_call
+
+    start, buffers = _split_state(model, before)
+    count = min(recipe.num_examples, settings.max_images)
+    simulated = recipe.simulated(count, settings.max_steps)
+    model.to(device).train()
+    start = {k: v.to(device) for k, v in start.items()}
+    buffers = {k: v.to(device) for k, v in buffers.items()}
+    target = {k: torch.ones_like(v) for k, v in start.items()}
+    generator = torch.Generator().manual_seed(settings.seed)
+    x = torch.rand((count, *input_shape), generator=generator).to(device).requires_grad_(True)
+    labels = torch.arange(count, device=device) % num_classes
+    # DLG optimizes soft labels: the simulated steps then take the soft cross-entropy.
+    y = torch.zeros((count, num_classes), device=device) if settings.method == "dlg" else labels
+
+    def evaluate() -> None:
+        update = simulate_update(model, start, x, y, simulated, buffers)
+        if settings.method == "ig":
+            loss = _cosine(update, target) + settings.tv_weight * _total_variation(x)
+        else:
+            loss = _l2(update, target)
+        loss.backward()
+        x.grad = None
+
+    return seconds_per_call(evaluate)
+
+
 def invert(
     model: nn.Module,
     before: np.ndarray,
@@ -205,15 +276,11 @@ def invert(
     The optimization runs on ``device``; starts are drawn on the CPU, so the same seed
     starts from the same images on every device.
     """
-    trainable = {name for name, _ in model.named_parameters()}
-    state = _param_dict(model, before)
-    # Buffers (running statistics) are not trained: the steps carry them, the match skips them.
-    buffers = {k: v for k, v in state.items() if k not in trainable}
-    start = {k: v for k, v in state.items() if k in trainable}
+    start, buffers = _split_state(model, before)
     target = {
         k: start[k] - v
         for k, v in _param_dict(model, after).items()
-        if k in trainable and k not in ignored
+        if k in start and k not in ignored
     }
     count = min(recipe.num_examples, settings.max_images)
     labels = torch.from_numpy(recover_labels(target, num_classes, count)).to(device)
@@ -292,7 +359,12 @@ def _run_lbfgs(
 ) -> float:
     variables = [x] if soft is None else [x, soft]
     optimizer = torch.optim.LBFGS(
-        variables, lr=1.0, max_iter=20, history_size=100, line_search_fn="strong_wolfe"
+        variables,
+        lr=1.0,
+        max_iter=LBFGS_MAX_ITER,
+        max_eval=LBFGS_MAX_EVAL,
+        history_size=100,
+        line_search_fn="strong_wolfe",
     )
     y = labels if soft is None else soft
     state = {"loss": float("inf")}
@@ -304,7 +376,7 @@ def _run_lbfgs(
         state["loss"] = float(loss.detach())
         return loss
 
-    for _ in range(max(1, settings.iterations // 20)):
+    for _ in range(max(1, settings.iterations // LBFGS_MAX_ITER)):
         optimizer.step(closure)
         with torch.no_grad():
             x.clamp_(0, 1)

@@ -1,16 +1,28 @@
-"""Gradient inversion as attack plug-ins: Inverting Gradients, DLG and iDLG on observed updates."""
+"""Gradient inversion as attack plug-ins: Inverting Gradients, DLG and iDLG on observed updates.
+
+One module: the three attacks differ only in their method; what they invert, how long that
+takes and how it is scored are one piece of code.
+"""
 
 from __future__ import annotations
 
 import dataclasses
 import math
+from dataclasses import dataclass, field
 from typing import ClassVar
 
 import numpy as np
+import torch
 
 from fedpriv.attacks.base import Attack
 from fedpriv.attacks.context import AttackContext
-from fedpriv.attacks.gradient_inversion import LocalRecipe, invert
+from fedpriv.attacks.estimate import Estimate
+from fedpriv.attacks.gradient_inversion import (
+    LocalRecipe,
+    invert,
+    matching_evaluations,
+    matching_seconds,
+)
 from fedpriv.attacks.metrics import (
     RECOVERED_PSNR,
     ImageScore,
@@ -62,6 +74,30 @@ def _client_order(update: ObservedUpdate) -> tuple[bool, int, int]:
     return (update.partition_id is None, update.partition_id or 0, update.node)
 
 
+@dataclass(frozen=True)
+class Targets:
+    """The updates a gradient inversion attacks, and how it found them.
+
+    Attributes
+    ----------
+    updates : list[ObservedUpdate]
+        What is inverted, in order.
+    rounds : list[int]
+        The rounds they come from.
+    ignored : tuple[str, ...]
+        Parameters left out of the matching (a malicious server's isolated update mixes
+        others' output bias into them).
+    adversary : dict[str, str]
+        What a deviating server did to obtain them (recorded in the result).
+
+    """
+
+    updates: list[ObservedUpdate]
+    rounds: list[int]
+    ignored: tuple[str, ...] = ()
+    adversary: dict[str, str] = field(default_factory=dict)
+
+
 class GradientInversion(Attack):
     """Reconstruct a client's records from its update (``before - after`` of local training).
 
@@ -84,66 +120,108 @@ class GradientInversion(Attack):
     uses = ("inversion", "rounds", "max_clients", "colluders")
     method: ClassVar[str]
 
-    def run(self, context: AttackContext, view: View, needs: frozenset[Capability]) -> AttackResult:
-        """Invert every selected client's update of the selected rounds."""
+    def targets(self, context: AttackContext, view: View, needs: frozenset[Capability]) -> Targets:
+        """The updates this attack inverts on ``view`` with ``needs``, and how it found them."""
         if not isinstance(view, SightView):
             raise NotApplicable(f"the {view.threat} view holds no client update")
         config = context.config
-        settings = dataclasses.replace(context.settings.inversion, method=self.method)
         rounds = [r for r in context.settings.rounds if r in view.rounds]
-        ignored: tuple[str, ...] = ()
-        adversary: dict[str, str] = {}
         if Capability.ISOLATED_UPDATE in needs:
             assert isinstance(view, MaliciousServerView)
             record, isolated = view.isolated()
-            rounds = [record.server_round]
-            ignored = isolated.ignored
-            adversary = {"adversary": str(record.plan)}
-            updates = [
-                ObservedUpdate(
-                    record.server_round,
-                    record.target_node,
-                    state_to_vector(isolated.before),
-                    state_to_vector(isolated.after),
-                    # The server configured the recipe, and with it any cap on records.
-                    config.max_train_samples or None,
-                    record.plan.target,
-                )
-            ]
-        elif Capability.CLIENT_UPDATES in needs:
+            update = ObservedUpdate(
+                record.server_round,
+                record.target_node,
+                state_to_vector(isolated.before),
+                state_to_vector(isolated.after),
+                # The server configured the recipe, and with it any cap on records.
+                config.max_train_samples or None,
+                record.plan.target,
+            )
+            return Targets(
+                [update], [record.server_round], isolated.ignored, {"adversary": str(record.plan)}
+            )
+        if Capability.CLIENT_UPDATES in needs:
             cap = context.settings.max_clients or None  # 0: every client of the round
             updates = [u for r in rounds for u in sorted(view.updates(r), key=_client_order)[:cap]]
         else:
             updates = view.aggregates(rounds)
         if not updates:
             raise NotApplicable(f"no update in rounds {list(context.settings.rounds)}")
+        return Targets(updates, rounds)
+
+    def _recipe(self, context: AttackContext, update: ObservedUpdate) -> LocalRecipe:
+        config = context.config
+        return LocalRecipe(
+            config.learning_rate,
+            config.momentum,
+            config.local_epochs,
+            config.batch_size,
+            update.num_examples or context.settings.inversion.max_images,
+        )
+
+    def _model(self, context: AttackContext) -> torch.nn.Module:
+        dataset = context.dataset
+        return build_model(
+            context.config.model,
+            dataset.input_shape,
+            dataset.num_classes,
+            normalization=dataset.normalization,
+        )
+
+    def estimate(
+        self, context: AttackContext, view: View, needs: frozenset[Capability]
+    ) -> Estimate:
+        """Matching steps of every start on every target, timed on the first target's shape.
+
+        Updates with the same record count and recipe cost the same per step; one is timed
+        per distinct shape.
+        """
+        settings = dataclasses.replace(context.settings.inversion, method=self.method)
+        updates = self.targets(context, view, needs).updates
+        per_start, bound = matching_evaluations(settings)
+        timed: dict[LocalRecipe, float] = {}
+        seconds = 0.0
+        for update in updates:
+            recipe = self._recipe(context, update)
+            if recipe not in timed:
+                timed[recipe] = matching_seconds(
+                    self._model(context),
+                    update.before,
+                    recipe,
+                    context.dataset.input_shape,
+                    context.dataset.num_classes,
+                    settings,
+                    torch_device(context.config.device),
+                )
+            seconds += timed[recipe] * per_start * settings.restarts
+        step = max(timed.values())
+        basis = (
+            f"{len(updates)} update{'s' if len(updates) != 1 else ''} x {settings.restarts} "
+            f"starts x {'at most ' if bound else ''}{per_start:,} matching steps at "
+            f"{step * 1000:.1f} ms"
+        )
+        return Estimate(seconds, basis, bound=bound)
+
+    def run(self, context: AttackContext, view: View, needs: frozenset[Capability]) -> AttackResult:
+        """Invert every selected client's update of the selected rounds."""
+        settings = dataclasses.replace(context.settings.inversion, method=self.method)
+        targets = self.targets(context, view, needs)
+        updates, rounds = targets.updates, targets.rounds
         dataset = context.dataset
         clients: list[ClientReconstruction] = []
         truths, reconstructions = [], []
         for index, update in enumerate(updates):
-            recipe = LocalRecipe(
-                config.learning_rate,
-                config.momentum,
-                config.local_epochs,
-                config.batch_size,
-                update.num_examples or settings.max_images,
-            )
-            model = build_model(
-                config.model,
-                dataset.input_shape,
-                dataset.num_classes,
-                normalization=dataset.normalization,
-            )
             rec = invert(
-                model,
+                self._model(context),
                 update.before,
                 update.after,
-                recipe,
+                self._recipe(context, update),
                 dataset.input_shape,
                 dataset.num_classes,
                 settings,
-                ignored,
-                torch_device(config.device),
+                targets.ignored,
+                torch_device(context.config.device),
             )
             candidates = context.candidate_records(update.partition_id)
             pairs = match_reconstructions(rec.images, context.truth.x[candidates])
@@ -188,7 +266,7 @@ class GradientInversion(Attack):
             "rounds": rounds,
             "max_clients": context.settings.max_clients,
             "target": _target(needs),
-            **adversary,
+            **targets.adversary,
         }
         converged = [c for c in clients if not c.diverged]
         if not converged:

@@ -8,6 +8,7 @@ import numpy as np
 
 from fedpriv.attacks.base import Attack
 from fedpriv.attacks.context import AttackContext
+from fedpriv.attacks.estimate import QUICK, Estimate
 from fedpriv.attacks.membership import (
     lira_scores,
     ml_leaks_scores,
@@ -52,6 +53,15 @@ class MembershipAttack(Attack):
     def __init__(self) -> None:
         # Settings an attack chose on the attacker's own models (recorded in the result).
         self.chosen: dict[str, Json] = {}
+
+    def estimate(
+        self, context: AttackContext, view: View, needs: frozenset[Capability]
+    ) -> Estimate:
+        """Shadow-based attacks: the shadow models' training (shared); the others are quick."""
+        if not self.uses_shadows:
+            return QUICK
+        shadows = context.shadows_estimate()
+        return Estimate(QUICK.seconds + shadows.seconds, shadows.basis, shared=shadows.shared)
 
     def scores(self, context: AttackContext, answers: np.ndarray, labels: np.ndarray) -> np.ndarray:
         """Membership scores of the pool's records."""
@@ -124,6 +134,15 @@ class ShokriAttack(MembershipAttack):
     uses_shadows = True
     uses = ("membership", "outsider_output")
 
+    def estimate(
+        self, context: AttackContext, view: View, needs: frozenset[Capability]
+    ) -> Estimate:
+        """Shadow-based attacks: the shadow models' training (shared); the others are quick."""
+        if not self.uses_shadows:
+            return QUICK
+        shadows = context.shadows_estimate()
+        return Estimate(QUICK.seconds + shadows.seconds, shadows.basis, shared=shadows.shared)
+
     def scores(self, context: AttackContext, answers: np.ndarray, labels: np.ndarray) -> np.ndarray:
         """The attack classifier's membership probability."""
         return shokri_scores(answers, labels, context.shadows(), context.settings.membership.seed)
@@ -137,6 +156,15 @@ class MLLeaksAttack(MembershipAttack):
     uses_labels = False
     uses = ("membership", "outsider_output")
 
+    def estimate(
+        self, context: AttackContext, view: View, needs: frozenset[Capability]
+    ) -> Estimate:
+        """Shadow-based attacks: the shadow models' training (shared); the others are quick."""
+        if not self.uses_shadows:
+            return QUICK
+        shadows = context.shadows_estimate()
+        return Estimate(QUICK.seconds + shadows.seconds, shadows.basis, shared=shadows.shared)
+
     def scores(self, context: AttackContext, answers: np.ndarray, labels: np.ndarray) -> np.ndarray:
         """The attack classifier's membership probability (labels unused)."""
         return ml_leaks_scores(answers, context.shadows(), context.settings.membership.seed)
@@ -148,6 +176,15 @@ class LiRAOffline(MembershipAttack):
     name = "lira-offline"
     uses_shadows = True
     uses = ("membership", "outsider_output")
+
+    def estimate(
+        self, context: AttackContext, view: View, needs: frozenset[Capability]
+    ) -> Estimate:
+        """Shadow-based attacks: the shadow models' training (shared); the others are quick."""
+        if not self.uses_shadows:
+            return QUICK
+        shadows = context.shadows_estimate()
+        return Estimate(QUICK.seconds + shadows.seconds, shadows.basis, shared=shadows.shared)
 
     def scores(self, context: AttackContext, answers: np.ndarray, labels: np.ndarray) -> np.ndarray:
         """The offline likelihood test."""
@@ -166,6 +203,15 @@ class LiRAOnline(MembershipAttack):
     name = "lira-online"
     uses_shadows = True
     uses = ("membership", "outsider_output")
+
+    def estimate(
+        self, context: AttackContext, view: View, needs: frozenset[Capability]
+    ) -> Estimate:
+        """Shadow-based attacks: the shadow models' training (shared); the others are quick."""
+        if not self.uses_shadows:
+            return QUICK
+        shadows = context.shadows_estimate()
+        return Estimate(QUICK.seconds + shadows.seconds, shadows.basis, shared=shadows.shared)
 
     def scores(self, context: AttackContext, answers: np.ndarray, labels: np.ndarray) -> np.ndarray:
         """The online likelihood ratio."""
@@ -188,6 +234,15 @@ class RMIAOffline(MembershipAttack):
     uses_shadows = True
     uses = ("membership", "outsider_output")
     online: ClassVar[bool] = False
+
+    def estimate(
+        self, context: AttackContext, view: View, needs: frozenset[Capability]
+    ) -> Estimate:
+        """Shadow-based attacks: the shadow models' training (shared); the others are quick."""
+        if not self.uses_shadows:
+            return QUICK
+        shadows = context.shadows_estimate()
+        return Estimate(QUICK.seconds + shadows.seconds, shadows.basis, shared=shadows.shared)
 
     def scores(self, context: AttackContext, answers: np.ndarray, labels: np.ndarray) -> np.ndarray:
         """The pairwise likelihood-ratio test against the population.

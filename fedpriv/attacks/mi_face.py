@@ -10,8 +10,9 @@ from sklearn.neural_network import MLPClassifier
 
 from fedpriv.attacks.base import Attack
 from fedpriv.attacks.context import AttackContext
+from fedpriv.attacks.estimate import QUICK, Estimate, seconds_per_call
 from fedpriv.attacks.metrics import image_metrics
-from fedpriv.attacks.model_inversion import mi_face
+from fedpriv.attacks.model_inversion import Query, mi_face
 from fedpriv.attacks.results import (
     AttackResult,
     Family,
@@ -19,7 +20,11 @@ from fedpriv.attacks.results import (
     ModelInversionMetrics,
     Status,
 )
+from fedpriv.attacks.settings import MIFaceSettings
 from fedpriv.attacks.views import Capability, OutsiderView, SightView, View
+
+# Iterations timed per label to estimate the attack (patience and threshold off).
+TIMED_ITERATIONS = 4
 
 
 class MIFace(Attack):
@@ -37,18 +42,49 @@ class MIFace(Attack):
         frozenset({Capability.QUERY_PROBABILITIES}),
     )
 
-    def run(self, context: AttackContext, view: View, needs: frozenset[Capability]) -> AttackResult:
-        """Invert every label; score the inversions."""
-        dataset = context.dataset
+    def _target(
+        self, context: AttackContext, view: View, needs: frozenset[Capability]
+    ) -> tuple[MIFaceSettings, torch.nn.Module | None, Query | None]:
+        """The settings in the mode ``needs`` allows, and the model or query it inverts."""
         white_box = Capability.WHITE_BOX_MODEL in needs
         mode = "white-box" if white_box else "black-box"
         settings = dataclasses.replace(context.settings.mi_face, mode=mode)
-        model: torch.nn.Module | None = None
-        query = None
         if white_box and isinstance(view, SightView):
-            model = view.final_model()
-        elif isinstance(view, OutsiderView):
-            query = view.query
+            return settings, view.final_model(), None
+        if isinstance(view, OutsiderView):
+            return settings, None, view.query
+        return settings, None, None
+
+    def estimate(
+        self, context: AttackContext, view: View, needs: frozenset[Capability]
+    ) -> Estimate:
+        """Every label's iterations (at most: patience stops most sooner), a few timed."""
+        settings, model, query = self._target(context, view, needs)
+        timed = dataclasses.replace(
+            settings, iterations=TIMED_ITERATIONS, patience=TIMED_ITERATIONS, cost_threshold=0.0
+        )
+        shape = context.dataset.input_shape
+        asked = view.queries if isinstance(view, OutsiderView) else 0
+        per_iteration = (
+            seconds_per_call(lambda: mi_face(0, shape, timed, model=model, query=query))
+            / TIMED_ITERATIONS
+        )
+        if isinstance(view, OutsiderView):
+            view.queries = asked  # timing is not attacking: results count the attacks' queries
+        iterations = settings.iterations
+        if settings.mode == "black-box":
+            queries = 2 * int(np.prod(shape)) + 1
+            iterations = min(iterations, max(1, settings.query_budget // queries))
+        labels = context.dataset.num_classes
+        basis = (
+            f"{labels} labels x at most {iterations:,} iterations at {per_iteration * 1000:.1f} ms"
+        )
+        return Estimate(QUICK.seconds + labels * iterations * per_iteration, basis, bound=True)
+
+    def run(self, context: AttackContext, view: View, needs: frozenset[Capability]) -> AttackResult:
+        """Invert every label; score the inversions."""
+        dataset = context.dataset
+        settings, model, query = self._target(context, view, needs)
         inversions = []
         for label in range(dataset.num_classes):
             inversions.append(

@@ -21,6 +21,9 @@ from fedpriv.attacks.settings import MIFaceSettings
 from fedpriv.errors import ConfigError
 from fedpriv.training import model_device, model_logits
 
+# A black-box attacker's access: records in, the model's probabilities out.
+Query = Callable[[np.ndarray], np.ndarray]
+
 
 @dataclass(frozen=True)
 class Inversion:
@@ -49,7 +52,7 @@ def mi_face(
     input_shape: tuple[int, ...],
     settings: MIFaceSettings,
     model: torch.nn.Module | None = None,
-    query: Callable[[np.ndarray], np.ndarray] | None = None,
+    query: Query | None = None,
 ) -> Inversion:
     """Run MI-Face for one label with a white-box ``model`` or a black-box ``query``."""
     if settings.mode == "white-box":

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from fedpriv.attacks.base import Attack
 from fedpriv.attacks.context import AttackContext, Progress
+from fedpriv.attacks.estimate import NOT_APPLICABLE, Estimate
 from fedpriv.attacks.registry import VIEWS, attacks_for, load_attack
 from fedpriv.attacks.results import AttackResult, Status, Threat
 from fedpriv.attacks.settings import SuiteSettings
@@ -75,6 +76,27 @@ def run_attack(attack: Attack, context: AttackContext, view: View) -> AttackResu
     return result
 
 
+def open_threat(
+    run_dir: str | Path,
+    threat: str,
+    settings: SuiteSettings,
+    key_dir: str | Path | None = None,
+    progress: Progress | None = None,
+    config: RunConfig | None = None,
+) -> tuple[AttackContext, View]:
+    """The shared state and the view of ``threat``'s attacks on the run."""
+    context = AttackContext(Path(run_dir), Threat(threat), settings, progress, config)
+    return context, make_view(threat, Path(run_dir), settings, key_dir, context.config)
+
+
+def estimate_attack(attack: Attack, context: AttackContext, view: View) -> Estimate:
+    """How long ``attack`` will take on ``view`` (nothing, where it does not apply)."""
+    try:
+        return attack.estimate(context, view, attack.choose(view))
+    except NotApplicable:
+        return NOT_APPLICABLE
+
+
 def run_attacks(
     run_dir: str | Path,
     threat: str,
@@ -90,9 +112,9 @@ def run_attacks(
     ``fedpriv attack --model/--data`` names an app's model and loader this way).
     """
     chosen = check_attacks(threat, attacks)
-    settings = settings or SuiteSettings()
-    context = AttackContext(Path(run_dir), Threat(threat), settings, progress, config)
-    view = make_view(threat, Path(run_dir), settings, key_dir, context.config)
+    context, view = open_threat(
+        run_dir, threat, settings or SuiteSettings(), key_dir, progress, config
+    )
     return [run_attack(load_attack(name)(), context, view) for name in chosen]
 
 

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from rich.table import Table
 
+from fedpriv.attacks.estimate import PlanEstimate, PlannedAttack, duration
 from fedpriv.attacks.registry import ATTACKS, VIEWS, attacks_for
 from fedpriv.attacks.results import OUTPUTS
 from fedpriv.cli.progress import Reporter, console
@@ -16,6 +17,9 @@ from fedpriv.config import RunConfig
 from fedpriv.errors import ConfigError
 from fedpriv.registry import APP_DATA_PREFIX, is_dotted_path
 from fedpriv.rundir import CONFIG, RunDirectory, read_json
+
+# A plan estimated past this long names the quickest threat for a first look.
+FIRST_LOOK_SECONDS = 60.0
 
 
 def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -75,7 +79,8 @@ def handle(args: argparse.Namespace) -> int:
     for name in names or ():
         ATTACKS.check(name)
     plan = plan_attacks(args.threat, names)
-    from fedpriv.attacks.runner import check_attacks, run_attacks
+    from fedpriv.attacks.registry import load_attack
+    from fedpriv.attacks.runner import check_attacks, estimate_attack, open_threat, run_attack
     from fedpriv.attacks.settings import SuiteSettings
     from fedpriv.report.figures import attack_figures
 
@@ -90,18 +95,64 @@ def handle(args: argparse.Namespace) -> int:
     for column in ("threat", "attack", "result"):
         table.add_column(column)
     with Reporter() as reporter:
-        for threat, chosen in plan.items():
+        opened = {}
+        for threat in plan:
 
             def report(name: str, fraction: float, threat: str = threat) -> None:
                 reporter.update(threat, name, fraction, 1.0)
 
-            results = run_attacks(args.run, threat, chosen, settings, args.keys, report, config)
+            opened[threat] = open_threat(args.run, threat, settings, args.keys, report, config)
+        reporter.say("timing a few steps of each attack on the run's model...")
+        planned = {
+            threat: [
+                PlannedAttack(threat, name, estimate_attack(load_attack(name)(), *opened[threat]))
+                for name in chosen
+            ]
+            for threat, chosen in plan.items()
+        }
+        # The cheapest threats first: a first look comes before the long attacks.
+        order = sorted(plan, key=lambda t: sum(p.estimate.seconds for p in planned[t]))
+        estimate = PlanEstimate.of(p for threat in order for p in planned[threat])
+        for line in estimate_lines(estimate, args.run, order):
+            reporter.say(line)
+        for threat in order:
+            context, view = opened[threat]
+            results = [run_attack(load_attack(name)(), context, view) for name in plan[threat]]
             attack_figures(args.run, threat, results)
             for result in results:
                 table.add_row(threat, result.attack, attack_summary(result))
     console.print(table)
     print(f"results: {(args.run / 'attacks').resolve()}")
     return 0
+
+
+# Attacks estimated under this many seconds are not itemized in the estimate.
+ITEMIZED_SECONDS = 5.0
+
+
+def estimate_lines(estimate: PlanEstimate, run: Path, order: list[str]) -> list[str]:
+    """The estimate as a user reads it before the attacks start: total, per threat, first look."""
+    total = estimate.seconds()
+    lines = [
+        f"estimated time: {'at most ' if estimate.bound else 'about '}{duration(total)} "
+        f"(up to {duration(estimate.busy_seconds())} if the machine gets busier; steps timed "
+        "on the run's model just now); threats run fastest first:"
+    ]
+    width = max(len(threat) for threat in order)
+    for threat in order:
+        lines.append(f"  {threat:<{width}}  {duration(estimate.seconds(threat)):>10}")
+        lines += [
+            f"    {p.attack}: {duration(p.estimate.seconds)} ({p.estimate.basis})"
+            for p in estimate.attacks
+            if p.threat == threat and p.estimate.seconds >= ITEMIZED_SECONDS
+        ]
+    if total > FIRST_LOOK_SECONDS and len(order) > 1:
+        first = order[0]
+        lines.append(
+            f"a first look alone: fedpriv attack {run} --threat {first} "
+            f"(about {duration(estimate.seconds(first))})"
+        )
+    return lines
 
 
 def plan_attacks(threat: str | None, names: list[str] | None) -> dict[str, list[str]]:

@@ -47,6 +47,8 @@ class Reporter:
         self.start = time.monotonic()
         self._lock = threading.Lock()
         self._state: dict[str, tuple[str, float, float | None]] = {}
+        # When each task began what it is doing now: the base of its time-left estimate.
+        self._began: dict[str, tuple[str, float]] = {}
         self._latest = ""
         self._last_line = self.start
         self._stop = threading.Event()
@@ -86,16 +88,23 @@ class Reporter:
         with self._lock:
             previous = self._state.get(task)
             self._state[task] = (what, done, total)
+            now = time.monotonic()
+            if self._began.get(task, ("", 0.0))[0] != what:
+                self._began[task] = (what, now)
+            left = _time_left(now - self._began[task][1], done, total)
             if self._progress is not None:
                 if task not in self._bars:
                     self._bars[task] = self._progress.add_task(task, total=total)
                 self._progress.update(
-                    self._bars[task], completed=done, total=total, description=f"{task}: {what}"
+                    self._bars[task],
+                    completed=done,
+                    total=total,
+                    description=f"{task}: {what}{left}",
                 )
                 return
             if previous is not None and previous[0] == what and _step(previous, done, total):
                 return
-            self._line(task, what, done, total)
+            self._line(task, what, done, total, left)
 
     def say(self, message: str) -> None:
         """One line of text (above the bars on a terminal)."""
@@ -105,14 +114,14 @@ class Reporter:
             with self._lock:
                 self._print(message)
 
-    def _line(self, task: str, what: str, done: float, total: float | None) -> None:
+    def _line(self, task: str, what: str, done: float, total: float | None, left: str = "") -> None:
         if total is None:
             count = ""
         elif total == 1.0:
             count = f" ({done:.0%})"
         else:
             count = f" ({done:g}/{total:g})"
-        self._latest = f"{task}: {what}{count}"
+        self._latest = f"{task}: {what}{count}{left}"
         self._print(self._latest)
 
     def _print(self, text: str) -> None:
@@ -133,6 +142,13 @@ def _step(previous: tuple[str, float, float | None], done: float, total: float |
     if total is None or total > 1.0:
         return previous[1] == done
     return int(previous[1] * 10) == int(done * 10)
+
+
+def _time_left(elapsed: float, done: float, total: float | None) -> str:
+    """``", ~1:05 left"`` at the pace so far, once a task is part done (else empty)."""
+    if total is None or not 0 < done < total or elapsed < 1.0:
+        return ""
+    return f", ~{_clock(elapsed * (total - done) / done)} left"
 
 
 def _clock(seconds: float) -> str:
