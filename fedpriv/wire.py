@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import numpy as np
-from flwr.app import Array, ArrayRecord, RecordDict
+from flwr.app import Array, ArrayRecord, Error, Message, RecordDict
 
-from fedpriv.errors import FedprivError
+from fedpriv.errors import FedprivError, ReplyCode
 from fedpriv.flower_internals import recorddict_from_bytes, recorddict_size, recorddict_to_bytes
 from fedpriv.parameters import State
 
@@ -59,3 +59,8 @@ def server_round(content: RecordDict) -> int:
     if not isinstance(value, int) or isinstance(value, bool):
         raise FedprivError(f"the message carries no integer server-round (got {value!r})")
     return value
+
+
+def refusal(msg: Message, code: ReplyCode, reason: str) -> Message:
+    """An error reply to ``msg`` the server understands (``code``) and logs (``reason``)."""
+    return Message(Error(code=int(code), reason=reason), reply_to=msg)

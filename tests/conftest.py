@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -101,3 +102,19 @@ def run_twice(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def secagg_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The same federation under Flower's SecAgg+."""
     return _run(tmp_path_factory, "secagg", aggregation="secagg", **EQUIVALENCE)
+
+
+EXAMPLE_APP = Path(__file__).resolve().parents[1] / "examples" / "pytorch-plain"
+
+
+@pytest.fixture(scope="module")
+def app():
+    """The example Flower app's modules (``examples/pytorch-plain``), importable as its own
+    package: ``(client_app, task)``."""
+    sys.path.insert(0, str(EXAMPLE_APP))
+    try:
+        from pytorch_app import client_app, task
+
+        yield client_app, task
+    finally:
+        sys.path.remove(str(EXAMPLE_APP))

@@ -113,6 +113,10 @@ class FakeGrid:
     def pull_messages(self, message_ids):
         return [self._replies.pop(i) for i in list(message_ids) if i in self._replies]
 
+    def send_and_receive(self, messages, *, timeout=None):
+        """As Flower's grid: push, then pull what came back (here at once)."""
+        return self.pull_messages(self.push_messages(messages))
+
 
 def descendants(root: int) -> list[tuple[int, str]]:
     """(pid, command) of every live process below ``root``."""

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flwr.app import ConfigRecord, Context, Error, Message, RecordDict
+from flwr.app import ConfigRecord, Context, Message, RecordDict
 
 from fedpriv.config import RunConfig
 from fedpriv.data import ClientData
@@ -22,6 +22,7 @@ from fedpriv.models import load_state, model_state
 from fedpriv.schemes.base import AggregationScheme, Evaluation, Node, load_scheme
 from fedpriv.task import client_data, local_seed, new_model, recipe
 from fedpriv.training import LocalUpdate, evaluate
+from fedpriv.wire import refusal
 
 # What a broadcast from the server can be found to be: corrupt, or summed under another key.
 UNTRUSTED_AGGREGATE = (AggregateRejectedError, CiphertextFormatError)
@@ -57,11 +58,6 @@ def roster_reply(msg: Message, context: Context) -> Message:
     """
     partition = int(context.node_config["partition-id"])
     return Message(RecordDict({ROSTER: ConfigRecord({"partition-id": partition})}), reply_to=msg)
-
-
-def refusal(msg: Message, code: ReplyCode, reason: str) -> Message:
-    """An error reply the server understands (``code``) and logs (``reason``)."""
-    return Message(Error(code=int(code), reason=reason), reply_to=msg)
 
 
 class ClientRun:

@@ -134,15 +134,6 @@ class ShokriAttack(MembershipAttack):
     uses_shadows = True
     uses = ("membership", "outsider_output")
 
-    def estimate(
-        self, context: AttackContext, view: View, needs: frozenset[Capability]
-    ) -> Estimate:
-        """Shadow-based attacks: the shadow models' training (shared); the others are quick."""
-        if not self.uses_shadows:
-            return QUICK
-        shadows = context.shadows_estimate()
-        return Estimate(QUICK.seconds + shadows.seconds, shadows.basis, shared=shadows.shared)
-
     def scores(self, context: AttackContext, answers: np.ndarray, labels: np.ndarray) -> np.ndarray:
         """The attack classifier's membership probability."""
         return shokri_scores(answers, labels, context.shadows(), context.settings.membership.seed)
@@ -156,15 +147,6 @@ class MLLeaksAttack(MembershipAttack):
     uses_labels = False
     uses = ("membership", "outsider_output")
 
-    def estimate(
-        self, context: AttackContext, view: View, needs: frozenset[Capability]
-    ) -> Estimate:
-        """Shadow-based attacks: the shadow models' training (shared); the others are quick."""
-        if not self.uses_shadows:
-            return QUICK
-        shadows = context.shadows_estimate()
-        return Estimate(QUICK.seconds + shadows.seconds, shadows.basis, shared=shadows.shared)
-
     def scores(self, context: AttackContext, answers: np.ndarray, labels: np.ndarray) -> np.ndarray:
         """The attack classifier's membership probability (labels unused)."""
         return ml_leaks_scores(answers, context.shadows(), context.settings.membership.seed)
@@ -176,15 +158,6 @@ class LiRAOffline(MembershipAttack):
     name = "lira-offline"
     uses_shadows = True
     uses = ("membership", "outsider_output")
-
-    def estimate(
-        self, context: AttackContext, view: View, needs: frozenset[Capability]
-    ) -> Estimate:
-        """Shadow-based attacks: the shadow models' training (shared); the others are quick."""
-        if not self.uses_shadows:
-            return QUICK
-        shadows = context.shadows_estimate()
-        return Estimate(QUICK.seconds + shadows.seconds, shadows.basis, shared=shadows.shared)
 
     def scores(self, context: AttackContext, answers: np.ndarray, labels: np.ndarray) -> np.ndarray:
         """The offline likelihood test."""
@@ -203,15 +176,6 @@ class LiRAOnline(MembershipAttack):
     name = "lira-online"
     uses_shadows = True
     uses = ("membership", "outsider_output")
-
-    def estimate(
-        self, context: AttackContext, view: View, needs: frozenset[Capability]
-    ) -> Estimate:
-        """Shadow-based attacks: the shadow models' training (shared); the others are quick."""
-        if not self.uses_shadows:
-            return QUICK
-        shadows = context.shadows_estimate()
-        return Estimate(QUICK.seconds + shadows.seconds, shadows.basis, shared=shadows.shared)
 
     def scores(self, context: AttackContext, answers: np.ndarray, labels: np.ndarray) -> np.ndarray:
         """The online likelihood ratio."""
@@ -234,15 +198,6 @@ class RMIAOffline(MembershipAttack):
     uses_shadows = True
     uses = ("membership", "outsider_output")
     online: ClassVar[bool] = False
-
-    def estimate(
-        self, context: AttackContext, view: View, needs: frozenset[Capability]
-    ) -> Estimate:
-        """Shadow-based attacks: the shadow models' training (shared); the others are quick."""
-        if not self.uses_shadows:
-            return QUICK
-        shadows = context.shadows_estimate()
-        return Estimate(QUICK.seconds + shadows.seconds, shadows.basis, shared=shadows.shared)
 
     def scores(self, context: AttackContext, answers: np.ndarray, labels: np.ndarray) -> np.ndarray:
         """The pairwise likelihood-ratio test against the population.

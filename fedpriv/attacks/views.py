@@ -21,7 +21,7 @@ from fedpriv.defenses.base import ReleasedModel
 from fedpriv.device import torch_device
 from fedpriv.errors import ConfigError
 from fedpriv.models import load_state, state_from_bytes
-from fedpriv.registry import SCHEMES, Trait, adversary_refusal
+from fedpriv.registry import APP_DATA_PREFIX, SCHEMES, Trait, adversary_refusal
 from fedpriv.rundir import RELEASE_REFUSED, RunDirectory
 from fedpriv.schemes.base import load_scheme
 from fedpriv.schemes.sight import NotVisible, ObservedUpdate, Sight
@@ -296,6 +296,11 @@ class MaliciousServerView(SightView):
         if plan.honest:
             if Trait.PLAINTEXT_BROADCAST not in scheme.provides:
                 return CIPHERTEXT_ONLY
+            if self.config.dataset.startswith(APP_DATA_PREFIX):
+                return (
+                    "the run's server was honest: a run recorded from a Flower app holds no "
+                    "crafted model (fedpriv's malicious server runs in `fedpriv run`)"
+                )
             return (
                 "the run's server was honest: rerun it with "
                 f"--adversary malicious-server:<{'|'.join(a for a in ServerAttack)}>"

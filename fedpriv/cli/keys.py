@@ -9,9 +9,12 @@ from rich.console import Console
 from rich.table import Table
 
 from fedpriv.crypto.authenticated import AuthPolicy
+from fedpriv.crypto.files import write_public
 from fedpriv.crypto.keys import CLIENT_CONTEXT, check_preset, provision_keys
 from fedpriv.crypto.presets import DEFAULT_PRESET, MAX_COEFF_BITS_128, PRESETS, get_preset
+from fedpriv.crypto.signing import ROSTER_FILE
 from fedpriv.errors import ConfigError
+from fedpriv.schemes.base import identity_folders
 
 
 def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -39,6 +42,12 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="no MAC key: clients accept any aggregate (secure against an honest server only; "
         "run with ckks-authenticated=false)",
     )
+    new.add_argument(
+        "--nodes",
+        type=int,
+        help="a threshold preset: the SuperNodes (parties) to make signing keys for; each "
+        "gets node-<partition>/ with its own key and the roster, the server server/roster.json",
+    )
     new.add_argument("--exist-ok", action="store_true", help="keep an existing key set, exit 0")
     new.set_defaults(handler=handle_new, parser=new)
     presets = key_commands.add_parser("presets", help="list the CKKS presets")
@@ -47,6 +56,8 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 def handle_new(args: argparse.Namespace) -> int:
     """Write a key set (refusing to overwrite one)."""
+    if get_preset(args.preset).backend == "threshold":
+        return _threshold_identities(args)
     if (args.out / CLIENT_CONTEXT).exists():
         if not args.exist_ok:
             raise ConfigError(f"{args.out} already holds a key set; refusing to overwrite it")
@@ -67,6 +78,40 @@ def handle_new(args: argparse.Namespace) -> int:
     if "mac" in paths:
         print(f"MAC key (clients and the key holder only): {paths['mac']}")
     print(f"server context (parameters only): {paths['server']}")
+    print(f"results: {args.out.resolve()}")
+    return 0
+
+
+def _threshold_identities(args: argparse.Namespace) -> int:
+    """Threshold CKKS: each party's signing key and the roster (the parties make the CKKS key).
+
+    Authenticated, every party signs its key contribution and its uploads: one signing key
+    per node, and the roster of public keys for the server and every party.
+    """
+    if args.unauthenticated:
+        print(
+            f"preset {args.preset}: the parties make the keys in the run; unauthenticated, "
+            "nothing to provision"
+        )
+        return 0
+    if args.nodes is None or args.nodes < 2:
+        raise ConfigError(
+            f"preset {args.preset} (threshold CKKS) needs --nodes N >= 2: the "
+            "parties whose signing keys to make"
+        )
+    roster = args.out / "server" / ROSTER_FILE
+    if roster.exists():
+        if not args.exist_ok:
+            raise ConfigError(f"{args.out} already holds a roster; refusing to overwrite it")
+        print(f"results: {args.out.resolve()} (kept)")
+        return 0
+    folders = identity_folders(args.out, args.nodes, max(2, args.min_uploads))
+    roster.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    write_public(roster, (folders.client / ROSTER_FILE).read_bytes())
+    for partition, folder in sorted(folders.nodes.items()):
+        print(f"node {partition} (its own signing key, give to that SuperNode only): {folder}")
+    print(f"server (the roster, public keys only): {roster.parent}")
+    print(f"provisioner's copy (every signing key: keep it offline): {folders.client}")
     print(f"results: {args.out.resolve()}")
     return 0
 

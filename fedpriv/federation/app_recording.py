@@ -28,6 +28,9 @@ from fedpriv.rundir import RunDirectory
 
 # The run-config key naming the directory to record into (nothing is recorded without it).
 RECORD_DIR_KEY = "fedpriv-record-dir"
+# A protocol's own messages (threshold CKKS's key setup and decryptions) are Flower queries
+# whose config record names their stage; the key setup's first asks for ``threshold``.
+QUERY = "query"
 # Where a full-batch recipe (``batch_size=0``) puts its batch size in the run's config:
 # above any client's record count, so each epoch is one step.
 FULL_BATCH = 1 << 30
@@ -140,11 +143,12 @@ class AppRecordingGrid(RecordingGrid):
                 "directory or delete it"
             )
         rundir.create()
-        super().__init__(grid, rundir, record_view=True)
+        super().__init__(grid, rundir, record_view=True, stage_of=protocol_stage)
         self.recipe = recipe
         self.model = model
         self.data = data
         self.encrypted = False
+        self.threshold = 0  # t of a threshold-CKKS key setup seen (0: none)
         self.last_round = 0
         self.nodes = 0
 
@@ -165,6 +169,14 @@ class AppRecordingGrid(RecordingGrid):
         messages = list(messages)
         if not messages:
             return []
+        if protocol_stage(messages[0]):
+            # The protocol serves the round it is in: no round of its own, no model.
+            for record in messages[0].content.config_records.values():
+                threshold = record.get("threshold")
+                if isinstance(threshold, int) and not isinstance(threshold, bool):
+                    self.threshold = threshold
+            self.current_round = max(self.current_round, 1)  # the key setup counts in round 1
+            return list(super().send_and_receive(messages, timeout=timeout))
         kind = phase(messages[0])
         given = _server_round(messages[0])
         if given is not None:
@@ -191,8 +203,12 @@ class AppRecordingGrid(RecordingGrid):
     def run_config(self) -> RunConfig:
         """The run as fedpriv's attacks read it."""
         recipe = self.recipe
+        aggregation = Aggregation.CKKS if self.encrypted else Aggregation.PLAINTEXT
+        if self.threshold:
+            aggregation = Aggregation.CKKS_THRESHOLD
         return RunConfig(
-            aggregation=str(Aggregation.CKKS if self.encrypted else Aggregation.PLAINTEXT),
+            aggregation=str(aggregation),
+            threshold=self.threshold,
             dataset=APP_DATA_PREFIX + self.data,
             model=self.model,
             num_clients=max(self.nodes, 1),
@@ -203,6 +219,17 @@ class AppRecordingGrid(RecordingGrid):
             momentum=recipe.momentum,
             out_dir=str(self._rundir.path),
         )
+
+
+def protocol_stage(message: Message) -> str:
+    """The stage of a protocol message (a query naming one), "" for the app's own messages."""
+    if not message.metadata.message_type.startswith(QUERY) or message.has_error():
+        return ""
+    for record in message.content.config_records.values():
+        stage = record.get("stage")
+        if isinstance(stage, str):
+            return stage
+    return ""
 
 
 def _server_round(message: Message) -> int | None:

@@ -28,7 +28,7 @@ from fedpriv.crypto.presets import CkksPreset
 from fedpriv.errors import CiphertextFormatError, CryptoError, KeyMaterialError, ReplyCode
 from fedpriv.flower_internals import log
 from fedpriv.strategies.facts import ReportsFacts
-from fedpriv.strategies.sampling import Sampling
+from fedpriv.strategies.sampling import Sampling, init_fedavg
 
 UPDATE_KEY = "arrays"
 METRICS_KEY = "metrics"
@@ -83,10 +83,7 @@ class CkksFedAvg(FedAvg, ReportsFacts):
                 f"refusing to run: the server context holds {', '.join(held)}; the server "
                 "must only hold CKKS parameters"
             )
-        if isinstance(sampling, Sampling):
-            sampling.init_fedavg(self)
-        else:
-            FedAvg.__init__(self, **sampling)
+        init_fedavg(self, sampling)
         ReportsFacts.__init__(self)
         self.context = context
         self.encoding = encoding

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from logging import WARNING
+from typing import Any
 
 import numpy as np
 from flwr.app import ArrayRecord, ConfigRecord, Message, MetricRecord
@@ -13,7 +14,7 @@ from flwr.serverapp.strategy import FedAvg
 
 from fedpriv.flower_internals import log
 from fedpriv.strategies.facts import ReportsFacts
-from fedpriv.strategies.sampling import Sampling
+from fedpriv.strategies.sampling import Sampling, init_fedavg
 
 PARTITION_KEY = "partition-id"
 Layout = dict[str, tuple[tuple[int, ...], str]]
@@ -103,13 +104,14 @@ class PlaintextFedAvg(FedAvg, ReportsFacts):
 
     Parameters
     ----------
-    sampling : Sampling
-        How many clients are trained and evaluated per round.
+    sampling : Sampling | Mapping[str, Any]
+        How many clients are trained and evaluated per round (a run's sampling, or the
+        keyword arguments of Flower's ``FedAvg`` an app passes).
 
     """
 
-    def __init__(self, sampling: Sampling) -> None:
-        sampling.init_fedavg(self)
+    def __init__(self, sampling: Sampling | Mapping[str, Any]) -> None:
+        init_fedavg(self, sampling)
         ReportsFacts.__init__(self)
         self.layout: Layout = {}
 

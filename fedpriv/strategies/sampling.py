@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from flwr.serverapp.strategy import FedAvg
 
@@ -52,3 +54,14 @@ class Sampling:
             min_evaluate_nodes=self.minimum,
             min_available_nodes=self.minimum,
         )
+
+
+def init_fedavg(strategy: FedAvg, sampling: Sampling | Mapping[str, Any]) -> None:
+    """Initialise Flower's ``FedAvg`` part of ``strategy`` from a run's sampling or an app's.
+
+    An app passes the keyword arguments it would pass to Flower's ``FedAvg``.
+    """
+    if isinstance(sampling, Sampling):
+        sampling.init_fedavg(strategy)
+    else:
+        FedAvg.__init__(strategy, **sampling)

@@ -11,7 +11,9 @@ share dealt to a party, so these tests can fail. A substituted collective key ga
 nothing under either protocol: parties encrypt under their own secrets. The last test adds
 colluders: up to the bound the scheme states (``c <= min(t - 1, m - 2)``) the target stays
 hidden, one beyond it the server reads the target's update from a sum the protocol lets
-it decrypt.
+it decrypt. Every test runs twice: the parties answer as fedpriv's own ClientApp does, and
+as a Flower app's ClientApp behind ``fedpriv.flower.threshold_mod`` (the same party code,
+reached through the mod).
 """
 
 from __future__ import annotations
@@ -36,6 +38,13 @@ from fedpriv.wire import record_to_state
 
 TARGET = NODES[1]
 REFUSALS = (ConfigError, CryptoError)
+
+
+@pytest.fixture(autouse=True, params=["fedpriv-app", "threshold-mod"])
+def party_client(request, monkeypatch):
+    """Which ClientApp the parties are: fedpriv's own, or a Flower app behind the mod."""
+    monkeypatch.setattr(ThresholdFederation, "via_mod", request.param == "threshold-mod")
+    return request.param
 
 
 def _setup(tmp_path, authenticated: bool) -> ThresholdFederation:

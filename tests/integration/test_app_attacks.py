@@ -6,7 +6,6 @@ for the twin), one single-image FedSGD round; the server's view is recorded and 
 with the app's model and loader named by dotted path, as a user runs it.
 """
 
-import sys
 from pathlib import Path
 
 import pytest
@@ -30,22 +29,9 @@ from fedpriv.flower import (
 )
 from fedpriv.rundir import RunDirectory
 
-APP = Path(__file__).resolve().parents[2] / "examples" / "pytorch-plain"
 NODES = 3
 RUN_CONFIG = {"local-epochs": 1, "learning-rate": 0.1, "train-examples": 1}
 MODEL, DATA = "pytorch_app.task:Net", "pytorch_app.task:load_data"
-
-
-@pytest.fixture(scope="module")
-def app():
-    """The example app's modules, importable as its own package."""
-    sys.path.insert(0, str(APP))
-    try:
-        from pytorch_app import client_app, task
-
-        yield client_app, task
-    finally:
-        sys.path.remove(str(APP))
 
 
 def _grid(client_app, mod=None) -> FakeGrid:

@@ -50,6 +50,30 @@ def test_keys_new_writes_private_client_context_and_refuses_overwrite(tmp_path, 
     assert main(["keys", "new", "--out", str(keys)]) == 2
 
 
+def test_keys_new_for_threshold_ckks_gives_each_node_its_own_signing_key(tmp_path, capsys):
+    """No CKKS key is made ahead (the parties make it); each node gets its signing key and
+    the roster, the server the roster alone: no node and not the server holds another's key."""
+    from fedpriv.crypto.signing import load_identity, load_roster
+
+    keys = tmp_path / "keys"
+    assert main(["keys", "new", "--out", str(keys), "--preset", "n4096-threshold"]) == 2
+    assert "--nodes" in capsys.readouterr().err
+    argv = ["keys", "new", "--out", str(keys), "--preset", "n4096-threshold", "--nodes", "3"]
+    assert main(argv) == 0
+    assert f"server (the roster, public keys only): {keys / 'server'}" in capsys.readouterr().out
+    assert sorted(p.name for p in (keys / "server").iterdir()) == ["roster.json"]
+    roster = load_roster(keys / "server")
+    for partition in range(3):
+        node = keys / f"node-{partition}"
+        held = sorted(p.name for p in (node / "identities").iterdir())
+        assert held == [f"party-{partition}.key"]
+        assert stat.S_IMODE(os.stat(node / "identities" / held[0]).st_mode) == 0o600
+        key = load_identity(node, partition)
+        assert roster.verify(partition, key.sign(b"statement"), b"statement")
+    assert main(argv) == 2  # a roster is never overwritten
+    assert main([*argv, "--exist-ok"]) == 0
+
+
 def test_keys_presets_lists_presets(capsys):
     assert main(["keys", "presets"]) == 0
     out = capsys.readouterr().out

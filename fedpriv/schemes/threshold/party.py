@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -23,9 +25,9 @@ from flwr.app import Message, RecordDict
 
 from fedpriv.config import RunConfig
 from fedpriv.crypto.channels import new_private_key, open_from, public_key, seal_to
+from fedpriv.crypto.encoding import UpdateEncoding
 from fedpriv.crypto.modq import sum_mod
 from fedpriv.crypto.packing import encrypt_update, expected_layout
-from fedpriv.crypto.presets import get_preset
 from fedpriv.crypto.shamir import lagrange_at_zero, scale_rows, share
 from fedpriv.crypto.signing import Roster, SigningKey, digest, load_identity, load_roster
 from fedpriv.crypto.threshold import ThresholdCkks
@@ -80,19 +82,56 @@ def lagrange_for(party: int, points: list[int], primes: list[int]) -> list[int]:
     return lagrange_at_zero(points, primes)[party]
 
 
+@dataclass(frozen=True)
+class PartyParams:
+    """What a party must agree on with the server and the other parties.
+
+    Attributes
+    ----------
+    threshold : int
+        Parties needed to decrypt (a key setup asking for another is refused).
+    encoding : UpdateEncoding
+        How an upload lays out its drift and weight (its preset is the threshold preset).
+    authenticated : bool
+        Signed key setup, signed uploads, one decryption share a round for a verified sum.
+    num_values : Callable[[], int]
+        The model's parameter count (what a decryption share covers).
+
+    """
+
+    threshold: int
+    encoding: UpdateEncoding
+    authenticated: bool
+    num_values: Callable[[], int]
+
+    def __post_init__(self) -> None:
+        if self.threshold < 1:
+            raise ConfigError(f"the decryption threshold must be >= 1, got {self.threshold}")
+
+    @classmethod
+    def of(cls, config: RunConfig) -> PartyParams:
+        """A fedpriv run's parameters (the model's size from its seed's initial model)."""
+        return cls(
+            config.decryption_threshold,
+            encoding(config),
+            config.threshold_authenticated,
+            lambda: state_to_vector(initial_state(config)).size,
+        )
+
+
 class ThresholdCodec(ClientCodec):
     """A party: plaintext models in, encrypted updates out, and the protocol's queries."""
 
-    def __init__(self, config: RunConfig, node: Node) -> None:
-        self.config = config
+    def __init__(self, params: PartyParams, node: Node) -> None:
+        self.params = params
         self.node = node
         self.plain = PlaintextCodec(node)
-        self.preset = get_preset(config.threshold_preset)
+        self.preset = params.encoding.preset
         self.ckks = ThresholdCkks(self.preset)
         self.shape = (len(self.ckks.primes), self.ckks.n)
-        self.encoding = encoding(config)
+        self.encoding = params.encoding
         self.wire = ThresholdWire(self.ckks)
-        self.authenticated = config.threshold_authenticated
+        self.authenticated = params.authenticated
 
     # -- state -------------------------------------------------------------------------------
     def _party(self) -> PartyState:
@@ -114,9 +153,6 @@ class ThresholdCodec(ClientCodec):
 
     def _roster(self) -> Roster:
         return load_roster(self.node.key_dir)
-
-    def _num_values(self) -> int:
-        return state_to_vector(initial_state(self.config)).size
 
     # -- the usual messages -----------------------------------------------------------------
     def read(self, msg: Message) -> tuple[State, int]:
@@ -181,10 +217,10 @@ class ThresholdCodec(ClientCodec):
         raise ConfigError(f"unknown threshold stage {stage!r}")
 
     def _keygen(self, msg: Message, request: KeygenRequest) -> RecordDict:
-        if request.threshold != self.config.decryption_threshold:
+        if request.threshold != self.params.threshold:
             raise ConfigError(
                 f"the server asks for threshold {request.threshold}, the run's is "
-                f"{self.config.decryption_threshold}"
+                f"{self.params.threshold}"
             )
         key_share = self.ckks.key_share(self.ckks.common_random_polynomial(request.crs))
         channel = new_private_key()
@@ -359,7 +395,7 @@ class ThresholdCodec(ClientCodec):
         held = [poly_from(party.held[party.dealers.index(u)], self.shape) for u in uploaders]
         coefficient = lagrange_for(party.party, request.parties, self.ckks.primes)
         weighted = scale_rows(sum_mod(held, self.ckks.primes), coefficient, self.ckks.primes)
-        count = len(expected_layout(self.encoding.size(self._num_values()), self.preset))
+        count = len(expected_layout(self.encoding.size(self.params.num_values()), self.preset))
         a = self.ckks.round_polynomials(party.crs, request.server_round, count)
         shares = list(self.ckks.decryption_shares(a, weighted))
         party.shares_given += count

@@ -29,7 +29,7 @@ from fedpriv.federation.recording import RecordingGrid
 from fedpriv.federation.rounds import RoundLoop, RoundPolicy, wait_for_nodes
 from fedpriv.history import History
 from fedpriv.models import state_to_bytes
-from fedpriv.registry import Aggregation
+from fedpriv.registry import APP_DATA_PREFIX, Aggregation
 from fedpriv.rundir import RunDirectory, write_json
 from fedpriv.schemes.base import (
     AggregationScheme,
@@ -38,9 +38,9 @@ from fedpriv.schemes.base import (
     Node,
     identity_folders,
 )
-from fedpriv.schemes.sight import Sight
+from fedpriv.schemes.sight import Blind, Sight
 from fedpriv.schemes.threshold.messages import encoding, stage_of
-from fedpriv.schemes.threshold.party import ThresholdCodec
+from fedpriv.schemes.threshold.party import PartyParams, ThresholdCodec
 from fedpriv.schemes.threshold.server import ThresholdSession
 from fedpriv.schemes.threshold.sight import ThresholdSight
 from fedpriv.schemes.threshold.strategy import ThresholdFedAvg
@@ -49,6 +49,12 @@ from fedpriv.task import initial_state, sampled_per_round
 from fedpriv.wire import record_to_state, state_to_record
 
 SETUP_FILE = "threshold.json"
+# A run recorded from a Flower app encrypts with ``fedpriv.flower.threshold``'s encoding
+# (its own bounds), which the coalition's decryption does not read.
+APP_COALITION = (
+    "colluding parties' decryption of a Flower app's uploads (fedpriv.flower's encoding) is "
+    "not modelled; t of them together decrypt any upload, fewer read no individual one"
+)
 
 
 class ThresholdScheme(AggregationScheme):
@@ -137,7 +143,7 @@ class ThresholdScheme(AggregationScheme):
 
     def codec(self, node: Node) -> ClientCodec:
         """A party of the protocol."""
-        return ThresholdCodec(self.config, node)
+        return ThresholdCodec(PartyParams.of(self.config), node)
 
     def server_sight(self, rundir: RunDirectory) -> Sight:
         """Ciphertexts, and each round's aggregate in plaintext (after decryption)."""
@@ -151,6 +157,8 @@ class ThresholdScheme(AggregationScheme):
         self, rundir: RunDirectory, colluders: int, key_dir: str | Path | None = None
     ) -> Sight:
         """``colluders`` parties' shares: everything from ``t`` on, nothing individual below."""
+        if colluders >= 1 and self.config.dataset.startswith(APP_DATA_PREFIX):
+            return Blind(rundir, self.config, APP_COALITION, models=True)
         return ThresholdSight(rundir, self.config, colluders, key_dir)
 
     def holds_against(self) -> str:

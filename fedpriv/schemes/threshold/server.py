@@ -19,10 +19,10 @@ from typing import Any
 
 import numpy as np
 from flwr.app import Message, RecordDict
+from flwr.serverapp import Grid
 
 from fedpriv.crypto.thresholdwire import Summed, ThresholdWire
 from fedpriv.errors import CiphertextFormatError, ConfigError, FedprivError
-from fedpriv.federation.recording import RecordingGrid
 from fedpriv.flower_internals import log
 from fedpriv.schemes.threshold.messages import (
     MESSAGE_TYPE,
@@ -94,8 +94,9 @@ class ThresholdSession:
 
     Parameters
     ----------
-    grid : RecordingGrid
-        Messages go through it (recorded in the server view and the round's bytes).
+    grid : Grid
+        Messages go through it (a run's :class:`~fedpriv.federation.recording.RecordingGrid`
+        records them in the server view and the round's bytes).
     wire : ThresholdWire
         The preset's formats (no public key: the server never encrypts).
     threshold : int
@@ -110,7 +111,7 @@ class ThresholdSession:
 
     def __init__(
         self,
-        grid: RecordingGrid,
+        grid: Grid,
         wire: ThresholdWire,
         threshold: int,
         timeout: float,

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
 
 from fedpriv.config import RunConfig
+from fedpriv.crypto.encoding import UpdateEncoding
 from fedpriv.crypto.packing import deserialize_update, expected_layout
 from fedpriv.crypto.presets import get_preset
 from fedpriv.crypto.shamir import reconstruct
@@ -40,7 +42,11 @@ class ThresholdSight(Sight):
         self.key_dir = Path(key_dir or config.key_dir or rundir.key_dir)
         self.threshold = config.decryption_threshold
         self.ckks = ThresholdCkks(get_preset(config.threshold_preset))
-        self.encoding = encoding(config)
+
+    @cached_property
+    def encoding(self) -> UpdateEncoding:
+        """The run's upload encoding (read only where a coalition decrypts uploads)."""
+        return encoding(self.config)
 
     def updates_hidden(self) -> str | None:
         """Hidden below ``t`` colluders (or without a server view)."""

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from logging import INFO, WARNING
 from typing import Any
 
@@ -37,8 +37,9 @@ class ThresholdFedAvg(PlaintextFedAvg):
 
     Parameters
     ----------
-    sampling : Sampling
-        How many clients are trained and evaluated per round.
+    sampling : Sampling | Mapping[str, Any]
+        How many clients are trained and evaluated per round (or Flower ``FedAvg``'s
+        keyword arguments, as an app passes them).
     wire : ThresholdWire
         The preset's formats (no key).
     encoding : UpdateEncoding
@@ -53,7 +54,7 @@ class ThresholdFedAvg(PlaintextFedAvg):
 
     def __init__(
         self,
-        sampling: Sampling,
+        sampling: Sampling | Mapping[str, Any],
         wire: ThresholdWire,
         encoding: UpdateEncoding,
         template: State,

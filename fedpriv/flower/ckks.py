@@ -1,4 +1,4 @@
-"""fedpriv in any Flower app: CKKS-encrypted aggregation as a client mod and a server strategy.
+"""CKKS under one shared key in any Flower app: a client mod and a server strategy.
 
 A stock Flower Message-API app (``flwr new``: a ``ClientApp`` whose train handler replies
 with an ``ArrayRecord`` under ``"arrays"`` and a ``MetricRecord`` holding ``num-examples``,
@@ -37,7 +37,15 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from flwr.app import Array, ArrayRecord, ConfigRecord, Context, Error, Message, MessageType
+from flwr.app import (
+    Array,
+    ArrayRecord,
+    ConfigRecord,
+    Context,
+    Message,
+    MessageType,
+    RecordDict,
+)
 from flwr.clientapp.typing import ClientAppCallable
 from flwr.serverapp import Grid
 from flwr.serverapp.strategy import FedAvg, Result
@@ -62,11 +70,11 @@ from fedpriv.errors import (
     KeyMaterialError,
     ReplyCode,
 )
-from fedpriv.federation.app_recording import AppRecipe, record_run
 from fedpriv.federation.ledger import Ledger, Step
 from fedpriv.flower_internals import log
 from fedpriv.parameters import state_to_vector, vector_to_state
 from fedpriv.strategies.ckks import CkksFedAvg
+from fedpriv.wire import refusal
 
 # Where a message carries the model's layout (in its "config" record), and where the mod
 # finds its key directory: the node's ``--node-config key-dir=...`` (a deployment), else the
@@ -195,6 +203,28 @@ class Layout:
         return ArrayRecord({k: Array(np.ascontiguousarray(v)) for k, v in state.items()})
 
 
+def take_weight(content: RecordDict, weight_key: str, mod: str) -> tuple[ArrayRecord, float]:
+    """A train reply's model, and its weight, taken out of its metrics.
+
+    The weight travels inside the ciphertexts only: the server learns no ``n_k``.
+
+    Raises
+    ------
+    ConfigError
+        Naming ``mod``, if the reply lacks its model, its metrics or a numeric weight.
+
+    """
+    metrics = content.metric_records.get("metrics")
+    if ARRAYS not in content.array_records or metrics is None:
+        raise ConfigError(f"{mod}: a train reply needs 'arrays' and 'metrics' records")
+    if weight_key not in metrics:
+        raise ConfigError(f"{mod}: the train reply's metrics lack {weight_key!r}")
+    weight = metrics.pop(weight_key)
+    if not isinstance(weight, int | float):
+        raise ConfigError(f"{mod}: metric {weight_key!r} is no number")
+    return content.array_records[ARRAYS], float(weight)
+
+
 def is_encrypted(record: ArrayRecord) -> bool:
     """Whether a record carries fedpriv's ciphertexts (and perhaps their ``auth``)."""
     return CIPHERTEXTS_KEY in record
@@ -261,7 +291,7 @@ class _CkksMod:
             reason = f"refused the broadcast: {err}"
             log(INFO, "ckks_mod: %s", reason)
             # The arm's code: the strategy then falls back on the last sum clients accepted.
-            return Message(Error(ReplyCode.AGGREGATE_REJECTED, reason), reply_to=msg)
+            return refusal(msg, ReplyCode.AGGREGATE_REJECTED, reason)
         msg.content[ARRAYS] = model
         reply = call_next(msg, context)
         if kind != MessageType.TRAIN or reply.has_error():
@@ -323,17 +353,7 @@ class _CkksMod:
         current: int,
     ) -> Message:
         content = reply.content
-        metrics = content.metric_records.get("metrics")
-        if ARRAYS not in content.array_records or metrics is None:
-            raise ConfigError("ckks_mod: a train reply needs 'arrays' and 'metrics' records")
-        if self.settings.weight_key not in metrics:
-            raise ConfigError(
-                f"ckks_mod: the train reply's metrics lack {self.settings.weight_key!r}"
-            )
-        weight = metrics.pop(self.settings.weight_key)  # the server learns no n_k
-        if not isinstance(weight, int | float):
-            raise ConfigError(f"ckks_mod: metric {self.settings.weight_key!r} is no number")
-        model = content.array_records[ARRAYS]
+        model, weight = take_weight(content, self.settings.weight_key, "ckks_mod")
         values = layout.flatten(model)
         for key, array in model.items():
             largest = float(np.abs(array.numpy()).max(initial=0.0))
@@ -347,7 +367,7 @@ class _CkksMod:
             Ledger.record_answer(context.state, Step.TRAIN, current)
             partition = int(context.node_config.get("partition-id", 0))
             identity = UploadIdentity.fresh(msg.metadata.run_id, current, partition, Purpose.TRAIN)
-        content[ARRAYS] = holder.encrypt(encoding, values, float(weight), identity=identity)
+        content[ARRAYS] = holder.encrypt(encoding, values, weight, identity=identity)
         return reply
 
 
@@ -466,17 +486,3 @@ def release_arrays(
     encoding = (settings or CkksSettings()).encoding(holder.preset)
     mean, _ = holder.decrypt_mean(encoding, ciphertexts, layout.size)
     return layout.unflatten(mean)
-
-
-__all__ = [
-    "AppRecipe",
-    "CkksSettings",
-    "EncryptedFedAvg",
-    "Layout",
-    "ckks_mod",
-    "client_key_dir",
-    "is_encrypted",
-    "make_ckks_mod",
-    "record_run",
-    "release_arrays",
-]
