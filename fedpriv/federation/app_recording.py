@@ -3,13 +3,18 @@
 A stock Message-API app (``FedAvg(...).start(grid=...)``, or fedpriv's ``EncryptedFedAvg``)
 wraps the ``Grid`` its ServerApp is given; the wrapper stores what its server sends and
 receives (``server_view/``), the global model of every round (``checkpoints/``, as the
-server broadcasts it: ciphertexts under encryption) and ``config.json``: the run as fedpriv's
-attacks read it, naming the app's model and its data loader by dotted path.
+server broadcasts it: ciphertexts under encryption), ``history.json`` (each round's seconds,
+bytes, clients and reported accuracy) and ``config.json``: the run as fedpriv's attacks read
+it, naming the app's model and its data loader by dotted path.
+
+One module: the grid, the recipe it records and the recording's entry point are one
+concept, a Flower app's run as a run directory.
 """
 
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +28,7 @@ from fedpriv.crypto.packing import CIPHERTEXTS_KEY
 from fedpriv.errors import ConfigError
 from fedpriv.federation.recording import EVALUATE, TRAIN, RecordingGrid, phase
 from fedpriv.flower_internals import NodeInfo
+from fedpriv.history import History, RoundRecord
 from fedpriv.registry import APP_DATA_PREFIX, Aggregation
 from fedpriv.rundir import RunDirectory
 
@@ -31,6 +37,8 @@ RECORD_DIR_KEY = "fedpriv-record-dir"
 # A protocol's own messages (threshold CKKS's key setup and decryptions) are Flower queries
 # whose config record names their stage; the key setup's first asks for ``threshold``.
 QUERY = "query"
+# Evaluation metrics read as the round's accuracy (``flwr new``'s apps report ``eval_acc``).
+ACCURACY_KEYS = ("accuracy", "eval_acc", "acc")
 # Where a full-batch recipe (``batch_size=0``) puts its batch size in the run's config:
 # above any client's record count, so each epoch is one step.
 FULL_BATCH = 1 << 30
@@ -149,6 +157,8 @@ class AppRecordingGrid(RecordingGrid):
         self.data = data
         self.encrypted = False
         self.threshold = 0  # t of a threshold-CKKS key setup seen (0: none)
+        self.seconds: dict[int, float] = {}
+        self.accuracy: dict[int, float | None] = {}
         self.last_round = 0
         self.nodes = 0
 
@@ -188,7 +198,13 @@ class AppRecordingGrid(RecordingGrid):
         holds = server_round if kind == EVALUATE else server_round - 1
         if holds >= 1 and not self._rundir.checkpoint_path(holds).exists():
             self._rundir.write_checkpoint(holds, messages[0].content)
+        began = time.perf_counter()
         replies = list(super().send_and_receive(messages, timeout=timeout))
+        self.seconds[server_round] = self.seconds.get(server_round, 0.0) + (
+            time.perf_counter() - began
+        )
+        if kind == EVALUATE:
+            self.accuracy[server_round] = _mean_accuracy(replies)
         if kind == TRAIN:
             self.encrypted = self.encrypted or any(
                 CIPHERTEXTS_KEY in record
@@ -198,7 +214,34 @@ class AppRecordingGrid(RecordingGrid):
             )
             self.last_round = max(self.last_round, server_round)
             self._rundir.write_config(self.run_config())
+        self._rundir.write_history(self.history())
         return replies
+
+    def history(self) -> History:
+        """Every round so far, as fedpriv's round loop records its own.
+
+        The exchanges' seconds (the server's wait, clients' training included), bytes, who
+        replied, what failed, and the clients' weighted evaluation accuracy where they
+        report one.
+        """
+        history = History(self.run_config().aggregation)
+        for server_round in range(1, self.last_round + 1):
+            traffic = self.traffic(server_round)
+            history.append(
+                RoundRecord(
+                    round=server_round,
+                    accuracy=self.accuracy.get(server_round),
+                    seconds=self.seconds.get(server_round, 0.0),
+                    bytes_up=sum(traffic.bytes_up.values()),
+                    bytes_down=sum(traffic.bytes_down.values()),
+                    train_bytes_up=traffic.bytes_up[TRAIN],
+                    train_bytes_down=traffic.bytes_down[TRAIN],
+                    clients=sorted(traffic.replied[TRAIN]),
+                    failed={str(k): v for k, v in sorted(traffic.failed.items())},
+                    evaluated_by=sorted(traffic.replied[EVALUATE]),
+                )
+            )
+        return history
 
     def run_config(self) -> RunConfig:
         """The run as fedpriv's attacks read it."""
@@ -219,6 +262,24 @@ class AppRecordingGrid(RecordingGrid):
             momentum=recipe.momentum,
             out_dir=str(self._rundir.path),
         )
+
+
+def _mean_accuracy(replies: list[Message]) -> float | None:
+    """The evaluation replies' accuracy, weighted by their ``num-examples``.
+
+    ``None`` where no reply reports one under a name of :data:`ACCURACY_KEYS`.
+    """
+    total = weight = 0.0
+    for reply in replies:
+        if reply.has_error():
+            continue
+        for metrics in reply.content.metric_records.values():
+            value = next((metrics[k] for k in ACCURACY_KEYS if k in metrics), None)
+            examples = metrics.get("num-examples", 1)
+            if isinstance(value, int | float) and isinstance(examples, int | float):
+                total += float(value) * float(examples)
+                weight += float(examples)
+    return total / weight if weight > 0 else None
 
 
 def protocol_stage(message: Message) -> str:

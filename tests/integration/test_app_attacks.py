@@ -94,6 +94,10 @@ def test_the_recording_is_a_run_directory_of_the_apps_view(runs):
         assert config.dataset == "app:" + DATA and config.learning_rate == 0.1
         view = RunDirectory(run).view_files(1, "train-recv-")
         assert len(view) == NODES
+        # The history, as fedpriv's own runs record it (the app reports eval_acc).
+        (record,) = RunDirectory(run).read_history().rounds
+        assert len(record.clients) == len(record.evaluated_by) == NODES and not record.failed
+        assert record.bytes_up > 0 and record.seconds > 0 and 0 <= record.accuracy <= 1
         assert RunDirectory(run).checkpoint_rounds() == [1]  # sent to evaluate after round 1
     # The twin's server holds ciphertexts only; the plain app's, the models.
     for run, encrypted in ((plain, False), (ckks, True)):

@@ -180,6 +180,10 @@ def test_the_recorded_run_is_attacked_as_threshold_ckks(runs, app, capsys):
     assert (config.aggregation, config.decryption_threshold) == ("ckks-threshold", 2)
     assert config.num_server_rounds == ROUNDS and rundir.view_files(1, "train-recv-")
     assert len(rundir.view_files(1, "train-decrypt-recv-")) == len(NODES)
+    history = rundir.read_history()
+    assert history.aggregation == "ckks-threshold" and len(history) == ROUNDS
+    # Round 1 also carries the key setup, as in the arm's history.
+    assert history.rounds[0].bytes_up > history.rounds[1].bytes_up > 0
     scheme = load_scheme(config)
     assert "threshold CKKS" in scheme.server_sight(rundir).updates_hidden()
     coalition = scheme.coalition_sight(rundir, 1)
