@@ -28,7 +28,7 @@ from logging import WARNING
 from pathlib import Path
 from typing import Any
 
-from flwr.app import ArrayRecord, ConfigRecord, Context, Error, Message, RecordDict
+from flwr.app import ArrayRecord, ConfigRecord, Context, Error, Message, MessageType, RecordDict
 from flwr.serverapp import Grid
 
 from fedpriv.crypto.signing import digest, load_identity, load_roster, statement
@@ -132,7 +132,13 @@ class ConsistentGrid(Grid):
     def push_messages(self, messages: Iterable[Message]) -> Iterable[str]:
         """Gather the recipients' signatures of the models they get, then push."""
         messages = list(messages)
-        carrying = [m for m in messages if model_digest(m.content) is not None]
+        # Training messages only: the client checks only what it trains on, and an
+        # evaluation's signing round would be refused anyway (it signed this round already).
+        carrying = [
+            m
+            for m in messages
+            if m.metadata.message_type == MessageType.TRAIN and model_digest(m.content) is not None
+        ]
         if carrying:
             signatures = self._gather(carrying)
             for message in carrying:
