@@ -14,7 +14,6 @@ concept, a Flower app's run as a run directory.
 from __future__ import annotations
 
 import math
-import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,7 +27,7 @@ from fedpriv.crypto.packing import CIPHERTEXTS_KEY
 from fedpriv.errors import ConfigError
 from fedpriv.federation.recording import EVALUATE, TRAIN, RecordingGrid, phase
 from fedpriv.flower_internals import NodeInfo
-from fedpriv.history import History, RoundRecord
+from fedpriv.history import History
 from fedpriv.registry import APP_DATA_PREFIX, Aggregation
 from fedpriv.rundir import RunDirectory
 
@@ -157,7 +156,6 @@ class AppRecordingGrid(RecordingGrid):
         self.data = data
         self.encrypted = False
         self.threshold = 0  # t of a threshold-CKKS key setup seen (0: none)
-        self.seconds: dict[int, float] = {}
         self.accuracy: dict[int, float | None] = {}
         self.last_round = 0
         self.nodes = 0
@@ -198,11 +196,7 @@ class AppRecordingGrid(RecordingGrid):
         holds = server_round if kind == EVALUATE else server_round - 1
         if holds >= 1 and not self._rundir.checkpoint_path(holds).exists():
             self._rundir.write_checkpoint(holds, messages[0].content)
-        began = time.perf_counter()
         replies = list(super().send_and_receive(messages, timeout=timeout))
-        self.seconds[server_round] = self.seconds.get(server_round, 0.0) + (
-            time.perf_counter() - began
-        )
         if kind == EVALUATE:
             self.accuracy[server_round] = _mean_accuracy(replies)
         if kind == TRAIN:
@@ -220,27 +214,15 @@ class AppRecordingGrid(RecordingGrid):
     def history(self) -> History:
         """Every round so far, as fedpriv's round loop records its own.
 
-        The exchanges' seconds (the server's wait, clients' training included), bytes, who
-        replied, what failed, and the clients' weighted evaluation accuracy where they
-        report one.
+        What crossed the wire (seconds from the round's first message to its last reply,
+        bytes, who replied, what failed) and the clients' weighted evaluation accuracy
+        where they report one.
         """
         history = History(self.run_config().aggregation)
         for server_round in range(1, self.last_round + 1):
             traffic = self.traffic(server_round)
-            history.append(
-                RoundRecord(
-                    round=server_round,
-                    accuracy=self.accuracy.get(server_round),
-                    seconds=self.seconds.get(server_round, 0.0),
-                    bytes_up=sum(traffic.bytes_up.values()),
-                    bytes_down=sum(traffic.bytes_down.values()),
-                    train_bytes_up=traffic.bytes_up[TRAIN],
-                    train_bytes_down=traffic.bytes_down[TRAIN],
-                    clients=sorted(traffic.replied[TRAIN]),
-                    failed={str(k): v for k, v in sorted(traffic.failed.items())},
-                    evaluated_by=sorted(traffic.replied[EVALUATE]),
-                )
-            )
+            accuracy = self.accuracy.get(server_round)
+            history.append(traffic.record(server_round, traffic.seconds, accuracy=accuracy))
         return history
 
     def run_config(self) -> RunConfig:

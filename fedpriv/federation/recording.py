@@ -10,6 +10,7 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from logging import WARNING
+from typing import Any
 
 from flwr.app import ConfigRecord, Message, RecordDict
 from flwr.serverapp import Grid
@@ -17,6 +18,7 @@ from flwr.serverapp import Grid
 from fedpriv.adversaries.base import HONEST, ServerAdversary
 from fedpriv.federation import cancel
 from fedpriv.flower_internals import NodeInfo, Run, log
+from fedpriv.history import RoundRecord
 from fedpriv.rundir import RunDirectory
 from fedpriv.wire import payload_bytes, payload_size
 
@@ -70,6 +72,21 @@ class RoundTraffic:
     def seconds(self) -> float:
         """From the first message sent to the last reply received."""
         return max(self.end - self.start, 0.0) if self.end else 0.0
+
+    def record(self, server_round: int, seconds: float, **results: Any) -> RoundRecord:
+        """The round's history entry: what crossed the wire, and ``results`` (accuracy, ...)."""
+        return RoundRecord(
+            round=server_round,
+            seconds=seconds,
+            bytes_up=sum(self.bytes_up.values()),
+            bytes_down=sum(self.bytes_down.values()),
+            train_bytes_up=self.bytes_up[TRAIN],
+            train_bytes_down=self.bytes_down[TRAIN],
+            clients=sorted(self.replied[TRAIN]),
+            failed={str(k): v for k, v in sorted(self.failed.items())},
+            evaluated_by=sorted(self.replied[EVALUATE]),
+            **results,
+        )
 
 
 def phase(message: Message) -> str:

@@ -14,7 +14,7 @@ from flwr.serverapp.strategy import Strategy
 from fedpriv.config import RunConfig
 from fedpriv.errors import ReplyCode
 from fedpriv.federation import cancel
-from fedpriv.federation.recording import EVALUATE, TRAIN, RecordingGrid
+from fedpriv.federation.recording import TRAIN, RecordingGrid
 from fedpriv.flower_internals import log
 from fedpriv.history import History, RoundRecord
 from fedpriv.rundir import RunDirectory
@@ -215,17 +215,10 @@ class RoundLoop:
 
     def _record(self, server_round: int, start: float, facts: RoundFacts) -> RoundRecord:
         traffic = self.grid.traffic(server_round)
-        return RoundRecord(
-            round=server_round,
-            seconds=time.perf_counter() - start,
-            bytes_up=sum(traffic.bytes_up.values()),
-            bytes_down=sum(traffic.bytes_down.values()),
-            train_bytes_up=traffic.bytes_up[TRAIN],
-            train_bytes_down=traffic.bytes_down[TRAIN],
-            clients=sorted(traffic.replied[TRAIN]),
-            failed={str(k): v for k, v in sorted(traffic.failed.items())},
+        return traffic.record(
+            server_round,
+            time.perf_counter() - start,
             rejected={str(k): v for k, v in sorted(facts.rejected.items())},
-            evaluated_by=sorted(traffic.replied[EVALUATE]),
             aggregate_rejected_by=traffic.refused_with(ReplyCode.AGGREGATE_REJECTED),
             dp_epsilon=facts.epsilon,
             dp_delta=facts.delta,

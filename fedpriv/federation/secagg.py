@@ -18,9 +18,9 @@ from flwr.serverapp import Grid
 
 from fedpriv.adversaries.base import HONEST, ServerAdversary, server_adversary
 from fedpriv.config import RunConfig
-from fedpriv.federation.recording import EVALUATE, TRAIN, RecordingGrid, phase
+from fedpriv.federation.recording import EVALUATE, RecordingGrid, phase
 from fedpriv.flower_internals import legacy_evaluate_parameters, legacy_state_parameters
-from fedpriv.history import History, RoundRecord
+from fedpriv.history import History
 from fedpriv.parameters import State
 from fedpriv.rundir import RunDirectory
 from fedpriv.wire import state_to_record
@@ -156,19 +156,12 @@ def run_secagg(
             final = dict(zip(template, model, strict=True))
             rundir.write_checkpoint(server_round, RecordDict({"arrays": state_to_record(final)}))
         history.append(
-            RoundRecord(
-                round=server_round,
+            traffic.record(
+                server_round,
+                traffic.seconds,
                 accuracy=_float(accuracy.get(server_round)),
                 loss=_float(losses.get(server_round)),
                 train_loss=_float(train_loss.get(server_round)),
-                seconds=traffic.seconds,
-                bytes_up=sum(traffic.bytes_up.values()),
-                bytes_down=sum(traffic.bytes_down.values()),
-                train_bytes_up=traffic.bytes_up[TRAIN],
-                train_bytes_down=traffic.bytes_down[TRAIN],
-                clients=sorted(traffic.replied[TRAIN]),
-                failed={str(k): v for k, v in sorted(traffic.failed.items())},
-                evaluated_by=sorted(traffic.replied[EVALUATE]),
             )
         )
         rundir.write_history(history)
