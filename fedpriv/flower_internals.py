@@ -278,30 +278,47 @@ def run_clientapp_quickly(**kwargs: Any) -> None:
 
 
 # -- the SuperNode's poll ----------------------------------------------------------------------
-class _CappedSleep:
-    """The ``time`` module, except that ``sleep`` waits at most ``cap`` seconds."""
+# Flower 1.42's SuperNode loop sleeps 3 s after a pull from the SuperLink that found no message
+# (a request to the SuperLink: capped at the idle poll the caller chooses), and 0.5 s between
+# checks of its own in-memory state for the ClientApp's reply and for that reply's content
+# (no request leaves the process: capped at this many seconds, since every exchange of a round
+# waits for the slowest node's check).
+LOCAL_WAIT_SECONDS = 0.02
+# Flower's sleeps at least this long are its idle poll of the SuperLink; shorter ones, local waits.
+_IDLE_SLEEP_SECONDS = 1.0
 
-    def __init__(self, module: Any, cap: float) -> None:
+
+class _CappedSleep:
+    """The ``time`` module, except that ``sleep`` waits at most ``idle`` or ``local`` seconds.
+
+    A sleep of Flower's idle poll (1 s or more) waits at most ``idle``; a shorter one (its
+    local waits) at most ``local``.
+    """
+
+    def __init__(self, module: Any, idle: float, local: float = LOCAL_WAIT_SECONDS) -> None:
         self._module = module
-        self._cap = cap
+        self._idle = idle
+        self._local = local
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._module, name)
 
     def sleep(self, seconds: float) -> None:
-        """Sleep ``min(seconds, cap)``."""
-        self._module.sleep(min(seconds, self._cap))
+        """Sleep ``seconds``, capped as the class says."""
+        cap = self._idle if seconds >= _IDLE_SLEEP_SECONDS else self._local
+        self._module.sleep(min(seconds, cap))
 
 
 def run_supernode(poll_seconds: float) -> int:
     """``flower-supernode`` (its command line from ``sys.argv``), polling every ``poll_seconds``.
 
     Flower 1.42's SuperNode sleeps a hard-coded 3 s whenever a pull from the SuperLink finds
-    no message, and 0.5 s between checks for a ClientApp's reply
+    no message, and 0.5 s between checks for a ClientApp's reply and its content
     (``flwr.supernode.start_client_internal``). In a deployment every message waits on that
-    poll twice a round (training, then evaluation: about 2.5 s each, measured), so the
-    SuperNodes fedpriv starts cap those sleeps, and retry a missing object quickly
-    (:func:`quicken_object_pulls`). Nothing else changes.
+    poll twice a round (training, then evaluation: about 2.5 s each, measured), and every
+    exchange on the slowest node's check for the reply, so the SuperNodes fedpriv starts cap
+    the idle poll at ``poll_seconds`` and the local checks at :data:`LOCAL_WAIT_SECONDS`,
+    and retry a missing object quickly (:func:`quicken_object_pulls`). Nothing else changes.
     """
     import time
 

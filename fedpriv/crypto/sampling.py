@@ -53,14 +53,41 @@ def _noise_table() -> np.ndarray:
 
 
 _TABLE = _noise_table()
+# The inversion looks a word's top 16 bits up first: where every word with those bits falls in
+# one bucket of the table (all but 28 of the 65,536 prefixes), that is the value; the words of
+# the other prefixes (marked UNDECIDED) are searched. The same values as searching every word
+# (tested), several times faster.
+_PREFIX_SHIFT = np.uint64(48)
+_UNDECIDED = np.int8(127)
+
+
+def _prefix_values() -> np.ndarray:
+    """Per 16-bit prefix: the value of all its words (int8), or :data:`_UNDECIDED`."""
+    prefixes = np.arange(1 << 16, dtype=np.uint64) << _PREFIX_SHIFT
+    lowest = np.searchsorted(_TABLE, prefixes, side="right")
+    highest = np.searchsorted(_TABLE, prefixes | np.uint64((1 << 48) - 1), side="right")
+    values = (lowest - NOISE_BOUND).astype(np.int8)
+    values[lowest != highest] = _UNDECIDED
+    return values
+
+
+_PREFIX_VALUES = _prefix_values()
+
+
+def noise_from_words(words: np.ndarray) -> np.ndarray:
+    """SEAL's error distribution by inverting its table on uniform 64-bit ``words`` (int64)."""
+    looked_up = np.take(_PREFIX_VALUES, (words >> _PREFIX_SHIFT).astype(np.intp))
+    undecided = np.flatnonzero(looked_up == _UNDECIDED)
+    values = looked_up.astype(np.int64)
+    if undecided.size:
+        found = np.searchsorted(_TABLE, words[undecided], side="right")
+        values[undecided] = found.astype(np.int64) - NOISE_BOUND
+    return values
 
 
 def clipped_gaussian(shape: tuple[int, ...]) -> np.ndarray:
     """Integers with SEAL's error distribution (int64 in [-19, 19])."""
-    words = random_words(math.prod(shape))
-    return (
-        (np.searchsorted(_TABLE, words, side="right") - NOISE_BOUND).astype(np.int64).reshape(shape)
-    )
+    return noise_from_words(random_words(math.prod(shape))).reshape(shape)
 
 
 def uniform_signed(shape: tuple[int, ...], bits: int) -> np.ndarray:

@@ -186,13 +186,13 @@ def fresh_registries():
         MODELS,
         PARTITIONERS,
         SCHEMES,
-        installed_entry_points,
+        all_entry_points,
     )
 
     registries = (MODELS, DATASETS, PARTITIONERS, SCHEMES, DEFENSES, ATTACKS)
 
     def forget() -> None:
-        installed_entry_points.cache_clear()
+        all_entry_points.cache_clear()
         for registry in registries:
             registry.__dict__.pop("_entries", None)
             registry._origins.clear()

@@ -55,10 +55,14 @@ def test_the_supernode_loop_sleeps_through_the_module_the_adapter_caps():
 def test_capped_sleep_waits_at_most_the_cap_and_forwards_the_rest():
     import time
 
-    capped = flower._CappedSleep(time, 0.05)
+    capped = flower._CappedSleep(time, idle=0.3, local=0.01)
     start = time.monotonic()
-    capped.sleep(3)
-    assert time.monotonic() - start < 1.0
+    capped.sleep(3)  # Flower's idle poll of the SuperLink: the idle cap
+    idle = time.monotonic() - start
+    start = time.monotonic()
+    capped.sleep(0.5)  # its local checks for a reply: the local cap
+    local = time.monotonic() - start
+    assert 0.3 <= idle < 1.0 and local < 0.2
     assert capped.monotonic is time.monotonic and capped.time is time.time
 
 

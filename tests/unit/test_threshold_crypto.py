@@ -8,6 +8,7 @@ from fractions import Fraction
 import numpy as np
 import pytest
 
+from fedpriv.crypto import sampling
 from fedpriv.crypto.channels import new_private_key, open_from, public_key, seal_to
 from fedpriv.crypto.encoding import UpdateEncoding
 from fedpriv.crypto.modq import mul_mod, sum_mod
@@ -270,6 +271,23 @@ def test_samplers_draw_the_documented_distributions():
     assert wide.min() >= -(2**40) and wide.max() < 2**40 and abs(wide.mean()) < 2**40 / 50
     residues = uniform_mod([97, 2**51 - 129], 10_000)
     assert residues[0].max() < 97 and residues[1].max() < 2**51 - 129
+
+
+def test_noise_lookup_inverts_the_table_exactly_as_a_search_of_every_word():
+    # The table's own boundaries and their neighbours, every prefix's first and last word,
+    # and random words: a binary search of each word over the cumulative table is the
+    # reference (what the lookup replaced).
+    table = sampling._TABLE.astype(object)
+    edges = [int(t) + d for t in table for d in (-1, 0, 1)]
+    prefixes = [p << 48 for p in range(1 << 16)] + [(p << 48) | (2**48 - 1) for p in range(1 << 16)]
+    words = np.concatenate(
+        [np.array(edges + prefixes, dtype=np.uint64), sampling.random_words(200_000)]
+    )
+    expected = np.searchsorted(sampling._TABLE, words, side="right").astype(np.int64) - NOISE_BOUND
+    assert np.array_equal(sampling.noise_from_words(words), expected)
+    # ... and the search agrees with a count of the table entries at or below each word.
+    for word in edges[:60]:
+        assert expected[edges.index(word)] == sum(int(t) <= word for t in table) - NOISE_BOUND
 
 
 def test_shamir_against_a_pure_python_reference():
