@@ -35,6 +35,10 @@ class CiphertextFormatError(CryptoError):
     """A serialized ciphertext is truncated, of another format or of another parameter set."""
 
 
+class SealFormatError(CiphertextFormatError, ValueError):
+    """Bytes that are not a well-formed SEAL object of the expected parameters."""
+
+
 class AggregateRejectedError(CryptoError):
     """A client refused the aggregate it was sent (corrupt, or summed under another key)."""
 

@@ -1,7 +1,7 @@
-"""Flower strategies of fedpriv (defined in :mod:`fedpriv.strategies`)."""
+"""Flower strategies of fedpriv (from :mod:`fedpriv.strategies` and :mod:`fedpriv.defenses`)."""
 
+from fedpriv.defenses.server_noise import ServerSideNoise
 from fedpriv.strategies.ckks import CkksFedAvg
 from fedpriv.strategies.plaintext import PlaintextFedAvg
-from fedpriv.strategies.server_noise import ServerSideNoise
 
 __all__ = ["CkksFedAvg", "PlaintextFedAvg", "ServerSideNoise"]

@@ -20,12 +20,12 @@ from fedpriv.attacks.runner import run_attacks
 from fedpriv.attacks.settings import MembershipSettings, SuiteSettings
 from fedpriv.compare.spec import DEFAULT_EXPERIMENT
 from fedpriv.config import RunConfig
+from fedpriv.defenses.server_noise import DISABLE_NOISE
 from fedpriv.experiment import load_run_config
 from fedpriv.provenance import command, commit, today
 from fedpriv.registry import Aggregation
 from fedpriv.rundir import write_json
 from fedpriv.simulation import run_simulation
-from fedpriv.strategies.server_noise import DISABLE_NOISE
 
 OVERFIT = DEFAULT_EXPERIMENT.parent / "overfit-mnist5k.toml"
 # Few records per client, many local epochs; as many held-out clients as participants.

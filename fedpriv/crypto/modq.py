@@ -10,7 +10,7 @@ from collections.abc import Iterable, Sequence
 
 import numpy as np
 
-from fedpriv.crypto.sealheader import SealFormatError
+from fedpriv.errors import SealFormatError
 
 _MAX_PRIME_BITS = 61  # SEAL_MOD_BIT_COUNT_MAX
 _MASK64 = (1 << 64) - 1

@@ -22,10 +22,10 @@ from fedpriv.crypto.sealheader import (
     SEAL_HEADER_SIZE,
     SEAL_VERSION,
     SEED_BYTES,
-    SealFormatError,
     parse_header,
     write_header,
 )
+from fedpriv.errors import SealFormatError
 
 SCHEME_CKKS = 2
 """SEAL's ``scheme_type::ckks``."""

@@ -11,7 +11,7 @@ import zlib
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from fedpriv.errors import CiphertextFormatError
+from fedpriv.errors import SealFormatError
 
 #
 # The server sums ciphertexts at memory speed and fedpriv writes SEAL objects that
@@ -70,10 +70,6 @@ SEED_BYTES = 64
 
 _HEADER = struct.Struct("<HBBBBHQ")
 _MASK64 = (1 << 64) - 1
-
-
-class SealFormatError(CiphertextFormatError, ValueError):
-    """Bytes that are not a well-formed SEAL object of the expected parameters."""
 
 
 # -- header ---------------------------------------------------------------------------------

@@ -11,9 +11,8 @@ import numpy as np
 from fedpriv.crypto.modq import pack_coefficients, unpack_coefficients
 from fedpriv.crypto.packing import STYPES as PACKING_STYPES
 from fedpriv.crypto.sealformat import compute_parms_id
-from fedpriv.crypto.sealheader import SealFormatError
 from fedpriv.crypto.threshold import ThresholdCkks
-from fedpriv.errors import CiphertextFormatError, CryptoError
+from fedpriv.errors import CiphertextFormatError, CryptoError, SealFormatError
 
 # One object on the wire (integers little endian):
 #

@@ -10,10 +10,10 @@ from flwr.serverapp.strategy import Strategy
 from fedpriv.defenses.accounting import ClientSampling
 from fedpriv.defenses.base import Defense, Numbers
 from fedpriv.defenses.dp import DPSettings, clip_update, noise_share
+from fedpriv.defenses.server_noise import DISABLE_NOISE, ServerSideNoise
 from fedpriv.narrative import fmt
 from fedpriv.parameters import state_to_vector, vector_to_state
 from fedpriv.registry import Defense as DefenseName
-from fedpriv.strategies.server_noise import DISABLE_NOISE, ServerSideNoise
 from fedpriv.training import LocalUpdate
 
 # Above this epsilon a guarantee bounds nothing an attack could measure (issue 19).
@@ -25,7 +25,7 @@ class ClientLevelDP(Defense):
 
     Each client sends ``w + clip(w_k - w, C)`` with weight 1 (the global model ``w`` is the
     same for every client), so one client changes the sum by at most ``C``; the server adds
-    ``N(0, sigma^2 C^2)`` to the sum (:class:`~fedpriv.strategies.server_noise.ServerSideNoise`).
+    ``N(0, sigma^2 C^2)`` to the sum (:class:`~fedpriv.defenses.server_noise.ServerSideNoise`).
     Under authenticated ckks the server may add nothing to a sum; each of the ``m`` clients
     a round samples adds ``N(0, sigma^2 C^2 / m)`` instead, and the key holders accept no
     sum of fewer than ``m`` uploads.

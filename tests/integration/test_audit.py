@@ -6,8 +6,8 @@ from fedpriv.attacks.dp_audit import dp_audit
 from fedpriv.attacks.runner import run_attacks
 from fedpriv.bench.auditing import CLIENT_LEVEL, DP_AUDIT
 from fedpriv.config import RunConfig
+from fedpriv.defenses.server_noise import DISABLE_NOISE
 from fedpriv.simulation import run_simulation
-from fedpriv.strategies.server_noise import DISABLE_NOISE
 
 pytestmark = pytest.mark.slow
 

@@ -15,10 +15,10 @@ from fedpriv.defenses.accounting import ClientSampling, client_level_epsilon, dp
 from fedpriv.defenses.dp import DPSettings, clip_update, draw_noise
 from fedpriv.defenses.dp_sgd import train_dp_sgd
 from fedpriv.defenses.memguard import MemGuard, MemGuardSettings, train_defense_classifier
+from fedpriv.defenses.server_noise import ServerSideNoise
 from fedpriv.errors import ConfigError
 from fedpriv.models import build_model
 from fedpriv.strategies.facts import ReportsFacts
-from fedpriv.strategies.server_noise import ServerSideNoise
 from fedpriv.training import Recipe, train
 
 

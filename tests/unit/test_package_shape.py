@@ -108,3 +108,15 @@ def test_long_modules_say_why_they_are_one_concept():
             if "One module" not in doc:
                 unexplained.append(str(path.relative_to(ROOT)))
     assert unexplained == []
+
+
+def test_layer_contracts_are_strict_and_crypto_has_its_own():
+    """No layer lets two packages import each other (``:``), and crypto/ is layered inside."""
+    import tomllib
+
+    config = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
+    contracts = config["tool"]["importlinter"]["contracts"]
+    layered = [c for c in contracts if c["type"] == "layers"]
+    assert all(":" not in layer for c in layered for layer in c["layers"])
+    crypto = [c for c in layered if c.get("containers") == ["fedpriv.crypto"]]
+    assert crypto and crypto[0].get("exhaustive") is True

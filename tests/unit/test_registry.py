@@ -52,9 +52,9 @@ def test_traits_decide_which_defense_composes_with_which_scheme():
     # The trait is what the DP wrapper needs from the strategy it wraps.
     from fedpriv.defenses.accounting import ClientSampling
     from fedpriv.defenses.dp import DPSettings
+    from fedpriv.defenses.server_noise import ServerSideNoise
     from fedpriv.strategies.plaintext import PlaintextFedAvg
     from fedpriv.strategies.sampling import Sampling
-    from fedpriv.strategies.server_noise import ServerSideNoise
 
     with pytest.raises(ConfigError, match="PlaintextFedAvg cannot"):
         ServerSideNoise(PlaintextFedAvg(Sampling()), DPSettings(), ClientSampling(2, 2))

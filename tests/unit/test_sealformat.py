@@ -18,6 +18,7 @@ from fedpriv.crypto import sealformat as sf
 from fedpriv.crypto import sealheader as sh
 from fedpriv.crypto.presets import get_preset
 from fedpriv.crypto.seal import save_uncompressed, seal_parameters
+from fedpriv.errors import SealFormatError
 
 # Rejection-heavy primes (SEAL takes any NTT-friendly user prime of at most 60 bits): just
 # above 2^64/17 and 2^64/33, so about 6% and 3% of the PRNG words are rejected and redrawn,
@@ -321,18 +322,18 @@ def test_decompress_reads_seals_zstd_and_zlib(seal, tmp_path):
     zlibbed = sh.write_header(16 + len(body), sh.COMPR_ZLIB) + body
     assert sh.decompress(zlibbed, 1 << 20) == raw
     np.testing.assert_allclose(seal.decrypt(seal.load(zlibbed)), values, atol=1e-3)
-    with pytest.raises(sh.SealFormatError, match="limit"):
+    with pytest.raises(SealFormatError, match="limit"):
         sh.decompress(zstd, len(raw) - 1)
-    with pytest.raises(sh.SealFormatError, match="limit"):
+    with pytest.raises(SealFormatError, match="limit"):
         sh.decompress(zlibbed, len(raw) - 1)
     corrupt = bytearray(zstd)
     corrupt[16] ^= 0xFF  # the zstd frame's magic
-    with pytest.raises(sh.SealFormatError):
+    with pytest.raises(SealFormatError):
         sh.decompress(bytes(corrupt), 1 << 20)
     extra = zstd + b"\0"
-    with pytest.raises(sh.SealFormatError):
+    with pytest.raises(SealFormatError):
         sh.decompress(extra[:8] + struct.pack("<Q", len(extra)) + extra[16:], 1 << 20)
-    with pytest.raises(sh.SealFormatError, match="compressed"):
+    with pytest.raises(SealFormatError, match="compressed"):
         seal.parse(zstd)
 
 
@@ -406,7 +407,7 @@ def test_malformed_ciphertexts_are_rejected(seal):
     for name, blob, message in _malformed(seal, seeded, full):
         try:
             seal.parse(blob, scale=seal.scale)
-        except sh.SealFormatError as err:
+        except SealFormatError as err:
             assert re.search(message, str(err)), f"{name}: {err}"
         else:
             pytest.fail(f"{name}: accepted")
@@ -414,12 +415,12 @@ def test_malformed_ciphertexts_are_rejected(seal):
 
 def test_size_limit_is_checked_first(seal):
     seeded = seal.encrypt(seal.values(np.random.default_rng(9)))
-    with pytest.raises(sh.SealFormatError, match="limit"):
+    with pytest.raises(SealFormatError, match="limit"):
         seal.parse(seeded, max_size=len(seeded) - 1)
     huge = b"\0" * (sf.ciphertext_size(seal.n, len(seal.primes), seeded=False) + 1)
-    with pytest.raises(sh.SealFormatError, match="limit"):
+    with pytest.raises(SealFormatError, match="limit"):
         seal.parse(huge)
-    assert issubclass(sh.SealFormatError, ValueError)
+    assert issubclass(SealFormatError, ValueError)
 
 
 def test_seal_refuses_what_we_refuse(seal):
@@ -443,7 +444,7 @@ def test_write_refuses_invalid_input(seal):
         sf.write_ciphertext(parsed.c0[:, :-1], seed=parsed.seed, **kwargs)
     unreduced = parsed.c0.copy()
     unreduced[0, 5] = seal.primes[0]
-    with pytest.raises(sh.SealFormatError, match="coefficient 5"):
+    with pytest.raises(SealFormatError, match="coefficient 5"):
         sf.write_ciphertext(unreduced, seed=parsed.seed, **kwargs)
     with pytest.raises(ValueError, match="64 bytes"):
         sf.write_ciphertext(parsed.c0, seed=b"\0" * 63, **kwargs)
@@ -538,13 +539,13 @@ def test_pack_checks():
         modq.pack_coefficients(np.array([1 << bits], dtype=np.uint64), bits)
     with pytest.raises(ValueError):
         modq.pack_coefficients(np.array([-1]), bits)
-    with pytest.raises(sh.SealFormatError, match="bytes"):
+    with pytest.raises(SealFormatError, match="bytes"):
         modq.unpack_coefficients(packed[:-1], bits, 5)
-    with pytest.raises(sh.SealFormatError, match="bytes"):
+    with pytest.raises(SealFormatError, match="bytes"):
         modq.unpack_coefficients(packed + b"\0", bits, 5)
     assert 5 * bits % 8  # the last byte has padding bits
-    with pytest.raises(sh.SealFormatError, match="padding"):
+    with pytest.raises(SealFormatError, match="padding"):
         modq.unpack_coefficients(packed[:-1] + bytes([packed[-1] | 0x80]), bits, 5)
     too_big = modq.pack_coefficients(np.array([q], dtype=np.uint64), bits)
-    with pytest.raises(sh.SealFormatError, match="modulus"):
+    with pytest.raises(SealFormatError, match="modulus"):
         modq.unpack_coefficients(too_big, bits, 1, modulus=q)

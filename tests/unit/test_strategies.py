@@ -139,8 +139,8 @@ def test_server_side_dp_falls_back_as_the_strategy_it_wraps(task_identity, conte
 
     from fedpriv.defenses.accounting import ClientSampling
     from fedpriv.defenses.dp import DPSettings
+    from fedpriv.defenses.server_noise import ServerSideNoise
     from fedpriv.strategies.facts import FallsBack
-    from fedpriv.strategies.server_noise import ServerSideNoise
 
     _, server, preset = contexts
     inner = CkksFedAvg(server, _encoding(preset), SIZE, Sampling(), authenticated=True)
