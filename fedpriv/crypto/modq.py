@@ -16,13 +16,15 @@ _MAX_PRIME_BITS = 61  # SEAL_MOD_BIT_COUNT_MAX
 _MASK64 = (1 << 64) - 1
 
 
-def _check_degree(n: int) -> int:
+def check_degree(n: int) -> int:
+    """``n`` as an int, if it is a power of two of at least 2 (a ring degree); else ValueError."""
     if int(n) < 2 or int(n) & (int(n) - 1):
         raise ValueError(f"N = {n} is not a power of two")
     return int(n)
 
 
-def _check_primes(primes: Sequence[int]) -> list[int]:
+def check_primes(primes: Sequence[int]) -> list[int]:
+    """``primes`` as ints, if there are some and each is a modulus in [2, 2^61); else ValueError."""
     values = [int(q) for q in primes]
     if not values or any(not 2 <= q < 1 << _MAX_PRIME_BITS for q in values):
         raise ValueError(f"primes must be a non-empty list of moduli in [2, 2^61): {primes!r}")
@@ -142,7 +144,7 @@ def sum_mod(polys: Iterable[np.ndarray], q: int | Sequence[int]) -> np.ndarray:
         if acc is None:
             acc = np.array(poly, dtype=np.uint64, copy=True)
             mod = _mod(q, acc)
-            batch = _MASK64 // (max(_check_primes(mod.ravel().tolist())) - 1) - 1
+            batch = _MASK64 // (max(check_primes(mod.ravel().tolist())) - 1) - 1
             pending = 0
             continue
         if poly.shape != acc.shape:
@@ -196,7 +198,7 @@ def mul_mod(a: np.ndarray, b: np.ndarray, q: int | Sequence[int]) -> np.ndarray:
     a = np.asarray(a, dtype=np.uint64)
     b = np.asarray(b, dtype=np.uint64)
     mod = _mod(q, a if a.ndim >= b.ndim else b)
-    moduli = _check_primes([int(v) for v in mod.ravel()])
+    moduli = check_primes([int(v) for v in mod.ravel()])
     with np.errstate(over="ignore"):
         if max(moduli) < 1 << 52:
             inverse = 1.0 / mod.astype(np.float64)

@@ -12,7 +12,7 @@ from collections.abc import Iterable, Iterator, Sequence
 
 import numpy as np
 
-from fedpriv.crypto.modq import _check_degree, _check_primes, sum_mod
+from fedpriv.crypto.modq import check_degree, check_primes, sum_mod
 from fedpriv.crypto.sealheader import SEED_BYTES
 
 PRNG_BLAKE2XB, PRNG_SHAKE256 = 1, 2
@@ -225,7 +225,7 @@ def expand_seed(
         uint64 array of shape (L, N), each row reduced mod its prime.
 
     """
-    seed, primes, n = _check_seed(seed), _check_primes(primes), _check_degree(n)
+    seed, primes, n = _check_seed(seed), check_primes(primes), check_degree(n)
     prng_type = PRNG_BLAKE2XB if prng_type is None else prng_type
     total = n * len(primes)
     refills = -(-total * 8 // _REFILL)
@@ -273,7 +273,7 @@ def sum_seeds(
         uint64 array of shape (L, N).
 
     """
-    primes = _check_primes(primes)
+    primes = check_primes(primes)
     return sum_mod(expand_seeds(seeds, primes, n, prng_type=prng_type), primes)
 
 
@@ -292,7 +292,7 @@ def expand_seeds(
     ``2^64 mod q / 2^64`` of them) is expanded again by :func:`expand_seed`, which draws the
     replacement words exactly as SEAL does.
     """
-    primes, n = _check_primes(primes), _check_degree(n)
+    primes, n = check_primes(primes), check_degree(n)
     if prng_type != PRNG_BLAKE2XB:
         yield from (expand_seed(seed, primes, n, prng_type=prng_type) for seed in seeds)
         return

@@ -6,19 +6,16 @@ SEAL's file-path I/O and its quirks stay in one place.
 
 from __future__ import annotations
 
-import os
 import struct
-import threading
-import weakref
-from typing import Any, Protocol
 
 import numpy as np
 import tenseal.sealapi as sealapi
 
 from fedpriv.crypto.backend import OneAtATime
 from fedpriv.crypto.presets import CkksPreset
+from fedpriv.crypto.sealfiles import SealObject, memory_file
 from fedpriv.crypto.sealformat import parse_ciphertext, parse_plaintext
-from fedpriv.crypto.sealheader import decompress
+from fedpriv.crypto.sealheader import decompress, parse_whole
 from fedpriv.errors import (
     AggregateRejectedError,
     CiphertextFormatError,
@@ -38,8 +35,9 @@ TRIVIAL = (
 # replaced by the seed it was drawn from), half a ciphertext on the wire. One coefficient prime
 # and no special prime: the server only adds, so it needs no key-switching prime and no key.
 #
-# ``sealapi`` saves and loads through file paths only; :class:`_Scratch` turns that into bytes
-# through an anonymous in-memory file, so no key or ciphertext ever lands on a filesystem.
+# ``sealapi`` saves and loads through file paths only; :mod:`fedpriv.crypto.sealfiles` turns
+# that into bytes through an anonymous in-memory file, so no key or ciphertext ever lands on a
+# filesystem.
 
 # Context file: magic, version, kind (0 parameters only, 1 with the secret key), scale bits,
 # reserved, length of SEAL's EncryptionParameters; then [u32 length, SEAL SecretKey].
@@ -47,61 +45,9 @@ _CONTEXT_HEAD = struct.Struct("<4sBBBBI")
 _CONTEXT_MAGIC, _CONTEXT_VERSION = b"FPCX", 1
 _KIND_PARAMETERS, _KIND_SECRET = 0, 1
 _LENGTH = struct.Struct("<I")
-# SEAL's own header: magic 0xA15E, header size 16, version, compression, reserved, total size.
-_SEAL_HEAD = struct.Struct("<HBBBBHQ")
-_SEAL_MAGIC = 0xA15E
 # pybind11 turns SEAL's std::invalid_argument into ValueError, logic/runtime/ios errors into
 # RuntimeError; the rest are defensive (bad sizes reaching the bindings).
 _SEAL_ERRORS = (RuntimeError, ValueError, TypeError, MemoryError, OverflowError, IndexError)
-
-
-class SealObject(Protocol):
-    """What ``sealapi`` objects (ciphertexts, keys, parameters) offer: files by path."""
-
-    def save(self, path: str) -> None:
-        """Write the object to ``path``."""
-        ...
-
-
-class _Scratch:
-    """An anonymous in-memory file standing in for the paths ``sealapi`` reads and writes."""
-
-    def __init__(self) -> None:
-        self.pid = os.getpid()
-        self.fd = os.memfd_create("fedpriv-seal", os.MFD_CLOEXEC)
-        self.path = f"/proc/self/fd/{self.fd}"
-        # Closed with the object: threads that end (or a forked child's copy) leak nothing.
-        weakref.finalize(self, os.close, self.fd)
-
-    def dump(self, obj: SealObject) -> bytes:
-        """``obj.save(path)``, returning the bytes; the file is emptied again at once."""
-        try:
-            obj.save(self.path)
-            return os.pread(self.fd, os.fstat(self.fd).st_size, 0)
-        finally:
-            os.ftruncate(self.fd, 0)
-
-    def load(self, obj: Any, data: bytes, *context: object) -> None:
-        """``obj.load([context,] path)`` from ``data`` (``obj``: any ``sealapi`` object)."""
-        os.ftruncate(self.fd, 0)
-        view, offset = memoryview(data), 0
-        while offset < len(view):
-            offset += os.pwrite(self.fd, view[offset:], offset)
-        try:
-            obj.load(*context, self.path)
-        finally:
-            os.ftruncate(self.fd, 0)
-
-
-_local = threading.local()
-
-
-def _scratch() -> _Scratch:
-    # One per thread and per process: a memfd inherited through fork would be shared.
-    scratch = getattr(_local, "scratch", None)
-    if scratch is None or scratch.pid != os.getpid():
-        scratch = _local.scratch = _Scratch()
-    return scratch
 
 
 def save_uncompressed(obj: SealObject, max_size: int = 1 << 31) -> bytes:
@@ -110,22 +56,7 @@ def save_uncompressed(obj: SealObject, max_size: int = 1 << 31) -> bytes:
     Written to an anonymous in-memory file (nothing reaches a filesystem), then decompressed
     with :func:`fedpriv.crypto.sealformat.decompress`.
     """
-    return decompress(_scratch().dump(obj), max_size, what=type(obj).__name__)
-
-
-def _check_seal_header(data: bytes, what: str, max_size: int) -> None:
-    """Check SEAL's header before SEAL parses: it ignores trailing bytes, we do not."""
-    if len(data) < _SEAL_HEAD.size:
-        raise CiphertextFormatError(f"{what}: {len(data)} bytes, shorter than a SEAL header")
-    magic, header_size, _major, _minor, compression, _reserved, size = _SEAL_HEAD.unpack_from(data)
-    if magic != _SEAL_MAGIC or header_size != _SEAL_HEAD.size:
-        raise CiphertextFormatError(f"{what}: not a SEAL object (bad magic or header)")
-    if compression not in (0, 1, 2):
-        raise CiphertextFormatError(f"{what}: unknown compression mode {compression}")
-    if size != len(data):
-        raise CiphertextFormatError(f"{what}: SEAL header says {size} bytes, got {len(data)}")
-    if size > max_size:
-        raise CiphertextFormatError(f"{what}: {size} bytes exceed the limit of {max_size}")
+    return decompress(memory_file().dump(obj), max_size, what=type(obj).__name__)
 
 
 def seal_parameters(preset: CkksPreset) -> sealapi.EncryptionParameters:
@@ -183,8 +114,7 @@ class SealContext(OneAtATime):
 
     def to_bytes(self, secret: bool) -> bytes:
         """The context file: parameters, and the secret key when ``secret``."""
-        scratch = _scratch()
-        parms = scratch.dump(self._parms)
+        parms = memory_file().dump(self._parms)
         kind = _KIND_SECRET if secret else _KIND_PARAMETERS
         parts = [
             _CONTEXT_HEAD.pack(
@@ -195,7 +125,7 @@ class SealContext(OneAtATime):
         if secret:
             if self._secret_key is None:
                 raise CryptoError("this context holds no secret key to serialize")
-            key = scratch.dump(self._secret_key)
+            key = memory_file().dump(self._secret_key)
             parts += [_LENGTH.pack(len(key)), key]
         return b"".join(parts)
 
@@ -228,7 +158,7 @@ class SealContext(OneAtATime):
                 "parameters only (provision with `fedpriv keys new`)"
             )
         parms_bytes = data[head : head + length]
-        expected = _scratch().dump(seal_parameters(preset))
+        expected = memory_file().dump(seal_parameters(preset))
         if parms_bytes != expected:
             raise KeyMaterialError(f"{origin}: CKKS parameters differ from preset {preset.name}")
         rest = data[head + length :]
@@ -247,8 +177,8 @@ class SealContext(OneAtATime):
         context = sealapi.SEALContext(parms, True, sealapi.SEC_LEVEL_TYPE.TC128)
         key = sealapi.SecretKey()
         try:
-            _check_seal_header(key_bytes, f"{origin}: secret key", len(key_bytes))
-            _scratch().load(key, key_bytes, context)
+            parse_whole(key_bytes, len(key_bytes), what=f"{origin}: secret key")
+            memory_file().load(key, key_bytes, context)
         except (CiphertextFormatError, *_SEAL_ERRORS) as err:
             raise KeyMaterialError(f"{origin}: not a secret key of preset {preset.name}") from err
         return key
@@ -263,7 +193,7 @@ class SealContext(OneAtATime):
         plain = sealapi.Plaintext()
         # Two reals per slot; a list of complex is the bindings' fastest conversion.
         self._encoder.encode(reals.view(np.complex128).tolist(), self._scale, plain)
-        return _scratch().dump(self._encryptor.encrypt_symmetric(plain))
+        return memory_file().dump(self._encryptor.encrypt_symmetric(plain))
 
     def secret_ntt(self) -> np.ndarray:
         """The secret key's polynomials in NTT form (``(L, N)`` u64), for numpy encryption."""
@@ -292,7 +222,7 @@ class SealContext(OneAtATime):
         reals[: values.size] = values
         plain = sealapi.Plaintext()
         self._encoder.encode(reals.view(np.complex128).tolist(), self._scale, plain)
-        data = decompress(_scratch().dump(plain), self.max_ciphertext_bytes, what="plaintext")
+        data = decompress(memory_file().dump(plain), self.max_ciphertext_bytes, what="plaintext")
         coefficients: np.ndarray = parse_plaintext(
             data, self.primes, self.preset.poly_modulus_degree
         )[0]
@@ -341,10 +271,10 @@ class SealContext(OneAtATime):
             If the bytes are not a fresh two-polynomial ciphertext at this preset's scale.
 
         """
-        _check_seal_header(blob, what, self.max_ciphertext_bytes)
+        parse_whole(blob, self.max_ciphertext_bytes, what=what)
         ciphertext = sealapi.Ciphertext()
         try:
-            _scratch().load(ciphertext, blob, self._context)
+            memory_file().load(ciphertext, blob, self._context)
         except _SEAL_ERRORS as err:
             raise CiphertextFormatError(
                 f"{what}: not a ciphertext of preset {self.preset.name} ({err})"
@@ -379,4 +309,4 @@ class SealContext(OneAtATime):
 
     def serialize(self, ciphertext: sealapi.Ciphertext) -> bytes:
         """The bytes of a (summed, hence full) ciphertext."""
-        return _scratch().dump(ciphertext)
+        return memory_file().dump(ciphertext)

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from fedpriv.crypto.modq import _check_degree, _check_primes
+from fedpriv.crypto.modq import check_degree, check_primes
 from fedpriv.crypto.prng import PRNG_BLAKE2XB, PRNG_SHAKE256, expand_seed
 from fedpriv.crypto.sealheader import (
     COMPR_NONE,
@@ -23,6 +23,7 @@ from fedpriv.crypto.sealheader import (
     SEAL_VERSION,
     SEED_BYTES,
     parse_header,
+    parse_whole,
     write_header,
 )
 from fedpriv.errors import SealFormatError
@@ -56,7 +57,7 @@ def compute_parms_id(n: int, primes: Sequence[int], scheme: int = SCHEME_CKKS) -
         32 bytes, as serialized.
 
     """
-    words = [scheme, n, *_check_primes(primes), 0]
+    words = [scheme, n, *check_primes(primes), 0]
     return hashlib.blake2b(struct.pack(f"<{len(words)}Q", *words), digest_size=32).digest()
 
 
@@ -222,19 +223,15 @@ def parse_ciphertext(
         Naming the first problem found.
 
     """
-    primes, n = _check_primes(primes), _check_degree(n)
+    primes, n = check_primes(primes), check_degree(n)
     count = len(primes)
     full_size = ciphertext_size(n, count, seeded=False)
     seeded_size = ciphertext_size(n, count, seeded=True)
     limit = full_size if max_size is None else max_size
     view = memoryview(data).cast("B")
-    if len(view) > limit:
-        raise SealFormatError(f"{what}: {len(view)} bytes exceed the limit of {limit}")
-    header = parse_header(view, 0, versions, what)
+    header = parse_whole(view, limit, versions, what)
     if header.compr_mode != COMPR_NONE:
         raise SealFormatError(f"{what}: compressed (mode {header.compr_mode}); decompress() first")
-    if header.size != len(view):
-        raise SealFormatError(f"{what}: header says {header.size} bytes, got {len(view)}")
     if len(view) not in (full_size, seeded_size):
         raise SealFormatError(
             f"{what}: {len(view)} bytes; a ciphertext of N={n} with {count} prime(s) has "
@@ -345,13 +342,13 @@ def write_ciphertext(
         If shapes, the seed, the scale or a coefficient (>= its prime) is invalid.
 
     """
-    primes = _check_primes(primes)
+    primes = check_primes(primes)
     if (c1 is None) == (seed is None):
         raise ValueError("give exactly one of c1 and seed")
     polys = [np.asarray(c0)] if c1 is None else [np.asarray(c0), np.asarray(c1)]
     count, n = len(primes), polys[0].shape[-1] if polys[0].ndim == 2 else 0
     if n:
-        _check_degree(n)
+        check_degree(n)
     for index, poly in enumerate(polys):
         if poly.shape != (count, n) or poly.dtype.kind not in "ui":
             raise ValueError(f"c{index}: shape {poly.shape} {poly.dtype}, expected ({count}, N)")
@@ -402,8 +399,8 @@ def parse_plaintext(
         If the layout, the parameters or a coefficient is not as expected.
 
     """
-    primes = _check_primes(primes)
-    n = _check_degree(n)
+    primes = check_primes(primes)
+    n = check_degree(n)
     words = n * len(primes)
     size = SEAL_HEADER_SIZE + _PT_META.size + SEAL_HEADER_SIZE + 8 + 8 * words
     view = memoryview(data)
@@ -432,10 +429,10 @@ def write_plaintext(poly: np.ndarray, primes: Sequence[int], scale: float) -> by
 
     The layout :func:`parse_plaintext` reads, and ``sealapi.Plaintext().load`` accepts.
     """
-    primes = _check_primes(primes)
+    primes = check_primes(primes)
     poly = np.asarray(poly, dtype=np.uint64)
     n = poly.shape[-1] if poly.ndim == 2 else 0
-    _check_degree(n)
+    check_degree(n)
     if poly.shape != (len(primes), n):
         raise ValueError(f"plaintext of shape {poly.shape}, expected ({len(primes)}, N)")
     _check_reduced(poly, primes, "plaintext")
@@ -456,12 +453,12 @@ def write_polys(polys: Sequence[np.ndarray], primes: Sequence[int], *, ntt_form:
     polynomials it needs transformed (a secret share, noise) as one, which is how it gets
     SEAL's own NTT for polynomials SEAL did not make.
     """
-    primes = _check_primes(primes)
+    primes = check_primes(primes)
     if not 2 <= len(polys) <= 16:
         raise ValueError(f"2 .. 16 polynomials per container, got {len(polys)}")
     arrays = [np.asarray(p, dtype=np.uint64) for p in polys]
     n = arrays[0].shape[-1]
-    _check_degree(n)
+    check_degree(n)
     for index, poly in enumerate(arrays):
         if poly.shape != (len(primes), n):
             raise ValueError(f"polynomial {index}: shape {poly.shape}")
@@ -485,7 +482,7 @@ def parse_polys(
     data: bytes, primes: Sequence[int], n: int, count: int, *, ntt_form: bool
 ) -> list[np.ndarray]:
     """Read back what :func:`write_polys` wrote (or SEAL saved of it, uncompressed)."""
-    primes, n = _check_primes(primes), _check_degree(n)
+    primes, n = check_primes(primes), check_degree(n)
     words = n * len(primes) * count
     size = SEAL_HEADER_SIZE + _CT_META.size + SEAL_HEADER_SIZE + 8 + 8 * words
     view = memoryview(data).cast("B")

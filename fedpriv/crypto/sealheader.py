@@ -1,4 +1,8 @@
-"""SEAL's serialization header and its compressed forms (zlib, zstd)."""
+"""SEAL's serialization header and its compressed forms (zlib, zstd).
+
+One module: the 16-byte header and the compression of what follows it are one format
+(SEAL's ``Serialization``), written and checked in one place.
+"""
 
 from __future__ import annotations
 
@@ -166,6 +170,33 @@ def parse_header(
     if reserved != 0:
         raise SealFormatError(f"{what}: reserved header field is {reserved}, not 0")
     return SealHeader((major, minor), compr, size)
+
+
+def parse_whole(
+    data: bytes | memoryview,
+    max_size: int,
+    versions: Iterable[tuple[int, int]] = (SEAL_VERSION,),
+    what: str = "SEAL object",
+) -> SealHeader:
+    """Check that ``data`` is exactly one SEAL object of at most ``max_size`` bytes.
+
+    SEAL itself ignores bytes after the size its header gives; fedpriv refuses them, and
+    checks the size limit before anything is parsed or decompressed.
+
+    Raises
+    ------
+    SealFormatError
+        If ``data`` is over the limit, its header is invalid (:func:`parse_header`) or the
+        header's size is not ``len(data)``.
+
+    """
+    view = memoryview(data).cast("B")
+    if len(view) > max_size:
+        raise SealFormatError(f"{what}: {len(view)} bytes exceed the limit of {max_size}")
+    header = parse_header(view, 0, versions, what)
+    if header.size != len(view):
+        raise SealFormatError(f"{what}: header says {header.size} bytes, got {len(view)}")
+    return header
 
 
 # -- compression ----------------------------------------------------------------------------

@@ -35,7 +35,8 @@ def _seal_ntt(bits: list[int], primes: list[int], polys: list[np.ndarray]) -> li
     the data level of a context with one more (unused) prime."""
     import tenseal.sealapi as sealapi
 
-    from fedpriv.crypto.seal import _scratch, save_uncompressed
+    from fedpriv.crypto.seal import save_uncompressed
+    from fedpriv.crypto.sealfiles import memory_file
     from fedpriv.crypto.sealformat import parse_polys, write_polys
 
     parms = sealapi.EncryptionParameters(sealapi.SCHEME_TYPE.CKKS)
@@ -46,7 +47,7 @@ def _seal_ntt(bits: list[int], primes: list[int], polys: list[np.ndarray]) -> li
     container = sealapi.Ciphertext(context)
     # SEAL refuses a "transparent" ciphertext: a polynomial of ones rides along at the end.
     ones = np.ones((len(primes), N), dtype=np.uint64)
-    _scratch().load(container, write_polys([*polys, ones], primes, ntt_form=False), context)
+    memory_file().load(container, write_polys([*polys, ones], primes, ntt_form=False), context)
     sealapi.Evaluator(context).transform_to_ntt_inplace(container)
     parsed = parse_polys(save_uncompressed(container), primes, N, len(polys) + 1, ntt_form=True)
     return list(parsed[: len(polys)])

@@ -128,9 +128,9 @@ def test_c0_is_seals_encoding_plus_small_noise_minus_a_s(client):
     container = sealapi.Ciphertext(client.seal._context)
     ones = np.ones((1, N), dtype=np.uint64)
     load = write_polys([difference[None, :], ones], [client.q], ntt_form=True)
-    from fedpriv.crypto.seal import _scratch
+    from fedpriv.crypto.sealfiles import memory_file
 
-    _scratch().load(container, load, client.seal._context)
+    memory_file().load(container, load, client.seal._context)
     evaluator.transform_from_ntt_inplace(container)
     noise = parse_polys(save_uncompressed(container), [client.q], N, 2, ntt_form=False)[0][0]
     signed = np.where(noise > client.q // 2, noise.astype(np.int64) - client.q, noise)

@@ -549,3 +549,38 @@ def test_pack_checks():
     too_big = modq.pack_coefficients(np.array([q], dtype=np.uint64), bits)
     with pytest.raises(SealFormatError, match="modulus"):
         modq.unpack_coefficients(too_big, bits, 1, modulus=q)
+
+
+def test_memory_file_round_trips_seal_objects_without_a_filesystem(tmp_path, monkeypatch):
+    import threading
+
+    import tenseal.sealapi as sealapi
+
+    from fedpriv.crypto.sealfiles import memory_file
+
+    monkeypatch.chdir(tmp_path)
+    file = memory_file()
+    data = file.dump(seal_parameters(get_preset("n4096-packed")))
+    assert data[:2] == struct.pack("<H", sh.SEAL_MAGIC)
+    loaded = sealapi.EncryptionParameters(sealapi.SCHEME_TYPE.CKKS)
+    file.load(loaded, data)
+    assert file.dump(loaded) == data
+    # Emptied after each use, nothing written where the process runs; one file per thread.
+    assert os.fstat(file.fd).st_size == 0 and list(tmp_path.iterdir()) == []
+    assert memory_file() is file
+    others: list[object] = []
+    thread = threading.Thread(target=lambda: others.append(memory_file()))
+    thread.start()
+    thread.join()
+    assert others and others[0] is not file
+
+
+def test_a_whole_seal_object_is_exactly_its_headers_size_within_the_limit():
+    data = save_uncompressed(seal_parameters(get_preset("n4096-packed")))
+    assert sh.parse_whole(data, len(data)).size == len(data)
+    with pytest.raises(SealFormatError, match="header says"):
+        sh.parse_whole(data + b"\0", len(data) + 1)
+    with pytest.raises(SealFormatError, match="limit"):
+        sh.parse_whole(data, len(data) - 1)
+    with pytest.raises(SealFormatError, match="magic"):
+        sh.parse_whole(b"\0" * len(data), len(data))
