@@ -38,6 +38,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # run from a checkout without installing it
     sys.path.insert(0, str(ROOT))
 
+from fedpriv.bench.deployment import cpu_sentence  # noqa: E402
 from fedpriv.bench.settings import SIZE_MODELS  # noqa: E402
 from fedpriv.cli import build_parser  # noqa: E402
 from fedpriv.cli.flags import SPECIAL_KEYS, flag_name  # noqa: E402
@@ -773,6 +774,16 @@ def performance_page() -> str:
                 else "."
             ),
             "",
+            *(
+                [
+                    "Where the CPU went in the forked deployment (each process's user and "
+                    "system seconds from `/proc`, a SuperExec's with the apps it launched; the "
+                    "machine's busy seconds for the rest): " + cpu_sentence(deploy["cpu"]),
+                    "",
+                ]
+                if deploy.get("cpu")
+                else []
+            ),
         ]
     if "scale" in bench:
         scale = bench["scale"]

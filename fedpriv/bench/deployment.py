@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import statistics
 from collections.abc import Iterator
@@ -12,7 +13,8 @@ from typing import Any
 
 from fedpriv.bench.federation import scratch
 from fedpriv.config import RunConfig
-from fedpriv.deploy.local import LocalDeployment, deploy_local
+from fedpriv.deploy.cpu import OTHER, ROLES, RoundsCpu
+from fedpriv.deploy.local import CPU_FILE, LocalDeployment, deploy_local
 from fedpriv.flower_internals import FORK_ENV
 from fedpriv.history import History
 from fedpriv.rundir import RunDirectory
@@ -59,11 +61,14 @@ class DeployResult:
     deployment: EngineCost
     simulation: EngineCost
     flower_executor: EngineCost | None = None
+    # Where the CPU went while the forked deployment's rounds after the first ran.
+    cpu: RoundsCpu | None = None
 
     def to_json(self) -> dict[str, Any]:
         """As ``bench.json`` holds it, with the medians and their ratios."""
         data = {
             **asdict(self),
+            "cpu": None if self.cpu is None else self.cpu.to_json(),
             "deployment_round_seconds": self.deployment.median_later_round,
             "simulation_round_seconds": self.simulation.median_later_round,
             "round_seconds_ratio": (
@@ -89,11 +94,41 @@ def measure_deploy(out: Path, changes: dict[str, Any] | None = None) -> DeployRe
     with _environment(FORK_ENV, "0"):
         unforked = deploy_local(LocalDeployment(config, scratch(out, "deploy-flower-executor")))
     simulated = run_simulation(config.replace(out_dir=str(scratch(out, "deploy-simulation"))))
+    cpu_file = deployed.parent / "logs" / CPU_FILE
     return DeployResult(
         settings,
         EngineCost.of(RunDirectory(deployed).read_history()),
         EngineCost.of(RunDirectory(simulated).read_history()),
         EngineCost.of(RunDirectory(unforked).read_history()),
+        RoundsCpu.from_json(json.loads(cpu_file.read_text())) if cpu_file.is_file() else None,
+    )
+
+
+# Flower's own processes (the rest run fedpriv's apps, or are not the deployment's).
+FLOWER_RUNTIME = ("SuperLink", "SuperNodes")
+_ROLE_NAMES = {
+    "SuperLink": "SuperLink",
+    "SuperNodes": "SuperNodes",
+    "ClientApps": "ClientApps with their SuperExecs",
+    "ServerApp": "ServerApp with its SuperExec",
+    OTHER: "rest of the machine",
+}
+
+
+def cpu_sentence(cpu: dict[str, Any]) -> str:
+    """Where the CPU went per round (``bench.json``'s ``deploy.cpu``), as one sentence."""
+    measured = RoundsCpu.from_json(cpu)
+    per_round = measured.per_round()
+    total = sum(per_round.values())
+    seconds = {name: per_round.get(name, 0.0) for name in [*(r for _, r in ROLES), OTHER]}
+    parts = ", ".join(
+        f"{_ROLE_NAMES[name]} {value:.2f} ({value / total:.0%})" for name, value in seconds.items()
+    )
+    flower = sum(per_round.get(name, 0.0) for name in FLOWER_RUNTIME) / total
+    rounds = f"rounds {measured.first_round + 1}-{measured.last_round}"
+    return (
+        f"CPU seconds a round while {rounds} ran ({measured.wall_seconds:.1f} s): {total:.2f} "
+        f"in all: {parts}. Flower's own runtime (SuperLink and SuperNodes) took {flower:.0%}."
     )
 
 

@@ -168,6 +168,10 @@ def print_bench(results: dict[str, Any]) -> None:
                 else ""
             )
         )
+        if deploy.get("cpu"):
+            from fedpriv.bench.deployment import cpu_sentence
+
+            console.print(cpu_sentence(deploy["cpu"]))
     if "scale" in results:
         scale = results["scale"]
         console.print(

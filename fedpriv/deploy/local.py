@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import signal
 import threading
 from dataclasses import dataclass
@@ -9,6 +10,7 @@ from pathlib import Path
 
 from fedpriv.config import RunConfig
 from fedpriv.deploy import topology
+from fedpriv.deploy.cpu import RoundsCpuWatch
 from fedpriv.deploy.credentials import make_certificates, make_node_key
 from fedpriv.deploy.flwr_cli import (
     Progress,
@@ -32,6 +34,8 @@ from fedpriv.schemes.base import load_scheme
 # the key holder, and stops every process it started by process group, on failure too.
 
 APP_DIR = Path(__file__).resolve().parents[2]
+# Where the CPU went while the rounds after the first ran (:class:`~fedpriv.deploy.cpu.RoundsCpu`).
+CPU_FILE = "cpu.json"
 
 
 @dataclass(frozen=True)
@@ -97,13 +101,13 @@ def deploy_local(deployment: LocalDeployment, progress: Progress = None) -> Path
             signal.signal(signal.SIGTERM, previous)
 
 
-def _rounds_done(run_dir: Path, rounds: int) -> bool:
-    """Whether the ServerApp has recorded its last round (the run is about to finish)."""
+def _rounds_recorded(run_dir: Path) -> int:
+    """How many rounds the ServerApp has recorded (the run ends after the last)."""
     rundir = RunDirectory(run_dir)
     try:
-        return rundir.has_history() and len(rundir.read_history()) >= rounds
+        return len(rundir.read_history()) if rundir.has_history() else 0
     except (OSError, ValueError, FedprivError):
-        return False  # being written
+        return 0  # being written
 
 
 def _exit_on_signal(signum: int, _frame: object) -> None:
@@ -174,6 +178,13 @@ def _deploy(
     run_dir = out / "run"
     server_keys = str(keys.server) if keys and keys.server else ""
     run_config = config.replace(out_dir=str(run_dir), key_dir=server_keys)
+    watch = RoundsCpuWatch(processes, config.num_server_rounds)
+
+    def settled() -> bool:
+        recorded = _rounds_recorded(run_dir)
+        watch.observe(recorded)
+        return recorded >= config.num_server_rounds
+
     submit_run(
         deployment.app_dir,
         run_config_string(run_config),
@@ -182,8 +193,10 @@ def _deploy(
         deployment.timeout,
         progress,
         processes.check_alive,
-        settled=lambda: _rounds_done(run_dir, config.num_server_rounds),
+        settled=settled,
     )
+    if (cpu := watch.result()) is not None:
+        (logs / CPU_FILE).write_text(json.dumps(cpu.to_json(), indent=2) + "\n")
     if scheme.needs_release and keys is not None:
         release(run_dir, keys.client)
     return run_dir

@@ -11,8 +11,9 @@ from support import leaks, parameter_fragments, pids_with_cmdline, secret_fragme
 
 from fedpriv.config import RunConfig
 from fedpriv.deploy import compose, topology
+from fedpriv.deploy.cpu import RoundsCpu
 from fedpriv.deploy.credentials import make_certificates
-from fedpriv.deploy.local import LocalDeployment, deploy_local
+from fedpriv.deploy.local import CPU_FILE, LocalDeployment, deploy_local
 from fedpriv.deploy.processes import group_alive
 from fedpriv.errors import DeploymentError
 
@@ -78,6 +79,13 @@ def test_loopback_deployment_ckks_over_tls_matches_simulation(tmp_path, compose_
     for deployed, simulated_round in zip(history["rounds"], reference["rounds"], strict=True):
         assert abs(deployed["accuracy"] - simulated_round["accuracy"]) <= 0.01
     assert (run_dir / "model.pt").exists()
+
+    # Where round 2's CPU went, by role: every role of the deployment did some of it.
+    cpu = RoundsCpu.from_json(json.loads((out / "logs" / CPU_FILE).read_text()))
+    assert (cpu.first_round, cpu.last_round) == (1, 2)
+    assert set(cpu.cpu_seconds) == {"SuperLink", "SuperNodes", "ClientApps", "ServerApp"}
+    assert all(seconds > 0 for seconds in cpu.cpu_seconds.values())
+    assert sum(cpu.cpu_seconds.values()) <= cpu.machine_cpu_seconds + 1.0
 
     # Nothing secret in any process's log: no key bytes, no plaintext parameter value.
     logs = "".join(path.read_text(errors="replace") for path in (out / "logs").glob("*.log"))
