@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, Protocol, TypeVar
+from typing import Any, Protocol, TypeVar, runtime_checkable
 
 import numpy as np
 
@@ -64,6 +64,15 @@ class CkksBackend(Protocol[CiphertextT]):
 
     def serialize(self, ciphertext: CiphertextT) -> bytes:
         """The bytes of a (summed) ciphertext."""
+        ...
+
+
+@runtime_checkable
+class ParsesMany(Protocol):
+    """A backend that reads all of a record's ciphertexts in one pass (the server's hot path)."""
+
+    def parse_many(self, blobs: Sequence[tuple[str, bytes | memoryview, int]]) -> list[Any]:
+        """Read each ``(name, bytes, values)`` as :meth:`CkksBackend.parse` would."""
         ...
 
 

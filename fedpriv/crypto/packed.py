@@ -391,6 +391,6 @@ class PackedContext:
         return b"".join(parts)
 
     @staticmethod
-    def expanded(blob: bytes) -> bool:
+    def expanded(blob: bytes | memoryview) -> bool:
         """Whether a serialized ciphertext carries c1 expanded (else seeds)."""
         return bool(HEADER.unpack_from(blob)[1] & EXPANDED)

@@ -15,6 +15,7 @@ import numpy as np
 from flwr.app import Array, ArrayRecord
 
 from fedpriv.crypto.authenticated import AUTH_KEY
+from fedpriv.crypto.backend import ParsesMany
 from fedpriv.crypto.encoding import UpdateEncoding
 from fedpriv.crypto.keys import CkksContext
 from fedpriv.crypto.packed import PackedContext
@@ -148,10 +149,10 @@ def deserialize_update(
         of ciphertexts, or bytes that do not parse as a ciphertext of this context.
 
     """
-    return [
-        context.parse(data, name, size)
-        for name, data, size in ciphertext_blobs(record, preset, num_values)
-    ]
+    blobs = _blob_views(record, preset, num_values)
+    if isinstance(context, ParsesMany):
+        return context.parse_many(blobs)
+    return [context.parse(bytes(data), name, size) for name, data, size in blobs]
 
 
 def ciphertext_blobs(
@@ -169,6 +170,15 @@ def ciphertext_blobs(
         of ciphertexts, or a framing that does not add up.
 
     """
+    return [
+        (name, bytes(data), size) for name, data, size in _blob_views(record, preset, num_values)
+    ]
+
+
+def _blob_views(
+    record: ArrayRecord, preset: CkksPreset, num_values: int
+) -> list[tuple[str, bytes | memoryview, int]]:
+    """:func:`ciphertext_blobs`, cut from the record's bytes without copying them."""
     layout = expected_layout(num_values, preset)
     names = [KEY_FORMAT.format(i) for i in range(len(layout))]
     # An upload's or a sum's authenticator travels beside its ciphertexts; it is none of them.
@@ -195,10 +205,10 @@ def ciphertext_blobs(
         raise CiphertextFormatError(
             f"{CIPHERTEXTS_KEY}: {len(data)} bytes, the framing says {head + sum(lengths)}"
         )
-    blobs = []
-    offset = head
+    blobs: list[tuple[str, bytes | memoryview, int]] = []
+    view, offset = memoryview(data), head  # cut without copying
     for name, length, size in zip(names, lengths, layout, strict=True):
-        blobs.append((name, data[offset : offset + length], size))
+        blobs.append((name, view[offset : offset + length], size))
         offset += length
     return blobs
 
@@ -258,7 +268,7 @@ def aggregate_form(record: ArrayRecord, preset: CkksPreset) -> str:
     """
     if preset.backend != "packed" or not record:
         return "full"
-    first = ciphertext_blobs(record, preset, record_values(record))[0][1]
+    first = _blob_views(record, preset, record_values(record))[0][1]
     return "expanded" if PackedContext.expanded(first) else "seeds"
 
 

@@ -348,6 +348,44 @@ def test_wire_round_trips_and_refuses_what_is_not_its_own(ckks, federation):
         wire.read_polynomial(bytes(unreduced), "key")
 
 
+def test_wire_values_read_as_a_python_reading_of_the_layout(ckks):
+    # Every 36-bit value, including the extremes, against a byte-by-byte reading in Python:
+    # value i = u32 at 4i (little endian) | nibble i (low nibble first) << 32.
+    wire = ThresholdWire(ckks)
+    rng = np.random.default_rng(7)
+    values = rng.integers(0, 2**36, size=ckks.n, dtype=np.uint64)
+    values[:4] = [0, 2**36 - 1, 2**32 - 1, 2**32]
+    blob = wire.serialize(Summed(values))
+    body = blob[HEADER.size :]
+    n = ckks.n
+    python = [
+        int.from_bytes(body[4 * i : 4 * i + 4], "little")
+        | (((body[4 * n + i // 2] >> (4 * (i % 2))) & 15) << 32)
+        for i in range(n)
+    ]
+    assert python == [int(v) for v in values]
+    assert np.array_equal(wire.parse(blob, "ct", n).c0, values)
+    assert np.array_equal(wire.read_share(wire.write_share(values), "share"), values)
+
+
+def test_a_records_ciphertexts_parse_in_one_pass_as_one_by_one(ckks):
+    wire = ThresholdWire(ckks)
+    rng = np.random.default_rng(11)
+    rows = [rng.integers(0, 2**36, size=ckks.n, dtype=np.uint64) for _ in range(5)]
+    blobs = [(f"ct-{i:05d}", wire.serialize(Summed(r)), ckks.n) for i, r in enumerate(rows)]
+    together = wire.parse_many([(n, memoryview(b), s) for n, b, s in blobs])
+    assert [t.c0.tolist() for t in together] == [r.tolist() for r in rows]
+    for parsed, (name, blob, size) in zip(together, blobs, strict=True):
+        assert np.array_equal(parsed.c0, wire.parse(blob, name, size).c0)
+    # One wrong ciphertext among them: refused, by its name.
+    bad = list(blobs)
+    bad[3] = (bad[3][0], bad[3][1][:8] + bytes(8) + bad[3][1][16:], ckks.n)
+    with pytest.raises(CiphertextFormatError, match="ct-00003: parameters differ"):
+        wire.parse_many(bad)
+    with pytest.raises(CiphertextFormatError, match="ct-00001: .* bytes, expected"):
+        wire.parse_many([blobs[0], (blobs[1][0], blobs[1][1][:-1], ckks.n)])
+
+
 def test_the_server_sums_on_the_wire_without_touching_an_upload(ckks, federation):
     wire = ThresholdWire(ckks)
     uploads = federation[4]
