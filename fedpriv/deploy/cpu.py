@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import os
+import threading
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -120,6 +123,10 @@ class _Look:
     roles: dict[str, float]
 
 
+# How often :meth:`RoundsCpuWatch.following` asks how many rounds are recorded.
+WATCH_SECONDS = 0.1
+
+
 class RoundsCpuWatch:
     """Looks at a deployment's processes as its rounds are recorded (:meth:`observe`)."""
 
@@ -139,6 +146,28 @@ class RoundsCpuWatch:
                 self._first = look
             elif recorded > self._first.rounds:
                 self._last = look
+
+    @contextmanager
+    def following(self, recorded: Callable[[], int]) -> Iterator[None]:
+        """Inside the block, a thread observes ``recorded()`` every :data:`WATCH_SECONDS`.
+
+        It stops once the last round is seen. A thread, not the launcher's loop: that loop
+        blocks on ``flwr`` commands for seconds at a time, and a round could pass unseen.
+        """
+        stop = threading.Event()
+
+        def follow() -> None:
+            while not stop.is_set() and self._last is None:
+                self.observe(recorded())
+                stop.wait(WATCH_SECONDS)
+
+        thread = threading.Thread(target=follow, name="rounds-cpu", daemon=True)
+        thread.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            thread.join()
 
     def result(self) -> RoundsCpu | None:
         """The measurement, once a later look than the first was taken."""

@@ -179,22 +179,17 @@ def _deploy(
     server_keys = str(keys.server) if keys and keys.server else ""
     run_config = config.replace(out_dir=str(run_dir), key_dir=server_keys)
     watch = RoundsCpuWatch(processes, config.num_server_rounds)
-
-    def settled() -> bool:
-        recorded = _rounds_recorded(run_dir)
-        watch.observe(recorded)
-        return recorded >= config.num_server_rounds
-
-    submit_run(
-        deployment.app_dir,
-        run_config_string(run_config),
-        env,
-        logs,
-        deployment.timeout,
-        progress,
-        processes.check_alive,
-        settled=settled,
-    )
+    with watch.following(lambda: _rounds_recorded(run_dir)):
+        submit_run(
+            deployment.app_dir,
+            run_config_string(run_config),
+            env,
+            logs,
+            deployment.timeout,
+            progress,
+            processes.check_alive,
+            settled=lambda: _rounds_recorded(run_dir) >= config.num_server_rounds,
+        )
     if (cpu := watch.result()) is not None:
         (logs / CPU_FILE).write_text(json.dumps(cpu.to_json(), indent=2) + "\n")
     if scheme.needs_release and keys is not None:

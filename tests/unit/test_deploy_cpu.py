@@ -87,3 +87,12 @@ def test_the_watch_looks_after_the_first_round_and_after_the_last(tmp_path):
     assert result.wall_seconds > 0 and result.cpu_seconds == {}
     watch.observe(3)  # later looks change nothing
     assert watch.result() == result
+
+
+def test_following_sees_rounds_that_pass_while_the_caller_is_busy(tmp_path):
+    recorded = iter([0, 0, 1, 1, 2, 3, 3, 3, 3, 3, 3, 3])
+    watch = RoundsCpuWatch(ProcessGroups(tmp_path), rounds=3)
+    with watch.following(lambda: next(recorded, 3)):
+        time.sleep(2.0)  # the launcher blocked in a `flwr` command
+    result = watch.result()
+    assert result is not None and (result.first_round, result.last_round) == (1, 3)
